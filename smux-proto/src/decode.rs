@@ -1,0 +1,265 @@
+//! Incremental frame assembly from input of any chunking.
+//!
+//! The decoder collects a header, lets the session decide what the body is for (a stream's
+//! data, an UPD, or bytes to discard), then collects the body. A payload that arrives whole in
+//! one input chunk is split off without copying when it is at least a quarter of that chunk, so
+//! a kept slice never pins more than four times its size of the caller's buffer; smaller
+//! payloads, and payloads spread over several chunks, are copied into an allocation of exactly
+//! their size.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::frame::{StreamId, HEADER_LEN, UPD_PAYLOAD_LEN};
+
+/// What the session decided a frame body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// Payload for a stream.
+    Data { id: StreamId, len: usize },
+    /// An UPD's eight bytes.
+    Upd { id: StreamId },
+    /// Bytes to read and drop.
+    Discard { len: usize },
+}
+
+/// A complete body.
+#[derive(Debug)]
+pub(crate) enum Complete {
+    Data {
+        id: StreamId,
+        data: Bytes,
+    },
+    Upd {
+        id: StreamId,
+        payload: [u8; UPD_PAYLOAD_LEN],
+    },
+    Discarded,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Collecting a header; `have == HEADER_LEN` means one waits for the session.
+    Header {
+        buf: [u8; HEADER_LEN],
+        have: usize,
+    },
+    Data {
+        id: StreamId,
+        len: usize,
+        acc: BytesMut,
+    },
+    Upd {
+        id: StreamId,
+        buf: [u8; UPD_PAYLOAD_LEN],
+        have: usize,
+    },
+    Discard {
+        left: usize,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct Decoder {
+    state: State,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder {
+            state: State::Header {
+                buf: [0; HEADER_LEN],
+                have: 0,
+            },
+        }
+    }
+}
+
+impl Decoder {
+    /// Collects header bytes from `input`; returns the header once all eight are here. It stays
+    /// pending (returned again by the next call) until [`Decoder::take_header`] or
+    /// [`Decoder::begin_body`].
+    pub fn header(&mut self, input: &mut Bytes) -> Option<[u8; HEADER_LEN]> {
+        let State::Header { buf, have } = &mut self.state else {
+            return None;
+        };
+        if *have < HEADER_LEN {
+            let n = (HEADER_LEN - *have).min(input.len());
+            buf[*have..*have + n].copy_from_slice(&input[..n]);
+            input.advance(n);
+            *have += n;
+        }
+        (*have == HEADER_LEN).then_some(*buf)
+    }
+
+    /// Whether a complete header waits for the session to take it.
+    pub fn pending_header(&self) -> Option<[u8; HEADER_LEN]> {
+        match &self.state {
+            State::Header { buf, have } if *have == HEADER_LEN => Some(*buf),
+            _ => None,
+        }
+    }
+
+    /// Consumes the pending header of a frame without a body.
+    pub fn take_header(&mut self) {
+        *self = Decoder::default();
+    }
+
+    /// Consumes the pending header and starts collecting its body.
+    pub fn begin_body(&mut self, body: Body) {
+        self.state = match body {
+            Body::Data { id, len } => State::Data {
+                id,
+                len,
+                acc: BytesMut::new(),
+            },
+            Body::Upd { id } => State::Upd {
+                id,
+                buf: [0; UPD_PAYLOAD_LEN],
+                have: 0,
+            },
+            Body::Discard { len } => State::Discard { left: len },
+        };
+    }
+
+    /// Whether a body is being collected.
+    pub fn in_body(&self) -> bool {
+        !matches!(self.state, State::Header { .. })
+    }
+
+    /// Feeds `input` to the body being collected; returns it once complete. `chunk_len` is the
+    /// length of the caller's input chunk, for the zero-copy rule.
+    pub fn body(&mut self, input: &mut Bytes, chunk_len: usize) -> Option<Complete> {
+        let done = match &mut self.state {
+            State::Header { .. } => return None,
+            State::Data { id, len, acc } => {
+                if acc.is_empty() && input.len() >= *len {
+                    let data = input.split_to(*len);
+                    let data = if data.len() * 4 >= chunk_len {
+                        data
+                    } else {
+                        Bytes::copy_from_slice(&data)
+                    };
+                    Complete::Data { id: *id, data }
+                } else {
+                    if acc.capacity() == 0 {
+                        *acc = BytesMut::with_capacity(*len);
+                    }
+                    let n = (*len - acc.len()).min(input.len());
+                    acc.extend_from_slice(&input[..n]);
+                    input.advance(n);
+                    if acc.len() < *len {
+                        return None;
+                    }
+                    Complete::Data {
+                        id: *id,
+                        data: std::mem::take(acc).freeze(),
+                    }
+                }
+            }
+            State::Upd { id, buf, have } => {
+                let n = (UPD_PAYLOAD_LEN - *have).min(input.len());
+                buf[*have..*have + n].copy_from_slice(&input[..n]);
+                input.advance(n);
+                *have += n;
+                if *have < UPD_PAYLOAD_LEN {
+                    return None;
+                }
+                Complete::Upd {
+                    id: *id,
+                    payload: *buf,
+                }
+            }
+            State::Discard { left } => {
+                let n = (*left).min(input.len());
+                input.advance(n);
+                *left -= n;
+                if *left > 0 {
+                    return None;
+                }
+                Complete::Discarded
+            }
+        };
+        *self = Decoder::default();
+        Some(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_assembles_from_single_bytes() {
+        let mut d = Decoder::default();
+        let wire = [1u8, 2, 3, 0, 5, 0, 0, 0];
+        for (i, b) in wire.iter().enumerate() {
+            let mut input = Bytes::copy_from_slice(&[*b]);
+            let got = d.header(&mut input);
+            assert!(input.is_empty());
+            assert_eq!(got.is_some(), i == 7);
+        }
+        assert_eq!(d.pending_header(), Some(wire));
+        // Pending until taken.
+        assert_eq!(d.header(&mut Bytes::from_static(b"xyz")), Some(wire));
+    }
+
+    #[test]
+    fn big_payload_is_split_without_copy_small_one_is_copied() {
+        let input = Bytes::from(vec![9u8; 1000]);
+        let base = input.as_ptr();
+        let mut d = Decoder::default();
+        d.begin_body(Body::Data {
+            id: StreamId(3),
+            len: 600,
+        });
+        let mut i = input.clone();
+        let Some(Complete::Data { data, .. }) = d.body(&mut i, 1000) else {
+            panic!("payload not complete");
+        };
+        assert_eq!(data.as_ptr(), base, "a large payload must not be copied");
+        d.begin_body(Body::Data {
+            id: StreamId(3),
+            len: 10,
+        });
+        let Some(Complete::Data { data, .. }) = d.body(&mut i, 1000) else {
+            panic!("payload not complete");
+        };
+        let (p, b) = (data.as_ptr() as usize, base as usize);
+        assert!(p < b || p >= b + 1000, "a small payload must be copied out");
+        assert_eq!(data.len(), 10);
+        assert_eq!(i.len(), 390);
+    }
+
+    #[test]
+    fn payload_split_over_chunks_is_assembled() {
+        let mut d = Decoder::default();
+        d.begin_body(Body::Data {
+            id: StreamId(2),
+            len: 5,
+        });
+        assert!(d.body(&mut Bytes::from_static(b"ab"), 2).is_none());
+        let mut rest = Bytes::from_static(b"cdefg");
+        let Some(Complete::Data { data, .. }) = d.body(&mut rest, 5) else {
+            panic!("payload not complete");
+        };
+        assert_eq!(&data[..], b"abcde");
+        assert_eq!(&rest[..], b"fg");
+        assert!(!d.in_body());
+    }
+
+    #[test]
+    fn discard_and_upd() {
+        let mut d = Decoder::default();
+        d.begin_body(Body::Discard { len: 3 });
+        assert!(matches!(
+            d.body(&mut Bytes::from_static(b"abc"), 3),
+            Some(Complete::Discarded)
+        ));
+        d.begin_body(Body::Upd { id: StreamId(2) });
+        assert!(d.body(&mut Bytes::from_static(b"1234"), 4).is_none());
+        assert!(matches!(
+            d.body(&mut Bytes::from_static(b"5678"), 4),
+            Some(Complete::Upd { payload, .. }) if &payload == b"12345678"
+        ));
+    }
+}

@@ -1,0 +1,304 @@
+//! One stream's state: its receive queue, its send queue, its version-2 window accounting and
+//! its half-close flags. It knows nothing of the session: the session routes frames here and
+//! keeps the session-wide budgets.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::config::INITIAL_PEER_WINDOW;
+
+/// What a read took out of a stream, so the session can give back its budget.
+pub(crate) struct Taken {
+    /// Payload bytes handed to the application.
+    pub bytes: usize,
+    /// Whole chunks that were emptied (each was charged a chunk overhead).
+    pub chunks: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct Stream {
+    // Receive side.
+    rx: VecDeque<Bytes>,
+    rx_bytes: usize,
+    /// The peer's FIN arrived: after `rx` drains, reads see end of stream.
+    pub fin_recv: bool,
+    /// Version 2: bytes the application has read, mod 2^32 (UPD's `consumed`).
+    consumed: u32,
+    /// Version 2: bytes read since the last UPD was scheduled.
+    since_upd: u32,
+
+    // Send side.
+    tx: VecDeque<Bytes>,
+    tx_bytes: usize,
+    /// The application asked for FIN (shutdown, close, idle expiry or session close); it goes
+    /// out after `tx` drains.
+    pub fin_queued: bool,
+    /// Our FIN is on its way out.
+    pub fin_sent: bool,
+    /// Version 2: bytes accepted for sending, mod 2^32.
+    written: u32,
+    /// Version 2: the peer's last UPD.
+    peer_consumed: u32,
+    peer_window: u32,
+
+    // Scheduling flags, owned by the session.
+    pub syn_pending: bool,
+    pub upd_pending: bool,
+    pub in_ctrl: bool,
+    pub in_ready: bool,
+    pub in_tx_blocked: bool,
+    /// A write was refused for lack of room; a `Writable` event is owed.
+    pub write_blocked: bool,
+    /// The application released the stream; it is removed once its FIN is out.
+    pub released: bool,
+    /// The idle timeout closed it.
+    pub expired: bool,
+    /// `Closed` has been reported.
+    pub closed_reported: bool,
+    /// Last data sent or received, for the idle timeout; `None` until the first frame.
+    pub last_activity: Option<Instant>,
+}
+
+impl Stream {
+    pub fn new() -> Stream {
+        Stream {
+            rx: VecDeque::new(),
+            rx_bytes: 0,
+            fin_recv: false,
+            consumed: 0,
+            since_upd: 0,
+            tx: VecDeque::new(),
+            tx_bytes: 0,
+            fin_queued: false,
+            fin_sent: false,
+            written: 0,
+            peer_consumed: 0,
+            peer_window: INITIAL_PEER_WINDOW,
+            syn_pending: false,
+            upd_pending: false,
+            in_ctrl: false,
+            in_ready: false,
+            in_tx_blocked: false,
+            write_blocked: false,
+            released: false,
+            expired: false,
+            closed_reported: false,
+            last_activity: None,
+        }
+    }
+
+    // ---- receive side ----
+
+    /// Unread payload bytes.
+    pub fn unread(&self) -> usize {
+        self.rx_bytes
+    }
+
+    /// Whether data or FIN can be taken (so a data frame arriving now changes nothing a reader
+    /// waits for).
+    pub fn has_unread(&self) -> bool {
+        !self.rx.is_empty()
+    }
+
+    /// Whether this stream still accepts payload from the peer.
+    pub fn accepts_data(&self) -> bool {
+        !self.fin_recv && !self.released && !self.expired
+    }
+
+    /// Queues a received payload; returns whether the queue was empty before.
+    pub fn push_rx(&mut self, data: Bytes) -> bool {
+        let was_empty = self.rx.is_empty();
+        self.rx_bytes += data.len();
+        self.rx.push_back(data);
+        was_empty
+    }
+
+    /// Copies unread data into `buf`.
+    pub fn read_into(&mut self, buf: &mut [u8]) -> Taken {
+        let mut taken = Taken {
+            bytes: 0,
+            chunks: 0,
+        };
+        while taken.bytes < buf.len() {
+            let Some(front) = self.rx.front_mut() else {
+                break;
+            };
+            let n = front.len().min(buf.len() - taken.bytes);
+            buf[taken.bytes..taken.bytes + n].copy_from_slice(&front[..n]);
+            taken.bytes += n;
+            if n == front.len() {
+                self.rx.pop_front();
+                taken.chunks += 1;
+            } else {
+                let _ = front.split_to(n);
+            }
+        }
+        self.rx_bytes -= taken.bytes;
+        taken
+    }
+
+    /// Takes up to `max` bytes of the first unread chunk without copying.
+    pub fn read_chunk(&mut self, max: usize) -> Option<(Bytes, Taken)> {
+        let front = self.rx.front_mut()?;
+        let chunk = if front.len() <= max {
+            self.rx.pop_front().map(|c| (c, 1))
+        } else {
+            Some((front.split_to(max), 0))
+        };
+        chunk.map(|(c, chunks)| {
+            self.rx_bytes -= c.len();
+            let bytes = c.len();
+            (c, Taken { bytes, chunks })
+        })
+    }
+
+    /// Drops all unread data; returns what it held.
+    pub fn drop_rx(&mut self) -> Taken {
+        let taken = Taken {
+            bytes: self.rx_bytes,
+            chunks: self.rx.len(),
+        };
+        self.rx = VecDeque::new();
+        self.rx_bytes = 0;
+        taken
+    }
+
+    /// Version 2: counts `n` bytes read and says whether an UPD is due: on the first read, then
+    /// each time half a window has been read since the last one (as Go does).
+    pub fn note_consumed(&mut self, n: usize, window: u32) -> bool {
+        let first = self.consumed == 0 && self.since_upd == 0;
+        self.consumed = self.consumed.wrapping_add(n as u32);
+        self.since_upd = self.since_upd.saturating_add(n as u32);
+        if first || self.since_upd >= window / 2 {
+            self.since_upd = 0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Version 2: the `consumed` value for an UPD.
+    pub fn consumed(&self) -> u32 {
+        self.consumed
+    }
+
+    // ---- send side ----
+
+    /// Bytes written but not yet handed out as frames.
+    pub fn queued(&self) -> usize {
+        self.tx_bytes
+    }
+
+    /// Version 2: bytes the peer's window lets us accept now.
+    pub fn send_window(&self) -> usize {
+        let in_flight = self.written.wrapping_sub(self.peer_consumed);
+        self.peer_window.saturating_sub(in_flight) as usize
+    }
+
+    /// Version 2: the peer's UPD.
+    pub fn apply_upd(&mut self, consumed: u32, window: u32) {
+        self.peer_consumed = consumed;
+        self.peer_window = window;
+    }
+
+    /// Queues `data` for sending.
+    pub fn push_tx(&mut self, data: Bytes) {
+        self.tx_bytes += data.len();
+        self.written = self.written.wrapping_add(data.len() as u32);
+        self.tx.push_back(data);
+    }
+
+    /// Takes the payload of the next data frame, at most `max` bytes.
+    pub fn pop_tx(&mut self, max: usize) -> Option<Bytes> {
+        let front = self.tx.front_mut()?;
+        let out = if front.len() <= max {
+            self.tx.pop_front()?
+        } else {
+            front.split_to(max)
+        };
+        self.tx_bytes -= out.len();
+        Some(out)
+    }
+
+    /// Drops all queued output; returns how many bytes it held.
+    pub fn drop_tx(&mut self) -> usize {
+        let n = self.tx_bytes;
+        self.tx = VecDeque::new();
+        self.tx_bytes = 0;
+        n
+    }
+
+    /// Whether FIN is due now: asked for, not sent, and all data before it handed out.
+    pub fn fin_due(&self) -> bool {
+        self.fin_queued && !self.fin_sent && self.tx.is_empty()
+    }
+
+    /// Both directions are over.
+    pub fn is_done(&self) -> bool {
+        self.expired || (self.fin_sent && self.fin_recv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cross_chunks_and_count_emptied_chunks() {
+        let mut s = Stream::new();
+        assert!(s.push_rx(Bytes::from_static(b"abc")));
+        assert!(!s.push_rx(Bytes::from_static(b"defg")));
+        let mut buf = [0u8; 5];
+        let t = s.read_into(&mut buf);
+        assert_eq!((&buf[..], t.bytes, t.chunks), (&b"abcde"[..], 5, 1));
+        assert_eq!(s.unread(), 2);
+        let (c, t) = s.read_chunk(10).unwrap();
+        assert_eq!((&c[..], t.chunks), (&b"fg"[..], 1));
+        assert!(s.read_chunk(10).is_none());
+    }
+
+    #[test]
+    fn upd_due_on_first_read_then_every_half_window() {
+        let mut s = Stream::new();
+        assert!(s.note_consumed(1, 100));
+        assert!(!s.note_consumed(48, 100));
+        assert!(s.note_consumed(2, 100));
+        assert!(!s.note_consumed(49, 100));
+        assert!(s.note_consumed(1, 100));
+        assert_eq!(s.consumed(), 101);
+    }
+
+    #[test]
+    fn send_window_starts_at_initial_and_follows_upd() {
+        let mut s = Stream::new();
+        assert_eq!(s.send_window(), INITIAL_PEER_WINDOW as usize);
+        s.push_tx(Bytes::from(vec![0; 1000]));
+        assert_eq!(s.send_window(), INITIAL_PEER_WINDOW as usize - 1000);
+        s.apply_upd(500, 600);
+        assert_eq!(s.send_window(), 100);
+        // A peer that shrinks its window below what is in flight leaves no room, not a wrap.
+        s.apply_upd(0, 10);
+        assert_eq!(s.send_window(), 0);
+    }
+
+    #[test]
+    fn send_window_survives_counter_wrap() {
+        let mut s = Stream::new();
+        s.written = u32::MAX - 10;
+        s.peer_consumed = u32::MAX - 10;
+        s.push_tx(Bytes::from(vec![0; 100]));
+        assert_eq!(s.send_window(), INITIAL_PEER_WINDOW as usize - 100);
+    }
+
+    #[test]
+    fn tx_splits_into_frames() {
+        let mut s = Stream::new();
+        s.push_tx(Bytes::from(vec![7; 10]));
+        assert_eq!(s.pop_tx(4).unwrap().len(), 4);
+        assert_eq!(s.queued(), 6);
+        assert_eq!(s.pop_tx(100).unwrap().len(), 6);
+        assert!(s.pop_tx(100).is_none());
+    }
+}

@@ -1,0 +1,885 @@
+//! Unit tests of the session: each command, each bad-input case, ids, timers, half-close, the
+//! version-2 window on both sides.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::frame::{encode_upd, Cmd, Header, StreamId};
+use crate::pair::{Pair, Side};
+use crate::{
+    Config, Event, OpenError, ProtocolError, Role, Session, SessionEnd, StreamError, Version,
+    INITIAL_PEER_WINDOW,
+};
+
+fn v2() -> Config {
+    Config {
+        version: Version::V2,
+        ..Config::default()
+    }
+}
+
+fn pair(c: Config) -> Pair {
+    Pair::new(c.clone(), c, Instant::now()).unwrap()
+}
+
+fn wire(v: Version, cmd: Cmd, id: u32, payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::new();
+    b.extend_from_slice(&Header::new(v, cmd, payload.len() as u16, StreamId(id)).encode());
+    b.extend_from_slice(payload);
+    b.freeze()
+}
+
+fn raw(v: u8, cmd: u8, len: u16, id: u32) -> Bytes {
+    let mut b = BytesMut::new();
+    b.extend_from_slice(&[v, cmd]);
+    b.extend_from_slice(&len.to_le_bytes());
+    b.extend_from_slice(&id.to_le_bytes());
+    b.resize(8 + len as usize, 0);
+    b.freeze()
+}
+
+fn feed(s: &mut Session, now: Instant, bytes: Bytes) -> Bytes {
+    let mut b = bytes;
+    s.handle_input(now, &mut b);
+    b
+}
+
+fn transmits(s: &mut Session, now: Instant) -> Vec<(Header, Bytes)> {
+    let mut out = Vec::new();
+    while let Some(t) = s.poll_transmit(now) {
+        out.push((Header::decode(&t.header, s.version()).unwrap(), t.payload));
+    }
+    out
+}
+
+fn events(s: &mut Session) -> Vec<Event> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+fn server(c: Config) -> (Session, Instant) {
+    let now = Instant::now();
+    (Session::new(Role::Server, c, now).unwrap(), now)
+}
+
+fn read_all(p: &mut Pair, side: Side, id: StreamId) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 70_000];
+    loop {
+        match p.session(side).read(id, &mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(StreamError::Blocked) => {
+                if p.drive() == 0 {
+                    return out;
+                }
+            }
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- commands
+
+#[test]
+fn syn_psh_fin_reach_the_peer_in_order() {
+    let mut p = pair(Config::default());
+    let id = p.client.open().unwrap();
+    assert_eq!(id, StreamId(3));
+    p.client.write(id, b"hello").unwrap();
+    p.client.shutdown(id).unwrap();
+    let frames = transmits(&mut p.client, p.now);
+    let cmds: Vec<_> = frames.iter().map(|(h, _)| h.cmd).collect();
+    assert_eq!(cmds, [Cmd::Syn, Cmd::Psh, Cmd::Fin]);
+    for (h, payload) in frames {
+        let mut b = BytesMut::from(&h.encode()[..]);
+        b.extend_from_slice(&payload);
+        assert!(feed(&mut p.server, p.now, b.freeze()).is_empty());
+    }
+    assert_eq!(
+        events(&mut p.server),
+        [Event::Opened(id), Event::Readable(id), Event::Finished(id)]
+    );
+    assert_eq!(p.server.accept(), Some(id));
+    let mut buf = [0u8; 10];
+    assert_eq!(p.server.read(id, &mut buf), Ok(5));
+    assert_eq!(p.server.read(id, &mut buf), Ok(0));
+}
+
+#[test]
+fn ids_follow_the_reference() {
+    let now = Instant::now();
+    let mut c = Session::new(Role::Client, Config::default(), now).unwrap();
+    let mut s = Session::new(Role::Server, Config::default(), now).unwrap();
+    assert_eq!((c.open(), c.open()), (Ok(StreamId(3)), Ok(StreamId(5))));
+    assert_eq!((s.open(), s.open()), (Ok(StreamId(2)), Ok(StreamId(4))));
+}
+
+#[test]
+fn id_exhaustion_is_an_error_and_the_session_goes_on() {
+    for (role, last) in [(Role::Client, u32::MAX), (Role::Server, u32::MAX - 1)] {
+        let mut s = Session::new(role, Config::default(), Instant::now()).unwrap();
+        s.last_id = last - 2;
+        assert_eq!(s.open(), Ok(StreamId(last)));
+        assert_eq!(s.open(), Err(OpenError::IdsExhausted));
+        assert_eq!(s.open(), Err(OpenError::IdsExhausted));
+        assert!(!s.is_ended());
+        // Existing streams still work.
+        assert_eq!(s.write(StreamId(last), b"x"), Ok(1));
+    }
+}
+
+#[test]
+fn open_respects_max_streams() {
+    let c = Config {
+        max_streams: 2,
+        ..Config::default()
+    };
+    let mut s = Session::new(Role::Client, c, Instant::now()).unwrap();
+    s.open().unwrap();
+    s.open().unwrap();
+    assert_eq!(s.open(), Err(OpenError::TooManyStreams { limit: 2 }));
+}
+
+#[test]
+fn data_moves_both_ways_on_one_stream() {
+    let mut p = pair(Config::default());
+    let id = p.client.open().unwrap();
+    p.client.write(id, b"ping").unwrap();
+    p.drive();
+    let sid = p.server.accept().unwrap();
+    p.server.write(sid, b"pong").unwrap();
+    p.server.shutdown(sid).unwrap();
+    p.drive();
+    assert_eq!(read_all(&mut p, Side::Client, id), b"pong");
+    let mut buf = [0; 8];
+    assert_eq!(p.server.read(sid, &mut buf), Ok(4));
+}
+
+#[test]
+fn server_opened_streams_work() {
+    let mut p = pair(Config::default());
+    let id = p.server.open().unwrap();
+    assert_eq!(id, StreamId(2));
+    p.server.write(id, b"from server").unwrap();
+    p.server.shutdown(id).unwrap();
+    p.drive();
+    assert_eq!(p.client.accept(), Some(id));
+    assert_eq!(read_all(&mut p, Side::Client, id), b"from server");
+}
+
+#[test]
+fn large_write_is_split_into_frames_of_max_frame_size() {
+    let c = Config {
+        max_frame_size: 1000,
+        ..Config::default()
+    };
+    let mut p = pair(c);
+    let id = p.client.open().unwrap();
+    assert_eq!(p.client.write(id, &[1u8; 2500]), Ok(2500));
+    let lens: Vec<_> = transmits(&mut p.client, p.now)
+        .into_iter()
+        .filter(|(h, _)| h.cmd == Cmd::Psh)
+        .map(|(h, _)| h.len)
+        .collect();
+    assert_eq!(lens, [1000, 1000, 500]);
+}
+
+#[test]
+fn receiver_accepts_full_65535_frames_whatever_its_own_frame_size() {
+    let (mut s, now) = server(Config {
+        max_frame_size: 100,
+        ..Config::default()
+    });
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
+    let big = vec![7u8; 65_535];
+    assert!(feed(&mut s, now, wire(Version::V1, Cmd::Psh, 3, &big)).is_empty());
+    assert_eq!(s.stream_unread(StreamId(3)), Some(65_535));
+}
+
+// ---------------------------------------------------------------- half-close and close
+
+#[test]
+fn half_close_from_client_keeps_the_other_direction() {
+    let mut p = pair(Config::default());
+    let id = p.client.open().unwrap();
+    p.client.write(id, b"request").unwrap();
+    p.client.shutdown(id).unwrap();
+    assert_eq!(p.client.write(id, b"more"), Err(StreamError::Finished));
+    p.drive();
+    let sid = p.server.accept().unwrap();
+    assert_eq!(read_all(&mut p, Side::Server, sid), b"request");
+    // The server still writes; the client still reads.
+    p.server.write(sid, b"response").unwrap();
+    p.server.shutdown(sid).unwrap();
+    p.drive();
+    assert_eq!(read_all(&mut p, Side::Client, id), b"response");
+    assert!(p.client_events.contains(&Event::Closed(id)));
+    assert!(p.server_events.contains(&Event::Closed(sid)));
+}
+
+#[test]
+fn half_close_from_server_keeps_the_other_direction() {
+    let mut p = pair(Config::default());
+    let id = p.client.open().unwrap();
+    p.client.write(id, b"a").unwrap();
+    p.drive();
+    let sid = p.server.accept().unwrap();
+    p.server.write(sid, b"bye").unwrap();
+    p.server.shutdown(sid).unwrap();
+    p.drive();
+    assert_eq!(read_all(&mut p, Side::Client, id), b"bye");
+    p.client.write(id, b"still here").unwrap();
+    p.client.shutdown(id).unwrap();
+    p.drive();
+    assert_eq!(read_all(&mut p, Side::Server, sid), b"astill here");
+}
+
+#[test]
+fn psh_after_peer_fin_is_dropped() {
+    let (mut s, now) = server(Config::default());
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
+    feed(&mut s, now, wire(Version::V1, Cmd::Psh, 3, b"ok"));
+    feed(&mut s, now, wire(Version::V1, Cmd::Fin, 3, b""));
+    feed(&mut s, now, wire(Version::V1, Cmd::Psh, 3, b"late"));
+    assert!(!s.is_ended());
+    let mut buf = [0u8; 10];
+    assert_eq!(s.read(StreamId(3), &mut buf), Ok(2));
+    assert_eq!(s.read(StreamId(3), &mut buf), Ok(0));
+    assert_eq!(s.unread_held(), 0);
+}
+
+#[test]
+fn close_stream_drops_unread_data_and_sends_fin_after_queued_data() {
+    let mut p = pair(Config::default());
+    let id = p.client.open().unwrap();
+    p.client.write(id, b"x").unwrap();
+    p.drive();
+    let sid = p.server.accept().unwrap();
+    p.server.write(sid, b"unread").unwrap();
+    p.drive();
+    assert!(p.client.unread_held() > 0);
+    p.client.write(id, b"last words").unwrap();
+    p.client.close_stream(id);
+    assert_eq!(p.client.unread_held(), 0);
+    assert_eq!(
+        p.client.read(id, &mut [0; 4]),
+        Err(StreamError::UnknownStream(id))
+    );
+    p.drive();
+    assert_eq!(read_all(&mut p, Side::Server, sid), b"xlast words");
+    assert_eq!(p.client.num_streams(), 0);
+    // Data the server sends now is discarded without reply.
+    p.server.write(sid, b"nobody listens").unwrap();
+    p.drive();
+    assert_eq!(p.client.unread_held(), 0);
+    assert!(!p.client.is_ended());
+}
+
+#[test]
+fn session_close_drains_output_then_ends() {
+    let mut p = pair(Config::default());
+    let id = p.client.open().unwrap();
+    p.client.write(id, &[5u8; 100_000]).unwrap();
+    p.client.close();
+    assert_eq!(p.client.open(), Err(OpenError::SessionClosed));
+    assert_eq!(p.client.write(id, b"x"), Err(StreamError::Finished));
+    p.drive();
+    assert!(p
+        .client_events
+        .contains(&Event::SessionEnded(SessionEnd::Closed)));
+    let sid = p.server.accept().unwrap();
+    assert_eq!(read_all(&mut p, Side::Server, sid).len(), 100_000);
+}
+
+#[test]
+fn peer_eof_ends_session_and_reads_return_data_then_error() {
+    let (mut s, now) = server(Config::default());
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
+    feed(&mut s, now, wire(Version::V1, Cmd::Psh, 3, b"abc"));
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 5, b""));
+    feed(&mut s, now, wire(Version::V1, Cmd::Psh, 5, b"def"));
+    feed(&mut s, now, wire(Version::V1, Cmd::Fin, 5, b""));
+    let a = s.accept().unwrap();
+    let b = s.accept().unwrap();
+    s.handle_eof();
+    assert_eq!(s.end_reason(), Some(&SessionEnd::PeerClosed));
+    let mut buf = [0u8; 10];
+    assert_eq!(s.read(a, &mut buf), Ok(3));
+    assert_eq!(s.read(a, &mut buf), Err(StreamError::SessionEnded));
+    // A stream the peer finished ends cleanly.
+    assert_eq!(s.read(b, &mut buf), Ok(3));
+    assert_eq!(s.read(b, &mut buf), Ok(0));
+    assert_eq!(s.write(a, b"x"), Err(StreamError::SessionEnded));
+    assert!(s.poll_transmit(now).is_none());
+}
+
+// ---------------------------------------------------------------- bad input
+
+#[test]
+fn malformed_frames_end_the_session_with_a_named_error() {
+    let cases: Vec<(Config, Bytes, ProtocolError)> = vec![
+        (
+            Config::default(),
+            raw(2, 0, 0, 3),
+            ProtocolError::VersionMismatch { ours: 1, theirs: 2 },
+        ),
+        (
+            v2(),
+            raw(1, 0, 0, 3),
+            ProtocolError::VersionMismatch { ours: 2, theirs: 1 },
+        ),
+        (
+            Config::default(),
+            raw(1, 9, 0, 3),
+            ProtocolError::UnknownCommand { cmd: 9 },
+        ),
+        (
+            Config::default(),
+            raw(1, 0, 4, 3),
+            ProtocolError::UnexpectedPayload {
+                cmd: Cmd::Syn,
+                len: 4,
+            },
+        ),
+        (
+            Config::default(),
+            raw(1, 1, 1, 3),
+            ProtocolError::UnexpectedPayload {
+                cmd: Cmd::Fin,
+                len: 1,
+            },
+        ),
+        (
+            Config::default(),
+            raw(1, 3, 2, 0),
+            ProtocolError::UnexpectedPayload {
+                cmd: Cmd::Nop,
+                len: 2,
+            },
+        ),
+        (
+            Config::default(),
+            raw(1, 4, 8, 3),
+            ProtocolError::UpdInVersion1 {
+                stream_id: StreamId(3),
+            },
+        ),
+        (
+            v2(),
+            raw(2, 4, 4, 3),
+            ProtocolError::BadUpdLength { len: 4 },
+        ),
+        (
+            Config::default(),
+            raw(1, 0, 0, 0),
+            ProtocolError::SynForStreamZero,
+        ),
+    ];
+    for (config, bytes, expected) in cases {
+        let (mut s, now) = server(config);
+        // An open stream with a pending write: everything must end with the session.
+        let mine = s.open().unwrap();
+        s.write(mine, b"pending").unwrap();
+        let left = feed(&mut s, now, bytes);
+        assert!(left.is_empty(), "input after the end is dropped");
+        assert_eq!(
+            s.end_reason(),
+            Some(&SessionEnd::Protocol(expected.clone()))
+        );
+        assert!(events(&mut s).contains(&Event::SessionEnded(SessionEnd::Protocol(expected))));
+        assert!(s.poll_transmit(now).is_none());
+        assert_eq!(s.queued_bytes(), 0);
+        assert_eq!(s.read(mine, &mut [0; 4]), Err(StreamError::SessionEnded));
+        assert_eq!(s.write(mine, b"x"), Err(StreamError::SessionEnded));
+        assert!(!s.wants_input());
+        assert_eq!(s.poll_timeout(), None);
+    }
+}
+
+#[test]
+fn error_messages_name_what_the_peer_did() {
+    let e = SessionEnd::Protocol(ProtocolError::VersionMismatch { ours: 1, theirs: 2 });
+    assert_eq!(
+        e.to_string(),
+        "protocol error: peer sent a version 2 frame to a version 1 session"
+    );
+}
+
+#[test]
+fn frames_for_unknown_streams_are_dropped_without_reply() {
+    let (mut s, now) = server(v2());
+    let mut input = BytesMut::new();
+    for id in 1..200u32 {
+        input.extend_from_slice(&wire(Version::V2, Cmd::Psh, id * 2 + 1, &[1; 100]));
+        input.extend_from_slice(&wire(Version::V2, Cmd::Fin, id * 2 + 1, b""));
+        input.extend_from_slice(&wire(Version::V2, Cmd::Upd, id * 2 + 1, &encode_upd(1, 2)));
+    }
+    assert!(feed(&mut s, now, input.freeze()).is_empty());
+    assert!(!s.is_ended());
+    assert!(s.poll_transmit(now).is_none());
+    assert!(events(&mut s).is_empty());
+    assert_eq!((s.num_streams(), s.unread_held()), (0, 0));
+}
+
+#[test]
+fn empty_psh_is_ignored() {
+    let (mut s, now) = server(Config::default());
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
+    events(&mut s);
+    feed(&mut s, now, wire(Version::V1, Cmd::Psh, 3, b""));
+    assert!(events(&mut s).is_empty());
+    assert_eq!(s.read(StreamId(3), &mut [0; 4]), Err(StreamError::Blocked));
+}
+
+#[test]
+fn duplicate_syn_is_ignored() {
+    let (mut s, now) = server(Config::default());
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
+    feed(&mut s, now, wire(Version::V1, Cmd::Psh, 3, b"kept"));
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
+    assert_eq!(s.accept(), Some(StreamId(3)));
+    assert_eq!(s.accept(), None);
+    assert_eq!(s.stream_unread(StreamId(3)), Some(4));
+    assert!(s.poll_transmit(now).is_none());
+}
+
+#[test]
+fn nop_with_nonzero_id_counts_as_keep_alive() {
+    let c = Config {
+        keep_alive_timeout: Some(Duration::from_secs(10)),
+        ..Config::default()
+    };
+    let (mut s, now) = server(c);
+    feed(
+        &mut s,
+        now + Duration::from_secs(9),
+        wire(Version::V1, Cmd::Nop, 77, b""),
+    );
+    s.handle_timeout(now + Duration::from_secs(12));
+    assert!(!s.is_ended());
+    s.handle_timeout(now + Duration::from_secs(19));
+    assert_eq!(s.end_reason(), Some(&SessionEnd::KeepAliveTimeout));
+}
+
+#[test]
+fn syn_with_our_parity_is_refused_with_fin() {
+    let (mut s, now) = server(Config::default());
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 2, b""));
+    assert_eq!(s.accept(), None);
+    let out = transmits(&mut s, now);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].0.cmd, out[0].0.stream_id), (Cmd::Fin, StreamId(2)));
+    // Our own first stream still gets id 2 and works.
+    assert_eq!(s.open(), Ok(StreamId(2)));
+    assert!(!s.is_ended());
+}
+
+#[test]
+fn syn_over_backlog_or_stream_limit_is_refused_and_session_goes_on() {
+    for (backlog, streams) in [(2, 100), (100, 2)] {
+        let (mut s, now) = server(Config {
+            max_accept_backlog: backlog,
+            max_streams: streams,
+            ..Config::default()
+        });
+        for id in [3, 5, 7, 9] {
+            feed(&mut s, now, wire(Version::V1, Cmd::Syn, id, b""));
+        }
+        let fins: Vec<_> = transmits(&mut s, now)
+            .into_iter()
+            .map(|(h, _)| (h.cmd, h.stream_id.0))
+            .collect();
+        assert_eq!(fins, [(Cmd::Fin, 7), (Cmd::Fin, 9)]);
+        // Data for refused streams is dropped; accepted ones work.
+        feed(&mut s, now, wire(Version::V1, Cmd::Psh, 7, b"dropped"));
+        feed(&mut s, now, wire(Version::V1, Cmd::Psh, 3, b"kept"));
+        assert_eq!(s.stream_unread(StreamId(3)), Some(4));
+        assert_eq!(s.unread_held(), 4 + crate::CHUNK_OVERHEAD);
+    }
+}
+
+#[test]
+fn full_refusal_queue_stops_input_instead_of_growing() {
+    let (mut s, now) = server(Config {
+        max_accept_backlog: 1,
+        max_pending_refusals: 2,
+        ..Config::default()
+    });
+    let mut input = BytesMut::new();
+    for id in [3u32, 5, 7, 9, 11] {
+        input.extend_from_slice(&wire(Version::V1, Cmd::Syn, id, b""));
+    }
+    let left = feed(&mut s, now, input.freeze());
+    assert_eq!(left.len(), 8, "the fifth SYN waits in the caller's buffer");
+    assert!(!s.wants_input());
+    assert_eq!(transmits(&mut s, now).len(), 2);
+    assert!(s.wants_input());
+    // The held header (the fourth SYN) is taken on the next call, even with no new bytes.
+    assert!(feed(&mut s, now, Bytes::new()).is_empty());
+    assert!(feed(&mut s, now, left).is_empty());
+    assert_eq!(transmits(&mut s, now).len(), 2);
+}
+
+// ---------------------------------------------------------------- chunking and memory
+
+#[test]
+fn one_byte_chunks_and_one_big_chunk_give_the_same_result() {
+    let mut input = BytesMut::new();
+    input.extend_from_slice(&wire(Version::V1, Cmd::Syn, 3, b""));
+    for i in 0..50u8 {
+        input.extend_from_slice(&wire(Version::V1, Cmd::Psh, 3, &[i; 1000]));
+        input.extend_from_slice(&wire(Version::V1, Cmd::Nop, 0, b""));
+    }
+    input.extend_from_slice(&wire(Version::V1, Cmd::Fin, 3, b""));
+    let input = input.freeze();
+    let run = |chunk: usize| {
+        let (mut s, now) = server(Config::default());
+        for piece in input.chunks(chunk) {
+            assert!(feed(&mut s, now, Bytes::copy_from_slice(piece)).is_empty());
+        }
+        let mut out = vec![0u8; 60_000];
+        let mut n = 0;
+        while let Ok(k) = s.read(StreamId(3), &mut out[n..]) {
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+        out.truncate(n);
+        (out, events(&mut s))
+    };
+    let whole = run(input.len());
+    assert_eq!(whole.0.len(), 50_000);
+    assert_eq!(run(1), whole);
+    assert_eq!(run(7), whole);
+}
+
+#[test]
+fn v1_session_budget_stops_input_until_the_application_reads() {
+    let c = Config {
+        max_session_unread: 100_000,
+        max_stream_unread: 65_535,
+        ..Config::default()
+    };
+    let (mut s, now) = server(c);
+    let mut input = BytesMut::new();
+    for id in [3u32, 5] {
+        input.extend_from_slice(&wire(Version::V1, Cmd::Syn, id, b""));
+    }
+    for _ in 0..4 {
+        input.extend_from_slice(&wire(Version::V1, Cmd::Psh, 3, &[1; 30_000]));
+        input.extend_from_slice(&wire(Version::V1, Cmd::Psh, 5, &[2; 30_000]));
+    }
+    let left = feed(&mut s, now, input.freeze());
+    assert!(!left.is_empty());
+    assert!(!s.wants_input());
+    assert!(s.unread_held() <= 100_000);
+    // Reading stream 3 does not free room for stream 3's next frame alone: the per-stream
+    // limit holds while stream 5 is full as well.
+    let mut buf = vec![0u8; 200_000];
+    let n = s.read(StreamId(3), &mut buf).unwrap();
+    assert_eq!(n, 60_000);
+    assert!(s.wants_input());
+    let left = feed(&mut s, now, left);
+    assert!(s.unread_held() <= 100_000);
+    assert!(!left.is_empty());
+}
+
+#[test]
+fn trickled_payload_allocates_only_the_frame_and_still_times_out() {
+    let c = Config {
+        keep_alive_timeout: Some(Duration::from_secs(30)),
+        ..Config::default()
+    };
+    let (mut s, now) = server(c);
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
+    feed(&mut s, now, raw(1, 2, 65_535, 3).slice(..8));
+    for sec in 1..40u64 {
+        let t = now + Duration::from_secs(sec);
+        feed(&mut s, t, Bytes::from_static(b"z"));
+        s.handle_timeout(t);
+    }
+    assert_eq!(s.end_reason(), Some(&SessionEnd::KeepAliveTimeout));
+}
+
+// ---------------------------------------------------------------- timers
+
+#[test]
+fn keep_alive_sends_nop_every_interval() {
+    let c = Config {
+        keep_alive_interval: Some(Duration::from_secs(10)),
+        ..Config::default()
+    };
+    let (mut s, now) = server(c);
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(10)));
+    s.handle_timeout(now + Duration::from_secs(5));
+    assert!(s.poll_transmit(now).is_none());
+    for k in 1..=3u64 {
+        let t = now + Duration::from_secs(10 * k);
+        s.handle_timeout(t);
+        let out = transmits(&mut s, t);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].0.cmd, out[0].0.stream_id), (Cmd::Nop, StreamId(0)));
+    }
+}
+
+#[test]
+fn keep_alive_timeout_counts_from_the_last_header() {
+    let c = Config {
+        keep_alive_timeout: Some(Duration::from_secs(30)),
+        ..Config::default()
+    };
+    let (mut s, now) = server(c);
+    feed(
+        &mut s,
+        now + Duration::from_secs(20),
+        wire(Version::V1, Cmd::Nop, 0, b""),
+    );
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(50)));
+    s.handle_timeout(now + Duration::from_secs(49));
+    assert!(!s.is_ended());
+    s.handle_timeout(now + Duration::from_secs(50));
+    assert_eq!(s.end_reason(), Some(&SessionEnd::KeepAliveTimeout));
+    assert!(events(&mut s).contains(&Event::SessionEnded(SessionEnd::KeepAliveTimeout)));
+}
+
+#[test]
+fn keep_alive_timeout_is_not_blamed_on_the_peer_while_we_stopped_reading() {
+    let c = Config {
+        keep_alive_timeout: Some(Duration::from_secs(30)),
+        max_session_unread: 70_000,
+        ..Config::default()
+    };
+    let (mut s, now) = server(c);
+    let mut input = BytesMut::new();
+    input.extend_from_slice(&wire(Version::V1, Cmd::Syn, 3, b""));
+    input.extend_from_slice(&wire(Version::V1, Cmd::Psh, 3, &[0; 60_000]));
+    input.extend_from_slice(&wire(Version::V1, Cmd::Psh, 3, &[0; 60_000]));
+    feed(&mut s, now, input.freeze());
+    assert!(!s.wants_input());
+    s.handle_timeout(now + Duration::from_secs(100));
+    assert!(!s.is_ended());
+}
+
+#[test]
+fn idle_timeout_closes_a_quiet_stream_and_spares_a_busy_one() {
+    let c = Config {
+        idle_timeout: Some(Duration::from_secs(60)),
+        ..Config::default()
+    };
+    let mut p = pair(c);
+    let quiet = p.client.open().unwrap();
+    let busy = p.client.open().unwrap();
+    p.client.write(quiet, b"hi").unwrap();
+    p.drive();
+    for _ in 0..10 {
+        p.advance(Duration::from_secs(20));
+        p.client.write(busy, b"tick").unwrap();
+        p.drive();
+    }
+    assert!(p.client_events.contains(&Event::Closed(quiet)));
+    assert!(!p.client_events.contains(&Event::Closed(busy)));
+    // Reads end, writes fail; the peer saw FIN.
+    assert_eq!(p.client.read(quiet, &mut [0; 4]), Ok(0));
+    assert_eq!(p.client.write(quiet, b"x"), Err(StreamError::Finished));
+    assert!(p.server_events.contains(&Event::Finished(quiet)));
+    assert_eq!(p.client.write(busy, b"x"), Ok(1));
+}
+
+#[test]
+fn idle_timeout_fires_between_one_and_two_periods() {
+    let c = Config {
+        idle_timeout: Some(Duration::from_secs(10)),
+        ..Config::default()
+    };
+    let mut p = pair(c);
+    let id = p.client.open().unwrap();
+    p.drive();
+    let mut fired_at = None;
+    for s in 1..=30u64 {
+        p.advance(Duration::from_secs(1));
+        if fired_at.is_none() && p.client_events.contains(&Event::Closed(id)) {
+            fired_at = Some(s);
+        }
+    }
+    let s = fired_at.expect("idle timeout fired");
+    assert!((10..=20).contains(&s), "fired after {s} s");
+}
+
+#[test]
+fn timers_are_off_by_default() {
+    let (s, _) = server(Config::default());
+    assert_eq!(s.poll_timeout(), None);
+}
+
+// ---------------------------------------------------------------- version 2 windows
+
+#[test]
+fn v2_sender_stays_within_the_initial_window_then_the_advertised_one() {
+    let mut p = pair(v2());
+    let id = p.client.open().unwrap();
+    let big = vec![3u8; 1024 * 1024];
+    let n = p.client.write(id, &big).unwrap();
+    assert_eq!(n, INITIAL_PEER_WINDOW as usize);
+    assert_eq!(p.client.write(id, &big), Err(StreamError::Blocked));
+    p.drive();
+    let sid = p.server.accept().unwrap();
+    let mut buf = vec![0u8; 1000];
+    p.server.read(sid, &mut buf).unwrap();
+    p.drive();
+    // The first read sent UPD(1000, 256 KiB): 1000 bytes of room.
+    assert!(p.client_events.contains(&Event::Writable(id)));
+    assert_eq!(p.client.send_window(id), Some(1000));
+}
+
+#[test]
+fn v2_receiver_sends_upd_on_first_read_and_every_half_window() {
+    let c = Config {
+        stream_window: 100_000,
+        ..v2()
+    };
+    let (mut s, now) = server(c);
+    feed(&mut s, now, wire(Version::V2, Cmd::Syn, 3, b""));
+    for _ in 0..4 {
+        feed(&mut s, now, wire(Version::V2, Cmd::Psh, 3, &[0; 60_000]));
+    }
+    let mut buf = vec![0u8; 10_000];
+    let mut upds = Vec::new();
+    for _ in 0..24 {
+        s.read(StreamId(3), &mut buf).unwrap();
+        for (h, p) in transmits(&mut s, now) {
+            assert_eq!(h.cmd, Cmd::Upd);
+            upds.push(crate::frame::decode_upd(&p[..].try_into().unwrap()));
+        }
+    }
+    assert_eq!(
+        upds,
+        [
+            (10_000, 100_000),
+            (60_000, 100_000),
+            (110_000, 100_000),
+            (160_000, 100_000),
+            (210_000, 100_000)
+        ]
+    );
+}
+
+#[test]
+fn v2_accepts_the_initial_window_before_the_peer_heard_ours_but_not_more() {
+    let c = Config {
+        stream_window: 65_536,
+        ..v2()
+    };
+    let (mut s, now) = server(c);
+    feed(&mut s, now, wire(Version::V2, Cmd::Syn, 3, b""));
+    for _ in 0..8 {
+        feed(&mut s, now, wire(Version::V2, Cmd::Psh, 3, &[0; 32_768]));
+    }
+    assert!(!s.is_ended());
+    assert_eq!(s.stream_unread(StreamId(3)), Some(262_144));
+    feed(&mut s, now, wire(Version::V2, Cmd::Psh, 3, &[0; 1]));
+    assert_eq!(
+        s.end_reason(),
+        Some(&SessionEnd::Protocol(ProtocolError::WindowExceeded {
+            stream_id: StreamId(3),
+            unread: 262_145,
+            allowed: 262_144
+        }))
+    );
+}
+
+#[test]
+fn v2_upd_frames_are_not_stuck_behind_bulk_data() {
+    let mut p = pair(v2());
+    let bulk = p.client.open().unwrap();
+    let other = p.client.open().unwrap();
+    p.drive();
+    p.server.accept().unwrap();
+    p.server.accept().unwrap();
+    let sother = other;
+    p.server.write(sother, b"data for client").unwrap();
+    p.drive();
+    p.client.write(bulk, &vec![0u8; 200_000]).unwrap();
+    p.client.read(other, &mut [0u8; 4]).unwrap();
+    let out = transmits(&mut p.client, p.now);
+    assert_eq!(out[0].0.cmd, Cmd::Upd, "UPD goes ahead of queued bulk data");
+}
+
+#[test]
+fn v2_a_blocked_reader_does_not_stop_another_stream() {
+    let mut p = pair(v2());
+    let stuck = p.client.open().unwrap();
+    let moving = p.client.open().unwrap();
+    p.client.write(stuck, &vec![1u8; 300_000]).unwrap_or(0);
+    p.drive();
+    let mut sent = 0usize;
+    let mut got = 0usize;
+    let chunk = vec![2u8; 65_536];
+    let mut buf = vec![0u8; 65_536];
+    while got < 8 * 1024 * 1024 {
+        if sent < 8 * 1024 * 1024 {
+            if let Ok(n) = p.client.write(moving, &chunk) {
+                sent += n;
+            }
+        }
+        p.drive();
+        while let Ok(n) = p.server.read(moving, &mut buf) {
+            got += n;
+        }
+        p.drive();
+    }
+    assert_eq!(got, 8 * 1024 * 1024);
+    assert!(p.server.stream_unread(stuck).unwrap() <= INITIAL_PEER_WINDOW as usize);
+}
+
+#[test]
+fn writable_follows_blocked_writes_on_full_queue() {
+    let c = Config {
+        max_stream_queued: 100_000,
+        max_session_queued: 150_000,
+        ..Config::default()
+    };
+    let mut p = pair(c);
+    let a = p.client.open().unwrap();
+    let b = p.client.open().unwrap();
+    assert_eq!(p.client.write(a, &[0u8; 120_000]), Ok(100_000));
+    assert_eq!(p.client.write(a, b"x"), Err(StreamError::Blocked));
+    assert_eq!(p.client.write(b, &[0u8; 120_000]), Ok(50_000));
+    assert_eq!(p.client.write(b, b"x"), Err(StreamError::Blocked));
+    p.drive();
+    assert!(p.client_events.contains(&Event::Writable(a)));
+    assert!(p.client_events.contains(&Event::Writable(b)));
+}
+
+#[test]
+fn round_robin_interleaves_streams() {
+    let c = Config {
+        max_frame_size: 1000,
+        ..Config::default()
+    };
+    let (mut s, now) = server(c);
+    let a = s.open().unwrap();
+    let b = s.open().unwrap();
+    s.write(a, &[0u8; 3000]).unwrap();
+    s.write(b, &[0u8; 3000]).unwrap();
+    s.shutdown(a).unwrap();
+    let order: Vec<_> = transmits(&mut s, now)
+        .into_iter()
+        .map(|(h, _)| (h.cmd, h.stream_id.0))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (Cmd::Syn, 2),
+            (Cmd::Syn, 4),
+            (Cmd::Psh, 2),
+            (Cmd::Psh, 4),
+            (Cmd::Psh, 2),
+            (Cmd::Psh, 4),
+            (Cmd::Psh, 2),
+            (Cmd::Fin, 2),
+            (Cmd::Psh, 4),
+        ]
+    );
+}
