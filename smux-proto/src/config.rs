@@ -31,14 +31,9 @@ pub enum Role {
 /// `initialPeerWindow`).
 pub const INITIAL_PEER_WINDOW: u32 = 262_144;
 
-/// What one buffered chunk costs beyond its payload, charged to the receive budget so that many
-/// tiny payloads cannot hold more memory than the budget says.
-pub const CHUNK_OVERHEAD: usize = std::mem::size_of::<bytes::Bytes>();
-
 /// Configuration of one [`Session`](crate::Session). Start from [`Config::default`] and change
 /// fields; [`Config::validate`] says whether the result can be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Config {
     /// Protocol version spoken on the wire. Default: [`Version::V1`].
     pub version: Version,
@@ -59,11 +54,13 @@ pub struct Config {
     /// the session ends with [`ProtocolError::WindowExceeded`](crate::ProtocolError).
     pub stream_window: u32,
     /// Version 1: unread bytes one stream may hold; when a frame would go above it we stop
-    /// reading input (head-of-line blocking, as the protocol implies). Default: 1 MiB.
+    /// reading input (head-of-line blocking, as the protocol implies). Default: 4 MiB, the same
+    /// as the session budget, as in Go; set it lower to cap one stream's share.
     pub max_stream_unread: usize,
-    /// Unread bytes the whole session may hold, each chunk charged [`CHUNK_OVERHEAD`] on top of
-    /// its payload (Go's `MaxReceiveBuffer`). When a frame would go above it we stop reading
-    /// input until the application reads. Default: 4 MiB.
+    /// Memory all streams together may hold for unread data: the payloads and the queue slots
+    /// holding them, so many tiny payloads cannot hold more than this says (Go's
+    /// `MaxReceiveBuffer`). When a frame would go above it we stop reading input until the
+    /// application reads. Default: 4 MiB.
     pub max_session_unread: usize,
     /// Peer-opened streams waiting for [`Session::accept`](crate::Session::accept). A SYN beyond
     /// it is refused with a FIN. Default: 1,024.
@@ -91,7 +88,7 @@ impl Default for Config {
             keep_alive_timeout: None,
             idle_timeout: None,
             stream_window: 256 * 1024,
-            max_stream_unread: 1024 * 1024,
+            max_stream_unread: 4 * 1024 * 1024,
             max_session_unread: 4 * 1024 * 1024,
             max_accept_backlog: 1024,
             max_streams: 65_536,
@@ -147,7 +144,7 @@ impl Config {
                 "must hold at least one full frame (65,535)",
             );
         }
-        if self.max_session_unread < MAX_PAYLOAD + CHUNK_OVERHEAD {
+        if self.max_session_unread < MAX_PAYLOAD + std::mem::size_of::<bytes::Bytes>() {
             return bad("max_session_unread", "must hold at least one full frame");
         }
         if self.max_accept_backlog == 0 {
@@ -183,7 +180,8 @@ mod tests {
 
     #[test]
     fn invalid_values_name_the_field() {
-        let cases: Vec<(fn(&mut Config), &str)> = vec![
+        type Change = fn(&mut Config);
+        let cases: Vec<(Change, &str)> = vec![
             (|c| c.max_frame_size = 0, "max_frame_size"),
             (|c| c.max_frame_size = 65_536, "max_frame_size"),
             (

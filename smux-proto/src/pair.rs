@@ -37,8 +37,6 @@ impl Side {
 struct Link {
     segments: VecDeque<Bytes>,
     bytes: usize,
-    /// Input handed to the receiver that it could not take yet.
-    leftover: Bytes,
     stalled: bool,
 }
 
@@ -115,7 +113,7 @@ impl Pair {
             Side::Client => &self.to_server,
             Side::Server => &self.to_client,
         };
-        l.bytes + l.leftover.len()
+        l.bytes
     }
 
     /// Moves events of both sessions into `client_events` / `server_events`.
@@ -157,42 +155,42 @@ impl Pair {
     /// Feeds what `from` sent to the other side, in chunks of at most [`Pair::chunk`] bytes,
     /// while the receiver takes input. Returns the bytes taken.
     pub fn deliver(&mut self, from: Side) -> usize {
+        self.deliver_up_to(from, usize::MAX)
+    }
+
+    /// Like [`Pair::deliver`], stopping after `limit` bytes (a partial delivery).
+    pub fn deliver_up_to(&mut self, from: Side, limit: usize) -> usize {
         let now = self.now;
-        let chunk = self.chunk.max(1);
         let to = from.peer();
         let mut taken = 0;
-        loop {
+        while taken < limit {
+            let max = self.chunk.min(limit - taken).max(1);
             let link = self.link(from);
             if link.stalled {
                 break;
             }
-            let mut input = if !link.leftover.is_empty() {
-                std::mem::take(&mut link.leftover)
-            } else if let Some(mut seg) = link.segments.pop_front() {
-                if seg.len() > chunk {
-                    let rest = seg.split_off(chunk);
-                    link.segments.push_front(rest);
-                }
-                link.bytes -= seg.len();
-                seg
-            } else {
+            let Some(mut input) = link.segments.pop_front() else {
                 // Let a session resume a frame it held back once room appeared.
                 let s = self.session(to);
-                if s.wants_input() && !s.is_ended() {
+                if s.wants_input() {
                     s.handle_input(now, &mut Bytes::new());
                 }
                 break;
             };
-            let before = input.len();
-            let session = self.session(to);
-            if !session.wants_input() && !session.is_ended() {
-                self.link(from).leftover = input;
-                break;
+            if input.len() > max {
+                link.segments.push_front(input.split_off(max));
             }
-            session.handle_input(now, &mut input);
-            taken += before - input.len();
+            link.bytes -= input.len();
+            let session = self.session(to);
+            if session.wants_input() || session.is_ended() {
+                let before = input.len();
+                session.handle_input(now, &mut input);
+                taken += before - input.len();
+            }
             if !input.is_empty() {
-                self.link(from).leftover = input;
+                let link = self.link(from);
+                link.bytes += input.len();
+                link.segments.push_front(input);
                 break;
             }
         }

@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::config::{Config, Role, Version, CHUNK_OVERHEAD};
+use crate::config::{Config, Role, Version};
 use crate::decode::{Body, Complete, Decoder};
 use crate::error::{ConfigError, OpenError, ProtocolError, SessionEnd, StreamError};
 use crate::frame::{decode_upd, encode_upd, Cmd, Header, StreamId, HEADER_LEN};
-use crate::stream::{Stream, Taken};
+use crate::stream::Stream;
 use crate::timer::{DeadlineQueue, Timer, TimerTable};
 
 /// Something the application should know about. Drain with [`Session::poll_event`].
@@ -97,8 +97,11 @@ pub struct Session {
     nop_pending: bool,
     events: VecDeque<Event>,
     decoder: Decoder,
-    /// Unread payload plus chunk overhead held for all streams.
+    /// Memory held for unread data of all streams (payload and queue slots), plus what the
+    /// frame being received will add.
     rx_held: usize,
+    /// The part of `rx_held` reserved for the frame being received.
+    rx_reserved: usize,
     /// Bytes written by all streams and not yet handed out.
     tx_queued: usize,
     timers: TimerTable,
@@ -136,6 +139,7 @@ impl Session {
             events: VecDeque::new(),
             decoder: Decoder::default(),
             rx_held: 0,
+            rx_reserved: 0,
             tx_queued: 0,
             timers,
             idle: DeadlineQueue::default(),
@@ -199,7 +203,8 @@ impl Session {
         self.streams.len()
     }
 
-    /// Unread bytes held for all streams, each chunk charged [`CHUNK_OVERHEAD`] on top.
+    /// Memory held for unread data of all streams: payloads and the queue slots holding them
+    /// (what `max_session_unread` limits).
     pub fn unread_held(&self) -> usize {
         self.rx_held
     }
@@ -339,8 +344,7 @@ impl Session {
                     let len = h.len as usize;
                     let stream_full = self.config.version == Version::V1
                         && s.unread() + len > self.config.max_stream_unread;
-                    stream_full
-                        || self.rx_held + len + CHUNK_OVERHEAD > self.config.max_session_unread
+                    stream_full || self.rx_held + s.rx_cost(len) > self.config.max_session_unread
                 }
                 _ => false,
             },
@@ -425,7 +429,8 @@ impl Session {
                             return Step::Done;
                         }
                         // Charged now: the body's allocation is made as it arrives.
-                        self.rx_held += len + CHUNK_OVERHEAD;
+                        self.rx_reserved = s.rx_cost(len);
+                        self.rx_held += self.rx_reserved;
                         Body::Data { id, len }
                     }
                     // Unknown, finished or released stream, or an empty PSH: read and drop,
@@ -449,18 +454,18 @@ impl Session {
                 }
             }
             Complete::Data { id, data } => {
-                let len = data.len();
-                match self.streams.get_mut(&id.0) {
-                    Some(s) if s.accepts_data() => {
-                        if s.last_activity.is_some() {
-                            s.last_activity = Some(now);
-                        }
-                        if s.push_rx(data) {
-                            self.events.push_back(Event::Readable(id));
-                        }
+                self.rx_held -= std::mem::take(&mut self.rx_reserved);
+                // A stream released or expired while its payload was arriving drops it.
+                if let Some(s) = self.streams.get_mut(&id.0).filter(|s| s.accepts_data()) {
+                    if s.last_activity.is_some() {
+                        s.last_activity = Some(now);
                     }
-                    // Released or expired while its payload was arriving.
-                    _ => self.rx_held -= len + CHUNK_OVERHEAD,
+                    let before = s.rx_memory();
+                    let was_empty = s.push_rx(data);
+                    self.rx_held += s.rx_memory() - before;
+                    if was_empty {
+                        self.events.push_back(Event::Readable(id));
+                    }
                 }
             }
         }
@@ -586,9 +591,9 @@ impl Session {
             return Ok(0);
         }
         let s = self.streams.get_mut(&id.0).expect("checked by readable");
-        let taken = s.read_into(buf);
-        let n = taken.bytes;
-        self.after_read(id, taken);
+        let before = s.rx_memory();
+        let n = s.read_into(buf);
+        self.after_read(id, before, n);
         Ok(n)
     }
 
@@ -597,9 +602,10 @@ impl Session {
     pub fn read_chunk(&mut self, id: StreamId, max: usize) -> Result<Option<Bytes>, StreamError> {
         self.readable(id)?;
         let s = self.streams.get_mut(&id.0).expect("checked by readable");
+        let before = s.rx_memory();
         match s.read_chunk(max.max(1)) {
-            Some((chunk, taken)) => {
-                self.after_read(id, taken);
+            Some(chunk) => {
+                self.after_read(id, before, chunk.len());
                 Ok(Some(chunk))
             }
             None => Ok(None),
@@ -622,15 +628,14 @@ impl Session {
         }
     }
 
-    fn after_read(&mut self, id: StreamId, taken: Taken) {
-        self.rx_held -= taken.bytes + taken.chunks * CHUNK_OVERHEAD;
-        if self.config.version == Version::V2 && taken.bytes > 0 && !self.is_closing() {
+    /// Gives back the memory a read freed (the stream held `before`) and, in version 2, counts
+    /// the `n` bytes consumed.
+    fn after_read(&mut self, id: StreamId, before: usize, n: usize) {
+        let s = self.streams.get_mut(&id.0).expect("read from a live stream");
+        self.rx_held -= before - s.rx_memory();
+        if self.config.version == Version::V2 && n > 0 && self.state == State::Open {
             let window = self.config.stream_window;
-            let s = self
-                .streams
-                .get_mut(&id.0)
-                .expect("read from a live stream");
-            if s.note_consumed(taken.bytes, window) && !s.fin_recv {
+            if s.note_consumed(n, window) && !s.fin_recv {
                 s.upd_pending = true;
                 self.schedule_ctrl(id);
             }
@@ -669,8 +674,8 @@ impl Session {
             return;
         }
         s.released = true;
-        let taken = s.drop_rx();
-        self.rx_held -= taken.bytes + taken.chunks * CHUNK_OVERHEAD;
+        self.rx_held -= s.rx_memory();
+        s.drop_rx();
         if s.in_tx_blocked {
             s.in_tx_blocked = false;
             self.tx_blocked.retain(|x| *x != id);
@@ -805,7 +810,12 @@ impl Session {
 
     /// The next event, oldest first.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        if e.is_none() && self.events.capacity() > 64 {
+            // A burst of events must not keep its memory.
+            self.events = VecDeque::new();
+        }
+        e
     }
 
     /// When [`Session::handle_timeout`] should next be called, if any timer is armed.
@@ -885,8 +895,8 @@ impl Session {
             return;
         };
         s.expired = true;
-        let taken = s.drop_rx();
-        self.rx_held -= taken.bytes + taken.chunks * CHUNK_OVERHEAD;
+        self.rx_held -= s.rx_memory();
+        s.drop_rx();
         if !s.fin_queued {
             s.fin_queued = true;
             if s.fin_due() {
@@ -898,8 +908,8 @@ impl Session {
 
     fn remove(&mut self, id: StreamId) {
         if let Some(mut s) = self.streams.remove(&id.0) {
-            let taken = s.drop_rx();
-            self.rx_held -= taken.bytes + taken.chunks * CHUNK_OVERHEAD;
+            self.rx_held -= s.rx_memory();
+            s.drop_rx();
             self.tx_queued -= s.drop_tx();
         }
     }
@@ -924,6 +934,7 @@ impl Session {
         self.ready = VecDeque::new();
         self.tx_blocked = VecDeque::new();
         self.decoder = Decoder::default();
+        self.rx_held -= std::mem::take(&mut self.rx_reserved);
         // Nobody will accept these; output is dropped with the transport.
         for id in std::mem::take(&mut self.accept_queue) {
             self.remove(id);

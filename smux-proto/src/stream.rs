@@ -5,17 +5,12 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use crate::config::INITIAL_PEER_WINDOW;
 
-/// What a read took out of a stream, so the session can give back its budget.
-pub(crate) struct Taken {
-    /// Payload bytes handed to the application.
-    pub bytes: usize,
-    /// Whole chunks that were emptied (each was charged a chunk overhead).
-    pub chunks: usize,
-}
+/// Memory one slot of a receive queue takes.
+const SLOT: usize = std::mem::size_of::<Bytes>();
 
 #[derive(Debug)]
 pub(crate) struct Stream {
@@ -107,62 +102,78 @@ impl Stream {
         !self.fin_recv && !self.released && !self.expired
     }
 
-    /// Queues a received payload; returns whether the queue was empty before.
+    /// Memory the receive side holds: unread payload plus the queue's slots.
+    pub fn rx_memory(&self) -> usize {
+        self.rx_bytes + self.rx.capacity() * SLOT
+    }
+
+    /// What [`Stream::rx_memory`] grows by when a payload of `len` bytes is queued.
+    pub fn rx_cost(&self, len: usize) -> usize {
+        let cap = self.rx.capacity();
+        let grow = if self.rx.len() == cap { cap.max(1) } else { 0 };
+        len + grow * SLOT
+    }
+
+    /// Queues a received payload; returns whether the queue was empty before. The queue grows
+    /// by doubling from one slot, so its slots never cost much more than the chunks it holds.
     pub fn push_rx(&mut self, data: Bytes) -> bool {
         let was_empty = self.rx.is_empty();
+        if self.rx.len() == self.rx.capacity() {
+            self.rx.reserve_exact(self.rx.capacity().max(1));
+        }
         self.rx_bytes += data.len();
         self.rx.push_back(data);
         was_empty
     }
 
-    /// Copies unread data into `buf`.
-    pub fn read_into(&mut self, buf: &mut [u8]) -> Taken {
-        let mut taken = Taken {
-            bytes: 0,
-            chunks: 0,
-        };
-        while taken.bytes < buf.len() {
+    /// Copies unread data into `buf`; returns the bytes copied.
+    pub fn read_into(&mut self, buf: &mut [u8]) -> usize {
+        let mut done = 0;
+        while done < buf.len() {
             let Some(front) = self.rx.front_mut() else {
                 break;
             };
-            let n = front.len().min(buf.len() - taken.bytes);
-            buf[taken.bytes..taken.bytes + n].copy_from_slice(&front[..n]);
-            taken.bytes += n;
+            let n = front.len().min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&front[..n]);
+            done += n;
             if n == front.len() {
                 self.rx.pop_front();
-                taken.chunks += 1;
             } else {
-                let _ = front.split_to(n);
+                front.advance(n);
             }
         }
-        self.rx_bytes -= taken.bytes;
-        taken
+        self.rx_bytes -= done;
+        self.trim_rx();
+        done
     }
 
     /// Takes up to `max` bytes of the first unread chunk without copying.
-    pub fn read_chunk(&mut self, max: usize) -> Option<(Bytes, Taken)> {
+    pub fn read_chunk(&mut self, max: usize) -> Option<Bytes> {
         let front = self.rx.front_mut()?;
         let chunk = if front.len() <= max {
-            self.rx.pop_front().map(|c| (c, 1))
+            self.rx.pop_front()?
         } else {
-            Some((front.split_to(max), 0))
+            front.split_to(max)
         };
-        chunk.map(|(c, chunks)| {
-            self.rx_bytes -= c.len();
-            let bytes = c.len();
-            (c, Taken { bytes, chunks })
-        })
+        self.rx_bytes -= chunk.len();
+        self.trim_rx();
+        Some(chunk)
     }
 
-    /// Drops all unread data; returns what it held.
-    pub fn drop_rx(&mut self) -> Taken {
-        let taken = Taken {
-            bytes: self.rx_bytes,
-            chunks: self.rx.len(),
-        };
+    /// Gives back queue memory once most of it is unused.
+    fn trim_rx(&mut self) {
+        let cap = self.rx.capacity();
+        if self.rx.is_empty() {
+            self.rx = VecDeque::new();
+        } else if cap >= 8 && self.rx.len() * 4 <= cap {
+            self.rx.shrink_to(self.rx.len() * 2);
+        }
+    }
+
+    /// Drops all unread data.
+    pub fn drop_rx(&mut self) {
         self.rx = VecDeque::new();
         self.rx_bytes = 0;
-        taken
     }
 
     /// Version 2: counts `n` bytes read and says whether an UPD is due: on the first read, then
@@ -246,17 +257,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_cross_chunks_and_count_emptied_chunks() {
+    fn reads_cross_chunks() {
         let mut s = Stream::new();
         assert!(s.push_rx(Bytes::from_static(b"abc")));
         assert!(!s.push_rx(Bytes::from_static(b"defg")));
         let mut buf = [0u8; 5];
-        let t = s.read_into(&mut buf);
-        assert_eq!((&buf[..], t.bytes, t.chunks), (&b"abcde"[..], 5, 1));
+        assert_eq!(s.read_into(&mut buf), 5);
+        assert_eq!(&buf[..], b"abcde");
         assert_eq!(s.unread(), 2);
-        let (c, t) = s.read_chunk(10).unwrap();
-        assert_eq!((&c[..], t.chunks), (&b"fg"[..], 1));
+        assert_eq!(&s.read_chunk(10).unwrap()[..], b"fg");
         assert!(s.read_chunk(10).is_none());
+        assert_eq!(s.rx_memory(), 0, "an empty queue gives its memory back");
+    }
+
+    #[test]
+    fn rx_memory_counts_slots_and_predicts_growth() {
+        let mut s = Stream::new();
+        for i in 0..100usize {
+            let cost = s.rx_cost(10);
+            let before = s.rx_memory();
+            s.push_rx(Bytes::from(vec![0u8; 10]));
+            assert_eq!(s.rx_memory() - before, cost, "push {i}");
+            // Slots never exceed twice the chunks held.
+            assert!(s.rx.capacity() <= 2 * s.rx.len().max(1));
+        }
+        let mut buf = [0u8; 950];
+        s.read_into(&mut buf);
+        assert_eq!(s.rx.len(), 5);
+        assert!(s.rx.capacity() <= 2 * 5, "queue shrinks as it drains");
     }
 
     #[test]
