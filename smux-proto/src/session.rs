@@ -631,7 +631,10 @@ impl Session {
     /// Gives back the memory a read freed (the stream held `before`) and, in version 2, counts
     /// the `n` bytes consumed.
     fn after_read(&mut self, id: StreamId, before: usize, n: usize) {
-        let s = self.streams.get_mut(&id.0).expect("read from a live stream");
+        let s = self
+            .streams
+            .get_mut(&id.0)
+            .expect("read from a live stream");
         self.rx_held -= before - s.rx_memory();
         if self.config.version == Version::V2 && n > 0 && self.state == State::Open {
             let window = self.config.stream_window;

@@ -27,7 +27,10 @@ fn run(config: Config) -> (Pair, StreamId, usize) {
             }
         }
         while sent < TOTAL {
-            match p.client.write(moving, &chunk[..(TOTAL - sent).min(chunk.len())]) {
+            match p
+                .client
+                .write(moving, &chunk[..(TOTAL - sent).min(chunk.len())])
+            {
                 Ok(n) => sent += n,
                 Err(StreamError::Blocked) => break,
                 Err(e) => panic!("{e}"),
@@ -66,8 +69,14 @@ fn v1_the_same_scenario_stalls_with_memory_held_at_the_budget() {
     let config = Config::default();
     let budget = config.max_session_unread;
     let (p, stuck, got) = run(config);
-    assert!(got < TOTAL, "version 1 has no per-stream flow control: it must stall");
-    assert!(!p.server.wants_input(), "the receiver stopped reading input");
+    assert!(
+        got < TOTAL,
+        "version 1 has no per-stream flow control: it must stall"
+    );
+    assert!(
+        !p.server.wants_input(),
+        "the receiver stopped reading input"
+    );
     assert!(p.server.unread_held() <= budget);
     // Held at the budget: not one more full frame would fit.
     assert!(p.server.unread_held() + 2 * 65_535 > budget);

@@ -15,13 +15,35 @@ use smux_proto::{Config, SessionEnd, StreamError, StreamId, Version, INITIAL_PEE
 #[derive(Debug, Clone)]
 enum Op {
     Open(Side),
-    Write { side: Side, stream: usize, len: usize },
-    Read { side: Side, stream: usize, max: usize },
-    Shutdown { side: Side, stream: usize },
-    Close { side: Side, stream: usize },
-    Advance { ms: u64 },
-    Deliver { from: Side, bytes: usize },
-    Stall { from: Side, on: bool },
+    Write {
+        side: Side,
+        stream: usize,
+        len: usize,
+    },
+    Read {
+        side: Side,
+        stream: usize,
+        max: usize,
+    },
+    Shutdown {
+        side: Side,
+        stream: usize,
+    },
+    Close {
+        side: Side,
+        stream: usize,
+    },
+    Advance {
+        ms: u64,
+    },
+    Deliver {
+        from: Side,
+        bytes: usize,
+    },
+    Stall {
+        from: Side,
+        on: bool,
+    },
     Drive,
 }
 
@@ -101,8 +123,7 @@ impl Model {
 
     /// Whether `side` can address stream `id`: it opened it, or the peer's SYN arrived.
     fn known(&self, side: Side, id: StreamId) -> bool {
-        !self.closed.contains_key(&dir_key(id, side))
-            && self.pair_session_has(side, id)
+        !self.closed.contains_key(&dir_key(id, side)) && self.pair_session_has(side, id)
     }
 
     fn pair_session_has(&self, side: Side, id: StreamId) -> bool {
@@ -127,7 +148,9 @@ impl Model {
                 }
             }
             Op::Write { side, stream, len } => {
-                let Some(id) = self.stream(stream) else { return };
+                let Some(id) = self.stream(stream) else {
+                    return;
+                };
                 if !self.known(side, id) {
                     return;
                 }
@@ -137,26 +160,40 @@ impl Model {
                     .collect();
                 match self.pair.session(side).write(id, &data) {
                     Ok(n) => self.dirs.get_mut(&dir_key(id, side)).unwrap().written += n,
-                    Err(StreamError::Blocked | StreamError::Finished | StreamError::SessionEnded) => {}
+                    Err(
+                        StreamError::Blocked | StreamError::Finished | StreamError::SessionEnded,
+                    ) => {}
                     Err(e) => panic!("write: {e}"),
                 }
             }
             Op::Read { side, stream, max } => {
-                let Some(id) = self.stream(stream) else { return };
+                let Some(id) = self.stream(stream) else {
+                    return;
+                };
                 self.read(side, id, max.max(1));
             }
             Op::Shutdown { side, stream } => {
-                let Some(id) = self.stream(stream) else { return };
+                let Some(id) = self.stream(stream) else {
+                    return;
+                };
                 if self.known(side, id) && self.pair.session(side).shutdown(id).is_ok() {
-                    self.dirs.entry(dir_key(id, side)).or_default().writer_finished = true;
+                    self.dirs
+                        .entry(dir_key(id, side))
+                        .or_default()
+                        .writer_finished = true;
                 }
             }
             Op::Close { side, stream } => {
-                let Some(id) = self.stream(stream) else { return };
+                let Some(id) = self.stream(stream) else {
+                    return;
+                };
                 if self.known(side, id) {
                     self.pair.session(side).close_stream(id);
                     self.closed.insert(dir_key(id, side), true);
-                    self.dirs.entry(dir_key(id, side)).or_default().writer_finished = true;
+                    self.dirs
+                        .entry(dir_key(id, side))
+                        .or_default()
+                        .writer_finished = true;
                     self.dirs
                         .entry(dir_key(id, side.peer()))
                         .or_default()
@@ -207,7 +244,10 @@ impl Model {
                     );
                 }
                 d.received += n;
-                assert!(d.received <= d.written, "more arrived than was written on {id}");
+                assert!(
+                    d.received <= d.written,
+                    "more arrived than was written on {id}"
+                );
                 n
             }
             Err(StreamError::Blocked | StreamError::SessionEnded) => 0,
@@ -218,8 +258,14 @@ impl Model {
     fn check_limits(&self) {
         let c = &self.config;
         for s in [&self.pair.client, &self.pair.server] {
-            assert!(s.unread_held() <= c.max_session_unread, "receive budget exceeded");
-            assert!(s.queued_bytes() <= c.max_session_queued, "output queue exceeded");
+            assert!(
+                s.unread_held() <= c.max_session_unread,
+                "receive budget exceeded"
+            );
+            assert!(
+                s.queued_bytes() <= c.max_session_queued,
+                "output queue exceeded"
+            );
             for id in &self.streams {
                 if let Some(u) = s.stream_unread(*id) {
                     let limit = match c.version {
