@@ -25,7 +25,10 @@ const OUT_HIGH_WATER: usize = 256 * 1024;
 
 /// The byte at `offset` of stream `id`, so the reader can check every byte.
 fn pattern(id: StreamId, offset: usize) -> u8 {
-    (offset as u32).wrapping_mul(2_654_435_761).wrapping_add(id.0) as u8 ^ (offset >> 11) as u8
+    (offset as u32)
+        .wrapping_mul(2_654_435_761)
+        .wrapping_add(id.0) as u8
+        ^ (offset >> 11) as u8
 }
 
 #[derive(Debug, Default)]
