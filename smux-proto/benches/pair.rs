@@ -16,8 +16,15 @@ use smux_proto::pair::Pair;
 use smux_proto::{Config, StreamError, StreamId, Version};
 
 const WRITE: usize = 64 * 1024;
-const TOTAL: usize = 1024 * 1024 * 1024;
 const REPS: usize = 5;
+
+/// Bytes moved per case and repetition: 1 GiB, or `SMUX_BENCH_MIB` MiB (for profiling runs).
+fn total() -> usize {
+    let mib = std::env::var("SMUX_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    mib.unwrap_or(1024usize) * 1024 * 1024
+}
 
 fn gib_per_s(bytes: usize, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / (1024.0 * 1024.0 * 1024.0)
@@ -32,11 +39,11 @@ fn copy_speed() -> f64 {
     let (src, dst) = region.split_at_mut(WRITE + 2048);
     let src = &src[..WRITE];
     let start = Instant::now();
-    for _ in 0..TOTAL / WRITE {
+    for _ in 0..total() / WRITE {
         dst.copy_from_slice(black_box(src));
         black_box(&mut *dst);
     }
-    gib_per_s(TOTAL, start.elapsed())
+    gib_per_s(total(), start.elapsed())
 }
 
 /// Moves `TOTAL` bytes client to server over `streams` streams; returns GiB/s.
@@ -51,17 +58,19 @@ fn pair_speed(version: Version, streams: usize) -> f64 {
     while p.server.accept().is_some() {}
     let src = vec![1u8; WRITE];
     let mut buf = vec![0u8; WRITE];
-    let per_stream = TOTAL / streams;
+    let per_stream = total() / streams;
     let mut sent = vec![0usize; streams];
     let mut received = 0usize;
     let start = Instant::now();
-    while received < TOTAL {
+    while received < total() {
+        // One 64 KiB write per stream, then move and read: the lockstep of an application
+        // whose socket drains as fast as it writes.
         for (i, id) in ids.iter().enumerate() {
-            while sent[i] < per_stream {
+            if sent[i] < per_stream {
                 let n = WRITE.min(per_stream - sent[i]);
                 match p.client.write(*id, &src[..n]) {
                     Ok(k) => sent[i] += k,
-                    Err(StreamError::Blocked) => break,
+                    Err(StreamError::Blocked) => {}
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -80,7 +89,7 @@ fn pair_speed(version: Version, streams: usize) -> f64 {
         p.server_events.clear();
     }
     black_box(&buf);
-    gib_per_s(TOTAL, start.elapsed())
+    gib_per_s(total(), start.elapsed())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -94,12 +103,17 @@ fn main() {
         println!("pair benchmark: skipped under cargo test");
         return;
     }
+    let only = std::env::var("SMUX_BENCH_ONLY").ok();
     let cases = [
         ("v1, 1 stream", Version::V1, 1),
         ("v1, 64 streams", Version::V1, 64),
         ("v2, 1 stream", Version::V2, 1),
         ("v2, 64 streams", Version::V2, 64),
     ];
+    let cases: Vec<_> = cases
+        .into_iter()
+        .filter(|(name, _, _)| only.as_deref().is_none_or(|o| name.contains(o)))
+        .collect();
     let mut copy = Vec::new();
     let mut results = vec![Vec::new(); cases.len()];
     // Repetitions interleaved so a noisy moment spreads over every case.
@@ -110,7 +124,8 @@ fn main() {
         }
     }
     let copy = median(copy);
-    println!("in-memory pair, 64 KiB writes, {REPS} reps of 1 GiB, medians");
+    let mib = total() / (1024 * 1024);
+    println!("in-memory pair, 64 KiB writes, {REPS} reps of {mib} MiB, medians");
     println!("| case | GiB/s | x copy_from_slice |");
     println!("|---|---|---|");
     println!("| copy_from_slice 64 KiB | {copy:.2} | 1.00 |");

@@ -27,6 +27,10 @@ pub enum Role {
     Server,
 }
 
+/// The longest timer a config may set (a year): long enough for any use, short enough that
+/// adding it to an `Instant` cannot overflow.
+pub const MAX_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// The window a version-2 sender assumes before the peer's first UPD arrives (Go's
 /// `initialPeerWindow`).
 pub const INITIAL_PEER_WINDOW: u32 = 262_144;
@@ -92,7 +96,7 @@ impl Default for Config {
             max_session_unread: 4 * 1024 * 1024,
             max_accept_backlog: 1024,
             max_streams: 65_536,
-            max_stream_queued: 1024 * 1024,
+            max_stream_queued: 256 * 1024,
             max_session_queued: 8 * 1024 * 1024,
             max_pending_refusals: 1024,
         }
@@ -115,11 +119,12 @@ impl Config {
         if self.max_frame_size == 0 || self.max_frame_size > MAX_PAYLOAD {
             return bad("max_frame_size", "must be between 1 and 65,535");
         }
-        if self.keep_alive_interval == Some(Duration::ZERO) {
-            return bad("keep_alive_interval", "must not be zero");
+        let out_of_range = |d: Option<Duration>| d.is_some_and(|d| d.is_zero() || d > MAX_TIMER);
+        if out_of_range(self.keep_alive_interval) {
+            return bad("keep_alive_interval", "must be between 1 ns and a year");
         }
-        if self.keep_alive_timeout == Some(Duration::ZERO) {
-            return bad("keep_alive_timeout", "must not be zero");
+        if out_of_range(self.keep_alive_timeout) {
+            return bad("keep_alive_timeout", "must be between 1 ns and a year");
         }
         if let (Some(i), Some(t)) = (self.keep_alive_interval, self.keep_alive_timeout) {
             if t < i {
@@ -129,13 +134,20 @@ impl Config {
                 );
             }
         }
-        if self.idle_timeout == Some(Duration::ZERO) {
-            return bad("idle_timeout", "must not be zero");
+        if out_of_range(self.idle_timeout) {
+            return bad("idle_timeout", "must be between 1 ns and a year");
         }
         if (self.stream_window as usize) < MAX_PAYLOAD {
             return bad(
                 "stream_window",
                 "must hold at least one full frame (65,535)",
+            );
+        }
+        // Go computes `int32(window) - inflight`: a larger window would stop a Go sender.
+        if self.stream_window > i32::MAX as u32 {
+            return bad(
+                "stream_window",
+                "must not exceed 2^31 - 1 (Go reads it as int32)",
             );
         }
         if self.max_stream_unread < MAX_PAYLOAD {
@@ -196,6 +208,8 @@ mod tests {
                 "keep_alive_timeout",
             ),
             (|c| c.stream_window = 1000, "stream_window"),
+            (|c| c.stream_window = 1 << 31, "stream_window"),
+            (|c| c.idle_timeout = Some(Duration::MAX), "idle_timeout"),
             (|c| c.max_session_unread = 1000, "max_session_unread"),
             (|c| c.max_accept_backlog = 0, "max_accept_backlog"),
             (|c| c.max_streams = 0, "max_streams"),
@@ -204,7 +218,7 @@ mod tests {
         for (change, field) in cases {
             let mut c = Config::default();
             change(&mut c);
-            assert_eq!(c.validate().unwrap_err().field, field);
+            assert_eq!(c.validate().map_err(|e| e.field), Err(field), "{c:?}");
         }
     }
 }

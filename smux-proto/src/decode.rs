@@ -2,14 +2,18 @@
 //!
 //! The decoder collects a header, lets the session decide what the body is for (a stream's
 //! data, an UPD, or bytes to discard), then collects the body. A payload that arrives whole in
-//! one input chunk is split off without copying when it is at least a quarter of that chunk, so
-//! a kept slice never pins more than four times its size of the caller's buffer; smaller
-//! payloads, and payloads spread over several chunks, are copied into an allocation of exactly
-//! their size.
+//! one input chunk is split off without copying when it is at least [`ZERO_COPY_MIN`] bytes and
+//! at least a quarter of that chunk: a kept slice shares the caller's buffer, so it should not
+//! be much smaller than that buffer's allocation (the adapters read into 64 KiB buffers, so a
+//! slice pins at most four times its size). Smaller payloads, and payloads spread over several
+//! chunks, are copied into an allocation of exactly their size.
 
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::frame::{StreamId, HEADER_LEN, UPD_PAYLOAD_LEN};
+
+/// Payloads shorter than this are always copied out of the input.
+pub const ZERO_COPY_MIN: usize = 16 * 1024;
 
 /// What the session decided a frame body is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +138,7 @@ impl Decoder {
             State::Data { id, len, acc } => {
                 if acc.is_empty() && input.len() >= *len {
                     let data = input.split_to(*len);
-                    let data = if data.len() * 4 >= chunk_len {
+                    let data = if data.len() >= ZERO_COPY_MIN && data.len() * 4 >= chunk_len {
                         data
                     } else {
                         Bytes::copy_from_slice(&data)
@@ -205,29 +209,36 @@ mod tests {
 
     #[test]
     fn big_payload_is_split_without_copy_small_one_is_copied() {
-        let input = Bytes::from(vec![9u8; 1000]);
+        let input = Bytes::from(vec![9u8; 60_000]);
         let base = input.as_ptr();
         let mut d = Decoder::default();
         d.begin_body(Body::Data {
             id: StreamId(3),
-            len: 600,
+            len: 40_000,
         });
         let mut i = input.clone();
-        let Some(Complete::Data { data, .. }) = d.body(&mut i, 1000) else {
+        let Some(Complete::Data { data, .. }) = d.body(&mut i, 60_000) else {
             panic!("payload not complete");
         };
         assert_eq!(data.as_ptr(), base, "a large payload must not be copied");
-        d.begin_body(Body::Data {
-            id: StreamId(3),
-            len: 10,
-        });
-        let Some(Complete::Data { data, .. }) = d.body(&mut i, 1000) else {
-            panic!("payload not complete");
-        };
-        let (p, b) = (data.as_ptr() as usize, base as usize);
-        assert!(p < b || p >= b + 1000, "a small payload must be copied out");
-        assert_eq!(data.len(), 10);
-        assert_eq!(i.len(), 390);
+        // What is left of the buffer is small, but the allocation behind it is not: a small
+        // payload from it is copied even though it is most of the remaining input.
+        for len in [10, 16_000] {
+            d.begin_body(Body::Data {
+                id: StreamId(3),
+                len,
+            });
+            let mut rest = i.slice(..len);
+            let Some(Complete::Data { data, .. }) = d.body(&mut rest, len) else {
+                panic!("payload not complete");
+            };
+            let (p, b) = (data.as_ptr() as usize, base as usize);
+            assert!(
+                p < b || p >= b + 60_000,
+                "a small payload must be copied out"
+            );
+            assert_eq!(data.len(), len);
+        }
     }
 
     #[test]

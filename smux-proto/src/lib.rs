@@ -77,7 +77,7 @@ mod session;
 mod stream;
 mod timer;
 
-pub use config::{Config, Role, Version, INITIAL_PEER_WINDOW};
+pub use config::{Config, Role, Version, INITIAL_PEER_WINDOW, MAX_TIMER};
 pub use error::{ConfigError, OpenError, ProtocolError, SessionEnd, StreamError};
 pub use frame::{Cmd, Header, StreamId};
 pub use session::{Event, Session, Transmit};

@@ -44,6 +44,8 @@ pub(crate) struct Stream {
     pub in_ctrl: bool,
     pub in_ready: bool,
     pub in_tx_blocked: bool,
+    /// Peer-opened and not yet taken by `accept`.
+    pub in_accept_queue: bool,
     /// A write was refused for lack of room; a `Writable` event is owed.
     pub write_blocked: bool,
     /// The application released the stream; it is removed once its FIN is out.
@@ -76,6 +78,7 @@ impl Stream {
             in_ctrl: false,
             in_ready: false,
             in_tx_blocked: false,
+            in_accept_queue: false,
             write_blocked: false,
             released: false,
             expired: false,

@@ -883,3 +883,106 @@ fn round_robin_interleaves_streams() {
         ]
     );
 }
+
+// ---------------------------------------------------------------- found in review
+
+#[test]
+fn v2_window_blocked_writer_is_woken_even_when_the_session_queue_was_full() {
+    let c = Config {
+        max_stream_queued: 300_000,
+        max_session_queued: 300_000,
+        ..v2()
+    };
+    let (mut s, now) = server(c);
+    let a = s.open().unwrap();
+    let b = s.open().unwrap();
+    let cc = s.open().unwrap();
+    assert_eq!(s.write(a, &vec![0; 262_144]), Ok(262_144));
+    let _ = transmits(&mut s, now);
+    assert_eq!(s.write(a, b"x"), Err(StreamError::Blocked));
+    assert_eq!(s.write(b, &vec![0; 262_144]), Ok(262_144));
+    assert_eq!(s.write(cc, &vec![0; 37_856]), Ok(37_856));
+    feed(
+        &mut s,
+        now,
+        wire(Version::V2, Cmd::Upd, a.0, &encode_upd(262_144, 65_536)),
+    );
+    assert!(!events(&mut s).contains(&Event::Writable(a)));
+    let _ = transmits(&mut s, now);
+    assert!(events(&mut s).contains(&Event::Writable(a)));
+    assert_eq!(s.send_window(a), Some(65_536));
+}
+
+#[test]
+fn idle_timeout_never_cuts_off_unread_or_queued_data() {
+    let c = Config {
+        idle_timeout: Some(Duration::from_secs(10)),
+        ..Config::default()
+    };
+    let (mut s, now) = server(c);
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
+    feed(&mut s, now, wire(Version::V1, Cmd::Psh, 3, &[1; 30_000]));
+    let id = s.accept().unwrap();
+    let mut got = 0;
+    let mut buf = [0u8; 1000];
+    for sec in 1..=60u64 {
+        s.handle_timeout(now + Duration::from_secs(sec));
+        match s.read(id, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(StreamError::Blocked) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got, 30_000, "all data read before the stream expired");
+    assert!(events(&mut s).contains(&Event::Closed(id)));
+}
+
+#[test]
+fn accept_never_returns_a_stream_released_before_it_was_accepted() {
+    let (mut s, now) = server(Config {
+        max_accept_backlog: 1,
+        ..Config::default()
+    });
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
+    s.close_stream(StreamId(3));
+    let _ = transmits(&mut s, now);
+    assert_eq!(s.num_streams(), 0);
+    assert_eq!(s.accept(), None);
+    // The backlog is free again.
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 5, b""));
+    assert_eq!(s.accept(), Some(StreamId(5)));
+}
+
+#[test]
+fn no_finished_event_after_closed() {
+    let c = Config {
+        idle_timeout: Some(Duration::from_secs(1)),
+        ..Config::default()
+    };
+    let (mut s, now) = server(c);
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
+    s.handle_timeout(now + Duration::from_secs(5));
+    assert!(events(&mut s).contains(&Event::Closed(StreamId(3))));
+    feed(&mut s, now, wire(Version::V1, Cmd::Fin, 3, b""));
+    assert!(events(&mut s).is_empty());
+}
+
+#[test]
+fn idle_deadlines_stay_bounded_under_stream_turnover() {
+    let c = Config {
+        idle_timeout: Some(Duration::from_secs(3600)),
+        ..Config::default()
+    };
+    let (mut s, now) = server(c);
+    for i in 0..10_000u32 {
+        let id = 3 + 2 * i;
+        feed(&mut s, now, wire(Version::V1, Cmd::Syn, id, b""));
+        feed(&mut s, now, wire(Version::V1, Cmd::Fin, id, b""));
+        let got = s.accept().unwrap();
+        s.close_stream(got);
+        let _ = transmits(&mut s, now);
+    }
+    assert_eq!(s.num_streams(), 0);
+    assert!(s.idle.len() < 200, "{} idle deadlines kept", s.idle.len());
+}
