@@ -227,6 +227,20 @@ impl Session {
         })
     }
 
+    /// Whether anything of `id` (its SYN, data, or a requested FIN) still waits to be handed
+    /// out by [`Session::poll_transmit`].
+    pub fn has_pending_output(&self, id: StreamId) -> bool {
+        self.streams
+            .get(&id.0)
+            .is_some_and(|s| s.syn_pending || s.queued() > 0 || s.fin_due())
+    }
+
+    /// Whether `id` can carry no more data in either direction: both FINs, the idle timeout,
+    /// the end of the session, or an id the session does not know.
+    pub fn is_stream_closed(&self, id: StreamId) -> bool {
+        self.is_ended() || self.streams.get(&id.0).is_none_or(|s| s.is_done())
+    }
+
     /// Whether [`Session::poll_transmit`] has something to hand out.
     pub fn has_output(&self) -> bool {
         !self.is_ended()

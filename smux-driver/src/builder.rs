@@ -1,0 +1,166 @@
+//! The `MuxBuilder` both adapters export, written once as a macro: the type must be defined in
+//! each adapter crate so that each can add its own `build()` for its own transport traits.
+
+/// Defines `MuxBuilder` with its type states and setters in the calling crate. The caller adds
+/// `impl<T> MuxBuilder<WithConnection<T>> { pub fn build(self) -> ... }`, reading the
+/// connection from `self.state.connection` and the options from `self.state.options`.
+#[macro_export]
+macro_rules! define_builder {
+    () => {
+        /// Builder state before the role is chosen.
+        #[derive(Debug)]
+        pub struct Begin {
+            _private: (),
+        }
+
+        /// Builder state holding the options.
+        #[derive(Debug, Clone)]
+        pub struct WithConfig {
+            options: $crate::Options,
+        }
+
+        /// Builder state holding the options and the transport.
+        #[derive(Debug)]
+        pub struct WithConnection<T> {
+            pub(crate) options: $crate::Options,
+            pub(crate) connection: T,
+        }
+
+        /// Builds a session: choose the role ([`MuxBuilder::client`] or
+        /// [`MuxBuilder::server`]), set options, give the transport
+        /// ([`MuxBuilder::with_connection`]), then `build()`.
+        ///
+        /// Every option is optional. Keep-alive and the idle timeout are off unless set; when
+        /// talking to a Go peer, turn keep-alive on (Go drops a peer that is silent for 30 s).
+        #[derive(Debug)]
+        pub struct MuxBuilder<State> {
+            pub(crate) state: State,
+        }
+
+        impl MuxBuilder<Begin> {
+            /// A client: the streams it opens have odd ids (3, 5, ...).
+            pub fn client() -> MuxBuilder<WithConfig> {
+                MuxBuilder {
+                    state: WithConfig {
+                        options: $crate::Options::new($crate::smux_proto::Role::Client),
+                    },
+                }
+            }
+
+            /// A server: the streams it opens have even ids (2, 4, ...).
+            pub fn server() -> MuxBuilder<WithConfig> {
+                MuxBuilder {
+                    state: WithConfig {
+                        options: $crate::Options::new($crate::smux_proto::Role::Server),
+                    },
+                }
+            }
+        }
+
+        impl MuxBuilder<WithConfig> {
+            /// Send a NOP keep-alive frame every `interval_secs` seconds. Default: off.
+            ///
+            /// # Panics
+            /// Above a year.
+            pub fn with_keep_alive_interval(
+                &mut self,
+                interval_secs: ::std::num::NonZeroU64,
+            ) -> &mut Self {
+                self.state.options.keep_alive_interval(interval_secs);
+                self
+            }
+
+            /// End the session when no frame has arrived from the peer for `timeout_secs`
+            /// seconds. Default: three keep-alive intervals, once an interval is set.
+            ///
+            /// # Panics
+            /// Above a year; in `build()`, if shorter than the keep-alive interval.
+            pub fn with_keep_alive_timeout(
+                &mut self,
+                timeout_secs: ::std::num::NonZeroU64,
+            ) -> &mut Self {
+                self.state.options.keep_alive_timeout(timeout_secs);
+                self
+            }
+
+            /// Close a stream (FIN; reads end, writes fail with `BrokenPipe`) when no data has
+            /// been sent or received on it for `timeout_secs` seconds and none waits to be
+            /// read or sent. It fires between one and two periods after the last data.
+            /// Default: off.
+            ///
+            /// # Panics
+            /// Above a year.
+            pub fn with_idle_timeout(&mut self, timeout_secs: ::std::num::NonZeroU64) -> &mut Self {
+                self.state.options.idle_timeout(timeout_secs);
+                self
+            }
+
+            /// Frames (of the maximum frame size) a stream may have queued before its
+            /// `poll_write` returns `Pending`; the session-wide limit of 8 MiB applies as well.
+            /// Default: 1,024.
+            pub fn with_max_tx_queue(&mut self, size: ::std::num::NonZeroUsize) -> &mut Self {
+                self.state.options.max_tx_queue(size);
+                self
+            }
+
+            /// Unread frames (of the maximum frame size) the session may hold before it stops
+            /// reading the transport (the version-1 receive budget); at most 4 MiB. Default:
+            /// 1,024.
+            pub fn with_max_rx_queue(&mut self, size: ::std::num::NonZeroUsize) -> &mut Self {
+                self.state.options.max_rx_queue(size);
+                self
+            }
+
+            /// The protocol version; both sides must agree. Default: version 1.
+            pub fn with_version(&mut self, version: $crate::smux_proto::Version) -> &mut Self {
+                self.state.options.version(version);
+                self
+            }
+
+            /// Version 2: the per-stream window we advertise, in bytes. Default: 256 KiB.
+            ///
+            /// # Panics
+            /// Below 65,535 or above 2^31 - 1 (what a Go peer can read).
+            pub fn with_stream_window(&mut self, bytes: u32) -> &mut Self {
+                self.state.options.stream_window(bytes);
+                self
+            }
+
+            /// Largest payload of a frame we send, in bytes. Default: 32,768, as Go.
+            ///
+            /// # Panics
+            /// Outside 1..=65,535.
+            pub fn with_max_frame_size(&mut self, bytes: usize) -> &mut Self {
+                self.state.options.max_frame_size(bytes);
+                self
+            }
+
+            /// Streams open at once, both directions together; beyond it `connect()` fails and
+            /// peer SYNs are refused with a FIN. Default: 65,536.
+            pub fn with_max_streams(&mut self, streams: ::std::num::NonZeroUsize) -> &mut Self {
+                self.state.options.max_streams(streams);
+                self
+            }
+
+            /// Peer-opened streams waiting for `accept()`; beyond it peer SYNs are refused
+            /// with a FIN. Default: 1,024.
+            pub fn with_max_accept_backlog(
+                &mut self,
+                streams: ::std::num::NonZeroUsize,
+            ) -> &mut Self {
+                self.state.options.max_accept_backlog(streams);
+                self
+            }
+
+            /// The transport to multiplex.
+            pub fn with_connection<T>(&mut self, connection: T) -> MuxBuilder<WithConnection<T>> {
+                MuxBuilder {
+                    state: WithConnection {
+                        options: self.state.options.clone(),
+                        connection,
+                    },
+                }
+            }
+        }
+    };
+}

@@ -1,0 +1,66 @@
+//! The error type of the adapters' API, and how a session's end reads to a stream.
+
+use std::io;
+
+use smux_proto::{ProtocolError, SessionEnd};
+
+/// Why a mux operation failed, or why the worker ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MuxError {
+    /// The session is closed: `close()` was called, all handles were dropped, the peer closed
+    /// the transport, or the worker was dropped.
+    #[error("connection closed")]
+    ConnectionClosed,
+    /// The configured limit of open streams is reached.
+    #[error("too many streams")]
+    TooManyStreams,
+    /// Every stream id of our parity has been used (Go's `ErrGoAway`); open a new connection.
+    #[error("stream ids exhausted")]
+    StreamIdsExhausted,
+    /// Nothing arrived from the peer within the keep-alive timeout.
+    #[error("keep-alive timeout: the peer sent nothing")]
+    KeepAliveTimeout,
+    /// The peer broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The transport failed.
+    #[error("I/O error: {0}")]
+    IoError(#[from] io::Error),
+}
+
+/// `Result` with [`MuxError`].
+pub type MuxResult<T> = Result<T, MuxError>;
+
+/// How the end of the session reads to a stream that was still open: the `io::ErrorKind` a
+/// Tokio or futures user expects, and a message.
+pub(crate) fn stream_error(end: Option<&SessionEnd>, transport: Option<&str>) -> io::Error {
+    let (kind, msg) = match end {
+        Some(SessionEnd::Closed) | None => (io::ErrorKind::ConnectionAborted, "session closed"),
+        Some(SessionEnd::PeerClosed) => (
+            io::ErrorKind::UnexpectedEof,
+            "peer closed the connection before finishing the stream",
+        ),
+        Some(SessionEnd::TransportFailed) => (io::ErrorKind::ConnectionReset, "transport failed"),
+        Some(SessionEnd::KeepAliveTimeout) => (io::ErrorKind::TimedOut, "keep-alive timeout"),
+        Some(SessionEnd::Protocol(_)) => (io::ErrorKind::InvalidData, "peer broke the protocol"),
+        Some(_) => (io::ErrorKind::ConnectionAborted, "session ended"),
+    };
+    match (end, transport) {
+        (Some(SessionEnd::TransportFailed), Some(t)) => io::Error::new(kind, format!("{msg}: {t}")),
+        (Some(SessionEnd::Protocol(e)), _) => io::Error::new(kind, format!("{msg}: {e}")),
+        _ => io::Error::new(kind, msg),
+    }
+}
+
+/// The worker's result for a session that ended with `end`.
+pub(crate) fn worker_result(end: &SessionEnd, transport: Option<io::Error>) -> MuxResult<()> {
+    match end {
+        SessionEnd::Closed | SessionEnd::PeerClosed => Ok(()),
+        SessionEnd::KeepAliveTimeout => Err(MuxError::KeepAliveTimeout),
+        SessionEnd::Protocol(e) => Err(MuxError::Protocol(e.clone())),
+        _ => Err(MuxError::IoError(transport.unwrap_or_else(|| {
+            io::Error::new(io::ErrorKind::ConnectionReset, "transport failed")
+        }))),
+    }
+}

@@ -1,0 +1,194 @@
+//! The builder options of the adapters (the seed's names and units), turned into a
+//! [`smux_proto::Config`]. The adapters' `MuxBuilder` setters delegate here, so the checks and
+//! the defaults exist once.
+
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::time::Duration;
+
+use smux_proto::{Config, Role, Version, MAX_TIMER};
+
+/// Options of one session, as the builders take them.
+#[derive(Debug, Clone)]
+pub struct Options {
+    role: Role,
+    config: Config,
+    keep_alive_timeout_set: bool,
+    max_tx_frames: usize,
+    max_rx_frames: usize,
+}
+
+fn seconds(what: &str, secs: NonZeroU64) -> Duration {
+    let d = Duration::from_secs(secs.get());
+    assert!(
+        d <= MAX_TIMER,
+        "{what} must be at most a year, got {secs} s"
+    );
+    d
+}
+
+impl Options {
+    /// Defaults for `role`: version 1, keep-alive and idle timeout off, queues of 1,024 frames.
+    pub fn new(role: Role) -> Options {
+        Options {
+            role,
+            config: Config::default(),
+            keep_alive_timeout_set: false,
+            max_tx_frames: 1024,
+            max_rx_frames: 1024,
+        }
+    }
+
+    /// Send a NOP every `secs` seconds. Panics above a year.
+    pub fn keep_alive_interval(&mut self, secs: NonZeroU64) {
+        self.config.keep_alive_interval = Some(seconds("keep-alive interval", secs));
+    }
+
+    /// End the session when nothing arrives for `secs` seconds (default: three intervals, once
+    /// an interval is set). Panics above a year.
+    pub fn keep_alive_timeout(&mut self, secs: NonZeroU64) {
+        self.config.keep_alive_timeout = Some(seconds("keep-alive timeout", secs));
+        self.keep_alive_timeout_set = true;
+    }
+
+    /// Close a stream with no data sent or received for `secs` seconds. Panics above a year.
+    pub fn idle_timeout(&mut self, secs: NonZeroU64) {
+        self.config.idle_timeout = Some(seconds("idle timeout", secs));
+    }
+
+    /// Frames a stream may have queued (counted as frames of the maximum frame size) before
+    /// its writes wait.
+    pub fn max_tx_queue(&mut self, frames: NonZeroUsize) {
+        self.max_tx_frames = frames.get();
+    }
+
+    /// Unread frames (counted as frames of the maximum frame size) the session may hold before
+    /// it stops reading the transport; the byte budget (4 MiB) applies as well.
+    pub fn max_rx_queue(&mut self, frames: NonZeroUsize) {
+        self.max_rx_frames = frames.get();
+    }
+
+    /// The protocol version.
+    pub fn version(&mut self, version: Version) {
+        self.config.version = version;
+    }
+
+    /// Version 2: the per-stream window we advertise. Panics below 65,535 (one frame) or
+    /// above 2^31 - 1 (what Go can read).
+    pub fn stream_window(&mut self, bytes: u32) {
+        assert!(
+            (65_535..=i32::MAX as u32).contains(&bytes),
+            "stream window must be between 65,535 and 2^31 - 1 bytes, got {bytes}"
+        );
+        self.config.stream_window = bytes;
+    }
+
+    /// Largest payload of one frame we send. Panics outside 1..=65,535.
+    pub fn max_frame_size(&mut self, bytes: usize) {
+        assert!(
+            (1..=65_535).contains(&bytes),
+            "frame size must be between 1 and 65,535 bytes, got {bytes}"
+        );
+        self.config.max_frame_size = bytes;
+    }
+
+    /// Streams open at once, both directions together.
+    pub fn max_streams(&mut self, streams: NonZeroUsize) {
+        self.config.max_streams = streams.get();
+    }
+
+    /// Peer-opened streams waiting for `accept`.
+    pub fn max_accept_backlog(&mut self, streams: NonZeroUsize) {
+        self.config.max_accept_backlog = streams.get();
+    }
+
+    /// The role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The protocol configuration these options make.
+    pub fn config(&self) -> Config {
+        let mut c = self.config.clone();
+        if !self.keep_alive_timeout_set {
+            c.keep_alive_timeout = c.keep_alive_interval.map(|i| (i * 3).min(MAX_TIMER));
+        }
+        let frame = c.max_frame_size;
+        c.max_stream_queued = self
+            .max_tx_frames
+            .saturating_mul(frame)
+            .min(c.max_session_queued);
+        let floor = 65_535 + 64;
+        c.max_session_unread = self
+            .max_rx_frames
+            .saturating_mul(frame)
+            .clamp(floor, c.max_session_unread.max(floor));
+        if let (Some(i), Some(t)) = (c.keep_alive_interval, c.keep_alive_timeout) {
+            assert!(
+                t >= i,
+                "keep-alive timeout ({t:?}) must not be shorter than the interval ({i:?})"
+            );
+        }
+        if let Err(e) = c.validate() {
+            panic!("{e}");
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nz(n: u64) -> NonZeroU64 {
+        NonZeroU64::new(n).unwrap()
+    }
+
+    #[test]
+    fn keep_alive_timeout_defaults_to_three_intervals() {
+        let mut o = Options::new(Role::Client);
+        o.keep_alive_interval(nz(10));
+        assert_eq!(o.config().keep_alive_timeout, Some(Duration::from_secs(30)));
+        o.keep_alive_timeout(nz(45));
+        assert_eq!(o.config().keep_alive_timeout, Some(Duration::from_secs(45)));
+    }
+
+    #[test]
+    fn defaults_are_off_and_valid() {
+        let c = Options::new(Role::Server).config();
+        assert_eq!(c.keep_alive_interval, None);
+        assert_eq!(c.idle_timeout, None);
+        assert_eq!(c.version, Version::V1);
+        assert_eq!(c.max_session_unread, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn queue_sizes_count_frames() {
+        let mut o = Options::new(Role::Server);
+        o.max_tx_queue(NonZeroUsize::new(4).unwrap());
+        o.max_rx_queue(NonZeroUsize::new(8).unwrap());
+        let c = o.config();
+        assert_eq!(c.max_stream_queued, 4 * 32_768);
+        assert_eq!(c.max_session_unread, 8 * 32_768);
+    }
+
+    #[test]
+    #[should_panic(expected = "frame size")]
+    fn frame_size_out_of_range_panics() {
+        Options::new(Role::Client).max_frame_size(70_000);
+    }
+
+    #[test]
+    #[should_panic(expected = "stream window")]
+    fn window_too_large_for_go_panics() {
+        Options::new(Role::Client).stream_window(u32::MAX);
+    }
+
+    #[test]
+    #[should_panic(expected = "shorter than the interval")]
+    fn timeout_shorter_than_interval_panics() {
+        let mut o = Options::new(Role::Client);
+        o.keep_alive_interval(nz(10));
+        o.keep_alive_timeout(nz(5));
+        let _ = o.config();
+    }
+}

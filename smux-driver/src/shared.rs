@@ -1,0 +1,716 @@
+//! The state shared by the worker and the handles: the session, the transport, the output not
+//! yet written, and the wakers of everyone waiting.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use smux_proto::{Config, Event, OpenError, Role, Session, SessionEnd, StreamError, StreamId};
+
+use crate::error::{stream_error, worker_result};
+use crate::{MuxError, MuxResult, Transport};
+
+/// Bytes asked of the transport per read. Payloads of at least a quarter of this are kept
+/// without copying (see `smux_proto`'s decoder), so a kept slice pins at most four times its
+/// size.
+const READ_SIZE: usize = 64 * 1024;
+/// Reads per worker round, so that one busy connection cannot starve the runtime.
+const MAX_READS: usize = 16;
+/// Output pulled from the session and not yet written, at most.
+const OUT_HIGH_WATER: usize = 256 * 1024;
+/// Bytes written per worker round.
+const MAX_WRITE: usize = 1024 * 1024;
+/// Segments handed to one vectored write.
+const MAX_IOV: usize = 64;
+/// A transport without vectored writes gets frames gathered into buffers of this size.
+const GATHER: usize = 64 * 1024;
+
+/// Where a stream read puts its bytes: Tokio's `ReadBuf` or a plain slice.
+pub trait ReadTarget {
+    /// Bytes that still fit.
+    fn remaining(&self) -> usize;
+    /// Appends `data` (at most `remaining()` bytes).
+    fn put(&mut self, data: &[u8]);
+}
+
+/// What a stream handle waits for.
+#[derive(Debug, Default)]
+struct Slot {
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+    /// The wire position after this stream's last frame handed out by the session; its data
+    /// has reached the transport once `written` passes it.
+    flush_target: u64,
+    waiting_flush: bool,
+}
+
+/// The shared state of one connection, behind one mutex.
+#[derive(Debug)]
+pub struct Shared<T> {
+    state: Mutex<State<T>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct State<T> {
+    pub(crate) session: Session,
+    io: T,
+    /// Frame segments (headers and payloads) pulled from the session, not yet written.
+    out: VecDeque<Bytes>,
+    out_bytes: usize,
+    headers: BytesMut,
+    /// Wire bytes pulled from the session and written to the transport, since the start.
+    pulled: u64,
+    written: u64,
+    needs_flush: bool,
+    /// Input read from the transport and not yet taken by the session.
+    input: Bytes,
+    read_buf: BytesMut,
+    /// The session stopped taking input; a read on a stream may let it go on.
+    read_paused: bool,
+    eof: bool,
+    slots: HashMap<u32, Slot>,
+    flush_waiters: Vec<StreamId>,
+    accept_waker: Option<Waker>,
+    worker_waker: Option<Waker>,
+    worker_notified: bool,
+    close_wakers: Vec<Waker>,
+    /// Connectors, acceptors and streams alive.
+    handles: usize,
+    acceptor_alive: bool,
+    transport_error: Option<io::Error>,
+    transport_error_msg: Option<String>,
+    /// The transport is shut down (or failed): nothing more will move.
+    pub(crate) finished: bool,
+    result_taken: bool,
+    /// The latest time the worker saw.
+    last_now: Instant,
+}
+
+impl<T: Transport> Shared<T> {
+    /// Shared state for a session over `io`. `handles` is the number of handles the adapter
+    /// creates with it (a connector and an acceptor).
+    pub fn new(io: T, role: Role, config: Config, now: Instant, handles: usize) -> Arc<Self> {
+        let session = Session::new(role, config, now).expect("the builder validated the config");
+        Arc::new(Shared {
+            state: Mutex::new(State {
+                session,
+                io,
+                out: VecDeque::new(),
+                out_bytes: 0,
+                headers: BytesMut::new(),
+                pulled: 0,
+                written: 0,
+                needs_flush: false,
+                input: Bytes::new(),
+                read_buf: BytesMut::new(),
+                read_paused: false,
+                eof: false,
+                slots: HashMap::new(),
+                flush_waiters: Vec::new(),
+                accept_waker: None,
+                worker_waker: None,
+                worker_notified: false,
+                close_wakers: Vec::new(),
+                handles,
+                acceptor_alive: true,
+                transport_error: None,
+                transport_error_msg: None,
+                finished: false,
+                result_taken: false,
+                last_now: now,
+            }),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A panic in another thread while holding the lock leaves the state as consistent as
+        // any single call leaves it: go on rather than poison every handle.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens a stream.
+    pub fn connect(&self) -> MuxResult<StreamId> {
+        let mut st = self.lock();
+        let id = st.session.open().map_err(|e| match e {
+            OpenError::IdsExhausted => MuxError::StreamIdsExhausted,
+            OpenError::TooManyStreams { .. } => MuxError::TooManyStreams,
+            _ => MuxError::ConnectionClosed,
+        })?;
+        st.slots.insert(id.0, Slot::default());
+        st.handles += 1;
+        st.notify_worker();
+        Ok(id)
+    }
+
+    /// Takes the next peer-opened stream; `None` once the session is closing or over.
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<StreamId>> {
+        let mut st = self.lock();
+        if st.session.is_closing() || st.finished {
+            return Poll::Ready(None);
+        }
+        match st.session.accept() {
+            Some(id) => {
+                st.slots.insert(id.0, Slot::default());
+                st.handles += 1;
+                Poll::Ready(Some(id))
+            }
+            None => {
+                set_waker(&mut st.accept_waker, cx);
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Reads from stream `id` into `dst`. Nothing put and `Ok` is the end of the stream.
+    pub fn poll_read(
+        &self,
+        id: StreamId,
+        cx: &mut Context<'_>,
+        dst: &mut dyn ReadTarget,
+    ) -> Poll<io::Result<()>> {
+        let mut st = self.lock();
+        let mut any = false;
+        let result = loop {
+            let max = dst.remaining();
+            if max == 0 {
+                break Poll::Ready(Ok(()));
+            }
+            match st.session.read_chunk(id, max) {
+                Ok(Some(chunk)) => {
+                    dst.put(&chunk);
+                    any = true;
+                }
+                Ok(None) => break Poll::Ready(Ok(())),
+                Err(_) if any => break Poll::Ready(Ok(())),
+                Err(StreamError::Blocked) => {
+                    if let Some(slot) = st.slots.get_mut(&id.0) {
+                        set_waker(&mut slot.reader, cx);
+                    }
+                    break Poll::Pending;
+                }
+                Err(e) => break Poll::Ready(Err(st.stream_io_error(&e))),
+            }
+        };
+        if any {
+            st.after_read();
+        }
+        result
+    }
+
+    /// Writes to stream `id`; what is taken reaches the wire in order.
+    pub fn poll_write(
+        &self,
+        id: StreamId,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut st = self.lock();
+        match st.session.write(id, buf) {
+            Ok(n) => {
+                if n > 0 {
+                    st.notify_worker();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Err(StreamError::Blocked) => {
+                if let Some(slot) = st.slots.get_mut(&id.0) {
+                    set_waker(&mut slot.writer, cx);
+                }
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(st.stream_io_error(&e))),
+        }
+    }
+
+    /// Ready once everything written to `id` (and its FIN, if shut down) has been handed to
+    /// the transport.
+    pub fn poll_flush(&self, id: StreamId, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut st = self.lock();
+        st.poll_stream_flushed(id, cx)
+    }
+
+    /// Sends FIN on `id` after its data and waits until it is handed to the transport; the
+    /// read side stays open.
+    pub fn poll_shutdown(&self, id: StreamId, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut st = self.lock();
+        if let Err(e) = st.session.shutdown(id) {
+            return Poll::Ready(Err(st.stream_io_error(&e)));
+        }
+        st.notify_worker();
+        st.poll_stream_flushed(id, cx)
+    }
+
+    /// The stream handle is gone: data it wrote still goes out, then FIN; unread data is
+    /// dropped.
+    pub fn release_stream(&self, id: StreamId) {
+        let mut st = self.lock();
+        st.session.close_stream(id);
+        st.slots.remove(&id.0);
+        st.flush_waiters.retain(|w| *w != id);
+        st.release_handle();
+    }
+
+    /// A connector is gone.
+    pub fn release_connector(&self) {
+        self.lock().release_handle();
+    }
+
+    /// The acceptor is gone: streams the peer opens from now on are closed at once.
+    pub fn release_acceptor(&self) {
+        let mut st = self.lock();
+        st.acceptor_alive = false;
+        while let Some(id) = st.session.accept() {
+            st.session.close_stream(id);
+        }
+        st.release_handle();
+    }
+
+    /// One more connector.
+    pub fn add_connector(&self) {
+        self.lock().handles += 1;
+    }
+
+    /// Stream handles alive.
+    pub fn num_streams(&self) -> usize {
+        self.lock().slots.len()
+    }
+
+    /// Whether `id` can carry no more data either way.
+    pub fn is_stream_closed(&self, id: StreamId) -> bool {
+        let st = self.lock();
+        st.finished || st.session.is_stream_closed(id)
+    }
+
+    /// Closes the session in order: data already taken by writes reaches the wire, every open
+    /// stream gets FIN, then the transport is shut down. Works without the worker.
+    pub fn poll_close(&self, cx: &mut Context<'_>) -> Poll<MuxResult<()>> {
+        let mut st = self.lock();
+        if st.finished {
+            return Poll::Ready(Ok(()));
+        }
+        st.session.close();
+        st.dispatch_events();
+        let now = st.session_now();
+        if let Err(e) = st.drive_output(cx, now) {
+            st.fail(e);
+        }
+        st.dispatch_events();
+        match st.poll_finish(cx) {
+            Poll::Ready(()) => Poll::Ready(Ok(())),
+            Poll::Pending => {
+                if !st.close_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    st.close_wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+fn set_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+fn wake(slot: &mut Option<Waker>) {
+    if let Some(w) = slot.take() {
+        w.wake();
+    }
+}
+
+impl<T: Transport> State<T> {
+    /// The time to hand the session for output: output carries no timers of its own, so the
+    /// latest time the session knows is as good as any.
+    fn session_now(&self) -> Instant {
+        self.last_now
+    }
+
+    pub(crate) fn register_worker(&mut self, cx: &Context<'_>) {
+        self.worker_notified = false;
+        set_waker(&mut self.worker_waker, cx);
+    }
+
+    fn notify_worker(&mut self) {
+        if !self.worker_notified {
+            self.worker_notified = true;
+            if let Some(w) = &self.worker_waker {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    fn release_handle(&mut self) {
+        self.handles -= 1;
+        if self.handles == 0 {
+            self.notify_worker();
+        }
+    }
+
+    pub(crate) fn all_handles_gone(&self) -> bool {
+        self.handles == 0
+    }
+
+    /// A read freed room: the session may send an UPD or take input again.
+    fn after_read(&mut self) {
+        if self.session.has_output() || (self.read_paused && self.session.wants_input()) {
+            self.notify_worker();
+        }
+    }
+
+    fn stream_io_error(&self, e: &StreamError) -> io::Error {
+        match e {
+            StreamError::Finished => {
+                io::Error::new(io::ErrorKind::BrokenPipe, "stream is shut down for writing")
+            }
+            StreamError::UnknownStream(id) => {
+                io::Error::new(io::ErrorKind::NotConnected, format!("unknown stream {id}"))
+            }
+            _ => stream_error(
+                self.session.end_reason(),
+                self.transport_error_msg.as_deref(),
+            ),
+        }
+    }
+
+    fn poll_stream_flushed(&mut self, id: StreamId, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        let pending = self.session.has_pending_output(id);
+        let Some(slot) = self.slots.get_mut(&id.0) else {
+            return Poll::Ready(Ok(()));
+        };
+        if !pending && self.written >= slot.flush_target {
+            return Poll::Ready(Ok(()));
+        }
+        if self.session.is_ended() || self.finished {
+            return Poll::Ready(Err(stream_error(
+                self.session.end_reason(),
+                self.transport_error_msg.as_deref(),
+            )));
+        }
+        set_waker(&mut slot.writer, cx);
+        if !slot.waiting_flush {
+            slot.waiting_flush = true;
+            self.flush_waiters.push(id);
+        }
+        self.notify_worker();
+        Poll::Pending
+    }
+
+    /// Wakes the streams whose flush is now complete.
+    fn wake_flushed(&mut self) {
+        let written = self.written;
+        let session = &self.session;
+        let slots = &mut self.slots;
+        self.flush_waiters.retain(|id| {
+            let Some(slot) = slots.get_mut(&id.0) else {
+                return false;
+            };
+            if session.has_pending_output(*id) || written < slot.flush_target {
+                return true;
+            }
+            slot.waiting_flush = false;
+            wake(&mut slot.writer);
+            false
+        });
+    }
+
+    /// Wakes the tasks waiting on what the session reported.
+    pub(crate) fn dispatch_events(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::Opened(_) => {
+                    if self.acceptor_alive {
+                        wake(&mut self.accept_waker);
+                    } else {
+                        while let Some(id) = self.session.accept() {
+                            self.session.close_stream(id);
+                        }
+                    }
+                }
+                Event::Readable(id) | Event::Finished(id) => {
+                    if let Some(slot) = self.slots.get_mut(&id.0) {
+                        wake(&mut slot.reader);
+                    }
+                }
+                Event::Writable(id) => {
+                    if let Some(slot) = self.slots.get_mut(&id.0) {
+                        wake(&mut slot.writer);
+                    }
+                }
+                Event::Closed(id) => {
+                    if let Some(slot) = self.slots.get_mut(&id.0) {
+                        wake(&mut slot.reader);
+                        wake(&mut slot.writer);
+                    }
+                }
+                _ => self.wake_all(),
+            }
+        }
+    }
+
+    fn wake_all(&mut self) {
+        for slot in self.slots.values_mut() {
+            wake(&mut slot.reader);
+            wake(&mut slot.writer);
+        }
+        wake(&mut self.accept_waker);
+        for w in self.close_wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Records a transport failure; the session ends.
+    pub(crate) fn fail(&mut self, e: io::Error) {
+        if self.transport_error_msg.is_none() {
+            self.transport_error_msg = Some(e.to_string());
+            self.transport_error = Some(e);
+        }
+        self.session.handle_transport_error();
+        self.out.clear();
+        self.out_bytes = 0;
+        self.dispatch_events();
+    }
+
+    /// Reads from the transport and feeds the session, while it takes input. Returns whether
+    /// anything moved.
+    pub(crate) fn drive_input(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        self.last_now = now;
+        let mut progress = false;
+        for _ in 0..MAX_READS {
+            if self.session.is_ended() {
+                break;
+            }
+            if !self.session.wants_input() {
+                self.read_paused = true;
+                break;
+            }
+            if self.read_paused || !self.input.is_empty() {
+                // Resume a held-back frame, then what is left of the last read.
+                self.read_paused = false;
+                let before = self.input.len();
+                self.session.handle_input(now, &mut self.input);
+                self.dispatch_events();
+                progress |= self.input.len() < before;
+                if !self.input.is_empty() {
+                    self.read_paused = true;
+                    break;
+                }
+                continue;
+            }
+            if self.eof {
+                break;
+            }
+            if self.read_buf.capacity() < READ_SIZE {
+                self.read_buf = BytesMut::with_capacity(READ_SIZE);
+            }
+            self.read_buf.resize(READ_SIZE, 0);
+            match self.io.poll_read(cx, &mut self.read_buf[..]) {
+                Poll::Ready(Ok(0)) => {
+                    self.read_buf.clear();
+                    self.eof = true;
+                    self.session.handle_eof();
+                    self.dispatch_events();
+                    progress = true;
+                    break;
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.read_buf.truncate(n);
+                    self.input = self.read_buf.split().freeze();
+                    self.session.handle_input(now, &mut self.input);
+                    self.dispatch_events();
+                    progress = true;
+                    if !self.input.is_empty() {
+                        self.read_paused = true;
+                        break;
+                    }
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => {
+                    self.read_buf.clear();
+                    self.fail(e);
+                    progress = true;
+                    break;
+                }
+                Poll::Pending => {
+                    self.read_buf.clear();
+                    break;
+                }
+            }
+        }
+        progress
+    }
+
+    /// Moves frames from the session to the transport, vectored. Returns whether anything was
+    /// written.
+    pub(crate) fn drive_output(&mut self, cx: &mut Context<'_>, now: Instant) -> io::Result<bool> {
+        let mut progress = false;
+        let mut budget = MAX_WRITE;
+        loop {
+            self.pull(now);
+            if self.out.is_empty() {
+                if self.needs_flush {
+                    if let Poll::Ready(r) = self.io.poll_flush(cx) {
+                        r?;
+                        self.needs_flush = false;
+                    }
+                }
+                break;
+            }
+            if budget == 0 {
+                break;
+            }
+            let n = match self.write_some(cx) {
+                Poll::Ready(Ok(0)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "transport accepted no bytes",
+                    ))
+                }
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
+            };
+            self.advance_out(n);
+            budget = budget.saturating_sub(n);
+            progress = true;
+            self.needs_flush = true;
+            self.wake_flushed();
+        }
+        Ok(progress)
+    }
+
+    /// Pulls frames from the session until enough output is waiting.
+    fn pull(&mut self, now: Instant) {
+        while self.out_bytes < OUT_HIGH_WATER {
+            let Some(t) = self.session.poll_transmit(now) else {
+                break;
+            };
+            self.pulled += t.wire_len() as u64;
+            self.out_bytes += t.wire_len();
+            let id = u32::from_le_bytes([t.header[4], t.header[5], t.header[6], t.header[7]]);
+            if let Some(slot) = self.slots.get_mut(&id) {
+                slot.flush_target = self.pulled;
+            }
+            if self.headers.capacity() < t.header.len() {
+                self.headers.reserve(4096);
+            }
+            self.headers.extend_from_slice(&t.header);
+            self.out.push_back(self.headers.split().freeze());
+            if !t.payload.is_empty() {
+                self.out.push_back(t.payload);
+            }
+        }
+    }
+
+    fn write_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if !self.io.is_write_vectored() {
+            self.gather();
+        }
+        let slices: Vec<IoSlice<'_>> = self
+            .out
+            .iter()
+            .take(MAX_IOV)
+            .map(|b| IoSlice::new(b))
+            .collect();
+        self.io.poll_write_vectored(cx, &slices)
+    }
+
+    /// For transports that write one buffer at a time: copies the first segments into one
+    /// buffer, so a header and its payload (and small frames) go out in one write.
+    fn gather(&mut self) {
+        if self.out.len() < 2 || self.out[0].len() >= GATHER {
+            return;
+        }
+        let mut buf = BytesMut::with_capacity(GATHER);
+        while let Some(front) = self.out.front() {
+            if !buf.is_empty() && buf.len() + front.len() > GATHER {
+                break;
+            }
+            buf.extend_from_slice(front);
+            self.out.pop_front();
+        }
+        self.out.push_front(buf.freeze());
+    }
+
+    fn advance_out(&mut self, mut n: usize) {
+        self.written += n as u64;
+        self.out_bytes -= n;
+        while n > 0 {
+            let front = self.out.front_mut().expect("wrote bytes that were queued");
+            if n >= front.len() {
+                n -= front.len();
+                self.out.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+
+    /// Once the session has ended and its output is written: flushes and shuts down the
+    /// transport (after an orderly end) and wakes everyone.
+    pub(crate) fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.finished {
+            return Poll::Ready(());
+        }
+        if !self.session.is_ended() {
+            return Poll::Pending;
+        }
+        let orderly = matches!(
+            self.session.end_reason(),
+            Some(SessionEnd::Closed | SessionEnd::PeerClosed)
+        );
+        if !orderly {
+            // After a failure what is left unwritten is dropped with the transport.
+            self.out.clear();
+            self.out_bytes = 0;
+        }
+        if !self.out.is_empty() {
+            return Poll::Pending;
+        }
+        if orderly {
+            match self.io.poll_flush(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => {}
+            }
+            if let Poll::Pending = self.io.poll_shutdown(cx) {
+                return Poll::Pending;
+            }
+        }
+        self.finished = true;
+        self.wake_all();
+        Poll::Ready(())
+    }
+
+    /// The worker's result, once.
+    pub(crate) fn take_result(&mut self) -> MuxResult<()> {
+        if self.result_taken {
+            return Ok(());
+        }
+        self.result_taken = true;
+        match self.session.end_reason() {
+            Some(end) => worker_result(&end.clone(), self.transport_error.take()),
+            None => Ok(()),
+        }
+    }
+
+    /// The worker is gone without finishing: nothing will move again.
+    pub(crate) fn abandon(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.transport_error_msg = Some("the worker was dropped".into());
+        self.session.handle_transport_error();
+        self.out.clear();
+        self.out_bytes = 0;
+        self.dispatch_events();
+        self.finished = true;
+        self.wake_all();
+    }
+}

@@ -1,0 +1,88 @@
+//! Tokio's I/O traits and clock, as the driver wants them.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use smux_driver::{ReadTarget, Runtime, Transport};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A Tokio transport.
+#[derive(Debug)]
+pub struct TokioIo<T>(pub T);
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Transport for TokioIo<T> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut rb = ReadBuf::new(buf);
+        match Pin::new(&mut self.0).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// Tokio's clock (so `tokio::time::pause` works) and sleep.
+#[derive(Debug)]
+pub struct TokioRuntime;
+
+impl TokioRuntime {
+    pub fn now_std() -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+impl Runtime for TokioRuntime {
+    type Sleep = Pin<Box<tokio::time::Sleep>>;
+
+    fn now() -> Instant {
+        Self::now_std()
+    }
+
+    fn sleep_until(deadline: Instant) -> Self::Sleep {
+        Box::pin(tokio::time::sleep_until(deadline.into()))
+    }
+
+    fn reset(sleep: &mut Self::Sleep, deadline: Instant) {
+        sleep.as_mut().reset(deadline.into());
+    }
+
+    fn poll_sleep(sleep: &mut Self::Sleep, cx: &mut Context<'_>) -> Poll<()> {
+        sleep.as_mut().poll(cx)
+    }
+}
+
+/// Reads land in Tokio's `ReadBuf` without zeroing it first.
+pub struct TokioReadBuf<'a, 'b>(pub &'a mut ReadBuf<'b>);
+
+impl ReadTarget for TokioReadBuf<'_, '_> {
+    fn remaining(&self) -> usize {
+        self.0.remaining()
+    }
+
+    fn put(&mut self, data: &[u8]) {
+        self.0.put_slice(data);
+    }
+}
