@@ -145,18 +145,17 @@ impl<T: Transport> Shared<T> {
         Ok(id)
     }
 
-    /// Takes the next peer-opened stream; `None` once the session is closing or over.
+    /// Takes the next peer-opened stream; `None` once the session is closing or over and no
+    /// stream that arrived before waits.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<StreamId>> {
         let mut st = self.lock();
-        if st.session.is_closing() || st.finished {
-            return Poll::Ready(None);
-        }
         match st.session.accept() {
             Some(id) => {
                 st.slots.insert(id.0, Slot::default());
                 st.handles += 1;
                 Poll::Ready(Some(id))
             }
+            None if st.session.is_closing() || st.finished => Poll::Ready(None),
             None => {
                 set_waker(&mut st.accept_waker, cx);
                 Poll::Pending
@@ -250,6 +249,8 @@ impl<T: Transport> Shared<T> {
         st.session.close_stream(id);
         st.slots.remove(&id.0);
         st.flush_waiters.retain(|w| *w != id);
+        // Its FIN (and data it wrote) is to be sent.
+        st.notify_worker();
         st.release_handle();
     }
 
@@ -265,6 +266,7 @@ impl<T: Transport> Shared<T> {
         while let Some(id) = st.session.accept() {
             st.session.close_stream(id);
         }
+        st.notify_worker();
         st.release_handle();
     }
 
@@ -679,7 +681,7 @@ impl<T: Transport> State<T> {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(_)) => {}
             }
-            if let Poll::Pending = self.io.poll_shutdown(cx) {
+            if self.io.poll_shutdown(cx).is_pending() {
                 return Poll::Pending;
             }
         }

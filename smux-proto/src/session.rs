@@ -533,7 +533,8 @@ impl Session {
         Ok(id)
     }
 
-    /// Takes the next stream the peer opened, oldest first.
+    /// Takes the next stream the peer opened, oldest first. Streams that arrived before the
+    /// session ended can still be taken afterwards, to read what the peer sent on them.
     pub fn accept(&mut self) -> Option<StreamId> {
         let id = self.accept_queue.pop_front()?;
         if let Some(s) = self.streams.get_mut(&id.0) {
@@ -1003,10 +1004,8 @@ impl Session {
         self.tx_blocked = VecDeque::new();
         self.decoder = Decoder::default();
         self.rx_held -= std::mem::take(&mut self.rx_reserved);
-        // Nobody will accept these; output is dropped with the transport.
-        for id in std::mem::take(&mut self.accept_queue) {
-            self.remove(id);
-        }
+        // Streams waiting in the accept queue stay there: what the peer sent on them before the
+        // end can still be accepted and read. Output is dropped with the transport.
         let mut released = Vec::new();
         for (id, s) in self.streams.iter_mut() {
             self.tx_queued -= s.drop_tx();
