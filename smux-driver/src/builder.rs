@@ -96,7 +96,7 @@ macro_rules! define_builder {
             }
 
             /// Frames (of the maximum frame size) a stream may have queued before its
-            /// `poll_write` returns `Pending`; the session-wide limit of 8 MiB applies as well.
+            /// `poll_write` returns `Pending`; the session-wide limit of 2 MiB applies as well.
             /// Default: 1,024.
             pub fn with_max_tx_queue(&mut self, size: ::std::num::NonZeroUsize) -> &mut Self {
                 self.state.options.max_tx_queue(size);

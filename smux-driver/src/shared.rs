@@ -18,7 +18,7 @@ use crate::{MuxError, MuxResult, Transport};
 /// size.
 const READ_SIZE: usize = 64 * 1024;
 /// Reads per worker round, so that one busy connection cannot starve the runtime.
-const MAX_READS: usize = 16;
+const MAX_READS: usize = 4;
 /// Output pulled from the session and not yet written, at most.
 const OUT_HIGH_WATER: usize = 256 * 1024;
 /// Bytes written per worker round.

@@ -11,7 +11,7 @@ use crate::shared::Shared;
 use crate::{MuxResult, Runtime, Transport};
 
 /// Rounds of read-dispatch-write per poll before yielding to the runtime.
-const MAX_ROUNDS: usize = 8;
+const MAX_ROUNDS: usize = 1;
 
 /// Drives one connection: reads the transport into the session, writes the session's frames
 /// to the transport, runs the timers. It ends when the session does (all handles dropped,

@@ -76,7 +76,7 @@ pub struct Config {
     /// Bytes one stream may have written but not yet handed to the transport. Default: 1 MiB.
     pub max_stream_queued: usize,
     /// Bytes all streams together may have written but not yet handed to the transport.
-    /// Default: 8 MiB.
+    /// Default: 2 MiB.
     pub max_session_queued: usize,
     /// FINs for refused peer SYNs waiting to be sent. When full we stop reading input rather than
     /// grow. Default: 1,024.
@@ -97,7 +97,7 @@ impl Default for Config {
             max_accept_backlog: 1024,
             max_streams: 65_536,
             max_stream_queued: 256 * 1024,
-            max_session_queued: 8 * 1024 * 1024,
+            max_session_queued: 2 * 1024 * 1024,
             max_pending_refusals: 1024,
         }
     }
