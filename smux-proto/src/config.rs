@@ -73,7 +73,7 @@ pub struct Config {
     /// FIN; a local open fails with [`OpenError::TooManyStreams`](crate::OpenError). Default:
     /// 65,536.
     pub max_streams: usize,
-    /// Bytes one stream may have written but not yet handed to the transport. Default: 1 MiB.
+    /// Bytes one stream may have written but not yet handed to the transport. Default: 256 KiB.
     pub max_stream_queued: usize,
     /// Bytes all streams together may have written but not yet handed to the transport.
     /// Default: 2 MiB.
