@@ -690,19 +690,22 @@ impl Session {
     /// Finishes our direction of `id`: FIN goes out after the data already written; reads go
     /// on. Idempotent.
     pub fn shutdown(&mut self, id: StreamId) -> Result<(), StreamError> {
+        let ended = self.is_ended();
         let s = self
             .streams
             .get_mut(&id.0)
             .filter(|s| !s.released)
             .ok_or(StreamError::UnknownStream(id))?;
-        if self.state != State::Open && !matches!(self.state, State::Closing) {
+        // Asked before: whatever became of the session since, the answer stands.
+        if s.fin_queued {
+            return Ok(());
+        }
+        if ended {
             return Err(StreamError::SessionEnded);
         }
-        if !s.fin_queued {
-            s.fin_queued = true;
-            if s.fin_due() {
-                self.schedule_ctrl(id);
-            }
+        s.fin_queued = true;
+        if s.fin_due() {
+            self.schedule_ctrl(id);
         }
         Ok(())
     }

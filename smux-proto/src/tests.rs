@@ -986,3 +986,16 @@ fn idle_deadlines_stay_bounded_under_stream_turnover() {
     assert_eq!(s.num_streams(), 0);
     assert!(s.idle.len() < 200, "{} idle deadlines kept", s.idle.len());
 }
+
+#[test]
+fn shutdown_again_after_the_session_ended_is_ok_once_fin_was_asked_for() {
+    let mut p = pair(Config::default());
+    let id = p.client.open().unwrap();
+    p.client.shutdown(id).unwrap();
+    p.drive();
+    p.client.handle_eof();
+    assert_eq!(p.client.shutdown(id), Ok(()));
+    let other = p.server.open().unwrap();
+    p.server.handle_eof();
+    assert_eq!(p.server.shutdown(other), Err(StreamError::SessionEnded));
+}
