@@ -58,11 +58,12 @@ fn pair_speed(version: Version, streams: usize) -> f64 {
     while p.server.accept().is_some() {}
     let src = vec![1u8; WRITE];
     let mut buf = vec![0u8; WRITE];
-    let per_stream = total() / streams;
+    let total = total();
+    let per_stream = total / streams;
     let mut sent = vec![0usize; streams];
     let mut received = 0usize;
     let start = Instant::now();
-    while received < total() {
+    while received < total {
         // One 64 KiB write per stream, then move and read: the lockstep of an application
         // whose socket drains as fast as it writes.
         for (i, id) in ids.iter().enumerate() {
@@ -89,7 +90,7 @@ fn pair_speed(version: Version, streams: usize) -> f64 {
         p.server_events.clear();
     }
     black_box(&buf);
-    gib_per_s(total(), start.elapsed())
+    gib_per_s(total, start.elapsed())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -81,7 +81,7 @@ pub struct Session {
     config: Config,
     role: Role,
     state: State,
-    streams: HashMap<u32, Stream>,
+    streams: HashMap<u32, Stream, IdHasher>,
     /// Last id we allocated; the next is two more.
     pub(crate) last_id: u32,
     ids_exhausted: bool,
@@ -124,7 +124,7 @@ impl Session {
         Ok(Session {
             role,
             state: State::Open,
-            streams: HashMap::new(),
+            streams: HashMap::with_hasher(IdHasher::new()),
             last_id: match role {
                 Role::Client => 1,
                 Role::Server => 0,
@@ -1025,6 +1025,55 @@ impl Session {
 
     fn has_queued_output(&self) -> bool {
         !self.refusals.is_empty() || !self.ctrl.is_empty() || !self.ready.is_empty()
+    }
+}
+
+/// Hashes stream ids for the stream table: a keyed multiply-and-fold, a fraction of the cost
+/// of SipHash per frame. The key is random per session, and the fold brings every input bit
+/// into the bucket bits, so a peer cannot pick ids that pile into one bucket without knowing
+/// the key.
+#[derive(Debug, Clone)]
+struct IdHasher {
+    key: u64,
+}
+
+impl IdHasher {
+    fn new() -> IdHasher {
+        use std::hash::BuildHasher;
+        IdHasher {
+            key: std::collections::hash_map::RandomState::new().hash_one(0x736d_7578_u64),
+        }
+    }
+}
+
+impl std::hash::BuildHasher for IdHasher {
+    type Hasher = IdHash;
+
+    fn build_hasher(&self) -> IdHash {
+        IdHash { h: self.key }
+    }
+}
+
+#[derive(Debug)]
+struct IdHash {
+    h: u64,
+}
+
+impl std::hash::Hasher for IdHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u32(u32::from(*b));
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        let x = (self.h ^ u64::from(id)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.h = x ^ (x >> 29) ^ (x >> 47);
+    }
+
+    fn finish(&self) -> u64 {
+        let x = self.h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x ^ (x >> 31)
     }
 }
 
