@@ -56,8 +56,13 @@ fn pair_speed(version: Version, streams: usize) -> f64 {
     let ids: Vec<StreamId> = (0..streams).map(|_| p.client.open().unwrap()).collect();
     p.drive();
     while p.server.accept().is_some() {}
-    let src = vec![1u8; WRITE];
-    let mut buf = vec![0u8; WRITE];
+    // The application's buffers start on a page, as the baseline's do, so that where the
+    // allocator happens to put them does not decide the speed of the copies (see
+    // `copy_speed`).
+    let mut src_region = vec![1u8; WRITE + 4096];
+    let mut buf_region = vec![0u8; WRITE + 4096];
+    let src = page_aligned(&mut src_region);
+    let buf = page_aligned(&mut buf_region);
     let total = total();
     let per_stream = total / streams;
     let mut sent = vec![0usize; streams];
@@ -78,7 +83,7 @@ fn pair_speed(version: Version, streams: usize) -> f64 {
         }
         p.drive();
         for id in &ids {
-            while let Ok(n) = p.server.read(*id, &mut buf) {
+            while let Ok(n) = p.server.read(*id, buf) {
                 if n == 0 {
                     break;
                 }
@@ -91,6 +96,11 @@ fn pair_speed(version: Version, streams: usize) -> f64 {
     }
     black_box(&buf);
     gib_per_s(total, start.elapsed())
+}
+
+fn page_aligned(region: &mut [u8]) -> &mut [u8] {
+    let skip = region.as_ptr().align_offset(4096);
+    &mut region[skip..skip + WRITE]
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
