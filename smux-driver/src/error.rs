@@ -32,10 +32,25 @@ pub enum MuxError {
 /// `Result` with [`MuxError`].
 pub type MuxResult<T> = Result<T, MuxError>;
 
+/// Which side of a stream met the end of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamOp {
+    Read,
+    Write,
+}
+
 /// How the end of the session reads to a stream that was still open: the `io::ErrorKind` a
 /// Tokio or futures user expects, and a message.
-pub(crate) fn stream_error(end: Option<&SessionEnd>, transport: Option<&str>) -> io::Error {
+pub(crate) fn stream_error(
+    end: Option<&SessionEnd>,
+    transport: Option<&str>,
+    op: StreamOp,
+) -> io::Error {
     let (kind, msg) = match end {
+        // A write that can no longer go anywhere is a broken pipe.
+        Some(SessionEnd::Closed | SessionEnd::PeerClosed) if op == StreamOp::Write => {
+            (io::ErrorKind::BrokenPipe, "the connection is closed")
+        }
         Some(SessionEnd::Closed) | None => (io::ErrorKind::ConnectionAborted, "session closed"),
         Some(SessionEnd::PeerClosed) => (
             io::ErrorKind::UnexpectedEof,

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -10,7 +11,7 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 use smux_proto::{Config, Event, OpenError, Role, Session, SessionEnd, StreamError, StreamId};
 
-use crate::error::{stream_error, worker_result};
+use crate::error::{stream_error, worker_result, StreamOp};
 use crate::{MuxError, MuxResult, Transport};
 
 /// Bytes asked of the transport per read. Payloads of at least a quarter of this are kept
@@ -56,7 +57,14 @@ pub struct Shared<T> {
 #[derive(Debug)]
 pub(crate) struct State<T> {
     pub(crate) session: Session,
-    io: T,
+    /// The transport; dropped (closing it) once nothing more can move on it.
+    io: Option<T>,
+    /// The front of `out` is a buffer `gather` made: do not copy it again.
+    front_gathered: bool,
+    /// Wakers to wake, and replaced wakers to drop, once the lock is released: a waker may
+    /// run or drop a task in place, and that task may need the lock.
+    wakes: Vec<Waker>,
+    dropped_wakers: Vec<Waker>,
     /// Frame segments (headers and payloads) pulled from the session, not yet written.
     out: VecDeque<Bytes>,
     out_bytes: usize,
@@ -84,6 +92,8 @@ pub(crate) struct State<T> {
     transport_error_msg: Option<String>,
     /// The transport is shut down (or failed): nothing more will move.
     pub(crate) finished: bool,
+    /// The worker was dropped before the end.
+    abandoned: bool,
     result_taken: bool,
     /// The latest time the worker saw.
     last_now: Instant,
@@ -97,7 +107,10 @@ impl<T: Transport> Shared<T> {
         Arc::new(Shared {
             state: Mutex::new(State {
                 session,
-                io,
+                io: Some(io),
+                front_gathered: false,
+                wakes: Vec::new(),
+                dropped_wakers: Vec::new(),
                 out: VecDeque::new(),
                 out_bytes: 0,
                 headers: BytesMut::new(),
@@ -119,16 +132,21 @@ impl<T: Transport> Shared<T> {
                 transport_error: None,
                 transport_error_msg: None,
                 finished: false,
+                abandoned: false,
                 result_taken: false,
                 last_now: now,
             }),
         })
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State<T>> {
+    /// Locks the state. Wakers woken while it is held run when the returned guard is dropped,
+    /// after the lock is released.
+    pub(crate) fn lock(&self) -> Locked<'_, T> {
         // A panic in another thread while holding the lock leaves the state as consistent as
         // any single call leaves it: go on rather than poison every handle.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        Locked {
+            guard: Some(self.state.lock().unwrap_or_else(|e| e.into_inner())),
+        }
     }
 
     /// Opens a stream.
@@ -157,7 +175,8 @@ impl<T: Transport> Shared<T> {
             }
             None if st.session.is_closing() || st.finished => Poll::Ready(None),
             None => {
-                set_waker(&mut st.accept_waker, cx);
+                let old = set_waker(&mut st.accept_waker, cx);
+                st.dropped_wakers.extend(old);
                 Poll::Pending
             }
         }
@@ -185,12 +204,13 @@ impl<T: Transport> Shared<T> {
                 Ok(None) => break Poll::Ready(Ok(())),
                 Err(_) if any => break Poll::Ready(Ok(())),
                 Err(StreamError::Blocked) => {
+                    let st = &mut *st;
                     if let Some(slot) = st.slots.get_mut(&id.0) {
-                        set_waker(&mut slot.reader, cx);
+                        st.dropped_wakers.extend(set_waker(&mut slot.reader, cx));
                     }
                     break Poll::Pending;
                 }
-                Err(e) => break Poll::Ready(Err(st.stream_io_error(&e))),
+                Err(e) => break Poll::Ready(Err(st.stream_io_error(&e, StreamOp::Read))),
             }
         };
         if any {
@@ -215,12 +235,13 @@ impl<T: Transport> Shared<T> {
                 Poll::Ready(Ok(n))
             }
             Err(StreamError::Blocked) => {
+                let st = &mut *st;
                 if let Some(slot) = st.slots.get_mut(&id.0) {
-                    set_waker(&mut slot.writer, cx);
+                    st.dropped_wakers.extend(set_waker(&mut slot.writer, cx));
                 }
                 Poll::Pending
             }
-            Err(e) => Poll::Ready(Err(st.stream_io_error(&e))),
+            Err(e) => Poll::Ready(Err(st.stream_io_error(&e, StreamOp::Write))),
         }
     }
 
@@ -236,7 +257,7 @@ impl<T: Transport> Shared<T> {
     pub fn poll_shutdown(&self, id: StreamId, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut st = self.lock();
         if let Err(e) = st.session.shutdown(id) {
-            return Poll::Ready(Err(st.stream_io_error(&e)));
+            return Poll::Ready(Err(st.stream_io_error(&e, StreamOp::Write)));
         }
         st.notify_worker();
         st.poll_stream_flushed(id, cx)
@@ -263,6 +284,8 @@ impl<T: Transport> Shared<T> {
     pub fn release_acceptor(&self) {
         let mut st = self.lock();
         st.acceptor_alive = false;
+        let w = st.accept_waker.take();
+        st.dropped_wakers.extend(w);
         while let Some(id) = st.session.accept() {
             st.session.close_stream(id);
         }
@@ -287,23 +310,47 @@ impl<T: Transport> Shared<T> {
     }
 
     /// Closes the session in order: data already taken by writes reaches the wire, every open
-    /// stream gets FIN, then the transport is shut down. Works without the worker.
+    /// stream gets FIN, then the transport is shut down. Works without the worker. `Ok` once
+    /// that is done (or was done before); an error if the session had ended otherwise, or the
+    /// transport failed before all of it was written.
     pub fn poll_close(&self, cx: &mut Context<'_>) -> Poll<MuxResult<()>> {
         let mut st = self.lock();
         if st.finished {
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(st.close_result());
         }
-        st.session.close();
+        if !st.session.is_closing() {
+            st.session.close();
+            // Accepts end and writes fail now: let their tasks see it.
+            let w = st.accept_waker.take();
+            st.wakes.extend(w);
+            st.wake_writers();
+        }
         st.dispatch_events();
         let now = st.session_now();
-        if let Err(e) = st.drive_output(cx, now) {
-            st.fail(e);
-        }
+        let more = match st.drive_output(cx, now) {
+            Ok(out) => out.budget_spent,
+            Err(e) => {
+                st.fail(e);
+                false
+            }
+        };
         st.dispatch_events();
+        // The transport now holds this task's waker: hand it back to the worker, which would
+        // otherwise wait on readiness reported to a close() that may be gone.
+        st.notify_worker();
         match st.poll_finish(cx) {
-            Poll::Ready(()) => Poll::Ready(Ok(())),
+            Poll::Ready(()) => Poll::Ready(st.close_result()),
             Poll::Pending => {
-                if !st.close_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                if more {
+                    // Stopped for the write budget, not for the transport: go on soon.
+                    cx.waker().wake_by_ref();
+                } else if !st.close_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    if st.close_wakers.len() >= 64 {
+                        // Closers that gave up leave their wakers here: let the live ones
+                        // register again rather than keep them all.
+                        let old = std::mem::take(&mut st.close_wakers);
+                        st.wakes.extend(old);
+                    }
                     st.close_wakers.push(cx.waker().clone());
                 }
                 Poll::Pending
@@ -312,16 +359,46 @@ impl<T: Transport> Shared<T> {
     }
 }
 
-fn set_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
-    match slot {
-        Some(w) if w.will_wake(cx.waker()) => {}
-        _ => *slot = Some(cx.waker().clone()),
+/// The state, locked. Dropping it releases the lock, then wakes the wakers woken meanwhile and
+/// drops the ones replaced.
+pub(crate) struct Locked<'a, T> {
+    guard: Option<MutexGuard<'a, State<T>>>,
+}
+
+impl<T> Deref for Locked<'_, T> {
+    type Target = State<T>;
+
+    fn deref(&self) -> &State<T> {
+        self.guard.as_ref().expect("locked until dropped")
     }
 }
 
-fn wake(slot: &mut Option<Waker>) {
-    if let Some(w) = slot.take() {
-        w.wake();
+impl<T> DerefMut for Locked<'_, T> {
+    fn deref_mut(&mut self) -> &mut State<T> {
+        self.guard.as_mut().expect("locked until dropped")
+    }
+}
+
+impl<T> Drop for Locked<'_, T> {
+    fn drop(&mut self) {
+        let Some(mut guard) = self.guard.take() else {
+            return;
+        };
+        let wakes = std::mem::take(&mut guard.wakes);
+        let dropped = std::mem::take(&mut guard.dropped_wakers);
+        drop(guard);
+        for w in wakes {
+            w.wake();
+        }
+        drop(dropped);
+    }
+}
+
+/// Stores `cx`'s waker in `slot`; returns the one it replaces, to be dropped after the lock.
+fn set_waker(slot: &mut Option<Waker>, cx: &Context<'_>) -> Option<Waker> {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => None,
+        _ => slot.replace(cx.waker().clone()),
     }
 }
 
@@ -334,15 +411,27 @@ impl<T: Transport> State<T> {
 
     pub(crate) fn register_worker(&mut self, cx: &Context<'_>) {
         self.worker_notified = false;
-        set_waker(&mut self.worker_waker, cx);
+        let old = set_waker(&mut self.worker_waker, cx);
+        self.dropped_wakers.extend(old);
     }
 
     fn notify_worker(&mut self) {
         if !self.worker_notified {
             self.worker_notified = true;
             if let Some(w) = &self.worker_waker {
-                w.wake_by_ref();
+                self.wakes.push(w.clone());
             }
+        }
+    }
+
+    /// Queues the waker in `slot` to be woken once the lock is released.
+    fn wake(wakes: &mut Vec<Waker>, slot: &mut Option<Waker>) {
+        wakes.extend(slot.take());
+    }
+
+    fn wake_writers(&mut self) {
+        for slot in self.slots.values_mut() {
+            Self::wake(&mut self.wakes, &mut slot.writer);
         }
     }
 
@@ -364,7 +453,7 @@ impl<T: Transport> State<T> {
         }
     }
 
-    fn stream_io_error(&self, e: &StreamError) -> io::Error {
+    fn stream_io_error(&self, e: &StreamError, op: StreamOp) -> io::Error {
         match e {
             StreamError::Finished => {
                 io::Error::new(io::ErrorKind::BrokenPipe, "stream is shut down for writing")
@@ -372,28 +461,35 @@ impl<T: Transport> State<T> {
             StreamError::UnknownStream(id) => {
                 io::Error::new(io::ErrorKind::NotConnected, format!("unknown stream {id}"))
             }
-            _ => stream_error(
-                self.session.end_reason(),
-                self.transport_error_msg.as_deref(),
-            ),
+            _ => self.end_error(op),
         }
+    }
+
+    /// What an operation on a stream meets once the session has ended.
+    fn end_error(&self, op: StreamOp) -> io::Error {
+        stream_error(
+            self.session.end_reason(),
+            self.transport_error_msg.as_deref(),
+            op,
+        )
     }
 
     fn poll_stream_flushed(&mut self, id: StreamId, cx: &Context<'_>) -> Poll<io::Result<()>> {
         let pending = self.session.has_pending_output(id);
+        // After an orderly end the last frames may still be on their way to the transport.
+        let lost = self.finished || (self.session.is_ended() && !self.ended_orderly());
+        let ended = self.session.is_ended();
         let Some(slot) = self.slots.get_mut(&id.0) else {
             return Poll::Ready(Ok(()));
         };
         if !pending && self.written >= slot.flush_target {
             return Poll::Ready(Ok(()));
         }
-        if self.session.is_ended() || self.finished {
-            return Poll::Ready(Err(stream_error(
-                self.session.end_reason(),
-                self.transport_error_msg.as_deref(),
-            )));
+        if lost || (pending && ended) {
+            return Poll::Ready(Err(self.end_error(StreamOp::Write)));
         }
-        set_waker(&mut slot.writer, cx);
+        let old = set_waker(&mut slot.writer, cx);
+        self.dropped_wakers.extend(old);
         if !slot.waiting_flush {
             slot.waiting_flush = true;
             self.flush_waiters.push(id);
@@ -407,6 +503,7 @@ impl<T: Transport> State<T> {
         let written = self.written;
         let session = &self.session;
         let slots = &mut self.slots;
+        let wakes = &mut self.wakes;
         self.flush_waiters.retain(|id| {
             let Some(slot) = slots.get_mut(&id.0) else {
                 return false;
@@ -415,7 +512,7 @@ impl<T: Transport> State<T> {
                 return true;
             }
             slot.waiting_flush = false;
-            wake(&mut slot.writer);
+            wakes.extend(slot.writer.take());
             false
         });
     }
@@ -426,7 +523,7 @@ impl<T: Transport> State<T> {
             match event {
                 Event::Opened(_) => {
                     if self.acceptor_alive {
-                        wake(&mut self.accept_waker);
+                        Self::wake(&mut self.wakes, &mut self.accept_waker);
                     } else {
                         while let Some(id) = self.session.accept() {
                             self.session.close_stream(id);
@@ -435,18 +532,18 @@ impl<T: Transport> State<T> {
                 }
                 Event::Readable(id) | Event::Finished(id) => {
                     if let Some(slot) = self.slots.get_mut(&id.0) {
-                        wake(&mut slot.reader);
+                        Self::wake(&mut self.wakes, &mut slot.reader);
                     }
                 }
                 Event::Writable(id) => {
                     if let Some(slot) = self.slots.get_mut(&id.0) {
-                        wake(&mut slot.writer);
+                        Self::wake(&mut self.wakes, &mut slot.writer);
                     }
                 }
                 Event::Closed(id) => {
                     if let Some(slot) = self.slots.get_mut(&id.0) {
-                        wake(&mut slot.reader);
-                        wake(&mut slot.writer);
+                        Self::wake(&mut self.wakes, &mut slot.reader);
+                        Self::wake(&mut self.wakes, &mut slot.writer);
                     }
                 }
                 _ => self.wake_all(),
@@ -456,21 +553,23 @@ impl<T: Transport> State<T> {
 
     fn wake_all(&mut self) {
         for slot in self.slots.values_mut() {
-            wake(&mut slot.reader);
-            wake(&mut slot.writer);
+            Self::wake(&mut self.wakes, &mut slot.reader);
+            Self::wake(&mut self.wakes, &mut slot.writer);
         }
-        wake(&mut self.accept_waker);
-        for w in self.close_wakers.drain(..) {
-            w.wake();
-        }
+        Self::wake(&mut self.wakes, &mut self.accept_waker);
+        self.wakes.append(&mut self.close_wakers);
+    }
+
+    fn ended_orderly(&self) -> bool {
+        matches!(
+            self.session.end_reason(),
+            Some(SessionEnd::Closed | SessionEnd::PeerClosed)
+        )
     }
 
     /// Records a transport failure; the session ends.
     pub(crate) fn fail(&mut self, e: io::Error) {
-        if self.transport_error_msg.is_none() {
-            self.transport_error_msg = Some(e.to_string());
-            self.transport_error = Some(e);
-        }
+        self.record_error(e);
         self.session.handle_transport_error();
         self.out.clear();
         self.out_bytes = 0;
@@ -482,7 +581,8 @@ impl<T: Transport> State<T> {
     pub(crate) fn drive_input(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         self.last_now = now;
         let mut progress = false;
-        for _ in 0..MAX_READS {
+        let mut reads = 0;
+        while reads < MAX_READS {
             if self.session.is_ended() {
                 break;
             }
@@ -503,14 +603,15 @@ impl<T: Transport> State<T> {
                 }
                 continue;
             }
-            if self.eof {
+            let (false, Some(io)) = (self.eof, self.io.as_mut()) else {
                 break;
-            }
+            };
+            reads += 1;
             if self.read_buf.capacity() < READ_SIZE {
                 self.read_buf = BytesMut::with_capacity(READ_SIZE);
             }
             self.read_buf.resize(READ_SIZE, 0);
-            match self.io.poll_read(cx, &mut self.read_buf[..]) {
+            match io.poll_read(cx, &mut self.read_buf[..]) {
                 Poll::Ready(Ok(0)) => {
                     self.read_buf.clear();
                     self.eof = true;
@@ -530,7 +631,7 @@ impl<T: Transport> State<T> {
                         break;
                     }
                 }
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => reads -= 1,
                 Poll::Ready(Err(e)) => {
                     self.read_buf.clear();
                     self.fail(e);
@@ -546,16 +647,22 @@ impl<T: Transport> State<T> {
         progress
     }
 
-    /// Moves frames from the session to the transport, vectored. Returns whether anything was
-    /// written.
-    pub(crate) fn drive_output(&mut self, cx: &mut Context<'_>, now: Instant) -> io::Result<bool> {
+    /// Moves frames from the session to the transport, vectored.
+    pub(crate) fn drive_output(
+        &mut self,
+        cx: &mut Context<'_>,
+        now: Instant,
+    ) -> io::Result<Output> {
         let mut progress = false;
         let mut budget = MAX_WRITE;
         loop {
             self.pull(now);
+            let Some(io) = self.io.as_mut() else {
+                break;
+            };
             if self.out.is_empty() {
                 if self.needs_flush {
-                    if let Poll::Ready(r) = self.io.poll_flush(cx) {
+                    if let Poll::Ready(r) = io.poll_flush(cx) {
                         r?;
                         self.needs_flush = false;
                     }
@@ -563,7 +670,10 @@ impl<T: Transport> State<T> {
                 break;
             }
             if budget == 0 {
-                break;
+                return Ok(Output {
+                    progress,
+                    budget_spent: true,
+                });
             }
             let n = match self.write_some(cx) {
                 Poll::Ready(Ok(0)) => {
@@ -583,7 +693,10 @@ impl<T: Transport> State<T> {
             self.needs_flush = true;
             self.wake_flushed();
         }
-        Ok(progress)
+        Ok(Output {
+            progress,
+            budget_spent: false,
+        })
     }
 
     /// Pulls frames from the session until enough output is waiting.
@@ -610,22 +723,26 @@ impl<T: Transport> State<T> {
     }
 
     fn write_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if !self.io.is_write_vectored() {
+        let vectored = self.io.as_ref().is_some_and(|io| io.is_write_vectored());
+        if !vectored {
             self.gather();
         }
+        let Some(io) = self.io.as_mut() else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
         let slices: Vec<IoSlice<'_>> = self
             .out
             .iter()
             .take(MAX_IOV)
             .map(|b| IoSlice::new(b))
             .collect();
-        self.io.poll_write_vectored(cx, &slices)
+        io.poll_write_vectored(cx, &slices)
     }
 
     /// For transports that write one buffer at a time: copies the first segments into one
     /// buffer, so a header and its payload (and small frames) go out in one write.
     fn gather(&mut self) {
-        if self.out.len() < 2 || self.out[0].len() >= GATHER {
+        if self.out.len() < 2 || self.out[0].len() >= GATHER || self.front_gathered {
             return;
         }
         let mut buf = BytesMut::with_capacity(GATHER);
@@ -637,6 +754,7 @@ impl<T: Transport> State<T> {
             self.out.pop_front();
         }
         self.out.push_front(buf.freeze());
+        self.front_gathered = true;
     }
 
     fn advance_out(&mut self, mut n: usize) {
@@ -647,6 +765,7 @@ impl<T: Transport> State<T> {
             if n >= front.len() {
                 n -= front.len();
                 self.out.pop_front();
+                self.front_gathered = false;
             } else {
                 front.advance(n);
                 n = 0;
@@ -655,7 +774,7 @@ impl<T: Transport> State<T> {
     }
 
     /// Once the session has ended and its output is written: flushes and shuts down the
-    /// transport (after an orderly end) and wakes everyone.
+    /// transport (after an orderly end), drops it, and wakes everyone.
     pub(crate) fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.finished {
             return Poll::Ready(());
@@ -663,31 +782,63 @@ impl<T: Transport> State<T> {
         if !self.session.is_ended() {
             return Poll::Pending;
         }
-        let orderly = matches!(
-            self.session.end_reason(),
-            Some(SessionEnd::Closed | SessionEnd::PeerClosed)
-        );
-        if !orderly {
-            // After a failure what is left unwritten is dropped with the transport.
-            self.out.clear();
-            self.out_bytes = 0;
-        }
-        if !self.out.is_empty() {
-            return Poll::Pending;
-        }
-        if orderly {
-            match self.io.poll_flush(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_)) => {}
-            }
-            if self.io.poll_shutdown(cx).is_pending() {
+        if self.ended_orderly() && self.transport_error.is_none() {
+            if !self.out.is_empty() {
                 return Poll::Pending;
             }
+            if let Some(io) = self.io.as_mut() {
+                let flushed = match io.poll_flush(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(r) => r,
+                };
+                let shut = match flushed {
+                    Ok(()) => match io.poll_shutdown(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        // The peer may have closed first; shutting down is then moot.
+                        Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+                        Poll::Ready(r) => r,
+                    },
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = shut {
+                    self.record_error(e);
+                }
+            }
         }
-        self.finished = true;
-        self.wake_all();
+        self.finish();
         Poll::Ready(())
+    }
+
+    /// Nothing more will move: drop the transport (closing it), wake everyone, the worker too.
+    fn finish(&mut self) {
+        self.finished = true;
+        self.out.clear();
+        self.out_bytes = 0;
+        self.io = None;
+        self.wake_all();
+        let w = self.worker_waker.take();
+        self.wakes.extend(w);
+    }
+
+    fn record_error(&mut self, e: io::Error) {
+        if self.transport_error_msg.is_none() {
+            self.transport_error_msg = Some(e.to_string());
+            self.transport_error = Some(e);
+        }
+    }
+
+    /// What `close()` reports once the session is over.
+    fn close_result(&self) -> MuxResult<()> {
+        if self.abandoned {
+            return Err(MuxError::ConnectionClosed);
+        }
+        if let Some(e) = &self.transport_error {
+            return Err(MuxError::IoError(io::Error::new(e.kind(), e.to_string())));
+        }
+        match self.session.end_reason() {
+            Some(SessionEnd::Closed | SessionEnd::PeerClosed) | None => Ok(()),
+            Some(end) => worker_result(end, None),
+        }
     }
 
     /// The worker's result, once.
@@ -696,9 +847,11 @@ impl<T: Transport> State<T> {
             return Ok(());
         }
         self.result_taken = true;
-        match self.session.end_reason() {
-            Some(end) => worker_result(&end.clone(), self.transport_error.take()),
-            None => Ok(()),
+        match (self.session.end_reason(), self.transport_error.take()) {
+            // Data was lost on the way out: an orderly end is not one.
+            (_, Some(e)) => Err(MuxError::IoError(e)),
+            (Some(end), None) => worker_result(&end.clone(), None),
+            (None, None) => Ok(()),
         }
     }
 
@@ -707,12 +860,18 @@ impl<T: Transport> State<T> {
         if self.finished {
             return;
         }
+        self.abandoned = true;
         self.transport_error_msg = Some("the worker was dropped".into());
         self.session.handle_transport_error();
-        self.out.clear();
-        self.out_bytes = 0;
         self.dispatch_events();
-        self.finished = true;
-        self.wake_all();
+        self.finish();
     }
+}
+
+/// What `drive_output` did.
+pub(crate) struct Output {
+    /// Something was written.
+    pub progress: bool,
+    /// It stopped for the write budget with more to write.
+    pub budget_spent: bool,
 }

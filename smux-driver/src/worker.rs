@@ -63,7 +63,7 @@ impl<T: Transport, R: Runtime> Future for Worker<T, R> {
             }
             let mut progress = st.drive_input(cx, now);
             match st.drive_output(cx, now) {
-                Ok(p) => progress |= p,
+                Ok(out) => progress |= out.progress || out.budget_spent,
                 Err(e) => {
                     st.fail(e);
                     progress = true;

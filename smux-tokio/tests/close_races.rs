@@ -1,0 +1,215 @@
+//! `close()` against the worker, the transport and other tasks: it drains more than one poll's
+//! worth without the worker, it does not steal the worker's wake-ups when cancelled, pending
+//! operations see it, and failures while draining are reported, not hidden.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use smux_tokio::{MuxBuilder, MuxError};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+use tokio::time::timeout;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn the_worker_ends_after_close_even_if_the_peer_keeps_the_transport_open() {
+    let (a, mut b) = tokio::io::duplex(64 * 1024);
+    let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
+    let cw = tokio::spawn(cw);
+    // A raw peer that reads everything and never closes its side (as Go does after EOF).
+    let peer = tokio::spawn(async move {
+        let mut v = Vec::new();
+        let _ = b.read_to_end(&mut v).await;
+        b
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    timeout(LIMIT, cc.close()).await.unwrap().unwrap();
+    let r = timeout(LIMIT, cw)
+        .await
+        .expect("worker not woken after close()");
+    assert!(r.unwrap().is_ok());
+    drop(peer);
+}
+
+#[tokio::test]
+async fn close_without_the_worker_drains_more_than_one_poll_can_write() {
+    let (a, b) = tokio::io::duplex(16 * 1024 * 1024);
+    let (cc, _ca, _cw) = MuxBuilder::client().with_connection(a).build();
+    let (_sc, mut sa, sw) = MuxBuilder::server().with_connection(b).build();
+    tokio::spawn(sw);
+    let mut s = cc.connect().unwrap();
+    let data = vec![7u8; 1536 * 1024];
+    s.write_all(&data).await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut p = sa.accept().await.unwrap();
+        let mut got = Vec::new();
+        p.read_to_end(&mut got).await.unwrap();
+        got.len()
+    });
+    timeout(LIMIT, cc.close())
+        .await
+        .expect("close() hung")
+        .unwrap();
+    assert_eq!(timeout(LIMIT, reader).await.unwrap().unwrap(), data.len());
+}
+
+#[tokio::test]
+async fn a_cancelled_close_does_not_steal_the_workers_wake_ups() {
+    let (a, b) = tokio::io::duplex(8 * 1024);
+    let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
+    let (_sc, mut sa, sw) = MuxBuilder::server().with_connection(b).build();
+    tokio::spawn(cw);
+    let mut s = cc.connect().unwrap();
+    s.write_all(&vec![7u8; 512 * 1024]).await.unwrap();
+    // The worker is blocked writing: nobody reads the other end yet.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let _ = timeout(Duration::from_millis(20), cc.close()).await;
+    tokio::spawn(sw);
+    let got = timeout(LIMIT, async move {
+        let mut p = sa.accept().await.unwrap();
+        let mut got = Vec::new();
+        p.read_to_end(&mut got).await.unwrap();
+        got.len()
+    })
+    .await
+    .expect("the worker lost its write wake-up to a cancelled close()");
+    assert_eq!(got, 512 * 1024);
+    drop(s);
+}
+
+#[tokio::test]
+async fn close_wakes_a_pending_accept_and_blocked_writers() {
+    let (a, _b) = tokio::io::duplex(1024);
+    let (cc, mut ca, cw) = MuxBuilder::client().with_connection(a).build();
+    tokio::spawn(cw);
+    let mut s = cc.connect().unwrap();
+    // Fill the queues: the peer never reads, so close() cannot finish.
+    let writer = tokio::spawn(async move {
+        let chunk = vec![0u8; 64 * 1024];
+        loop {
+            if let Err(e) = s.write_all(&chunk).await {
+                return e.kind();
+            }
+        }
+    });
+    let accept = tokio::spawn(async move { ca.accept().await.is_none() });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let _ = timeout(Duration::from_millis(50), cc.close()).await;
+    assert!(timeout(LIMIT, accept)
+        .await
+        .expect("accept not woken")
+        .unwrap());
+    let kind = timeout(LIMIT, writer)
+        .await
+        .expect("writer not woken")
+        .unwrap();
+    assert_eq!(kind, io::ErrorKind::BrokenPipe);
+}
+
+#[tokio::test]
+async fn a_pending_flush_completes_when_close_delivers_the_data() {
+    let (a, b) = tokio::io::duplex(8 * 1024);
+    let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
+    let (_sc, mut sa, sw) = MuxBuilder::server().with_connection(b).build();
+    tokio::spawn(cw);
+    let mut s = cc.connect().unwrap();
+    s.write_all(&vec![1u8; 200_000]).await.unwrap();
+    let flush = tokio::spawn(async move {
+        let r = s.flush().await;
+        (r, s)
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cc2 = cc.clone();
+    let closer = tokio::spawn(async move { cc2.close().await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    tokio::spawn(sw);
+    let got = timeout(LIMIT, async move {
+        let mut p = sa.accept().await.unwrap();
+        let mut got = Vec::new();
+        p.read_to_end(&mut got).await.unwrap();
+        got.len()
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, 200_000);
+    let (r, _s) = timeout(LIMIT, flush).await.unwrap().unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    assert!(timeout(LIMIT, closer).await.unwrap().unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_dropped_worker_closes_the_transport_and_close_says_so() {
+    let (a, mut b) = tokio::io::duplex(1024 * 1024);
+    let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
+    drop(cw);
+    assert!(matches!(cc.connect(), Err(MuxError::ConnectionClosed)));
+    assert!(matches!(cc.close().await, Err(MuxError::ConnectionClosed)));
+    // The peer sees the connection end instead of waiting on it forever.
+    let n = timeout(LIMIT, b.read(&mut [0u8; 64]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+/// Writes fail after `left` bytes.
+struct FailingWriter {
+    inner: DuplexStream,
+    left: usize,
+}
+
+impl AsyncRead for FailingWriter {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, b)
+    }
+}
+
+impl AsyncWrite for FailingWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.left == 0 {
+            return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+        }
+        let n = b.len().min(self.left);
+        let r = Pin::new(&mut self.inner).poll_write(cx, &b[..n]);
+        if let Poll::Ready(Ok(k)) = r {
+            self.left -= k;
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn a_transport_failure_while_closing_is_reported() {
+    let (a, _b) = tokio::io::duplex(16 * 1024 * 1024);
+    let (cc, _ca, cw) = MuxBuilder::client()
+        .with_connection(FailingWriter {
+            inner: a,
+            left: 500_000,
+        })
+        .build();
+    let mut s = cc.connect().unwrap();
+    s.write_all(&vec![1u8; 500_000]).await.unwrap();
+    let r = timeout(LIMIT, cc.close()).await.unwrap();
+    assert!(
+        matches!(r, Err(MuxError::IoError(ref e)) if e.kind() == io::ErrorKind::ConnectionReset),
+        "{r:?}"
+    );
+    let w = timeout(LIMIT, cw).await.unwrap();
+    assert!(matches!(w, Err(MuxError::IoError(_))), "{w:?}");
+}
