@@ -548,30 +548,32 @@ impl Session {
     /// nothing taken ever waits on the peer's window. [`StreamError::Blocked`] when none fit;
     /// [`Event::Writable`] follows when room appears.
     pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, StreamError> {
-        let room = self.write_room(id)?;
-        if data.is_empty() {
-            return Ok(0);
-        }
-        if room == 0 {
-            return Err(self.block_writer(id));
-        }
-        let n = room.min(data.len());
-        self.queue_data(id, copy_in(&data[..n]));
-        Ok(n)
+        self.write_with(id, data.len(), |n| copy_in(&data[..n]))
     }
 
     /// Like [`Session::write`], taking the front of `data` without copying; what was taken is
     /// split off `data`.
     pub fn write_bytes(&mut self, id: StreamId, data: &mut Bytes) -> Result<usize, StreamError> {
+        self.write_with(id, data.len(), |n| data.split_to(n))
+    }
+
+    /// Queues the first bytes of a `len`-byte write, as many as there is room for, taking them
+    /// with `take`.
+    fn write_with(
+        &mut self,
+        id: StreamId,
+        len: usize,
+        take: impl FnOnce(usize) -> Bytes,
+    ) -> Result<usize, StreamError> {
         let room = self.write_room(id)?;
-        if data.is_empty() {
+        if len == 0 {
             return Ok(0);
         }
         if room == 0 {
             return Err(self.block_writer(id));
         }
-        let n = room.min(data.len());
-        let chunk = data.split_to(n);
+        let chunk = take(room.min(len));
+        let n = chunk.len();
         self.queue_data(id, chunk);
         Ok(n)
     }

@@ -152,12 +152,7 @@ impl Stream {
 
     /// Takes up to `max` bytes of the first unread chunk without copying.
     pub fn read_chunk(&mut self, max: usize) -> Option<Bytes> {
-        let front = self.rx.front_mut()?;
-        let chunk = if front.len() <= max {
-            self.rx.pop_front()?
-        } else {
-            front.split_to(max)
-        };
+        let chunk = take_front(&mut self.rx, max)?;
         self.rx_bytes -= chunk.len();
         self.trim_rx();
         Some(chunk)
@@ -226,12 +221,7 @@ impl Stream {
 
     /// Takes the payload of the next data frame, at most `max` bytes.
     pub fn pop_tx(&mut self, max: usize) -> Option<Bytes> {
-        let front = self.tx.front_mut()?;
-        let out = if front.len() <= max {
-            self.tx.pop_front()?
-        } else {
-            front.split_to(max)
-        };
+        let out = take_front(&mut self.tx, max)?;
         self.tx_bytes -= out.len();
         Some(out)
     }
@@ -252,6 +242,16 @@ impl Stream {
     /// Both directions are over.
     pub fn is_done(&self) -> bool {
         self.expired || (self.fin_sent && self.fin_recv)
+    }
+}
+
+/// Takes up to `max` bytes from the front of `queue` without copying.
+fn take_front(queue: &mut VecDeque<Bytes>, max: usize) -> Option<Bytes> {
+    let front = queue.front_mut()?;
+    if front.len() <= max {
+        queue.pop_front()
+    } else {
+        Some(front.split_to(max))
     }
 }
 
