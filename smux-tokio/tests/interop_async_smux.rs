@@ -70,24 +70,32 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(mut st: S) -> usize {
     count
 }
 
+/// Accepts `STREAMS` streams from either implementation's acceptor and echoes each.
+async fn serve<A, S>(mut acceptor: A)
+where
+    A: futures_core::Stream<Item = S> + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut echoers = Vec::new();
+    for _ in 0..STREAMS {
+        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut acceptor).poll_next(cx));
+        let st = next.await.expect("a stream from the peer");
+        echoers.push(tokio::spawn(respond(st)));
+    }
+    for e in echoers {
+        assert_eq!(e.await.unwrap(), MESSAGES);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_client_and_async_smux_server() {
     let (a, b) = tcp_pair().await;
     let (cc, _ca, cw) = smux_tokio::MuxBuilder::client().with_connection(a).build();
-    let (_sc, mut sa, sw) = async_smux::MuxBuilder::server().with_connection(b).build();
+    let (_sc, sa, sw) = async_smux::MuxBuilder::server().with_connection(b).build();
     tokio::spawn(cw);
     tokio::spawn(sw);
     timeout(LIMIT, async {
-        let server = tokio::spawn(async move {
-            let mut echoers = Vec::new();
-            for _ in 0..STREAMS {
-                let st = sa.accept().await.expect("a stream from our client");
-                echoers.push(tokio::spawn(respond(st)));
-            }
-            for e in echoers {
-                assert_eq!(e.await.unwrap(), MESSAGES);
-            }
-        });
+        let server = tokio::spawn(serve(sa));
         let clients: Vec<_> = (0..STREAMS)
             .map(|s| tokio::spawn(request(cc.connect().unwrap(), s)))
             .collect();
@@ -105,20 +113,11 @@ async fn our_client_and_async_smux_server() {
 async fn async_smux_client_and_our_server() {
     let (a, b) = tcp_pair().await;
     let (cc, _ca, cw) = async_smux::MuxBuilder::client().with_connection(a).build();
-    let (_sc, mut sa, sw) = smux_tokio::MuxBuilder::server().with_connection(b).build();
+    let (_sc, sa, sw) = smux_tokio::MuxBuilder::server().with_connection(b).build();
     tokio::spawn(cw);
     tokio::spawn(sw);
     timeout(LIMIT, async {
-        let server = tokio::spawn(async move {
-            let mut echoers = Vec::new();
-            for _ in 0..STREAMS {
-                let st = sa.accept().await.expect("a stream from async_smux");
-                echoers.push(tokio::spawn(respond(st)));
-            }
-            for e in echoers {
-                assert_eq!(e.await.unwrap(), MESSAGES);
-            }
-        });
+        let server = tokio::spawn(serve(sa));
         let clients: Vec<_> = (0..STREAMS)
             .map(|s| tokio::spawn(request(cc.connect().unwrap(), s)))
             .collect();
