@@ -16,6 +16,7 @@
 
 mod builder;
 mod error;
+mod handles;
 mod options;
 mod shared;
 mod worker;

@@ -49,7 +49,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Transport for TokioIo<T> {
 pub struct TokioRuntime;
 
 impl TokioRuntime {
-    pub fn now_std() -> Instant {
+    fn now_std() -> Instant {
         tokio::time::Instant::now().into_std()
     }
 }

@@ -85,140 +85,50 @@
 #![deny(missing_docs)]
 
 mod io;
-mod stream;
 
-use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use smux_driver::{Shared, Worker};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub use smux_driver::{MuxError, MuxResult};
 pub use smux_proto::{ProtocolError, Version};
-pub use stream::MuxStream;
 
-use crate::io::{TokioIo, TokioRuntime};
+use crate::io::{TokioIo, TokioReadBuf, TokioRuntime};
+
+/// A transport the handles run over: any Tokio `AsyncRead + AsyncWrite + Unpin`.
+pub trait TokioConn: AsyncRead + AsyncWrite + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> TokioConn for T {}
 
 smux_driver::define_builder!();
+smux_driver::define_handles!(TokioConn, TokioIo, TokioRuntime);
 
-impl<T: AsyncRead + AsyncWrite + Unpin> MuxBuilder<WithConnection<T>> {
-    /// Builds the session: a connector, an acceptor, and the worker to spawn.
-    ///
-    /// # Panics
-    /// If the keep-alive timeout is shorter than the interval.
-    pub fn build(self) -> (MuxConnector<T>, MuxAcceptor<T>, MuxWorker<T>) {
-        let WithConnection {
-            options,
-            connection,
-        } = self.state;
-        let config = options.config();
-        let now = TokioRuntime::now_std();
-        let shared = Shared::new(TokioIo(connection), options.role(), config, now, 2);
-        (
-            MuxConnector {
-                shared: Arc::clone(&shared),
-            },
-            MuxAcceptor {
-                shared: Arc::clone(&shared),
-            },
-            MuxWorker {
-                inner: Worker::new(shared),
-            },
-        )
+impl<T: TokioConn> AsyncRead for MuxStream<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.shared.poll_read(self.id, cx, &mut TokioReadBuf(buf))
     }
 }
 
-/// Opens streams. Cloneable; the session lives while any handle does.
-pub struct MuxConnector<T: AsyncRead + AsyncWrite + Unpin> {
-    shared: Arc<Shared<TokioIo<T>>>,
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin> MuxConnector<T> {
-    /// Opens a stream. Its SYN goes out ahead of any data, so it can be written to at once.
-    ///
-    /// Fails with [`MuxError::ConnectionClosed`] once the session is closed,
-    /// [`MuxError::TooManyStreams`] at the stream limit, [`MuxError::StreamIdsExhausted`] when
-    /// this connection has used every id.
-    pub fn connect(&self) -> MuxResult<MuxStream<T>> {
-        let id = self.shared.connect()?;
-        Ok(MuxStream::new(Arc::clone(&self.shared), id))
+/// `poll_shutdown` sends FIN after the data written so far and keeps the read side open.
+impl<T: TokioConn> AsyncWrite for MuxStream<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.shared.poll_write(self.id, cx, buf)
     }
 
-    /// Stream handles alive on this connection, in both directions.
-    pub fn get_num_streams(&self) -> usize {
-        self.shared.num_streams()
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.shared.poll_flush(self.id, cx)
     }
 
-    /// Closes the connection in order: data already taken by `poll_write` reaches the wire,
-    /// every open stream gets FIN (so the peer reads to a clean end), then the transport is
-    /// shut down. Works whether or not the worker is being polled, and may be called more than
-    /// once. Afterwards `connect()` fails, the acceptor ends, and reads on open streams return
-    /// what had arrived, then a `ConnectionAborted` error.
-    pub async fn close(&self) -> MuxResult<()> {
-        std::future::poll_fn(|cx| self.shared.poll_close(cx)).await
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin> Clone for MuxConnector<T> {
-    fn clone(&self) -> Self {
-        self.shared.add_connector();
-        MuxConnector {
-            shared: Arc::clone(&self.shared),
-        }
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin> Drop for MuxConnector<T> {
-    fn drop(&mut self) {
-        self.shared.release_connector();
-    }
-}
-
-/// Receives the streams the peer opens. Dropping it closes those that arrive later.
-pub struct MuxAcceptor<T: AsyncRead + AsyncWrite + Unpin> {
-    shared: Arc<Shared<TokioIo<T>>>,
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin> MuxAcceptor<T> {
-    /// The next stream the peer opened; `None` once the session is closed.
-    pub async fn accept(&mut self) -> Option<MuxStream<T>> {
-        std::future::poll_fn(|cx| self.poll_accept(cx)).await
-    }
-
-    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<MuxStream<T>>> {
-        self.shared
-            .poll_accept(cx)
-            .map(|id| id.map(|id| MuxStream::new(Arc::clone(&self.shared), id)))
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin> futures_core::Stream for MuxAcceptor<T> {
-    type Item = MuxStream<T>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.poll_accept(cx)
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin> Drop for MuxAcceptor<T> {
-    fn drop(&mut self) {
-        self.shared.release_acceptor();
-    }
-}
-
-/// The future that drives the connection; spawn it (`tokio::spawn(worker)`). See the
-/// [crate docs](crate#lifecycle) for when it ends.
-#[must_use = "the worker does nothing unless polled: spawn it"]
-pub struct MuxWorker<T: AsyncRead + AsyncWrite + Unpin> {
-    inner: Worker<TokioIo<T>, TokioRuntime>,
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin> Future for MuxWorker<T> {
-    type Output = MuxResult<()>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.inner).poll(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.shared.poll_shutdown(self.id, cx)
     }
 }
