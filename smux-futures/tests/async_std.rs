@@ -1,0 +1,69 @@
+//! smux-futures on async-std: echo on 20 streams in both versions.
+
+use std::time::Duration;
+
+use async_std::io::{ReadExt, WriteExt};
+use async_std::net::{TcpListener, TcpStream};
+use smux_futures::{MuxBuilder, Version};
+
+/// `poll_close`: FIN, keeping the read side open (async-std's `WriteExt` has no `close`).
+async fn finish<S: futures_io::AsyncWrite + Unpin>(s: &mut S) -> std::io::Result<()> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *s).poll_close(cx)).await
+}
+
+#[test]
+fn echo_on_20_streams_on_async_std() {
+    async_std::task::block_on(async_std::future::timeout(Duration::from_secs(60), async {
+        for version in [Version::V1, Version::V2] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = async_std::task::spawn(async move {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let (_sc, mut sa, sw) = MuxBuilder::server()
+                    .with_version(version)
+                    .with_connection(tcp)
+                    .build();
+                let worker = async_std::task::spawn(sw);
+                while let Some(mut s) = sa.accept().await {
+                    async_std::task::spawn(async move {
+                        let mut buf = vec![0u8; 8192];
+                        loop {
+                            let n = s.read(&mut buf).await.unwrap();
+                            if n == 0 {
+                                break;
+                            }
+                            s.write_all(&buf[..n]).await.unwrap();
+                        }
+                        finish(&mut s).await.unwrap();
+                    });
+                }
+                worker.await.unwrap();
+            });
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let (cc, _ca, cw) = MuxBuilder::client()
+                .with_version(version)
+                .with_connection(tcp)
+                .build();
+            let cw = async_std::task::spawn(cw);
+            let mut tasks = Vec::new();
+            for i in 0..20u8 {
+                let mut s = cc.connect().unwrap();
+                tasks.push(async_std::task::spawn(async move {
+                    let data = vec![i; 10_000 + i as usize];
+                    s.write_all(&data).await.unwrap();
+                    finish(&mut s).await.unwrap();
+                    let mut back = Vec::new();
+                    s.read_to_end(&mut back).await.unwrap();
+                    assert!(back == data, "stream {i}: echo differs");
+                }));
+            }
+            for t in tasks {
+                t.await;
+            }
+            cc.close().await.unwrap();
+            cw.await.unwrap();
+            server.await;
+        }
+    }))
+    .expect("timed out");
+}
