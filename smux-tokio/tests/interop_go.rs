@@ -32,6 +32,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::{ByteGen, Fnv, Rng};
 use smux_tokio::{
     MuxAcceptor, MuxBuilder, MuxConnector, MuxError, MuxResult, MuxStream, ProtocolError, Version,
     WithConfig,
@@ -42,6 +43,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+
+mod common;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long we wait for one expected line or exit from the Go peer.
@@ -62,93 +65,6 @@ async fn with_timeout<F: Future>(name: &str, body: F) -> F::Output {
 // ---------------------------------------------------------------------------------------------
 // Pseudo-random numbers and content (the Go peer has the same generator)
 // ---------------------------------------------------------------------------------------------
-
-/// xorshift64* seeded through a splitmix64 step; `rng` in the Go peer.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        Rng(if z == 0 { 0x2545_F491_4F6C_DD1D } else { z })
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
-    }
-}
-
-/// An endless byte sequence from a seed: the little-endian bytes of successive [`Rng`]
-/// outputs; `pattern` in the Go peer, so either side can check what the other sent.
-struct ByteGen {
-    rng: Rng,
-    word: u64,
-    left: u32,
-}
-
-impl ByteGen {
-    fn new(seed: u64) -> Self {
-        ByteGen {
-            rng: Rng::new(seed ^ 0xC0FF_EE00_D15E_A5E5),
-            word: 0,
-            left: 0,
-        }
-    }
-
-    fn fill(&mut self, out: &mut [u8]) {
-        let mut i = 0;
-        while i < out.len() && self.left > 0 {
-            out[i] = self.word as u8;
-            self.word >>= 8;
-            self.left -= 1;
-            i += 1;
-        }
-        let mut chunks = out[i..].chunks_exact_mut(8);
-        for c in &mut chunks {
-            c.copy_from_slice(&self.rng.next_u64().to_le_bytes());
-        }
-        for b in chunks.into_remainder() {
-            if self.left == 0 {
-                self.word = self.rng.next_u64();
-                self.left = 8;
-            }
-            *b = self.word as u8;
-            self.word >>= 8;
-            self.left -= 1;
-        }
-    }
-}
-
-/// FNV-1a, 64 bits, fed incrementally.
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        let mut h = self.0;
-        for &b in data {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The Go peer
