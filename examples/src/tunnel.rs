@@ -1,0 +1,205 @@
+//! A TCP port forwarder over one smux connection, as kcptun, gost and v2ray use smux.
+//!
+//! The client listens for TCP connections and carries each as a stream over one smux
+//! connection to the server, opening a new smux connection when that one dies. The server
+//! dials the target for each stream and copies both ways. Half-close passes through: when one
+//! end shuts down its write side, the other end sees EOF while the reverse direction keeps
+//! flowing. One log line per connection opened and closed.
+
+use std::future::Future;
+use std::io;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use smux_tokio::{MuxBuilder, MuxConnector, MuxStream, Version};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+
+/// Settings both ends must agree on.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// smux protocol version.
+    pub version: Version,
+    /// Send a keep-alive every so many seconds (and drop a peer silent for three times that).
+    pub keep_alive: Option<NonZeroU64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            version: Version::V1,
+            keep_alive: NonZeroU64::new(10),
+        }
+    }
+}
+
+fn builder(client: bool, opts: &Options) -> MuxBuilder<smux_tokio::WithConfig> {
+    let mut b = if client {
+        MuxBuilder::client()
+    } else {
+        MuxBuilder::server()
+    };
+    b.with_version(opts.version);
+    if let Some(k) = opts.keep_alive {
+        b.with_keep_alive_interval(k);
+    }
+    b
+}
+
+/// Copies both ways until both directions are finished, passing each end's shutdown on to the
+/// other. Returns the bytes moved each way.
+async fn relay<A, B>(a: &mut A, b: &mut B) -> io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::io::copy_bidirectional(a, b).await
+}
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// Runs until `shutdown` completes, then stops accepting and waits for open connections.
+async fn serve_until<F, S>(
+    listener: TcpListener,
+    shutdown: S,
+    mut handle: impl FnMut(TcpStream, u64) -> F,
+) -> io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+    S: Future<Output = ()>,
+{
+    let mut open = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (tcp, _) = accepted?;
+                let n = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+                open.spawn(handle(tcp, n));
+            }
+            Some(_) = open.join_next(), if !open.is_empty() => {}
+        }
+    }
+    eprintln!(
+        "stopped accepting; waiting for {} open connection(s)",
+        open.len()
+    );
+    while open.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// The tunnel server: each smux connection arriving on `listener` carries streams, each
+/// forwarded to a new TCP connection to `target`.
+pub async fn run_server(
+    listener: TcpListener,
+    target: String,
+    opts: Options,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let target = Arc::new(target);
+    serve_until(listener, shutdown, move |tcp, n| {
+        let target = Arc::clone(&target);
+        async move {
+            let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            eprintln!("smux connection {n} from {peer}");
+            let (_connector, mut acceptor, worker) =
+                builder(false, &opts).with_connection(tcp).build();
+            let worker = tokio::spawn(worker);
+            let mut streams = JoinSet::new();
+            while let Some(stream) = acceptor.accept().await {
+                streams.spawn(forward_to_target(stream, Arc::clone(&target), n));
+            }
+            while streams.join_next().await.is_some() {}
+            let result = worker
+                .await
+                .map_err(io::Error::other)
+                .and_then(|r| r.map_err(io::Error::other));
+            eprintln!("smux connection {n} ended: {result:?}");
+        }
+    })
+    .await
+}
+
+async fn forward_to_target(mut stream: MuxStream<TcpStream>, target: Arc<String>, conn: u64) {
+    let id = stream.get_stream_id();
+    match TcpStream::connect(target.as_str()).await {
+        Ok(mut tcp) => {
+            eprintln!("[{conn}/{id}] opened to {target}");
+            match relay(&mut stream, &mut tcp).await {
+                Ok((up, down)) => eprintln!("[{conn}/{id}] closed: {up} bytes up, {down} down"),
+                Err(e) => eprintln!("[{conn}/{id}] closed: {e}"),
+            }
+        }
+        // Dropping the stream finishes it: the client's connection sees EOF.
+        Err(e) => eprintln!("[{conn}/{id}] target {target} refused: {e}"),
+    }
+}
+
+/// The tunnel client: each TCP connection arriving on `listener` is carried as a stream over
+/// one smux connection to `server`, made anew when it dies.
+pub async fn run_client(
+    listener: TcpListener,
+    server: String,
+    opts: Options,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let session = Arc::new(Session {
+        server,
+        opts,
+        connector: Mutex::new(None),
+    });
+    serve_until(listener, shutdown, move |mut tcp, n| {
+        let session = Arc::clone(&session);
+        async move {
+            let mut stream = match session.open().await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("[{n}] no tunnel to {}: {e}", session.server);
+                    return;
+                }
+            };
+            let id = stream.get_stream_id();
+            eprintln!("[{n}] opened as stream {id}");
+            match relay(&mut tcp, &mut stream).await {
+                Ok((up, down)) => eprintln!("[{n}] closed: {up} bytes up, {down} down"),
+                Err(e) => eprintln!("[{n}] closed: {e}"),
+            }
+        }
+    })
+    .await
+}
+
+/// The client's smux connection, made on first use and again after it dies.
+struct Session {
+    server: String,
+    opts: Options,
+    connector: Mutex<Option<MuxConnector<TcpStream>>>,
+}
+
+impl Session {
+    async fn open(&self) -> io::Result<MuxStream<TcpStream>> {
+        let mut slot = self.connector.lock().await;
+        if let Some(c) = slot.as_ref() {
+            match c.connect() {
+                Ok(s) => return Ok(s),
+                Err(e) => eprintln!(
+                    "smux connection to {} is gone ({e}): reconnecting",
+                    self.server
+                ),
+            }
+        }
+        let tcp = TcpStream::connect(&self.server).await?;
+        tcp.set_nodelay(true)?;
+        let (connector, acceptor, worker) = builder(true, &self.opts).with_connection(tcp).build();
+        // The server opens no streams.
+        drop(acceptor);
+        tokio::spawn(worker);
+        let stream = connector.connect().map_err(io::Error::other)?;
+        *slot = Some(connector);
+        Ok(stream)
+    }
+}

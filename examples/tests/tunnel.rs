@@ -1,0 +1,380 @@
+//! The tunnel end to end: an echo target behind it, 50 parallel connections, half-close, a
+//! target that refuses, the smux connection killed mid-transfer, and the built example binary.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tunnel::Options;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// An echo server: copies each connection back until EOF, then shuts down its write side.
+async fn echo_target(listener: TcpListener) {
+    loop {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let (mut r, mut w) = tcp.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+            let _ = w.shutdown().await;
+        });
+    }
+}
+
+async fn listen() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    (l, a)
+}
+
+/// A running tunnel: its client's address, and what stops it.
+struct Tunnel {
+    entry: SocketAddr,
+    stop: Vec<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Tunnel {
+    /// Starts a tunnel server forwarding to `target` and a client whose smux connection goes
+    /// to `via` (the server itself, or a relay in front of it), with `opts`.
+    async fn start(
+        target: SocketAddr,
+        opts: Options,
+        via: Option<SocketAddr>,
+    ) -> (Tunnel, SocketAddr) {
+        let (server_listener, server_addr) = listen().await;
+        let (client_listener, entry) = listen().await;
+        let (s_stop, s_rx) = oneshot::channel::<()>();
+        let (c_stop, c_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(tunnel::run_server(
+            server_listener,
+            target.to_string(),
+            opts,
+            async move {
+                let _ = s_rx.await;
+            },
+        ));
+        let client = tokio::spawn(tunnel::run_client(
+            client_listener,
+            via.unwrap_or(server_addr).to_string(),
+            opts,
+            async move {
+                let _ = c_rx.await;
+            },
+        ));
+        (
+            Tunnel {
+                entry,
+                stop: vec![c_stop, s_stop],
+                tasks: vec![client, server],
+            },
+            server_addr,
+        )
+    }
+
+    async fn stop(self) {
+        for s in self.stop {
+            let _ = s.send(());
+        }
+        for t in self.tasks {
+            timeout(LIMIT, t).await.unwrap().unwrap().unwrap();
+        }
+    }
+}
+
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Sends `data` through the tunnel entry, finishes, and reads the echo to the end.
+async fn round_trip(entry: SocketAddr, data: Vec<u8>) -> Vec<u8> {
+    let tcp = TcpStream::connect(entry).await.unwrap();
+    let (mut r, mut w) = tcp.into_split();
+    let writer = tokio::spawn(async move {
+        w.write_all(&data).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut back = Vec::new();
+    r.read_to_end(&mut back).await.unwrap();
+    writer.await.unwrap();
+    back
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_parallel_connections_through_the_tunnel() {
+    for version in [smux_tokio::Version::V1, smux_tokio::Version::V2] {
+        let (target, target_addr) = listen().await;
+        tokio::spawn(echo_target(target));
+        let opts = Options {
+            version,
+            ..Options::default()
+        };
+        let (t, _) = Tunnel::start(target_addr, opts, None).await;
+        timeout(LIMIT, async {
+            let conns: Vec<_> = (0..50u64)
+                .map(|i| {
+                    let data = pattern(i, 1 + (i as usize * 104_729) % (1 << 20));
+                    tokio::spawn(async move {
+                        let back = round_trip(t.entry, data.clone()).await;
+                        assert!(back == data, "connection {i}: echo differs");
+                    })
+                })
+                .collect();
+            for c in conns {
+                c.await.unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        t.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn half_close_passes_through() {
+    // A target that reads the request to EOF, then answers: it needs the client's FIN to
+    // arrive while its own direction stays open.
+    let (target, target_addr) = listen().await;
+    tokio::spawn(async move {
+        let (mut tcp, _) = target.accept().await.unwrap();
+        let mut req = Vec::new();
+        tcp.read_to_end(&mut req).await.unwrap();
+        tcp.write_all(format!("got {} bytes", req.len()).as_bytes())
+            .await
+            .unwrap();
+        tcp.shutdown().await.unwrap();
+    });
+    let (t, _) = Tunnel::start(target_addr, Options::default(), None).await;
+    let back = timeout(LIMIT, round_trip(t.entry, vec![7u8; 100_000]))
+        .await
+        .unwrap();
+    assert_eq!(back, b"got 100000 bytes");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_refusing_target_closes_that_connection_and_the_tunnel_goes_on() {
+    // A port with nothing listening (bound, then released).
+    let (l, target_addr) = listen().await;
+    drop(l);
+    let (t, _) = Tunnel::start(target_addr, Options::default(), None).await;
+    timeout(LIMIT, async {
+        // The connection is closed from the tunnel's side.
+        let mut tcp = TcpStream::connect(t.entry).await.unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(tcp.read(&mut buf).await.unwrap(), 0);
+        // Once the target is there, the same tunnel serves the next connection.
+        let target = TcpListener::bind(target_addr).await.unwrap();
+        tokio::spawn(echo_target(target));
+        let back = round_trip(t.entry, b"after the refusal".to_vec()).await;
+        assert_eq!(back, b"after the refusal");
+    })
+    .await
+    .unwrap();
+    t.stop().await;
+}
+
+/// A TCP relay between the tunnel client and server whose connections can be cut.
+struct Relay {
+    addr: SocketAddr,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+async fn relay(to: SocketAddr) -> Relay {
+    let (l, addr) = listen().await;
+    let (cut, rx) = tokio::sync::watch::channel(0u64);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut a, _)) = l.accept().await else {
+                return;
+            };
+            let mut rx = rx.clone();
+            rx.mark_unchanged();
+            tokio::spawn(async move {
+                let Ok(mut b) = TcpStream::connect(to).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+                    _ = rx.changed() => {}
+                }
+            });
+        }
+    });
+    Relay { addr, cut }
+}
+
+#[tokio::test]
+async fn killing_the_smux_connection_closes_its_streams_and_the_tunnel_reconnects() {
+    let (target, target_addr) = listen().await;
+    tokio::spawn(echo_target(target));
+    // The tunnel client reaches the server through a relay we can cut.
+    let (server_listener, server_addr) = listen().await;
+    let r = relay(server_addr).await;
+    let (s_stop, s_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(tunnel::run_server(
+        server_listener,
+        target_addr.to_string(),
+        Options::default(),
+        async move {
+            let _ = s_rx.await;
+        },
+    ));
+    let (client_listener, entry) = listen().await;
+    let (c_stop, c_rx) = oneshot::channel::<()>();
+    let client = tokio::spawn(tunnel::run_client(
+        client_listener,
+        r.addr.to_string(),
+        Options::default(),
+        async move {
+            let _ = c_rx.await;
+        },
+    ));
+    timeout(LIMIT, async {
+        // A transfer in progress: written, echoed, not finished.
+        let mut tcp = TcpStream::connect(entry).await.unwrap();
+        tcp.write_all(b"in flight").await.unwrap();
+        let mut buf = [0u8; 9];
+        tcp.read_exact(&mut buf).await.unwrap();
+        r.cut.send(1).unwrap();
+        // The affected connection closes (end of stream or an error), not hangs.
+        let mut rest = Vec::new();
+        let _ = tcp.read_to_end(&mut rest).await;
+        // New connections succeed once the client has reconnected.
+        let mut ok = false;
+        for _ in 0..50 {
+            let tcp = TcpStream::connect(entry).await.unwrap();
+            let (mut rd, mut wr) = tcp.into_split();
+            wr.write_all(b"again").await.unwrap();
+            wr.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            if rd.read_to_end(&mut back).await.is_ok() && back == b"again" {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            ok,
+            "no connection succeeded after the smux connection was killed"
+        );
+    })
+    .await
+    .unwrap();
+    let _ = c_stop.send(());
+    let _ = s_stop.send(());
+    timeout(LIMIT, client).await.unwrap().unwrap().unwrap();
+    timeout(LIMIT, server).await.unwrap().unwrap().unwrap();
+}
+
+/// The example binary `cargo test` built next to this test.
+fn example_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    dir.join("examples").join("tunnel")
+}
+
+/// Starts the example and returns it with the address it listens on.
+async fn spawn_tunnel(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
+    let mut child = tokio::process::Command::new(example_binary())
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the tunnel example is built by cargo test");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the tunnel printed its address");
+        if let Some(a) = line.strip_prefix("listening on ") {
+            break a.parse().unwrap();
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+#[tokio::test]
+async fn the_example_binary_forwards() {
+    let (target, target_addr) = listen().await;
+    tokio::spawn(echo_target(target));
+    timeout(LIMIT, async {
+        let target = target_addr.to_string();
+        let (mut server, server_addr) = spawn_tunnel(&[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--target",
+            &target,
+            "--version",
+            "2",
+        ])
+        .await;
+        let server_addr = server_addr.to_string();
+        let (mut client, entry) = spawn_tunnel(&[
+            "client",
+            "--listen",
+            "127.0.0.1:0",
+            "--server",
+            &server_addr,
+            "--version",
+            "2",
+            "--keep-alive",
+            "5",
+        ])
+        .await;
+        let data = pattern(42, 300_000);
+        assert!(round_trip(entry, data.clone()).await == data);
+        client.kill().await.unwrap();
+        server.kill().await.unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn stopping_lets_open_connections_finish() {
+    let (target, target_addr) = listen().await;
+    tokio::spawn(echo_target(target));
+    let (t, _) = Tunnel::start(target_addr, Options::default(), None).await;
+    timeout(LIMIT, async {
+        let tcp = TcpStream::connect(t.entry).await.unwrap();
+        let (mut r, mut w) = tcp.into_split();
+        w.write_all(b"before the stop").await.unwrap();
+        let mut buf = [0u8; 15];
+        r.read_exact(&mut buf).await.unwrap();
+        // Stop both ends while this connection is open: they stop accepting, and wait.
+        let stopping = tokio::spawn(t.stop());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !stopping.is_finished(),
+            "stopped with a connection still open"
+        );
+        w.write_all(b" and after").await.unwrap();
+        w.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b" and after");
+        stopping.await.unwrap();
+    })
+    .await
+    .unwrap();
+}
