@@ -11,6 +11,11 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tunnel::Options;
 
+// The helpers the smux-tokio tests use.
+#[path = "../../smux-tokio/tests/common/mod.rs"]
+mod common;
+use common::pattern;
+
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// An echo server: copies each connection back until EOF, then shuts down its write side.
@@ -86,18 +91,6 @@ impl Tunnel {
             timeout(LIMIT, t).await.unwrap().unwrap().unwrap();
         }
     }
-}
-
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Sends `data` through the tunnel entry, finishes, and reads the echo to the end.

@@ -9,6 +9,11 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smux_futures::{MuxBuilder, MuxError, MuxStream, Version};
 
+// The helpers the smux-tokio tests use.
+#[path = "../../smux-tokio/tests/common/mod.rs"]
+mod common;
+use common::pattern;
+
 /// Runs `f` on smol, failing after `secs` seconds instead of hanging.
 fn run<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
     smol::block_on(async {
@@ -25,19 +30,6 @@ async fn tcp_pair() -> (TcpStream, TcpStream) {
     let addr = listener.local_addr().unwrap();
     let (a, b) = smol::future::zip(TcpStream::connect(addr), listener.accept()).await;
     (a.unwrap(), b.unwrap().0)
-}
-
-/// Deterministic content of `len` bytes for stream `seed`.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Echoes until end of stream, then finishes.

@@ -6,17 +6,8 @@ use std::time::Duration;
 use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+mod common;
+use common::pattern;
 
 /// A smol server that echoes every stream, opens one of its own, and ends when the client
 /// closes the connection.

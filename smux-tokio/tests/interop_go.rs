@@ -55,6 +55,18 @@ const MIB: usize = 1 << 20;
 const GO_FAST_KEEPALIVE: [&str; 4] = ["-keepalive-interval", "500ms", "-keepalive-timeout", "2s"];
 
 /// Runs a test body under [`TEST_TIMEOUT`].
+/// An interop test: needs the Go peer, runs on a 4-thread runtime under `TEST_TIMEOUT`.
+macro_rules! go_test {
+    ($(#[$doc:meta])* $name:ident, $body:expr) => {
+        $(#[$doc])*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        #[ignore = "needs the Go peer"]
+        async fn $name() {
+            with_timeout(stringify!($name), $body).await;
+        }
+    };
+}
+
 async fn with_timeout<F: Future>(name: &str, body: F) -> F::Output {
     match tokio::time::timeout(TEST_TIMEOUT, body).await {
         Ok(out) => out,
@@ -848,25 +860,15 @@ async fn echo_100_ours_to_go(version: Version) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn echo_100_streams_ours_to_go_v1() {
-    with_timeout(
-        "echo_100_streams_ours_to_go_v1",
-        echo_100_ours_to_go(Version::V1),
-    )
-    .await;
-}
+go_test!(
+    echo_100_streams_ours_to_go_v1,
+    echo_100_ours_to_go(Version::V1)
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn echo_100_streams_ours_to_go_v2() {
-    with_timeout(
-        "echo_100_streams_ours_to_go_v2",
-        echo_100_ours_to_go(Version::V2),
-    )
-    .await;
-}
+go_test!(
+    echo_100_streams_ours_to_go_v2,
+    echo_100_ours_to_go(Version::V2)
+);
 
 /// A Go client opens `streams` streams to our echo server (`open`), stream i sending
 /// `size` bytes (or, with `random`, 1..=size) and checking the echo; Go closes each stream
@@ -907,25 +909,15 @@ async fn go_open_to_ours(version: Version, streams: usize, size: usize, random: 
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn echo_100_streams_go_to_ours_v1() {
-    with_timeout(
-        "echo_100_streams_go_to_ours_v1",
-        go_open_to_ours(Version::V1, 100, MIB, true),
-    )
-    .await;
-}
+go_test!(
+    echo_100_streams_go_to_ours_v1,
+    go_open_to_ours(Version::V1, 100, MIB, true)
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn echo_100_streams_go_to_ours_v2() {
-    with_timeout(
-        "echo_100_streams_go_to_ours_v2",
-        go_open_to_ours(Version::V2, 100, MIB, true),
-    )
-    .await;
-}
+go_test!(
+    echo_100_streams_go_to_ours_v2,
+    go_open_to_ours(Version::V2, 100, MIB, true)
+);
 
 // ---------------------------------------------------------------------------------------------
 // 256 MiB on one stream, both directions at once
@@ -955,39 +947,20 @@ async fn bulk_ours_to_go(version: Version) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn bulk_256_mib_ours_to_go_v1() {
-    with_timeout("bulk_256_mib_ours_to_go_v1", bulk_ours_to_go(Version::V1)).await;
-}
+go_test!(bulk_256_mib_ours_to_go_v1, bulk_ours_to_go(Version::V1));
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn bulk_256_mib_ours_to_go_v2() {
-    with_timeout("bulk_256_mib_ours_to_go_v2", bulk_ours_to_go(Version::V2)).await;
-}
+go_test!(bulk_256_mib_ours_to_go_v2, bulk_ours_to_go(Version::V2));
 
-/// A Go client sends 256 MiB on one stream to our echo server and checks the echo
-/// (`open -streams 1 -size 268435456`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn bulk_256_mib_go_to_ours_v1() {
-    with_timeout(
-        "bulk_256_mib_go_to_ours_v1",
-        go_open_to_ours(Version::V1, 1, BULK, false),
-    )
-    .await;
-}
+go_test!(
+    /// A Go client sends 256 MiB on one stream to our echo server and checks the echo
+    /// (`open -streams 1 -size 268435456`).
+    bulk_256_mib_go_to_ours_v1,
+    go_open_to_ours(Version::V1, 1, BULK, false));
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn bulk_256_mib_go_to_ours_v2() {
-    with_timeout(
-        "bulk_256_mib_go_to_ours_v2",
-        go_open_to_ours(Version::V2, 1, BULK, false),
-    )
-    .await;
-}
+go_test!(
+    bulk_256_mib_go_to_ours_v2,
+    go_open_to_ours(Version::V2, 1, BULK, false)
+);
 
 // ---------------------------------------------------------------------------------------------
 // 1,000 streams in a burst, opened by either side
@@ -1015,25 +988,15 @@ async fn burst_ours_to_go(version: Version) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn burst_1000_streams_ours_to_go_v1() {
-    with_timeout(
-        "burst_1000_streams_ours_to_go_v1",
-        burst_ours_to_go(Version::V1),
-    )
-    .await;
-}
+go_test!(
+    burst_1000_streams_ours_to_go_v1,
+    burst_ours_to_go(Version::V1)
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn burst_1000_streams_ours_to_go_v2() {
-    with_timeout(
-        "burst_1000_streams_ours_to_go_v2",
-        burst_ours_to_go(Version::V2),
-    )
-    .await;
-}
+go_test!(
+    burst_1000_streams_ours_to_go_v2,
+    burst_ours_to_go(Version::V2)
+);
 
 /// A Go server opens 1,000 streams at once to our client (`open` in server mode), each with
 /// 1..=1024 bytes; our client accepts and echoes them. The ids are even (server-opened).
@@ -1068,25 +1031,15 @@ async fn burst_go_server_opens(version: Version) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn burst_1000_streams_go_server_opens_v1() {
-    with_timeout(
-        "burst_1000_streams_go_server_opens_v1",
-        burst_go_server_opens(Version::V1),
-    )
-    .await;
-}
+go_test!(
+    burst_1000_streams_go_server_opens_v1,
+    burst_go_server_opens(Version::V1)
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn burst_1000_streams_go_server_opens_v2() {
-    with_timeout(
-        "burst_1000_streams_go_server_opens_v2",
-        burst_go_server_opens(Version::V2),
-    )
-    .await;
-}
+go_test!(
+    burst_1000_streams_go_server_opens_v2,
+    burst_go_server_opens(Version::V2)
+);
 
 // ---------------------------------------------------------------------------------------------
 // Half-close against a Go without half-close
@@ -1465,27 +1418,16 @@ async fn go_sender_honours_our_window(window: Option<u32>) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn v2_go_sender_honours_our_default_window() {
-    with_timeout(
-        "v2_go_sender_honours_our_default_window",
-        go_sender_honours_our_window(None),
-    )
-    .await;
-}
+go_test!(
+    v2_go_sender_honours_our_default_window,
+    go_sender_honours_our_window(None)
+);
 
-/// Our window 64 KiB, below Go's initial assumption of 256 KiB: the 256 KiB Go sends before
-/// our first UPD are accepted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn v2_go_sender_honours_our_64_kib_window() {
-    with_timeout(
-        "v2_go_sender_honours_our_64_kib_window",
-        go_sender_honours_our_window(Some(65_536)),
-    )
-    .await;
-}
+go_test!(
+    /// Our window 64 KiB, below Go's initial assumption of 256 KiB: the 256 KiB Go sends before
+    /// our first UPD are accepted.
+    v2_go_sender_honours_our_64_kib_window,
+    go_sender_honours_our_window(Some(65_536)));
 
 /// 1 MiB windows on both sides (`-max-stream-buffer 1048576`, `with_stream_window(1 << 20)`):
 /// 64 MiB echoed on one stream, windows respected both ways.
@@ -1545,25 +1487,15 @@ async fn frames_go_65535_ours_4096(version: Version) {
     tap.assert_windows_respected("frame sizes");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn frames_go_65535_ours_4096_v1() {
-    with_timeout(
-        "frames_go_65535_ours_4096_v1",
-        frames_go_65535_ours_4096(Version::V1),
-    )
-    .await;
-}
+go_test!(
+    frames_go_65535_ours_4096_v1,
+    frames_go_65535_ours_4096(Version::V1)
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn frames_go_65535_ours_4096_v2() {
-    with_timeout(
-        "frames_go_65535_ours_4096_v2",
-        frames_go_65535_ours_4096(Version::V2),
-    )
-    .await;
-}
+go_test!(
+    frames_go_65535_ours_4096_v2,
+    frames_go_65535_ours_4096(Version::V2)
+);
 
 /// Our client sending 65,535-byte frames (8 MiB in writes up to 1 MiB) to a Go echo server
 /// sending 4,096.
@@ -1581,25 +1513,15 @@ async fn frames_ours_65535_go_4096(version: Version) {
     tap.assert_windows_respected("frame sizes");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn frames_ours_65535_go_4096_v1() {
-    with_timeout(
-        "frames_ours_65535_go_4096_v1",
-        frames_ours_65535_go_4096(Version::V1),
-    )
-    .await;
-}
+go_test!(
+    frames_ours_65535_go_4096_v1,
+    frames_ours_65535_go_4096(Version::V1)
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn frames_ours_65535_go_4096_v2() {
-    with_timeout(
-        "frames_ours_65535_go_4096_v2",
-        frames_ours_65535_go_4096(Version::V2),
-    )
-    .await;
-}
+go_test!(
+    frames_ours_65535_go_4096_v2,
+    frames_ours_65535_go_4096(Version::V2)
+);
 
 // ---------------------------------------------------------------------------------------------
 // Version mismatch
@@ -1638,25 +1560,15 @@ async fn mismatch_go_client_opens(ours_v: Version, theirs: u8) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn version_mismatch_go_v2_client_ours_v1_server() {
-    with_timeout(
-        "version_mismatch_go_v2_client_ours_v1_server",
-        mismatch_go_client_opens(Version::V1, 2),
-    )
-    .await;
-}
+go_test!(
+    version_mismatch_go_v2_client_ours_v1_server,
+    mismatch_go_client_opens(Version::V1, 2)
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Go peer"]
-async fn version_mismatch_go_v1_client_ours_v2_server() {
-    with_timeout(
-        "version_mismatch_go_v1_client_ours_v2_server",
-        mismatch_go_client_opens(Version::V2, 1),
-    )
-    .await;
-}
+go_test!(
+    version_mismatch_go_v1_client_ours_v2_server,
+    mismatch_go_client_opens(Version::V2, 1)
+);
 
 /// Our v1 client opens a stream (a SYN, no data) to a Go v2 server. Go 1.5.16 stops reading
 /// at our SYN (`ErrInvalidProtocol`) without sending a frame; its `AcceptStream` fails, and

@@ -103,3 +103,10 @@ impl Fnv {
         self.0 = h;
     }
 }
+
+/// `len` bytes of the [`ByteGen`] sequence for `seed`.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    ByteGen::new(seed).fill(&mut v);
+    v
+}
