@@ -7,11 +7,19 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use smux_tokio::{MuxBuilder, MuxError};
+use smux_tokio::{MuxAcceptor, MuxBuilder, MuxError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(10);
+
+/// Accepts the next stream and reads it to the end; returns the bytes read.
+async fn accept_and_count(mut sa: MuxAcceptor<DuplexStream>) -> usize {
+    let mut p = sa.accept().await.unwrap();
+    let mut got = Vec::new();
+    p.read_to_end(&mut got).await.unwrap();
+    got.len()
+}
 
 #[tokio::test]
 async fn the_worker_ends_after_close_even_if_the_peer_keeps_the_transport_open() {
@@ -37,17 +45,12 @@ async fn the_worker_ends_after_close_even_if_the_peer_keeps_the_transport_open()
 async fn close_without_the_worker_drains_more_than_one_poll_can_write() {
     let (a, b) = tokio::io::duplex(16 * 1024 * 1024);
     let (cc, _ca, _cw) = MuxBuilder::client().with_connection(a).build();
-    let (_sc, mut sa, sw) = MuxBuilder::server().with_connection(b).build();
+    let (_sc, sa, sw) = MuxBuilder::server().with_connection(b).build();
     tokio::spawn(sw);
     let mut s = cc.connect().unwrap();
     let data = vec![7u8; 1536 * 1024];
     s.write_all(&data).await.unwrap();
-    let reader = tokio::spawn(async move {
-        let mut p = sa.accept().await.unwrap();
-        let mut got = Vec::new();
-        p.read_to_end(&mut got).await.unwrap();
-        got.len()
-    });
+    let reader = tokio::spawn(accept_and_count(sa));
     timeout(LIMIT, cc.close())
         .await
         .expect("close() hung")
@@ -59,7 +62,7 @@ async fn close_without_the_worker_drains_more_than_one_poll_can_write() {
 async fn a_cancelled_close_does_not_steal_the_workers_wake_ups() {
     let (a, b) = tokio::io::duplex(8 * 1024);
     let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
-    let (_sc, mut sa, sw) = MuxBuilder::server().with_connection(b).build();
+    let (_sc, sa, sw) = MuxBuilder::server().with_connection(b).build();
     tokio::spawn(cw);
     let mut s = cc.connect().unwrap();
     s.write_all(&vec![7u8; 512 * 1024]).await.unwrap();
@@ -67,14 +70,9 @@ async fn a_cancelled_close_does_not_steal_the_workers_wake_ups() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     let _ = timeout(Duration::from_millis(20), cc.close()).await;
     tokio::spawn(sw);
-    let got = timeout(LIMIT, async move {
-        let mut p = sa.accept().await.unwrap();
-        let mut got = Vec::new();
-        p.read_to_end(&mut got).await.unwrap();
-        got.len()
-    })
-    .await
-    .expect("the worker lost its write wake-up to a cancelled close()");
+    let got = timeout(LIMIT, accept_and_count(sa))
+        .await
+        .expect("the worker lost its write wake-up to a cancelled close()");
     assert_eq!(got, 512 * 1024);
     drop(s);
 }
@@ -112,7 +110,7 @@ async fn close_wakes_a_pending_accept_and_blocked_writers() {
 async fn a_pending_flush_completes_when_close_delivers_the_data() {
     let (a, b) = tokio::io::duplex(8 * 1024);
     let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
-    let (_sc, mut sa, sw) = MuxBuilder::server().with_connection(b).build();
+    let (_sc, sa, sw) = MuxBuilder::server().with_connection(b).build();
     tokio::spawn(cw);
     let mut s = cc.connect().unwrap();
     s.write_all(&vec![1u8; 200_000]).await.unwrap();
@@ -125,14 +123,7 @@ async fn a_pending_flush_completes_when_close_delivers_the_data() {
     let closer = tokio::spawn(async move { cc2.close().await });
     tokio::time::sleep(Duration::from_millis(20)).await;
     tokio::spawn(sw);
-    let got = timeout(LIMIT, async move {
-        let mut p = sa.accept().await.unwrap();
-        let mut got = Vec::new();
-        p.read_to_end(&mut got).await.unwrap();
-        got.len()
-    })
-    .await
-    .unwrap();
+    let got = timeout(LIMIT, accept_and_count(sa)).await.unwrap();
     assert_eq!(got, 200_000);
     let (r, _s) = timeout(LIMIT, flush).await.unwrap().unwrap();
     assert!(r.is_ok(), "{r:?}");
