@@ -730,13 +730,14 @@ impl<T: Transport> State<T> {
         let Some(io) = self.io.as_mut() else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
-        let slices: Vec<IoSlice<'_>> = self
-            .out
-            .iter()
-            .take(MAX_IOV)
-            .map(|b| IoSlice::new(b))
-            .collect();
-        io.poll_write_vectored(cx, &slices)
+        // On the stack: no allocation per write.
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let mut n = 0;
+        for (slot, seg) in slices.iter_mut().zip(&self.out) {
+            *slot = IoSlice::new(seg);
+            n += 1;
+        }
+        io.poll_write_vectored(cx, &slices[..n])
     }
 
     /// For transports that write one buffer at a time: copies the first segments into one
