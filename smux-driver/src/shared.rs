@@ -18,6 +18,8 @@ use crate::{MuxError, MuxResult, Transport};
 /// without copying (see `smux_proto`'s decoder), so a kept slice pins at most four times its
 /// size.
 const READ_SIZE: usize = 64 * 1024;
+/// A read buffer with less room left than this is replaced by a fresh one.
+const MIN_READ_ROOM: usize = 16 * 1024;
 /// Reads per worker round, so that one busy connection cannot starve the runtime.
 const MAX_READS: usize = 4;
 /// Output pulled from the session and not yet written, at most.
@@ -75,6 +77,7 @@ pub(crate) struct State<T> {
     needs_flush: bool,
     /// Input read from the transport and not yet taken by the session.
     input: Bytes,
+    /// Zeroed room for the next read; each read's bytes are split off its front.
     read_buf: BytesMut,
     /// The session stopped taking input; a read on a stream may let it go on.
     read_paused: bool,
@@ -88,6 +91,11 @@ pub(crate) struct State<T> {
     /// Connectors, acceptors and streams alive.
     handles: usize,
     acceptor_alive: bool,
+    /// Streams the application has accepted.
+    accepted: u64,
+    /// Input waits on a SYN held for room in the accept backlog, or was refused while the
+    /// application did not accept: `accepted` at that time. See `drive_input`.
+    hold_mark: Option<u64>,
     transport_error: Option<io::Error>,
     transport_error_msg: Option<String>,
     /// The transport is shut down (or failed): nothing more will move.
@@ -129,6 +137,8 @@ impl<T: Transport> Shared<T> {
                 close_wakers: Vec::new(),
                 handles,
                 acceptor_alive: true,
+                accepted: 0,
+                hold_mark: None,
                 transport_error: None,
                 transport_error_msg: None,
                 finished: false,
@@ -171,6 +181,7 @@ impl<T: Transport> Shared<T> {
             Some(id) => {
                 st.slots.insert(id.0, Slot::default());
                 st.handles += 1;
+                st.accepted += 1;
                 Poll::Ready(Some(id))
             }
             None if st.session.is_closing() || st.finished => Poll::Ready(None),
@@ -252,15 +263,16 @@ impl<T: Transport> Shared<T> {
         st.poll_stream_flushed(id, cx)
     }
 
-    /// Sends FIN on `id` after its data and waits until it is handed to the transport; the
-    /// read side stays open.
-    pub fn poll_shutdown(&self, id: StreamId, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Queues FIN on `id` after its data, as TCP's `shutdown` queues its FIN: it does not wait
+    /// for the worker to write it, so that the FIN can share a write with what the task does
+    /// next. The read side stays open.
+    pub fn poll_shutdown(&self, id: StreamId) -> Poll<io::Result<()>> {
         let mut st = self.lock();
         if let Err(e) = st.session.shutdown(id) {
             return Poll::Ready(Err(st.stream_io_error(&e, StreamOp::Write)));
         }
         st.notify_worker();
-        st.poll_stream_flushed(id, cx)
+        Poll::Ready(Ok(()))
     }
 
     /// The stream handle is gone: data it wrote still goes out, then FIN; unread data is
@@ -442,6 +454,11 @@ impl<T: Transport> State<T> {
         }
     }
 
+    /// Output the worker could write now: pulled and unwritten, or still in the session.
+    pub(crate) fn has_output(&self) -> bool {
+        self.io.is_some() && (!self.out.is_empty() || self.session.has_output())
+    }
+
     pub(crate) fn all_handles_gone(&self) -> bool {
         self.handles == 0
     }
@@ -580,6 +597,18 @@ impl<T: Transport> State<T> {
     /// anything moved.
     pub(crate) fn drive_input(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         self.last_now = now;
+        // A burst of peer SYNs past the accept backlog waits while the application accepts:
+        // when one is held, the worker yields once; if nothing was accepted by its next poll,
+        // SYNs past the backlog are refused until something is.
+        let accepting = match self.hold_mark {
+            Some(mark) => self.accepted != mark,
+            None => true,
+        };
+        if accepting {
+            self.hold_mark = None;
+        }
+        self.session
+            .set_hold_opens(self.acceptor_alive && accepting);
         let mut progress = false;
         let mut reads = 0;
         while reads < MAX_READS {
@@ -607,13 +636,14 @@ impl<T: Transport> State<T> {
                 break;
             };
             reads += 1;
-            if self.read_buf.capacity() < READ_SIZE {
-                self.read_buf = BytesMut::with_capacity(READ_SIZE);
+            // Reads land in the zeroed room of one buffer, and each read's bytes are split off
+            // its front: every byte is zeroed once, not once per read (a 64 KiB memset per
+            // read was a quarter of a small-message round trip).
+            if self.read_buf.len() < MIN_READ_ROOM {
+                self.read_buf = BytesMut::zeroed(READ_SIZE);
             }
-            self.read_buf.resize(READ_SIZE, 0);
             match io.poll_read(cx, &mut self.read_buf[..]) {
                 Poll::Ready(Ok(0)) => {
-                    self.read_buf.clear();
                     self.eof = true;
                     self.session.handle_eof();
                     self.dispatch_events();
@@ -621,8 +651,7 @@ impl<T: Transport> State<T> {
                     break;
                 }
                 Poll::Ready(Ok(n)) => {
-                    self.read_buf.truncate(n);
-                    self.input = self.read_buf.split().freeze();
+                    self.input = self.read_buf.split_to(n).freeze();
                     self.session.handle_input(now, &mut self.input);
                     self.dispatch_events();
                     progress = true;
@@ -638,11 +667,12 @@ impl<T: Transport> State<T> {
                     progress = true;
                     break;
                 }
-                Poll::Pending => {
-                    self.read_buf.clear();
-                    break;
-                }
+                Poll::Pending => break,
             }
+        }
+        if self.hold_mark.is_none() && self.session.is_holding_open() {
+            self.hold_mark = Some(self.accepted);
+            self.notify_worker();
         }
         progress
     }

@@ -20,6 +20,8 @@ const MAX_ROUNDS: usize = 1;
 pub struct Worker<T: Transport, R: Runtime> {
     shared: Arc<Shared<T>>,
     sleep: Option<(R::Sleep, Instant)>,
+    /// This poll yielded once before writing; the next one writes.
+    deferred: bool,
     done: bool,
     _runtime: PhantomData<fn() -> R>,
 }
@@ -30,6 +32,7 @@ impl<T: Transport, R: Runtime> Worker<T, R> {
         Worker {
             shared,
             sleep: None,
+            deferred: false,
             done: false,
             _runtime: PhantomData,
         }
@@ -62,6 +65,15 @@ impl<T: Transport, R: Runtime> Future for Worker<T, R> {
                 st.session.close();
             }
             let mut progress = st.drive_input(cx, now);
+            if !this.deferred && st.has_output() {
+                // Let the tasks this poll woke, and those already queued, add their frames
+                // first, so that they share one write: an echo then costs one write per side,
+                // not one per task that touched the connection.
+                this.deferred = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            this.deferred = false;
             match st.drive_output(cx, now) {
                 Ok(out) => progress |= out.progress || out.budget_spent,
                 Err(e) => {

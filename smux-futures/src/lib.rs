@@ -5,7 +5,7 @@
 //!
 //! The API is the one of `smux-tokio`, driven by the same code: [`MuxBuilder`],
 //! [`MuxConnector`], [`MuxAcceptor`] (a `futures_core::Stream` too), [`MuxStream`] (a
-//! `futures_io::AsyncRead + AsyncWrite`; `poll_close` sends FIN and keeps the read side open)
+//! `futures_io::AsyncRead + AsyncWrite`; `poll_close` queues FIN and keeps the read side open)
 //! and [`MuxWorker`]. Timers (keep-alive, idle timeout) use `async-io`'s `Timer`, the reactor
 //! smol and async-std run on.
 //!
@@ -163,7 +163,7 @@ impl<T: FuturesConn> AsyncWrite for MuxStream<T> {
         self.shared.poll_flush(self.id, cx)
     }
 
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shared.poll_shutdown(self.id, cx)
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shared.poll_shutdown(self.id)
     }
 }

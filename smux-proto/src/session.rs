@@ -88,6 +88,8 @@ pub struct Session {
     accept_queue: VecDeque<StreamId>,
     /// FINs for refused peer SYNs.
     refusals: VecDeque<StreamId>,
+    /// A SYN that finds the accept backlog full waits instead of being refused.
+    hold_opens: bool,
     /// Streams with SYN, UPD or a due FIN to send; served before any data.
     ctrl: VecDeque<StreamId>,
     /// Streams with data to send, served round-robin one frame at a time.
@@ -132,6 +134,7 @@ impl Session {
             ids_exhausted: false,
             accept_queue: VecDeque::new(),
             refusals: VecDeque::new(),
+            hold_opens: false,
             ctrl: VecDeque::new(),
             ready: VecDeque::new(),
             tx_blocked: VecDeque::new(),
@@ -356,7 +359,7 @@ impl Session {
             return false;
         };
         match h.cmd {
-            Cmd::Syn => self.syn_refused(h.stream_id) && self.refusals_full(),
+            Cmd::Syn => self.syn_stalls(h.stream_id),
             Cmd::Psh if h.len > 0 => match self.streams.get(&h.stream_id.0) {
                 Some(s) if s.accepts_data() => self.data_stalls(s, h.len as usize),
                 _ => false,
@@ -386,6 +389,20 @@ impl Session {
                 || self.accept_queue.len() >= self.config.max_accept_backlog)
     }
 
+    /// Whether a peer SYN for `id` must wait: its refusal has no room, or it only lacks room
+    /// in the accept backlog while opens are held.
+    fn syn_stalls(&self, id: StreamId) -> bool {
+        if !self.syn_refused(id) {
+            return false;
+        }
+        let only_backlog = self.hold_opens
+            && id.0 != 0
+            && !self.is_local_id(id)
+            && self.state == State::Open
+            && self.streams.len() < self.config.max_streams;
+        only_backlog || self.refusals_full()
+    }
+
     fn is_local_id(&self, id: StreamId) -> bool {
         let odd = id.0 % 2 == 1;
         odd == (self.role == Role::Client)
@@ -393,7 +410,7 @@ impl Session {
 
     fn on_header(&mut self, h: Header, now: Instant) -> Step {
         // Data frames check for room below, where the stream is looked up anyway.
-        if h.cmd == Cmd::Syn && self.syn_refused(h.stream_id) && self.refusals_full() {
+        if h.cmd == Cmd::Syn && self.syn_stalls(h.stream_id) {
             return Step::Stall;
         }
         let id = h.stream_id;
@@ -531,6 +548,25 @@ impl Session {
         self.streams.insert(next, s);
         self.schedule_ctrl(id);
         Ok(id)
+    }
+
+    /// While `hold` is set, a peer SYN that finds the accept backlog full waits, and the input
+    /// behind it with it (as a frame waits for receive room), instead of being refused with a
+    /// FIN: for an application whose accept loop is running and will make room, so that a
+    /// burst of opens loses none. [`Session::wants_input`] turns `true` again once a stream is
+    /// accepted or `hold` is cleared, which lets the waiting SYN be refused. SYNs beyond
+    /// `max_streams`, for our own ids or after `close` are refused either way. Off by default.
+    pub fn set_hold_opens(&mut self, hold: bool) {
+        self.hold_opens = hold;
+    }
+
+    /// Whether input waits on a SYN held for room in the accept backlog (see
+    /// [`Session::set_hold_opens`]).
+    pub fn is_holding_open(&self) -> bool {
+        self.decoder.pending_header().is_some_and(|raw| {
+            matches!(Header::decode(&raw, self.config.version),
+                Ok(h) if h.cmd == Cmd::Syn && self.syn_stalls(h.stream_id) && !self.refusals_full())
+        })
     }
 
     /// Takes the next stream the peer opened, oldest first. Streams that arrived before the

@@ -521,6 +521,59 @@ fn full_refusal_queue_stops_input_instead_of_growing() {
     assert_eq!(transmits(&mut s, now).len(), 2);
 }
 
+#[test]
+fn held_opens_wait_for_the_backlog_instead_of_being_refused() {
+    let (mut s, now) = server(Config {
+        max_accept_backlog: 2,
+        max_streams: 4,
+        ..Config::default()
+    });
+    s.set_hold_opens(true);
+    let mut input = BytesMut::new();
+    for id in [3u32, 5, 7, 9, 11] {
+        input.extend_from_slice(&wire(Version::V1, Cmd::Syn, id, b""));
+    }
+    let left = feed(&mut s, now, input.freeze());
+    assert_eq!(
+        left.len(),
+        16,
+        "the last two SYNs wait in the caller's buffer"
+    );
+    assert!(!s.wants_input());
+    assert!(transmits(&mut s, now).is_empty(), "nothing refused");
+    // Accepting makes room for one more.
+    assert_eq!(s.accept(), Some(StreamId(3)));
+    assert!(s.wants_input());
+    let left = feed(&mut s, now, left);
+    assert_eq!(left.len(), 8);
+    assert!(!s.wants_input());
+    // Once opens are no longer held, the waiting SYNs are refused as usual, and so is one past
+    // `max_streams` even while held.
+    s.set_hold_opens(false);
+    assert!(s.wants_input());
+    assert!(feed(&mut s, now, left).is_empty());
+    let fins: Vec<_> = transmits(&mut s, now)
+        .into_iter()
+        .map(|(h, _)| (h.cmd, h.stream_id.0))
+        .collect();
+    assert_eq!(fins, [(Cmd::Fin, 9), (Cmd::Fin, 11)]);
+    s.set_hold_opens(true);
+    assert_eq!(s.accept(), Some(StreamId(5)));
+    assert_eq!(s.accept(), Some(StreamId(7)));
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 13, b""));
+    assert_eq!(s.accept(), Some(StreamId(13)));
+    assert!(feed(&mut s, now, wire(Version::V1, Cmd::Syn, 15, b"")).is_empty());
+    let fins: Vec<_> = transmits(&mut s, now)
+        .into_iter()
+        .map(|(h, _)| (h.cmd, h.stream_id.0))
+        .collect();
+    assert_eq!(
+        fins,
+        [(Cmd::Fin, 15)],
+        "past max_streams: refused while held"
+    );
+}
+
 // ---------------------------------------------------------------- chunking and memory
 
 #[test]

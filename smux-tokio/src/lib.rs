@@ -114,7 +114,8 @@ impl<T: TokioConn> AsyncRead for MuxStream<T> {
     }
 }
 
-/// `poll_shutdown` sends FIN after the data written so far and keeps the read side open.
+/// `poll_shutdown` queues FIN after the data written so far and keeps the read side open. Like
+/// TCP's `shutdown`, it does not wait for the FIN to be written; `poll_flush` does.
 impl<T: TokioConn> AsyncWrite for MuxStream<T> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -128,7 +129,7 @@ impl<T: TokioConn> AsyncWrite for MuxStream<T> {
         self.shared.poll_flush(self.id, cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.shared.poll_shutdown(self.id, cx)
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.shared.poll_shutdown(self.id)
     }
 }
