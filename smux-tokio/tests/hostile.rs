@@ -829,3 +829,50 @@ fn keep_alive_drops_a_peer_that_trickles_a_frame() {
         drop(b);
     });
 }
+
+/// The idle timeout (1 s) still fires while a frame trickles in for three seconds: a quiet
+/// stream (7) is closed and the peer gets its FIN. The stream whose frame is arriving (5) is
+/// not idle: it is not closed under the frame, which arrives whole.
+#[test]
+fn idle_timeout_fires_during_a_trickle_but_spares_the_arriving_frame() {
+    run("idle_trickle", Duration::from_secs(60), async {
+        let (ours, theirs) = tcp_pair(None).await;
+        let (connector, mut acceptor, worker) = MuxBuilder::server()
+            .with_idle_timeout(std::num::NonZeroU64::new(1).unwrap())
+            .with_connection(ours)
+            .build();
+        let worker = tokio::spawn(worker);
+        let (rd, mut wr) = theirs.into_split();
+        let mut frames = FrameReader::new(rd);
+        let mut open = frame(V1, SYN, 5, b"");
+        put_frame(&mut open, V1, SYN, 7, b"");
+        wr.write_all(&open).await.unwrap();
+        let mut arriving = acceptor.accept().await.unwrap();
+        let mut quiet = acceptor.accept().await.unwrap();
+        let payload = common::pattern(5, 65_535);
+        wr.write_all(&raw_peer::header(V1, PSH, 65_535, 5))
+            .await
+            .unwrap();
+        let start = Instant::now();
+        for byte in &payload[..150] {
+            wr.write_all(std::slice::from_ref(byte)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(start.elapsed() >= Duration::from_secs(3));
+        // Three idle periods: the quiet stream is closed, and only it.
+        let (h, _) = frames.expect().await;
+        assert_eq!(
+            (h.cmd, h.id),
+            (FIN, 7),
+            "the quiet stream's FIN comes first"
+        );
+        assert_eq!(quiet.read(&mut [0u8; 8]).await.unwrap(), 0);
+        wr.write_all(&payload[150..]).await.unwrap();
+        let mut got = vec![0u8; 65_535];
+        arriving.read_exact(&mut got).await.unwrap();
+        assert!(got == payload, "the trickled frame arrived corrupt");
+        drop((arriving, quiet));
+        connector.close().await.unwrap();
+        worker.await.unwrap().unwrap();
+    });
+}
