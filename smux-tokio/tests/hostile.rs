@@ -9,14 +9,12 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use smux_tokio::MuxBuilder;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 mod common;
@@ -26,7 +24,7 @@ mod counting_alloc;
 mod raw_peer;
 
 use counting_alloc::{kib, live, peak, reset_peak};
-use raw_peer::{frame, put_frame, tcp_pair, FrameReader, FIN, PSH, SYN};
+use raw_peer::{frame, put_frame, tcp_pair, FrameReader, Probe, FIN, PSH, SYN};
 
 const V1: u8 = 1;
 
@@ -434,41 +432,6 @@ async fn settle() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-/// A stream writer that records whether its last `poll_write` was `Pending` and how many
-/// bytes it has taken.
-struct Probe<W> {
-    inner: W,
-    parked: Arc<AtomicBool>,
-    accepted: Arc<AtomicUsize>,
-}
-
-impl<W: AsyncWrite + Unpin> AsyncWrite for Probe<W> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        match &r {
-            Poll::Pending => self.parked.store(true, Ordering::SeqCst),
-            Poll::Ready(Ok(n)) => {
-                self.parked.store(false, Ordering::SeqCst);
-                self.accepted.fetch_add(*n, Ordering::SeqCst);
-            }
-            Poll::Ready(Err(_)) => self.parked.store(false, Ordering::SeqCst),
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 const WRITERS: usize = 8;
 /// Each writer's total: far more than every buffer between it and the peer together.
 const PER_WRITER: usize = 4 * 1024 * 1024;
@@ -506,6 +469,7 @@ fn never_reading_peer(name: &str, tx_frames: Option<usize>, queue_limit: usize) 
         let accepted: Vec<_> = (0..WRITERS)
             .map(|_| Arc::new(AtomicUsize::new(0)))
             .collect();
+        let changed = Arc::new(tokio::sync::Notify::new());
         let mut writers = Vec::new();
         settle().await;
         let base = live();
@@ -518,6 +482,7 @@ fn never_reading_peer(name: &str, tx_frames: Option<usize>, queue_limit: usize) 
                 inner: s,
                 parked: Arc::clone(&parked[i]),
                 accepted: Arc::clone(&accepted[i]),
+                changed: Arc::clone(&changed),
             };
             let mut buf = bufs.pop().unwrap();
             writers.push(tokio::spawn(async move {

@@ -1,13 +1,18 @@
 //! A peer that speaks smux by hand: frames encoded byte by byte (no smux-proto), and a frame
 //! reader that parses what our side sends without allocating per frame. Used by the tests that
-//! play a hostile or broken peer.
+//! play a hostile or broken peer, with [`Probe`], which shows when our writers are parked.
 
 #![allow(dead_code)]
 
 use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Notify;
 
 pub const SYN: u8 = 0;
 pub const FIN: u8 = 1;
@@ -153,4 +158,41 @@ pub async fn tcp_pair(buf: Option<u32>) -> (TcpStream, TcpStream) {
     client.set_nodelay(true).unwrap();
     server.set_nodelay(true).unwrap();
     (server, client)
+}
+
+/// A stream writer that records whether its last `poll_write` was `Pending` and how many
+/// bytes it has taken, and signals `changed` each time either changes.
+pub struct Probe<W> {
+    pub inner: W,
+    pub parked: Arc<AtomicBool>,
+    pub accepted: Arc<AtomicUsize>,
+    pub changed: Arc<Notify>,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Probe<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        match &r {
+            Poll::Pending => self.parked.store(true, Ordering::SeqCst),
+            Poll::Ready(Ok(n)) => {
+                self.parked.store(false, Ordering::SeqCst);
+                self.accepted.fetch_add(*n, Ordering::SeqCst);
+            }
+            Poll::Ready(Err(_)) => self.parked.store(false, Ordering::SeqCst),
+        }
+        self.changed.notify_waiters();
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
