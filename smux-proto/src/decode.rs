@@ -125,6 +125,14 @@ impl Decoder {
         };
     }
 
+    /// The stream whose payload is being collected, if any.
+    pub fn receiving(&self) -> Option<StreamId> {
+        match &self.state {
+            State::Data { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+
     /// Whether a body is being collected.
     pub fn in_body(&self) -> bool {
         !matches!(self.state, State::Header { .. })

@@ -331,13 +331,14 @@ impl Session {
                 let (Some(last), false) = (s.last_activity, s.expired) else {
                     continue;
                 };
-                // Data waiting on either side is not idleness: the application or the
-                // transport is behind, and expiring would lose it.
+                // Data waiting on either side, or arriving, is not idleness: the application
+                // or the transport is behind, and expiring would lose it.
                 let stalled_here = self
                     .decoder
                     .pending_header()
                     .is_some_and(|h| u32::from_le_bytes([h[4], h[5], h[6], h[7]]) == id);
-                if s.has_unread() || s.queued() > 0 || stalled_here {
+                let arriving = self.decoder.receiving() == Some(StreamId(id));
+                if s.has_unread() || s.queued() > 0 || stalled_here || arriving {
                     self.idle.push(now + idle, id);
                 } else if last + idle > now {
                     self.idle.push(last + idle, id);

@@ -992,6 +992,32 @@ fn idle_timeout_never_cuts_off_unread_or_queued_data() {
 }
 
 #[test]
+fn idle_timeout_never_cuts_off_a_frame_that_is_arriving() {
+    let c = Config {
+        idle_timeout: Some(Duration::from_secs(10)),
+        ..Config::default()
+    };
+    let (mut s, now) = server(c);
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
+    let id = s.accept().unwrap();
+    // The header and one byte, then a byte a second for a minute: six idle periods.
+    let frame = wire(Version::V1, Cmd::Psh, 3, &[7; 1000]);
+    feed(&mut s, now, frame.slice(..9));
+    for sec in 1..=60u64 {
+        let at = now + Duration::from_secs(sec);
+        s.handle_timeout(at);
+        let i = 8 + sec as usize;
+        feed(&mut s, at, frame.slice(i..i + 1));
+    }
+    s.handle_timeout(now + Duration::from_secs(61));
+    feed(&mut s, now + Duration::from_secs(61), frame.slice(69..));
+    assert!(!events(&mut s).contains(&Event::Closed(id)));
+    let mut buf = [0u8; 2000];
+    assert_eq!(s.read(id, &mut buf), Ok(1000), "the whole frame is read");
+    assert!(buf[..1000].iter().all(|b| *b == 7));
+}
+
+#[test]
 fn accept_never_returns_a_stream_released_before_it_was_accepted() {
     let (mut s, now) = server(Config {
         max_accept_backlog: 1,
