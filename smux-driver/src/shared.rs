@@ -340,7 +340,7 @@ impl<T: Transport> Shared<T> {
         st.dispatch_events();
         let now = st.session_now();
         let more = match st.drive_output(cx, now) {
-            Ok(out) => out.budget_spent,
+            Ok(budget_spent) => budget_spent,
             Err(e) => {
                 st.fail(e);
                 false
@@ -461,6 +461,11 @@ impl<T: Transport> State<T> {
 
     pub(crate) fn all_handles_gone(&self) -> bool {
         self.handles == 0
+    }
+
+    /// Input stopped because the session could not take it, and now it can.
+    pub(crate) fn paused_input_can_go_on(&self) -> bool {
+        self.read_paused && self.session.wants_input()
     }
 
     /// A read freed room: the session may send an UPD or take input again.
@@ -594,7 +599,8 @@ impl<T: Transport> State<T> {
     }
 
     /// Reads from the transport and feeds the session, while it takes input. Returns whether
-    /// anything moved.
+    /// it stopped for its budget with the transport perhaps still readable: otherwise the
+    /// transport, a stream read or an accept wakes the worker when there is more to do.
     pub(crate) fn drive_input(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         self.last_now = now;
         // A burst of peer SYNs past the accept backlog waits while the application accepts:
@@ -609,9 +615,13 @@ impl<T: Transport> State<T> {
         }
         self.session
             .set_hold_opens(self.acceptor_alive && accepting);
-        let mut progress = false;
         let mut reads = 0;
-        while reads < MAX_READS {
+        let mut budget_spent = false;
+        loop {
+            if reads == MAX_READS {
+                budget_spent = true;
+                break;
+            }
             if self.session.is_ended() {
                 break;
             }
@@ -622,10 +632,8 @@ impl<T: Transport> State<T> {
             if self.read_paused || !self.input.is_empty() {
                 // Resume a held-back frame, then what is left of the last read.
                 self.read_paused = false;
-                let before = self.input.len();
                 self.session.handle_input(now, &mut self.input);
                 self.dispatch_events();
-                progress |= self.input.len() < before;
                 if !self.input.is_empty() {
                     self.read_paused = true;
                     break;
@@ -647,14 +655,12 @@ impl<T: Transport> State<T> {
                     self.eof = true;
                     self.session.handle_eof();
                     self.dispatch_events();
-                    progress = true;
                     break;
                 }
                 Poll::Ready(Ok(n)) => {
                     self.input = self.read_buf.split_to(n).freeze();
                     self.session.handle_input(now, &mut self.input);
                     self.dispatch_events();
-                    progress = true;
                     if !self.input.is_empty() {
                         self.read_paused = true;
                         break;
@@ -664,7 +670,6 @@ impl<T: Transport> State<T> {
                 Poll::Ready(Err(e)) => {
                     self.read_buf.clear();
                     self.fail(e);
-                    progress = true;
                     break;
                 }
                 Poll::Pending => break,
@@ -674,16 +679,12 @@ impl<T: Transport> State<T> {
             self.hold_mark = Some(self.accepted);
             self.notify_worker();
         }
-        progress
+        budget_spent
     }
 
-    /// Moves frames from the session to the transport, vectored.
-    pub(crate) fn drive_output(
-        &mut self,
-        cx: &mut Context<'_>,
-        now: Instant,
-    ) -> io::Result<Output> {
-        let mut progress = false;
+    /// Moves frames from the session to the transport, vectored. Returns whether it stopped
+    /// for its budget with more to write.
+    pub(crate) fn drive_output(&mut self, cx: &mut Context<'_>, now: Instant) -> io::Result<bool> {
         let mut budget = MAX_WRITE;
         loop {
             self.pull(now);
@@ -700,10 +701,7 @@ impl<T: Transport> State<T> {
                 break;
             }
             if budget == 0 {
-                return Ok(Output {
-                    progress,
-                    budget_spent: true,
-                });
+                return Ok(true);
             }
             let n = match self.write_some(cx) {
                 Poll::Ready(Ok(0)) => {
@@ -719,14 +717,10 @@ impl<T: Transport> State<T> {
             };
             self.advance_out(n);
             budget = budget.saturating_sub(n);
-            progress = true;
             self.needs_flush = true;
             self.wake_flushed();
         }
-        Ok(Output {
-            progress,
-            budget_spent: false,
-        })
+        Ok(false)
     }
 
     /// Pulls frames from the session until enough output is waiting.
@@ -897,12 +891,4 @@ impl<T: Transport> State<T> {
         self.dispatch_events();
         self.finish();
     }
-}
-
-/// What `drive_output` did.
-pub(crate) struct Output {
-    /// Something was written.
-    pub progress: bool,
-    /// It stopped for the write budget with more to write.
-    pub budget_spent: bool,
 }

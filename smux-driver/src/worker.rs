@@ -10,9 +10,6 @@ use std::time::Instant;
 use crate::shared::Shared;
 use crate::{MuxResult, Runtime, Transport};
 
-/// Rounds of read-dispatch-write per poll before yielding to the runtime.
-const MAX_ROUNDS: usize = 1;
-
 /// Drives one connection: reads the transport into the session, writes the session's frames
 /// to the transport, runs the timers. It ends when the session does (all handles dropped,
 /// `close()`, the peer closing the transport, a keep-alive timeout, a protocol or transport
@@ -50,7 +47,6 @@ impl<T: Transport, R: Runtime> Future for Worker<T, R> {
         let shared = Arc::clone(&this.shared);
         let mut st = shared.lock();
         st.register_worker(cx);
-        let mut rounds = 0;
         loop {
             if st.finished {
                 this.done = true;
@@ -64,7 +60,7 @@ impl<T: Transport, R: Runtime> Future for Worker<T, R> {
             if st.all_handles_gone() && !st.session.is_closing() {
                 st.session.close();
             }
-            let mut progress = st.drive_input(cx, now);
+            let mut more = st.drive_input(cx, now);
             if !this.deferred && st.has_output() {
                 // Let the tasks this poll woke, and those already queued, add their frames
                 // first, so that they share one write: an echo then costs one write per side,
@@ -75,24 +71,23 @@ impl<T: Transport, R: Runtime> Future for Worker<T, R> {
             }
             this.deferred = false;
             match st.drive_output(cx, now) {
-                Ok(out) => progress |= out.progress || out.budget_spent,
-                Err(e) => {
-                    st.fail(e);
-                    progress = true;
-                }
+                Ok(budget_spent) => more |= budget_spent,
+                Err(e) => st.fail(e),
             }
             st.dispatch_events();
-            rounds += 1;
             if st.session.is_ended() && st.poll_finish(cx).is_ready() {
                 continue;
             }
-            if !progress {
-                break;
-            }
-            if rounds >= MAX_ROUNDS {
+            // Writing may have made room for input that waited (refusals of peer SYNs).
+            more |= st.paused_input_can_go_on();
+            if more {
+                // A budget ran out with work left: yield to the other tasks, then go on.
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
+            // Everything that could move did: the transport, the handles and the timer wake
+            // this task when there is more.
+            break;
         }
         // Idle: sleep until the next timer (reads, writes and handles wake us otherwise).
         if let Some(deadline) = st.session.poll_timeout() {
