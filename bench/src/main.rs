@@ -230,10 +230,12 @@ fn not_applicable(s: Subject, w: Workload) -> Option<&'static str> {
             "10,000 idle TCP connections need more descriptors than the default limit, and \
              their memory is the kernel's, not the heap's",
         ),
-        (Subject::Rust(i), Workload::OpenClose) if Impl::ALL[i] == Impl::Yamux => Some(
-            "yamux 0.13 sends a stream's SYN with its first frame, and a close before any \
+        (Subject::Rust(i), Workload::OpenClose | Workload::Idle) if Impl::ALL[i] == Impl::Yamux => {
+            Some(
+                "yamux 0.13 sends a stream's SYN with its first frame, and a close before any \
              data goes out without it: the peer never sees the stream",
-        ),
+            )
+        }
         _ => None,
     }
 }
@@ -281,6 +283,7 @@ fn parent(o: &Options) {
                     }
                 };
                 cmd.args(o.params.args(w));
+                let t = Instant::now();
                 let Some(out) = run_child(cmd) else {
                     eprintln!(
                         "{} {}: no result in {CHILD_LIMIT:?}, killed",
@@ -305,7 +308,13 @@ fn parent(o: &Options) {
                     .filter_map(|kv| kv.split_once('='))
                     .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
                     .collect();
-                eprintln!("rep {} {:>10} {:>14}:{line}", rep + 1, w.name(), s.name());
+                eprintln!(
+                    "rep {} {:>10} {:>14} ({:.1} s):{line}",
+                    rep + 1,
+                    w.name(),
+                    s.name(),
+                    t.elapsed().as_secs_f64()
+                );
                 results.entry((wi, s)).or_default().push(fields);
             }
         }
