@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use smux_tokio::{MuxBuilder, MuxConnector};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 #[path = "common/counting_alloc.rs"]
@@ -37,14 +37,7 @@ async fn soak(cycles: u32, checkpoint: u32) -> (usize, usize) {
         while let Some(mut s) = sa.accept().await {
             tokio::spawn(async move {
                 let mut buf = [0u8; 16];
-                let mut n = 0;
-                loop {
-                    let k = s.read(&mut buf[n..]).await.unwrap();
-                    if k == 0 {
-                        break;
-                    }
-                    n += k;
-                }
+                let n = read_to_eof(&mut s, &mut buf).await;
                 s.write_all(&buf[..n]).await.unwrap();
                 s.shutdown().await.unwrap();
             });
@@ -58,14 +51,7 @@ async fn soak(cycles: u32, checkpoint: u32) -> (usize, usize) {
         s.write_all(&msg).await.unwrap();
         s.shutdown().await.unwrap();
         let mut buf = [0u8; 16];
-        let mut n = 0;
-        loop {
-            let k = s.read(&mut buf[n..]).await.unwrap();
-            if k == 0 {
-                break;
-            }
-            n += k;
-        }
+        let n = read_to_eof(&mut s, &mut buf).await;
         assert_eq!(&buf[..n], &msg, "cycle {i}");
         drop(s);
         if i == checkpoint {
@@ -141,4 +127,15 @@ fn soak_1m_cycles() {
 #[test]
 fn soak_20k_cycles_multi_thread() {
     run_soak(20_000, 2_000, true, Duration::from_secs(120));
+}
+
+/// Reads into `buf` until the end of the stream, without allocating; returns the length.
+async fn read_to_eof(s: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    loop {
+        match s.read(&mut buf[n..]).await.unwrap() {
+            0 => return n,
+            k => n += k,
+        }
+    }
 }
