@@ -699,7 +699,7 @@ impl Model {
             };
             // A link takes frames while it holds less than its capacity (which may have just
             // shrunk): one frame over, at most.
-            let link_limit = self.pair.link_capacity + 8 + c.max_frame_size;
+            let link_limit = self.pair.link_capacity.saturating_add(8 + c.max_frame_size);
             let in_flight = self.pair.in_flight(side);
             let before = std::mem::replace(&mut self.in_flight[idx(side)], in_flight);
             assert!(in_flight <= before.max(link_limit), "link over capacity");
@@ -761,10 +761,31 @@ impl Model {
                 }
             }
             if progress == 0 {
+                if self.pair.link_capacity != usize::MAX && self.mutual_refusal_stall() {
+                    // A known limit of the design, not checked here: see `mutual_refusal_stall`.
+                    // With links that take everything, all the rest must still hold.
+                    self.pair.link_capacity = usize::MAX;
+                    continue;
+                }
                 return;
             }
         }
         panic!("the pair did not settle in {MAX_SETTLE_ROUNDS} rounds");
+    }
+
+    /// Both sessions stopped reading because their queue of FINs refusing the peer's SYNs is
+    /// full (`max_pending_refusals`), and neither can send those FINs because its link is full,
+    /// the peer not reading either. The bounded refusal queue is the defence against a peer
+    /// that floods SYNs without reading; two sessions that refuse each other's streams while
+    /// both links are full meet it together and stop. Recognised by: both stalled while
+    /// holding no unread data (so the stall is not the receive budget), both with output, both
+    /// links at capacity.
+    fn mutual_refusal_stall(&mut self) -> bool {
+        [Side::Client, Side::Server].into_iter().all(|side| {
+            let full = self.pair.in_flight(side) >= self.pair.link_capacity;
+            let s = self.pair.session(side);
+            full && !s.is_ended() && !s.wants_input() && s.unread_held() == 0 && s.has_output()
+        })
     }
 
     /// After `settle`: what must have arrived did.

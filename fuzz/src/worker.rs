@@ -1024,14 +1024,14 @@ impl Harness {
         polled
     }
 
-    /// The input runs out: the transport reports end of input and takes every write. Every
+    /// The input runs out: the transport reports end of input and takes writes again. Every
     /// stream is read to its end, every accept taken; then, polling only what was woken, the
     /// worker and every pending operation must complete.
     fn finish(&mut self) {
         {
             let mut w = self.wire();
             w.eof = true;
-            w.write_max = w.write_max.max(1);
+            w.write_max = w.write_max.max(512);
             w.flush_pending = false;
             w.wake_reader();
             w.wake_writer();
