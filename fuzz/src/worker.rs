@@ -552,17 +552,23 @@ struct Handle {
     read: Option<(Task, usize)>,
     /// In the final phase: read again after each read, to the end.
     drain: bool,
-    write: Option<(Task, Vec<u8>)>,
-    flush: Option<Task>,
-    shutdown: Option<Task>,
+    /// The write-side operation waiting (a write, flush or shutdown): one at a time, as
+    /// `AsyncWrite` takes `&mut self`; starting another drops it, as dropping its future would.
+    wop: Option<(Task, WriteOp)>,
+}
+
+/// A write-side operation on a stream.
+#[derive(Debug)]
+enum WriteOp {
+    Write(Vec<u8>),
+    Flush,
+    Shutdown,
 }
 
 impl Handle {
     fn pending(&self) -> bool {
         self.read.is_some()
-            || self.write.is_some()
-            || self.flush.is_some()
-            || self.shutdown.is_some()
+            || self.wop.is_some()
     }
 }
 
@@ -632,9 +638,7 @@ impl Harness {
             eof: false,
             read: None,
             drain: self.draining,
-            write: None,
-            flush: None,
-            shutdown: None,
+            wop: None,
         }));
         let i = self.handles.len() - 1;
         if self.draining {
@@ -759,30 +763,21 @@ impl Harness {
             Op::Write { h, len } => {
                 if let Some(i) = self.index(h) {
                     let hd = self.hd(i);
-                    if hd.write.is_none() {
-                        let len = u64::from(len) % 8192;
-                        let data = (hd.written..hd.written + len)
-                            .map(|o| pattern(hd.id, 0, o))
-                            .collect();
-                        hd.write = Some((Task::new(), data));
-                        self.poll_write(i);
-                    }
+                    let len = u64::from(len) % 8192;
+                    let data = (hd.written..hd.written + len)
+                        .map(|o| pattern(hd.id, 0, o))
+                        .collect();
+                    self.start_write_op(i, WriteOp::Write(data));
                 }
             }
             Op::Flush(h) => {
                 if let Some(i) = self.index(h) {
-                    if self.hd(i).flush.is_none() {
-                        self.hd(i).flush = Some(Task::new());
-                        self.poll_flush(i);
-                    }
+                    self.start_write_op(i, WriteOp::Flush);
                 }
             }
             Op::Shutdown(h) => {
                 if let Some(i) = self.index(h) {
-                    if self.hd(i).shutdown.is_none() {
-                        self.hd(i).shutdown = Some(Task::new());
-                        self.poll_shutdown(i);
-                    }
+                    self.start_write_op(i, WriteOp::Shutdown);
                 }
             }
             Op::DropStream(h) => {
@@ -926,47 +921,38 @@ impl Harness {
         self.peer_lens.insert(id, lens);
     }
 
-    fn poll_write(&mut self, i: usize) {
+    fn start_write_op(&mut self, i: usize, op: WriteOp) {
+        self.hd(i).wop = Some((Task::new(), op));
+        self.poll_write_op(i);
+    }
+
+    fn poll_write_op(&mut self, i: usize) {
         let ended = self.ended();
         let wire = Arc::clone(&self.wire);
         let hd = self.hd(i);
-        let Some((task, data)) = &hd.write else {
+        let Some((task, op)) = &hd.wop else {
             return;
         };
-        match Pin::new(&mut hd.stream).poll_write(&mut task.cx(), data) {
-            Poll::Pending => assert!(!ended, "write waits after the end"),
-            Poll::Ready(Ok(n)) => {
-                assert!(n <= data.len() && (n > 0 || data.is_empty()), "wrote {n}");
-                hd.written += n as u64;
-                let mut w = wire.lock().unwrap_or_else(|e| e.into_inner());
-                w.check.written.get_mut(&hd.id).expect("added")[hd.instance] = hd.written;
-                hd.write = None;
-            }
-            Poll::Ready(Err(_)) => hd.write = None,
-        }
-    }
-
-    fn poll_flush(&mut self, i: usize) {
-        let ended = self.ended();
-        let hd = self.hd(i);
-        let Some(task) = &hd.flush else {
-            return;
+        let stream = Pin::new(&mut hd.stream);
+        let mut cx = task.cx();
+        let done = match op {
+            WriteOp::Write(data) => match stream.poll_write(&mut cx, data) {
+                Poll::Ready(Ok(n)) => {
+                    assert!(n <= data.len() && (n > 0 || data.is_empty()), "wrote {n}");
+                    hd.written += n as u64;
+                    let mut w = wire.lock().unwrap_or_else(|e| e.into_inner());
+                    w.check.written.get_mut(&hd.id).expect("added")[hd.instance] = hd.written;
+                    true
+                }
+                p => p.is_ready(),
+            },
+            WriteOp::Flush => stream.poll_flush(&mut cx).is_ready(),
+            WriteOp::Shutdown => stream.poll_close(&mut cx).is_ready(),
         };
-        match Pin::new(&mut hd.stream).poll_flush(&mut task.cx()) {
-            Poll::Pending => assert!(!ended, "flush waits after the end"),
-            Poll::Ready(_) => hd.flush = None,
-        }
-    }
-
-    fn poll_shutdown(&mut self, i: usize) {
-        let ended = self.ended();
-        let hd = self.hd(i);
-        let Some(task) = &hd.shutdown else {
-            return;
-        };
-        match Pin::new(&mut hd.stream).poll_close(&mut task.cx()) {
-            Poll::Pending => assert!(!ended, "shutdown waits after the end"),
-            Poll::Ready(_) => hd.shutdown = None,
+        if done {
+            hd.wop = None;
+        } else {
+            assert!(!ended, "{op:?} waits after the end");
         }
     }
 
@@ -1000,26 +986,15 @@ impl Harness {
             let Some(hd) = self.handles[i].as_ref() else {
                 continue;
             };
-            let woken = |t: Option<&Task>| t.is_some_and(Task::take);
-            let (r, w, f, s) = (
-                woken(hd.read.as_ref().map(|(t, _)| t)),
-                woken(hd.write.as_ref().map(|(t, _)| t)),
-                woken(hd.flush.as_ref()),
-                woken(hd.shutdown.as_ref()),
-            );
+            let r = hd.read.as_ref().is_some_and(|(t, _)| t.take());
+            let w = hd.wop.as_ref().is_some_and(|(t, _)| t.take());
             if r {
                 self.poll_read(i);
             }
             if w {
-                self.poll_write(i);
+                self.poll_write_op(i);
             }
-            if f {
-                self.poll_flush(i);
-            }
-            if s {
-                self.poll_shutdown(i);
-            }
-            polled += usize::from(r) + usize::from(w) + usize::from(f) + usize::from(s);
+            polled += usize::from(r) + usize::from(w);
         }
         polled
     }
@@ -1075,13 +1050,10 @@ impl Harness {
         for hd in self.handles.iter().flatten() {
             assert!(
                 !hd.pending(),
-                "stream {}: an operation never completed (read {}, write {}, flush {}, \
-                 shutdown {})",
+                "stream {}: an operation never completed (read: {}, write side: {:?})",
                 hd.id,
                 hd.read.is_some(),
-                hd.write.is_some(),
-                hd.flush.is_some(),
-                hd.shutdown.is_some()
+                hd.wop.as_ref().map(|(_, op)| op)
             );
         }
         // After the end, everything answers at once.
@@ -1091,9 +1063,8 @@ impl Harness {
                 self.hd(i).drain = false;
                 self.start_read(i, 16);
                 assert!(self.hd(i).read.is_none(), "a read waits after the end");
-                self.hd(i).write = Some((Task::new(), vec![0]));
-                self.poll_write(i);
-                assert!(self.hd(i).write.is_none(), "a write waits after the end");
+                self.start_write_op(i, WriteOp::Write(vec![0]));
+                assert!(self.hd(i).wop.is_none(), "a write waits after the end");
             }
         }
     }
