@@ -1,5 +1,5 @@
-//! Fuzz target bodies over the public API of `smux-proto`. Each panics only on a real bug: a
-//! crash here is a bug in the core, never expected.
+//! The `decode` and `session` fuzz target bodies, over the public API of `smux-proto`. Each
+//! panics only on a real bug: a crash here is a bug in the core, never expected.
 //!
 //! Plain Rust with no libFuzzer in it, so the stable test `smux-proto/tests/fuzz_corpus.rs`
 //! includes this file and replays the corpus.

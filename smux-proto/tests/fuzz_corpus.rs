@@ -3,6 +3,8 @@
 
 #[path = "../../fuzz/src/bodies.rs"]
 mod bodies;
+#[path = "../../fuzz/src/pair.rs"]
+mod pair;
 
 use std::path::Path;
 
@@ -15,7 +17,11 @@ fn replay(target: &str, body: fn(&[u8])) -> usize {
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.expect("corpus entry").path();
-        body(&std::fs::read(&path).expect("corpus file"));
+        let data = std::fs::read(&path).expect("corpus file");
+        if let Err(e) = std::panic::catch_unwind(|| body(&data)) {
+            eprintln!("{target}: {} failed", path.display());
+            std::panic::resume_unwind(e);
+        }
         n += 1;
     }
     n
@@ -37,6 +43,11 @@ fn session_corpus() {
     );
 }
 
+#[test]
+fn pair_corpus() {
+    assert!(replay("pair", pair::pair) > 0, "the pair corpus is empty");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
@@ -48,5 +59,10 @@ proptest! {
     #[test]
     fn session_random(data in prop::collection::vec(any::<u8>(), 0..4096)) {
         bodies::session(&data);
+    }
+
+    #[test]
+    fn pair_random(data in prop::collection::vec(any::<u8>(), 0..4096)) {
+        pair::pair(&data);
     }
 }

@@ -1,0 +1,14 @@
+//! Fuzz target bodies: plain Rust with no libFuzzer in it, so that stable tests include these
+//! files (`#[path]`) and replay the corpus in `fuzz/corpus/` through them.
+//!
+//! - `bodies.rs`: `decode` and `session`, replayed by `smux-proto/tests/fuzz_corpus.rs`;
+//! - `pair.rs`: `pair`, replayed there too;
+//! - `worker.rs`: `worker`, replayed by `smux-futures/tests/fuzz_corpus_worker.rs`.
+
+mod bodies;
+mod pair;
+mod worker;
+
+pub use bodies::{decode, session};
+pub use pair::pair;
+pub use worker::worker;
