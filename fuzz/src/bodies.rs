@@ -131,9 +131,13 @@ pub fn session(data: &[u8]) {
                 2 => s.close(),
                 _ => s.handle_eof(),
             },
+            // Accept everything waiting, or only switch holding SYNs past the backlog.
             _ => {
-                while let Some(id) = s.accept() {
-                    known.push(id);
+                s.set_hold_opens(arg & 1 == 1);
+                if arg & 2 == 0 {
+                    while let Some(id) = s.accept() {
+                        known.push(id);
+                    }
                 }
             }
         }
@@ -148,6 +152,10 @@ pub fn session(data: &[u8]) {
         assert!(s.unread_held() <= config.max_session_unread);
         assert!(s.queued_bytes() <= config.max_session_queued);
         assert!(s.num_streams() <= config.max_streams);
+        assert!(
+            !(s.is_holding_open() && s.wants_input()),
+            "a held SYN stops input"
+        );
         if s.is_ended() {
             assert_eq!(s.poll_timeout(), None, "no timers after the end");
         }
