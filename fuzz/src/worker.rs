@@ -567,8 +567,7 @@ enum WriteOp {
 
 impl Handle {
     fn pending(&self) -> bool {
-        self.read.is_some()
-            || self.wop.is_some()
+        self.read.is_some() || self.wop.is_some()
     }
 }
 
