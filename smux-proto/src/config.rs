@@ -1,21 +1,14 @@
 //! Session configuration: protocol version, frame size, timers, and a limit for every quantity a
 //! peer can make us hold.
+//!
+//! [`Config`] is `#[non_exhaustive]`: start from [`Config::default`] and change what you need
+//! with its `with_*` setters. Values are checked in one place, [`Config::validate`], which
+//! [`Session::new`](crate::Session::new) calls.
 
 use std::time::Duration;
 
 use crate::error::ConfigError;
-use crate::frame::MAX_PAYLOAD;
-
-/// The smux protocol version. There is no negotiation: both sides must be configured alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[repr(u8)]
-pub enum Version {
-    /// Version 1: no per-stream flow control, one receive budget per session.
-    #[default]
-    V1 = 1,
-    /// Version 2: adds per-stream windows (UPD frames).
-    V2 = 2,
-}
+use crate::wire::{Version, MAX_PAYLOAD, MAX_WINDOW};
 
 /// Which side of the connection a session is. It decides the parity of the stream ids we
 /// allocate: clients open odd ids (3, 5, ...), servers even ids (2, 4, ...).
@@ -31,56 +24,35 @@ pub enum Role {
 /// adding it to an `Instant` cannot overflow.
 pub const MAX_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// The window a version-2 sender assumes before the peer's first UPD arrives (Go's
-/// `initialPeerWindow`).
-pub const INITIAL_PEER_WINDOW: u32 = 262_144;
-
-/// Configuration of one [`Session`](crate::Session). Start from [`Config::default`] and change
-/// fields; [`Config::validate`] says whether the result can be used.
+/// Configuration of one [`Session`](crate::Session).
+///
+/// ```
+/// use std::time::Duration;
+/// use smux_proto::{Config, Version};
+///
+/// let mut config = Config::default();
+/// config
+///     .with_version(Version::V2)
+///     .with_keep_alive_interval(Some(Duration::from_secs(10)));
+/// assert!(config.validate().is_ok());
+/// assert_eq!(config.version(), Version::V2);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
-    /// Protocol version spoken on the wire. Default: [`Version::V1`].
-    pub version: Version,
-    /// Largest payload we put in one PSH frame (1..=65,535). Default: 32,768, as Go. We accept
-    /// any length up to 65,535 from the peer whatever this says.
-    pub max_frame_size: usize,
-    /// Send a NOP this often. Default: off.
-    pub keep_alive_interval: Option<Duration>,
-    /// End the session when no frame header has arrived for this long. Default: off.
-    pub keep_alive_timeout: Option<Duration>,
-    /// Close a stream (send FIN, reads end, writes fail) when no data has been sent or received
-    /// on it for this long. It fires between one and two periods after the last data, like Go's
-    /// keep-alive check. Default: off.
-    pub idle_timeout: Option<Duration>,
-    /// Version 2: the per-stream window we advertise (Go's `MaxStreamBuffer`). Default: 256 KiB.
-    /// A peer may still send [`INITIAL_PEER_WINDOW`] bytes before it has heard our window, so one
-    /// stream can hold up to the larger of the two; beyond that the peer broke flow control and
-    /// the session ends with [`ProtocolError::WindowExceeded`](crate::ProtocolError).
-    pub stream_window: u32,
-    /// Version 1: unread bytes one stream may hold; when a frame would go above it we stop
-    /// reading input (head-of-line blocking, as the protocol implies). Default: 4 MiB, the same
-    /// as the session budget, as in Go; set it lower to cap one stream's share.
-    pub max_stream_unread: usize,
-    /// Memory all streams together may hold for unread data: the payloads and the queue slots
-    /// holding them, so many tiny payloads cannot hold more than this says (Go's
-    /// `MaxReceiveBuffer`). When a frame would go above it we stop reading input until the
-    /// application reads. Default: 4 MiB.
-    pub max_session_unread: usize,
-    /// Peer-opened streams waiting for [`Session::accept`](crate::Session::accept). A SYN beyond
-    /// it is refused with a FIN. Default: 1,024.
-    pub max_accept_backlog: usize,
-    /// Streams open at once, both directions together. A peer SYN beyond it is refused with a
-    /// FIN; a local open fails with [`OpenError::TooManyStreams`](crate::OpenError). Default:
-    /// 65,536.
-    pub max_streams: usize,
-    /// Bytes one stream may have written but not yet handed to the transport. Default: 256 KiB.
-    pub max_stream_queued: usize,
-    /// Bytes all streams together may have written but not yet handed to the transport.
-    /// Default: 2 MiB.
-    pub max_session_queued: usize,
-    /// FINs for refused peer SYNs waiting to be sent. When full we stop reading input rather than
-    /// grow. Default: 1,024.
-    pub max_pending_refusals: usize,
+    version: Version,
+    max_frame_size: usize,
+    keep_alive_interval: Option<Duration>,
+    keep_alive_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    stream_window: u32,
+    max_stream_unread: usize,
+    max_session_unread: usize,
+    max_accept_backlog: usize,
+    accept_stall_timeout: Duration,
+    max_streams: usize,
+    max_stream_queued: usize,
+    max_session_queued: usize,
 }
 
 impl Default for Config {
@@ -95,24 +67,190 @@ impl Default for Config {
             max_stream_unread: 4 * 1024 * 1024,
             max_session_unread: 4 * 1024 * 1024,
             max_accept_backlog: 1024,
+            accept_stall_timeout: Duration::from_secs(1),
             max_streams: 65_536,
             max_stream_queued: 256 * 1024,
             max_session_queued: 2 * 1024 * 1024,
-            max_pending_refusals: 1024,
         }
     }
 }
 
+/// A getter and a chainable setter per field; the doc comment of each pair is the field's.
 impl Config {
-    /// The unread bytes one stream may hold before it is over its limit: in version 2 what a
-    /// peer following the flow-control rules can send, in version 1 `max_stream_unread`.
-    pub(crate) fn stream_unread_limit(&self) -> usize {
-        match self.version {
-            Version::V1 => self.max_stream_unread,
-            Version::V2 => self.stream_window.max(INITIAL_PEER_WINDOW) as usize,
-        }
+    /// Protocol version spoken on the wire. Default: [`Version::V1`].
+    pub fn version(&self) -> Version {
+        self.version
     }
 
+    /// Sets [`Config::version`].
+    pub fn with_version(&mut self, v: Version) -> &mut Self {
+        self.version = v;
+        self
+    }
+
+    /// Largest payload we put in one PSH frame (1..=65,535). Default: 32,768, as Go. We accept
+    /// any length up to 65,535 from the peer whatever this says.
+    pub fn max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// Sets [`Config::max_frame_size`].
+    pub fn with_max_frame_size(&mut self, bytes: usize) -> &mut Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Send a NOP this often. Default: off.
+    pub fn keep_alive_interval(&self) -> Option<Duration> {
+        self.keep_alive_interval
+    }
+
+    /// Sets [`Config::keep_alive_interval`].
+    pub fn with_keep_alive_interval(&mut self, d: Option<Duration>) -> &mut Self {
+        self.keep_alive_interval = d;
+        self
+    }
+
+    /// End the session when no frame header has arrived for this long. Default: off.
+    pub fn keep_alive_timeout(&self) -> Option<Duration> {
+        self.keep_alive_timeout
+    }
+
+    /// Sets [`Config::keep_alive_timeout`].
+    pub fn with_keep_alive_timeout(&mut self, d: Option<Duration>) -> &mut Self {
+        self.keep_alive_timeout = d;
+        self
+    }
+
+    /// Close a stream (send FIN, reads end, writes fail) when no data has been sent or received
+    /// on it for this long. It fires between one and two periods after the last data, like Go's
+    /// keep-alive check. Default: off.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    /// Sets [`Config::idle_timeout`].
+    pub fn with_idle_timeout(&mut self, d: Option<Duration>) -> &mut Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Version 2: the per-stream window we advertise (Go's `MaxStreamBuffer`), 65,535 to
+    /// 2^31 - 1. Default: 256 KiB. A peer may send [`INITIAL_PEER_WINDOW`](crate::INITIAL_PEER_WINDOW) bytes before it has
+    /// heard our window; beyond what we allowed it broke flow control and the session ends with
+    /// [`ProtocolError::WindowExceeded`](crate::ProtocolError).
+    pub fn stream_window(&self) -> u32 {
+        self.stream_window
+    }
+
+    /// Sets [`Config::stream_window`].
+    pub fn with_stream_window(&mut self, bytes: u32) -> &mut Self {
+        self.stream_window = bytes;
+        self
+    }
+
+    /// Version 1: unread bytes one stream may hold; when a frame would go above it we stop
+    /// reading input (head-of-line blocking, as the protocol implies). Default: 4 MiB, the same
+    /// as the session budget, as in Go; set it lower to cap one stream's share.
+    pub fn max_stream_unread(&self) -> usize {
+        self.max_stream_unread
+    }
+
+    /// Sets [`Config::max_stream_unread`].
+    pub fn with_max_stream_unread(&mut self, bytes: usize) -> &mut Self {
+        self.max_stream_unread = bytes;
+        self
+    }
+
+    /// The session's receive budget (Go's `MaxReceiveBuffer`). Default: 4 MiB.
+    ///
+    /// Version 1: memory all streams together may hold for unread data, the payloads and the
+    /// queue slots holding them; when a frame would go above it we stop reading input until
+    /// the application reads.
+    ///
+    /// Version 2: we never stop reading a peer that keeps to our windows (that can deadlock
+    /// both sides); instead the windows we advertise come out of this budget. Every stream
+    /// the peer may still send to is owed what the protocol lets it send unasked
+    /// ([`INITIAL_PEER_WINDOW`](crate::INITIAL_PEER_WINDOW)) or what we advertised, whichever reaches further; a window
+    /// grows only while the total owed stays within this budget. Unread data is therefore at
+    /// most this budget, or [`INITIAL_PEER_WINDOW`](crate::INITIAL_PEER_WINDOW) per open stream when more streams than
+    /// the budget covers are opened at once.
+    pub fn max_session_unread(&self) -> usize {
+        self.max_session_unread
+    }
+
+    /// Sets [`Config::max_session_unread`].
+    pub fn with_max_session_unread(&mut self, bytes: usize) -> &mut Self {
+        self.max_session_unread = bytes;
+        self
+    }
+
+    /// Peer-opened streams waiting for [`Session::accept`](crate::Session::accept). A SYN
+    /// beyond it waits for room while opens are held (see
+    /// [`Session::set_hold_opens`](crate::Session::set_hold_opens) and
+    /// [`Config::accept_stall_timeout`]) and is refused with a FIN otherwise. Default: 1,024.
+    pub fn max_accept_backlog(&self) -> usize {
+        self.max_accept_backlog
+    }
+
+    /// Sets [`Config::max_accept_backlog`].
+    pub fn with_max_accept_backlog(&mut self, streams: usize) -> &mut Self {
+        self.max_accept_backlog = streams;
+        self
+    }
+
+    /// How long a peer SYN past a full accept backlog waits while nothing is accepted. While
+    /// it waits we read no further input; once no stream has been accepted for this long,
+    /// SYNs past the backlog are refused with a FIN until one is. Default: 1 s.
+    pub fn accept_stall_timeout(&self) -> Duration {
+        self.accept_stall_timeout
+    }
+
+    /// Sets [`Config::accept_stall_timeout`].
+    pub fn with_accept_stall_timeout(&mut self, d: Duration) -> &mut Self {
+        self.accept_stall_timeout = d;
+        self
+    }
+
+    /// Streams open at once, both directions together. A peer SYN beyond it is refused with a
+    /// FIN; a local open fails with [`OpenError::TooManyStreams`](crate::OpenError). It also
+    /// bounds the refusals waiting to be sent (see [`Session::wants_input`](crate::Session)).
+    /// Default: 65,536.
+    pub fn max_streams(&self) -> usize {
+        self.max_streams
+    }
+
+    /// Sets [`Config::max_streams`].
+    pub fn with_max_streams(&mut self, streams: usize) -> &mut Self {
+        self.max_streams = streams;
+        self
+    }
+
+    /// Bytes one stream may have written but not yet handed to the transport. Default: 256 KiB.
+    pub fn max_stream_queued(&self) -> usize {
+        self.max_stream_queued
+    }
+
+    /// Sets [`Config::max_stream_queued`].
+    pub fn with_max_stream_queued(&mut self, bytes: usize) -> &mut Self {
+        self.max_stream_queued = bytes;
+        self
+    }
+
+    /// Bytes all streams together may have written but not yet handed to the transport. The
+    /// memory held for them stays within this plus one frame. Default: 2 MiB.
+    pub fn max_session_queued(&self) -> usize {
+        self.max_session_queued
+    }
+
+    /// Sets [`Config::max_session_queued`].
+    pub fn with_max_session_queued(&mut self, bytes: usize) -> &mut Self {
+        self.max_session_queued = bytes;
+        self
+    }
+}
+
+impl Config {
     /// Checks that every value can be used by the protocol.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, reason: &'static str| Err(ConfigError { field, reason });
@@ -137,14 +275,16 @@ impl Config {
         if out_of_range(self.idle_timeout) {
             return bad("idle_timeout", "must be between 1 ns and a year");
         }
+        if out_of_range(Some(self.accept_stall_timeout)) {
+            return bad("accept_stall_timeout", "must be between 1 ns and a year");
+        }
         if (self.stream_window as usize) < MAX_PAYLOAD {
             return bad(
                 "stream_window",
                 "must hold at least one full frame (65,535)",
             );
         }
-        // Go computes `int32(window) - inflight`: a larger window would stop a Go sender.
-        if self.stream_window > i32::MAX as u32 {
+        if self.stream_window > MAX_WINDOW {
             return bad(
                 "stream_window",
                 "must not exceed 2^31 - 1 (Go reads it as int32)",
@@ -174,9 +314,6 @@ impl Config {
                 "must not be smaller than max_stream_queued",
             );
         }
-        if self.max_pending_refusals == 0 {
-            return bad("max_pending_refusals", "must not be zero");
-        }
         Ok(())
     }
 }
@@ -194,31 +331,91 @@ mod tests {
     fn invalid_values_name_the_field() {
         type Change = fn(&mut Config);
         let cases: Vec<(Change, &str)> = vec![
-            (|c| c.max_frame_size = 0, "max_frame_size"),
-            (|c| c.max_frame_size = 65_536, "max_frame_size"),
             (
-                |c| c.keep_alive_interval = Some(Duration::ZERO),
+                |c| {
+                    c.with_max_frame_size(0);
+                },
+                "max_frame_size",
+            ),
+            (
+                |c| {
+                    c.with_max_frame_size(65_536);
+                },
+                "max_frame_size",
+            ),
+            (
+                |c| {
+                    c.with_keep_alive_interval(Some(Duration::ZERO));
+                },
                 "keep_alive_interval",
             ),
             (
                 |c| {
-                    c.keep_alive_interval = Some(Duration::from_secs(10));
-                    c.keep_alive_timeout = Some(Duration::from_secs(5));
+                    c.with_keep_alive_interval(Some(Duration::from_secs(10)))
+                        .with_keep_alive_timeout(Some(Duration::from_secs(5)));
                 },
                 "keep_alive_timeout",
             ),
-            (|c| c.stream_window = 1000, "stream_window"),
-            (|c| c.stream_window = 1 << 31, "stream_window"),
-            (|c| c.idle_timeout = Some(Duration::MAX), "idle_timeout"),
-            (|c| c.max_session_unread = 1000, "max_session_unread"),
-            (|c| c.max_accept_backlog = 0, "max_accept_backlog"),
-            (|c| c.max_streams = 0, "max_streams"),
-            (|c| c.max_session_queued = 1, "max_session_queued"),
+            (
+                |c| {
+                    c.with_stream_window(1000);
+                },
+                "stream_window",
+            ),
+            (
+                |c| {
+                    c.with_stream_window(1 << 31);
+                },
+                "stream_window",
+            ),
+            (
+                |c| {
+                    c.with_idle_timeout(Some(Duration::MAX));
+                },
+                "idle_timeout",
+            ),
+            (
+                |c| {
+                    c.with_accept_stall_timeout(Duration::ZERO);
+                },
+                "accept_stall_timeout",
+            ),
+            (
+                |c| {
+                    c.with_max_session_unread(1000);
+                },
+                "max_session_unread",
+            ),
+            (
+                |c| {
+                    c.with_max_accept_backlog(0);
+                },
+                "max_accept_backlog",
+            ),
+            (
+                |c| {
+                    c.with_max_streams(0);
+                },
+                "max_streams",
+            ),
+            (
+                |c| {
+                    c.with_max_session_queued(1);
+                },
+                "max_session_queued",
+            ),
         ];
         for (change, field) in cases {
             let mut c = Config::default();
             change(&mut c);
             assert_eq!(c.validate().map_err(|e| e.field), Err(field), "{c:?}");
         }
+    }
+
+    #[test]
+    fn setters_chain() {
+        let mut c = Config::default();
+        c.with_version(Version::V2).with_stream_window(65_535);
+        assert_eq!((c.version(), c.stream_window()), (Version::V2, 65_535));
     }
 }

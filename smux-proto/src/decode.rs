@@ -10,7 +10,9 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::frame::{StreamId, HEADER_LEN, UPD_PAYLOAD_LEN};
+use crate::error::ProtocolError;
+use crate::frame::Header;
+use crate::wire::{StreamId, Version, HEADER_LEN, UPD_PAYLOAD_LEN};
 
 /// Payloads shorter than this are always copied out of the input.
 pub const ZERO_COPY_MIN: usize = 16 * 1024;
@@ -42,11 +44,13 @@ pub(crate) enum Complete {
 
 #[derive(Debug)]
 enum State {
-    /// Collecting a header; `have == HEADER_LEN` means one waits for the session.
+    /// Collecting a header.
     Header {
         buf: [u8; HEADER_LEN],
         have: usize,
     },
+    /// A decoded header waits for the session to take it.
+    Pending(Header),
     Data {
         id: StreamId,
         len: usize,
@@ -79,26 +83,38 @@ impl Default for Decoder {
 }
 
 impl Decoder {
-    /// Collects header bytes from `input`; returns the header once all eight are here. It stays
-    /// pending (returned again by the next call) until [`Decoder::take_header`] or
-    /// [`Decoder::begin_body`].
-    pub fn header(&mut self, input: &mut Bytes) -> Option<[u8; HEADER_LEN]> {
-        let State::Header { buf, have } = &mut self.state else {
-            return None;
+    /// Collects header bytes from `input` and decodes them for a session of `version` once all
+    /// eight are here. A good header stays pending (returned again by the next call) until
+    /// [`Decoder::take_header`] or [`Decoder::begin_body`]; a malformed one is returned as its
+    /// error, and the session ends.
+    pub fn header(
+        &mut self,
+        input: &mut Bytes,
+        version: Version,
+    ) -> Option<Result<Header, ProtocolError>> {
+        let (buf, have) = match &mut self.state {
+            State::Pending(h) => return Some(Ok(*h)),
+            State::Header { buf, have } => (buf, have),
+            _ => return None,
         };
+        let n = (HEADER_LEN - *have).min(input.len());
+        buf[*have..*have + n].copy_from_slice(&input[..n]);
+        input.advance(n);
+        *have += n;
         if *have < HEADER_LEN {
-            let n = (HEADER_LEN - *have).min(input.len());
-            buf[*have..*have + n].copy_from_slice(&input[..n]);
-            input.advance(n);
-            *have += n;
+            return None;
         }
-        (*have == HEADER_LEN).then_some(*buf)
+        let decoded = Header::decode(buf, version);
+        if let Ok(h) = decoded {
+            self.state = State::Pending(h);
+        }
+        Some(decoded)
     }
 
-    /// Whether a complete header waits for the session to take it.
-    pub fn pending_header(&self) -> Option<[u8; HEADER_LEN]> {
+    /// The header waiting for the session to take it, if any.
+    pub fn pending_header(&self) -> Option<Header> {
         match &self.state {
-            State::Header { buf, have } if *have == HEADER_LEN => Some(*buf),
+            State::Pending(h) => Some(*h),
             _ => None,
         }
     }
@@ -135,14 +151,14 @@ impl Decoder {
 
     /// Whether a body is being collected.
     pub fn in_body(&self) -> bool {
-        !matches!(self.state, State::Header { .. })
+        !matches!(self.state, State::Header { .. } | State::Pending(_))
     }
 
     /// Feeds `input` to the body being collected; returns it once complete. `chunk_len` is the
     /// length of the caller's input chunk, for the zero-copy rule.
     pub fn body(&mut self, input: &mut Bytes, chunk_len: usize) -> Option<Complete> {
         let done = match &mut self.state {
-            State::Header { .. } => return None,
+            State::Header { .. } | State::Pending(_) => return None,
             State::Data { id, len, acc } => {
                 if acc.is_empty() && input.len() >= *len {
                     let data = input.split_to(*len);
@@ -204,15 +220,30 @@ mod tests {
     fn header_assembles_from_single_bytes() {
         let mut d = Decoder::default();
         let wire = [1u8, 2, 3, 0, 5, 0, 0, 0];
+        let expected = Header::decode(&wire, Version::V1).unwrap();
         for (i, b) in wire.iter().enumerate() {
             let mut input = Bytes::copy_from_slice(&[*b]);
-            let got = d.header(&mut input);
+            let got = d.header(&mut input, Version::V1);
             assert!(input.is_empty());
             assert_eq!(got.is_some(), i == 7);
         }
-        assert_eq!(d.pending_header(), Some(wire));
-        // Pending until taken.
-        assert_eq!(d.header(&mut Bytes::from_static(b"xyz")), Some(wire));
+        assert_eq!(d.pending_header(), Some(expected));
+        // Pending until taken, and decoded once.
+        let mut more = Bytes::from_static(b"xyz");
+        assert_eq!(d.header(&mut more, Version::V1), Some(Ok(expected)));
+        assert_eq!(more.len(), 3);
+        d.take_header();
+        assert_eq!(d.pending_header(), None);
+    }
+
+    #[test]
+    fn malformed_header_is_an_error() {
+        let mut d = Decoder::default();
+        let mut input = Bytes::from_static(&[2, 0, 0, 0, 3, 0, 0, 0]);
+        assert_eq!(
+            d.header(&mut input, Version::V1),
+            Some(Err(ProtocolError::VersionMismatch { ours: 1, theirs: 2 }))
+        );
     }
 
     #[test]

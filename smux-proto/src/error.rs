@@ -1,6 +1,6 @@
 //! Error types. Each variant says what happened, in particular what the peer did.
 
-use crate::frame::{Cmd, StreamId};
+use crate::wire::{Cmd, StreamId};
 
 /// The peer broke the protocol. The session ends with this as its reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,58 +4,8 @@
 //! back, and says which headers are malformed on their own (wrong version, unknown command,
 //! a length that command cannot have).
 
-use crate::config::Version;
 use crate::error::ProtocolError;
-
-/// Size of a frame header on the wire.
-pub const HEADER_LEN: usize = 8;
-
-/// Largest payload one frame can carry (the LENGTH field is 16 bits).
-pub const MAX_PAYLOAD: usize = u16::MAX as usize;
-
-/// Payload length of an UPD frame: `consumed u32 LE`, `window u32 LE`.
-pub const UPD_PAYLOAD_LEN: usize = 8;
-
-/// A stream identifier. Client-opened streams are odd, server-opened streams even; 0 is reserved
-/// for NOP frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamId(pub u32);
-
-impl std::fmt::Display for StreamId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// A frame command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Cmd {
-    /// Opens a stream. No payload.
-    Syn = 0,
-    /// Ends the sender's direction of a stream, ordered after its earlier data. No payload.
-    Fin = 1,
-    /// Stream data.
-    Psh = 2,
-    /// Keep-alive, on stream 0. No payload.
-    Nop = 3,
-    /// Version 2 flow-control update: `consumed u32 LE`, `window u32 LE`.
-    Upd = 4,
-}
-
-impl Cmd {
-    /// The command for a wire byte, if it is one of the five.
-    pub fn from_u8(b: u8) -> Option<Cmd> {
-        Some(match b {
-            0 => Cmd::Syn,
-            1 => Cmd::Fin,
-            2 => Cmd::Psh,
-            3 => Cmd::Nop,
-            4 => Cmd::Upd,
-            _ => return None,
-        })
-    }
-}
+pub use crate::wire::{Cmd, StreamId, Version, HEADER_LEN, MAX_PAYLOAD, UPD_PAYLOAD_LEN};
 
 /// A decoded frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -68,19 +68,25 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+// Layers, bottom up: `wire` (the protocol's vocabulary), `error`, `frame` (the header codec),
+// `config`; then `decode`, `timer`, `hasher`, `stream`, `scheduler`; then `session`.
 mod config;
 mod decode;
 mod error;
 pub mod frame;
+mod hasher;
 pub mod pair;
+mod scheduler;
 mod session;
 mod stream;
 mod timer;
+mod wire;
 
-pub use config::{Config, Role, Version, INITIAL_PEER_WINDOW, MAX_TIMER};
+pub use config::{Config, Role, MAX_TIMER};
 pub use error::{ConfigError, OpenError, ProtocolError, SessionEnd, StreamError};
-pub use frame::{Cmd, Header, StreamId};
+pub use frame::Header;
 pub use session::{Event, Session, Transmit};
+pub use wire::{Cmd, StreamId, Version, INITIAL_PEER_WINDOW, MAX_WINDOW};
 
 #[cfg(test)]
 mod tests;

@@ -12,11 +12,17 @@ use crate::{
     INITIAL_PEER_WINDOW,
 };
 
+/// `base` changed by `change`.
+fn cfg(base: Config, change: impl FnOnce(&mut Config)) -> Config {
+    let mut c = base;
+    change(&mut c);
+    c
+}
+
 fn v2() -> Config {
-    Config {
-        version: Version::V2,
-        ..Config::default()
-    }
+    cfg(Config::default(), |c| {
+        c.with_version(Version::V2);
+    })
 }
 
 fn pair(c: Config) -> Pair {
@@ -131,10 +137,9 @@ fn id_exhaustion_is_an_error_and_the_session_goes_on() {
 
 #[test]
 fn open_respects_max_streams() {
-    let c = Config {
-        max_streams: 2,
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_max_streams(2);
+    });
     let mut s = Session::new(Role::Client, c, Instant::now()).unwrap();
     s.open().unwrap();
     s.open().unwrap();
@@ -170,10 +175,9 @@ fn server_opened_streams_work() {
 
 #[test]
 fn large_write_is_split_into_frames_of_max_frame_size() {
-    let c = Config {
-        max_frame_size: 1000,
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_max_frame_size(1000);
+    });
     let mut p = pair(c);
     let id = p.client.open().unwrap();
     assert_eq!(p.client.write(id, &[1u8; 2500]), Ok(2500));
@@ -187,10 +191,9 @@ fn large_write_is_split_into_frames_of_max_frame_size() {
 
 #[test]
 fn receiver_accepts_full_65535_frames_whatever_its_own_frame_size() {
-    let (mut s, now) = server(Config {
-        max_frame_size: 100,
-        ..Config::default()
-    });
+    let (mut s, now) = server(cfg(Config::default(), |c| {
+        c.with_max_frame_size(100);
+    }));
     feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
     let big = vec![7u8; 65_535];
     assert!(feed(&mut s, now, wire(Version::V1, Cmd::Psh, 3, &big)).is_empty());
@@ -446,10 +449,9 @@ fn duplicate_syn_is_ignored() {
 
 #[test]
 fn nop_with_nonzero_id_counts_as_keep_alive() {
-    let c = Config {
-        keep_alive_timeout: Some(Duration::from_secs(10)),
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_keep_alive_timeout(Some(Duration::from_secs(10)));
+    });
     let (mut s, now) = server(c);
     feed(
         &mut s,
@@ -478,11 +480,9 @@ fn syn_with_our_parity_is_refused_with_fin() {
 #[test]
 fn syn_over_backlog_or_stream_limit_is_refused_and_session_goes_on() {
     for (backlog, streams) in [(2, 100), (100, 2)] {
-        let (mut s, now) = server(Config {
-            max_accept_backlog: backlog,
-            max_streams: streams,
-            ..Config::default()
-        });
+        let (mut s, now) = server(cfg(Config::default(), |c| {
+            c.with_max_accept_backlog(backlog).with_max_streams(streams);
+        }));
         for id in [3, 5, 7, 9] {
             feed(&mut s, now, wire(Version::V1, Cmd::Syn, id, b""));
         }
@@ -500,34 +500,51 @@ fn syn_over_backlog_or_stream_limit_is_refused_and_session_goes_on() {
 }
 
 #[test]
-fn full_refusal_queue_stops_input_instead_of_growing() {
-    let (mut s, now) = server(Config {
-        max_accept_backlog: 1,
-        max_pending_refusals: 2,
-        ..Config::default()
-    });
+fn refusals_of_ids_in_order_never_stop_input() {
+    let (mut s, now) = server(cfg(Config::default(), |c| {
+        c.with_max_accept_backlog(1).with_max_streams(2);
+    }));
     let mut input = BytesMut::new();
-    for id in [3u32, 5, 7, 9, 11] {
+    for id in (3u32..20_003).step_by(2) {
+        input.extend_from_slice(&wire(Version::V1, Cmd::Syn, id, b""));
+    }
+    assert!(feed(&mut s, now, input.freeze()).is_empty());
+    assert!(s.wants_input());
+    let fins = transmits(&mut s, now);
+    assert_eq!(fins.len(), 9_999, "every SYN but the first is refused");
+    assert!(fins.iter().all(|(h, _)| h.cmd == Cmd::Fin));
+    assert_eq!(fins[0].0.stream_id, StreamId(5));
+    assert_eq!(fins[9_998].0.stream_id, StreamId(20_001));
+}
+
+#[test]
+fn refusals_out_of_order_stop_input_instead_of_growing() {
+    let (mut s, now) = server(cfg(Config::default(), |c| {
+        c.with_max_accept_backlog(1).with_max_streams(2);
+    }));
+    let mut input = BytesMut::new();
+    // 3 is admitted; 9, 5 and 13 are refused as three runs, more than a peer opening its ids
+    // in order could cause with two streams: the fifth SYN waits.
+    for id in [3u32, 9, 5, 13, 7] {
         input.extend_from_slice(&wire(Version::V1, Cmd::Syn, id, b""));
     }
     let left = feed(&mut s, now, input.freeze());
-    assert_eq!(left.len(), 8, "the fifth SYN waits in the caller's buffer");
+    assert_eq!(left.len(), 0, "the fifth header is held by the session");
     assert!(!s.wants_input());
-    assert_eq!(transmits(&mut s, now).len(), 2);
+    assert_eq!(transmits(&mut s, now).len(), 3);
     assert!(s.wants_input());
-    // The held header (the fourth SYN) is taken on the next call, even with no new bytes.
+    // The held header is taken on the next call, even with no new bytes.
     assert!(feed(&mut s, now, Bytes::new()).is_empty());
-    assert!(feed(&mut s, now, left).is_empty());
-    assert_eq!(transmits(&mut s, now).len(), 2);
+    let fins = transmits(&mut s, now);
+    assert_eq!(fins.len(), 1);
+    assert_eq!(fins[0].0.stream_id, StreamId(7));
 }
 
 #[test]
 fn held_opens_wait_for_the_backlog_instead_of_being_refused() {
-    let (mut s, now) = server(Config {
-        max_accept_backlog: 2,
-        max_streams: 4,
-        ..Config::default()
-    });
+    let (mut s, now) = server(cfg(Config::default(), |c| {
+        c.with_max_accept_backlog(2).with_max_streams(4);
+    }));
     s.set_hold_opens(true);
     let mut input = BytesMut::new();
     for id in [3u32, 5, 7, 9, 11] {
@@ -610,11 +627,10 @@ fn one_byte_chunks_and_one_big_chunk_give_the_same_result() {
 
 #[test]
 fn v1_session_budget_stops_input_until_the_application_reads() {
-    let c = Config {
-        max_session_unread: 100_000,
-        max_stream_unread: 65_535,
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_max_session_unread(100_000)
+            .with_max_stream_unread(65_535);
+    });
     let (mut s, now) = server(c);
     let mut input = BytesMut::new();
     for id in [3u32, 5] {
@@ -641,10 +657,9 @@ fn v1_session_budget_stops_input_until_the_application_reads() {
 
 #[test]
 fn trickled_payload_allocates_only_the_frame_and_still_times_out() {
-    let c = Config {
-        keep_alive_timeout: Some(Duration::from_secs(30)),
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_keep_alive_timeout(Some(Duration::from_secs(30)));
+    });
     let (mut s, now) = server(c);
     feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
     feed(&mut s, now, raw(1, 2, 65_535, 3).slice(..8));
@@ -660,10 +675,9 @@ fn trickled_payload_allocates_only_the_frame_and_still_times_out() {
 
 #[test]
 fn keep_alive_sends_nop_every_interval() {
-    let c = Config {
-        keep_alive_interval: Some(Duration::from_secs(10)),
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_keep_alive_interval(Some(Duration::from_secs(10)));
+    });
     let (mut s, now) = server(c);
     assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(10)));
     s.handle_timeout(now + Duration::from_secs(5));
@@ -679,10 +693,9 @@ fn keep_alive_sends_nop_every_interval() {
 
 #[test]
 fn keep_alive_timeout_counts_from_the_last_header() {
-    let c = Config {
-        keep_alive_timeout: Some(Duration::from_secs(30)),
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_keep_alive_timeout(Some(Duration::from_secs(30)));
+    });
     let (mut s, now) = server(c);
     feed(
         &mut s,
@@ -699,11 +712,10 @@ fn keep_alive_timeout_counts_from_the_last_header() {
 
 #[test]
 fn keep_alive_timeout_is_not_blamed_on_the_peer_while_we_stopped_reading() {
-    let c = Config {
-        keep_alive_timeout: Some(Duration::from_secs(30)),
-        max_session_unread: 70_000,
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_keep_alive_timeout(Some(Duration::from_secs(30)))
+            .with_max_session_unread(70_000);
+    });
     let (mut s, now) = server(c);
     let mut input = BytesMut::new();
     input.extend_from_slice(&wire(Version::V1, Cmd::Syn, 3, b""));
@@ -717,10 +729,9 @@ fn keep_alive_timeout_is_not_blamed_on_the_peer_while_we_stopped_reading() {
 
 #[test]
 fn idle_timeout_closes_a_quiet_stream_and_spares_a_busy_one() {
-    let c = Config {
-        idle_timeout: Some(Duration::from_secs(60)),
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_idle_timeout(Some(Duration::from_secs(60)));
+    });
     let mut p = pair(c);
     let quiet = p.client.open().unwrap();
     let busy = p.client.open().unwrap();
@@ -742,10 +753,9 @@ fn idle_timeout_closes_a_quiet_stream_and_spares_a_busy_one() {
 
 #[test]
 fn idle_timeout_fires_between_one_and_two_periods() {
-    let c = Config {
-        idle_timeout: Some(Duration::from_secs(10)),
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_idle_timeout(Some(Duration::from_secs(10)));
+    });
     let mut p = pair(c);
     let id = p.client.open().unwrap();
     p.drive();
@@ -787,11 +797,10 @@ fn v2_sender_stays_within_the_initial_window_then_the_advertised_one() {
 }
 
 #[test]
-fn v2_receiver_sends_upd_on_first_read_and_every_half_window() {
-    let c = Config {
-        stream_window: 100_000,
-        ..v2()
-    };
+fn v2_receiver_moves_the_edge_right_every_half_window_and_never_left() {
+    let c = cfg(v2(), |c| {
+        c.with_stream_window(100_000);
+    });
     let (mut s, now) = server(c);
     feed(&mut s, now, wire(Version::V2, Cmd::Syn, 3, b""));
     for _ in 0..4 {
@@ -806,24 +815,34 @@ fn v2_receiver_sends_upd_on_first_read_and_every_half_window() {
             upds.push(crate::frame::decode_upd(&p[..].try_into().unwrap()));
         }
     }
-    assert_eq!(
-        upds,
-        [
-            (10_000, 100_000),
-            (60_000, 100_000),
-            (110_000, 100_000),
-            (160_000, 100_000),
-            (210_000, 100_000)
-        ]
-    );
+    // The peer may send 262,144 bytes before it hears from us: no UPD until our window
+    // reaches past that edge, then one every half window read.
+    assert_eq!(upds, [(170_000, 100_000), (220_000, 100_000)]);
+    let edges: Vec<u64> = upds
+        .iter()
+        .map(|(c, w)| u64::from(*c) + u64::from(*w))
+        .collect();
+    assert!(edges[0] >= 262_144 && edges[1] > edges[0]);
+}
+
+#[test]
+fn v2_receiver_sends_upd_on_first_read_with_the_default_window() {
+    let (mut s, now) = server(v2());
+    feed(&mut s, now, wire(Version::V2, Cmd::Syn, 3, b""));
+    feed(&mut s, now, wire(Version::V2, Cmd::Psh, 3, &[0; 60_000]));
+    let mut buf = vec![0u8; 10_000];
+    s.read(StreamId(3), &mut buf).unwrap();
+    let t = transmits(&mut s, now);
+    assert_eq!(t.len(), 1);
+    let upd = crate::frame::decode_upd(&t[0].1[..].try_into().unwrap());
+    assert_eq!(upd, (10_000, 262_144));
 }
 
 #[test]
 fn v2_accepts_the_initial_window_before_the_peer_heard_ours_but_not_more() {
-    let c = Config {
-        stream_window: 65_536,
-        ..v2()
-    };
+    let c = cfg(v2(), |c| {
+        c.with_stream_window(65_536);
+    });
     let (mut s, now) = server(c);
     feed(&mut s, now, wire(Version::V2, Cmd::Syn, 3, b""));
     for _ in 0..8 {
@@ -888,11 +907,10 @@ fn v2_a_blocked_reader_does_not_stop_another_stream() {
 
 #[test]
 fn writable_follows_blocked_writes_on_full_queue() {
-    let c = Config {
-        max_stream_queued: 100_000,
-        max_session_queued: 150_000,
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_max_stream_queued(100_000)
+            .with_max_session_queued(150_000);
+    });
     let mut p = pair(c);
     let a = p.client.open().unwrap();
     let b = p.client.open().unwrap();
@@ -907,10 +925,9 @@ fn writable_follows_blocked_writes_on_full_queue() {
 
 #[test]
 fn round_robin_interleaves_streams() {
-    let c = Config {
-        max_frame_size: 1000,
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_max_frame_size(1000);
+    });
     let (mut s, now) = server(c);
     let a = s.open().unwrap();
     let b = s.open().unwrap();
@@ -941,11 +958,10 @@ fn round_robin_interleaves_streams() {
 
 #[test]
 fn v2_window_blocked_writer_is_woken_even_when_the_session_queue_was_full() {
-    let c = Config {
-        max_stream_queued: 300_000,
-        max_session_queued: 300_000,
-        ..v2()
-    };
+    let c = cfg(v2(), |c| {
+        c.with_max_stream_queued(300_000)
+            .with_max_session_queued(300_000);
+    });
     let (mut s, now) = server(c);
     let a = s.open().unwrap();
     let b = s.open().unwrap();
@@ -968,10 +984,9 @@ fn v2_window_blocked_writer_is_woken_even_when_the_session_queue_was_full() {
 
 #[test]
 fn idle_timeout_never_cuts_off_unread_or_queued_data() {
-    let c = Config {
-        idle_timeout: Some(Duration::from_secs(10)),
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_idle_timeout(Some(Duration::from_secs(10)));
+    });
     let (mut s, now) = server(c);
     feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
     feed(&mut s, now, wire(Version::V1, Cmd::Psh, 3, &[1; 30_000]));
@@ -993,10 +1008,9 @@ fn idle_timeout_never_cuts_off_unread_or_queued_data() {
 
 #[test]
 fn idle_timeout_never_cuts_off_a_frame_that_is_arriving() {
-    let c = Config {
-        idle_timeout: Some(Duration::from_secs(10)),
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_idle_timeout(Some(Duration::from_secs(10)));
+    });
     let (mut s, now) = server(c);
     feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
     let id = s.accept().unwrap();
@@ -1019,10 +1033,9 @@ fn idle_timeout_never_cuts_off_a_frame_that_is_arriving() {
 
 #[test]
 fn accept_never_returns_a_stream_released_before_it_was_accepted() {
-    let (mut s, now) = server(Config {
-        max_accept_backlog: 1,
-        ..Config::default()
-    });
+    let (mut s, now) = server(cfg(Config::default(), |c| {
+        c.with_max_accept_backlog(1);
+    }));
     feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
     s.close_stream(StreamId(3));
     let _ = transmits(&mut s, now);
@@ -1035,10 +1048,9 @@ fn accept_never_returns_a_stream_released_before_it_was_accepted() {
 
 #[test]
 fn no_finished_event_after_closed() {
-    let c = Config {
-        idle_timeout: Some(Duration::from_secs(1)),
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_idle_timeout(Some(Duration::from_secs(1)));
+    });
     let (mut s, now) = server(c);
     feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
     s.handle_timeout(now + Duration::from_secs(5));
@@ -1049,10 +1061,9 @@ fn no_finished_event_after_closed() {
 
 #[test]
 fn idle_deadlines_stay_bounded_under_stream_turnover() {
-    let c = Config {
-        idle_timeout: Some(Duration::from_secs(3600)),
-        ..Config::default()
-    };
+    let c = cfg(Config::default(), |c| {
+        c.with_idle_timeout(Some(Duration::from_secs(3600)));
+    });
     let (mut s, now) = server(c);
     for i in 0..10_000u32 {
         let id = 3 + 2 * i;
@@ -1077,4 +1088,148 @@ fn shutdown_again_after_the_session_ended_is_ok_once_fin_was_asked_for() {
     let other = p.server.open().unwrap();
     p.server.handle_eof();
     assert_eq!(p.server.shutdown(other), Err(StreamError::SessionEnded));
+}
+
+#[test]
+fn close_with_a_full_accept_queue_costs_linear_time() {
+    const N: u32 = 65_536;
+    let (mut s, now) = server(cfg(Config::default(), |c| {
+        c.with_max_streams(N as usize)
+            .with_max_accept_backlog(N as usize);
+    }));
+    let mut input = BytesMut::new();
+    for i in 0..N {
+        input.extend_from_slice(&wire(Version::V1, Cmd::Syn, 3 + 2 * i, b""));
+    }
+    feed(&mut s, now, input.freeze());
+    assert_eq!(s.num_streams(), N as usize);
+    let before = s.queue_visits();
+    s.close();
+    let fins = transmits(&mut s, now);
+    assert_eq!(fins.len(), N as usize);
+    let visits = s.queue_visits() - before;
+    assert!(visits <= 4 * u64::from(N), "{visits} queue visits");
+}
+
+#[test]
+fn releasing_writers_blocked_on_the_session_queue_costs_linear_time() {
+    const N: usize = 65_536;
+    let p_cfg = cfg(Config::default(), |c| {
+        c.with_max_streams(N + 1)
+            .with_max_stream_queued(1)
+            .with_max_session_queued(1);
+    });
+    let mut s = Session::new(Role::Client, p_cfg, Instant::now()).unwrap();
+    let first = s.open().unwrap();
+    assert_eq!(s.write(first, b"x"), Ok(1));
+    let ids: Vec<StreamId> = (0..N).map(|_| s.open().unwrap()).collect();
+    for id in &ids {
+        assert_eq!(s.write(*id, b"y"), Err(StreamError::Blocked));
+    }
+    let before = s.queue_visits();
+    for id in &ids {
+        s.close_stream(*id);
+    }
+    let visits = s.queue_visits() - before;
+    assert!(visits <= 4 * N as u64, "{visits} queue visits");
+}
+
+#[test]
+fn the_stream_table_shrinks_after_a_burst() {
+    const N: u32 = 65_536;
+    let mut p = pair(cfg(Config::default(), |c| {
+        c.with_max_accept_backlog(N as usize);
+    }));
+    let idle = p.client.table_capacity();
+    let ids: Vec<StreamId> = (0..N).map(|_| p.client.open().unwrap()).collect();
+    p.drive();
+    while p.server.accept().is_some() {}
+    assert!(p.client.table_capacity() >= N as usize);
+    for id in ids {
+        p.client.close_stream(id);
+        p.server.close_stream(id);
+    }
+    p.drive();
+    assert_eq!((p.client.num_streams(), p.server.num_streams()), (0, 0));
+    for s in [&p.client, &p.server] {
+        assert!(
+            s.table_capacity() <= 2 * idle.max(64),
+            "{} entries kept",
+            s.table_capacity()
+        );
+    }
+}
+
+#[test]
+fn an_empty_zero_copy_write_leaves_the_fin_due() {
+    let mut p = pair(Config::default());
+    let id = p.client.open().unwrap();
+    assert_eq!(p.client.write_bytes(id, &mut Bytes::new()), Ok(0));
+    assert_eq!(p.client.write(id, b""), Ok(0));
+    p.client.shutdown(id).unwrap();
+    p.drive();
+    let got = p.server.accept().unwrap();
+    assert_eq!(p.server.read(got, &mut [0u8; 4]), Ok(0), "FIN arrived");
+}
+
+#[test]
+fn read_chunk_of_zero_takes_nothing() {
+    let mut p = pair(Config::default());
+    let id = p.client.open().unwrap();
+    p.drive();
+    let got = p.server.accept().unwrap();
+    assert_eq!(p.server.read_chunk(got, 0), Err(StreamError::Blocked));
+    p.client.write(id, b"abc").unwrap();
+    p.drive();
+    assert_eq!(p.server.read_chunk(got, 0), Ok(Some(Bytes::new())));
+    assert_eq!(p.server.stream_unread(got), Some(3));
+    assert_eq!(
+        p.server.read_chunk(got, 2),
+        Ok(Some(Bytes::from_static(b"ab")))
+    );
+    p.client.shutdown(id).unwrap();
+    p.drive();
+    assert_eq!(
+        p.server.read_chunk(got, 9),
+        Ok(Some(Bytes::from_static(b"c")))
+    );
+    assert_eq!(p.server.read_chunk(got, 0), Ok(Some(Bytes::new())));
+    assert_eq!(p.server.read_chunk(got, 9), Ok(None));
+}
+
+#[test]
+fn a_held_syn_is_refused_once_nothing_was_accepted_for_the_stall_timeout() {
+    let stall = Duration::from_millis(500);
+    let (mut s, now) = server(cfg(Config::default(), |c| {
+        c.with_max_accept_backlog(1)
+            .with_accept_stall_timeout(stall);
+    }));
+    s.set_hold_opens(true);
+    let mut input = BytesMut::new();
+    for id in [3u32, 5, 7] {
+        input.extend_from_slice(&wire(Version::V1, Cmd::Syn, id, b""));
+    }
+    let left = feed(&mut s, now, input.freeze());
+    assert!(s.is_holding_open() && !s.wants_input());
+    assert_eq!(s.poll_timeout(), Some(now + stall));
+    // An accept in time makes room: the held SYN is taken, the next one held, the timer
+    // starts again from the next hold.
+    let later = now + Duration::from_millis(400);
+    assert_eq!(s.accept(), Some(StreamId(3)));
+    assert_eq!(s.poll_timeout(), None);
+    let left = feed(&mut s, later, left);
+    assert!(s.is_holding_open());
+    assert_eq!(s.poll_timeout(), Some(later + stall));
+    // Nothing accepted for the timeout: the held SYN and those after it are refused.
+    s.handle_timeout(later + stall);
+    assert!(s.wants_input() && !s.is_holding_open());
+    assert!(feed(&mut s, later + stall, left).is_empty());
+    let out = transmits(&mut s, later + stall);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].0.cmd, out[0].0.stream_id), (Cmd::Fin, StreamId(7)));
+    // Accepting again brings holding back.
+    assert_eq!(s.accept(), Some(StreamId(5)));
+    feed(&mut s, later + stall, wire(Version::V1, Cmd::Syn, 9, b""));
+    feed(&mut s, later + stall, wire(Version::V1, Cmd::Syn, 11, b""));
+    assert!(s.is_holding_open());
 }

@@ -12,9 +12,11 @@ pub(crate) enum Timer {
     KeepAlive = 0,
     /// End the session if no header has arrived by then.
     KeepAliveTimeout = 1,
+    /// Refuse SYNs past the accept backlog if nothing has been accepted by then.
+    AcceptStall = 2,
 }
 
-const TIMER_COUNT: usize = 2;
+const TIMER_COUNT: usize = 3;
 
 /// Deadlines of the session-wide timers.
 #[derive(Debug, Default)]
@@ -29,6 +31,10 @@ impl TimerTable {
 
     pub fn get(&self, t: Timer) -> Option<Instant> {
         self.deadlines[t as usize]
+    }
+
+    pub fn stop(&mut self, t: Timer) {
+        self.deadlines[t as usize] = None;
     }
 
     pub fn stop_all(&mut self) {

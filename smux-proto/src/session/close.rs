@@ -1,0 +1,128 @@
+//! Ending things: half-close (`shutdown`), releasing a stream, the idle timeout's expiry,
+//! closing the session in order, and the session's end.
+
+use super::{Event, Session, State};
+use crate::decode::Decoder;
+use crate::error::{SessionEnd, StreamError};
+use crate::wire::StreamId;
+
+impl Session {
+    /// Finishes our direction of `id`: FIN goes out after the data already written; reads go
+    /// on. Idempotent.
+    pub fn shutdown(&mut self, id: StreamId) -> Result<(), StreamError> {
+        let ended = self.is_ended();
+        let s = self
+            .streams
+            .get(&id.0)
+            .filter(|s| !s.is_released())
+            .ok_or(StreamError::UnknownStream(id))?;
+        // Asked before: whatever became of the session since, the answer stands.
+        if s.fin_queued() {
+            return Ok(());
+        }
+        if ended {
+            return Err(StreamError::SessionEnded);
+        }
+        self.queue_fin(id);
+        Ok(())
+    }
+
+    /// Releases `id`: data already written still goes out, then FIN (unless sent already);
+    /// unread data is dropped and later data from the peer is discarded. The id is unknown to
+    /// every command afterwards. Releasing an unknown id does nothing.
+    pub fn close_stream(&mut self, id: StreamId) {
+        let ended = self.is_ended();
+        let Some(s) = self.streams.get_mut(&id.0).filter(|s| !s.is_released()) else {
+            return;
+        };
+        self.rx_held -= s.release();
+        self.accept_queue.leave(s);
+        self.sched.tx_blocked.leave(s);
+        let fin_sent = s.fin_sent();
+        self.accept_queue.tidy(&self.streams);
+        self.sched.tx_blocked.tidy(&self.streams);
+        if ended || fin_sent {
+            self.remove(id);
+            return;
+        }
+        self.return_credit(id);
+        self.queue_fin(id);
+    }
+
+    /// Closes the session: no new streams or writes; every open stream gets a FIN after its
+    /// queued data; once all of it has been handed out by [`Session::poll_transmit`], the
+    /// session ends with [`SessionEnd::Closed`] and the transport can be shut down.
+    pub fn close(&mut self) {
+        if self.state != State::Open {
+            return;
+        }
+        self.state = State::Closing;
+        let ids: Vec<u32> = self.streams.keys().copied().collect();
+        for id in ids {
+            let s = self.streams.get_mut(&id).expect("listed");
+            s.set_upd_pending(false);
+            self.queue_fin(StreamId(id));
+        }
+        // Streams never accepted have no owner to read them.
+        while let Some(id) = self.accept_queue.pop(&mut self.streams) {
+            self.close_stream(id);
+        }
+    }
+
+    /// Asks for FIN on `id` after its queued data, unless asked before.
+    fn queue_fin(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get_mut(&id.0) else {
+            return;
+        };
+        if s.queue_fin() && s.fin_due() {
+            self.sched.ctrl.push(id, s);
+        }
+    }
+
+    /// The idle timeout closes `id`: unread data is dropped, FIN follows queued data, reads
+    /// end and writes fail.
+    pub(super) fn expire(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get_mut(&id.0) else {
+            return;
+        };
+        self.rx_held -= s.expire();
+        self.return_credit(id);
+        self.queue_fin(id);
+        self.check_done(id);
+    }
+
+    /// Ends the session for `reason`, unless it has ended already.
+    pub(super) fn end(&mut self, reason: SessionEnd) {
+        if self.is_ended() {
+            return;
+        }
+        // A peer closing the transport after our close() drained is our orderly end.
+        let reason = match (&self.state, reason) {
+            (State::Closing, SessionEnd::PeerClosed) if !self.sched.has_output() => {
+                SessionEnd::Closed
+            }
+            (_, r) => r,
+        };
+        self.state = State::Ended(reason.clone());
+        self.timers.stop_all();
+        self.idle.clear();
+        self.sched.clear(&mut self.streams);
+        self.credit_wait.clear(&mut self.streams);
+        self.decoder = Decoder::default();
+        self.rx_held -= std::mem::take(&mut self.rx_reserved);
+        // Streams waiting in the accept queue stay there: what the peer sent on them before the
+        // end can still be accepted and read. Output is dropped with the transport.
+        let mut released = Vec::new();
+        for (id, s) in self.streams.iter_mut() {
+            self.tx_queued -= s.drop_tx();
+            if s.is_released() {
+                released.push(StreamId(*id));
+            }
+        }
+        for id in released {
+            self.remove(id);
+        }
+        debug_assert_eq!(self.tx_queued, 0);
+        self.events.push_back(Event::SessionEnded(reason));
+    }
+}

@@ -1,0 +1,187 @@
+//! Input: transport bytes in, frame by frame. A header is decoded once; the session decides
+//! whether its frame can be taken now, then routes it (SYN to admission, PSH to a stream's
+//! receive queue, FIN, UPD, NOP).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{Event, Session};
+use crate::decode::{Body, Complete};
+use crate::error::{ProtocolError, SessionEnd};
+use crate::frame::{decode_upd, Header};
+use crate::timer::Timer;
+use crate::wire::{Cmd, Version};
+
+/// What the session should do with a pending header.
+enum Step {
+    Done,
+    /// A limit is reached: keep the header and stop reading input.
+    Stall,
+}
+
+impl Session {
+    /// Takes bytes received from the transport at `now`. Consumes from the front of `input`
+    /// what it can: all of it, unless a frame has to wait for room (see
+    /// [`Session::wants_input`]); the rest stays in `input` for the next call. After the end,
+    /// input is dropped.
+    pub fn handle_input(&mut self, now: Instant, input: &mut Bytes) {
+        self.now = self.now.max(now);
+        let chunk_len = input.len();
+        loop {
+            if self.is_ended() {
+                input.clear();
+                return;
+            }
+            if self.decoder.in_body() {
+                if input.is_empty() {
+                    return;
+                }
+                if let Some(done) = self.decoder.body(input, chunk_len) {
+                    self.on_body(done, now);
+                }
+                continue;
+            }
+            match self.decoder.header(input, self.version()) {
+                None => return,
+                Some(Err(e)) => self.end(SessionEnd::Protocol(e)),
+                Some(Ok(h)) => match self.on_header(h, now) {
+                    Step::Done => {}
+                    Step::Stall => return,
+                },
+            }
+        }
+    }
+
+    /// The transport has no more input (the peer closed it). The session ends unless it has
+    /// already; an orderly end after our own [`Session::close`] is reported as such.
+    pub fn handle_eof(&mut self) {
+        self.end(SessionEnd::PeerClosed);
+    }
+
+    /// The transport failed. The session ends.
+    pub fn handle_transport_error(&mut self) {
+        self.end(SessionEnd::TransportFailed);
+    }
+
+    /// Whether the frame of header `h` must wait for room before it can be taken.
+    pub(super) fn would_stall(&self, h: &Header) -> bool {
+        match h.cmd {
+            Cmd::Syn => self.syn_stalls(h.stream_id),
+            Cmd::Psh if h.len > 0 => match self.streams.get(&h.stream_id.0) {
+                Some(s) if s.accepts_data() => self.data_stalls(s, h.len as usize),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// A frame header arrived at `now`: the keep-alive timeout counts from here.
+    fn heard_from_peer(&mut self, now: Instant) {
+        if let Some(t) = self.config.keep_alive_timeout() {
+            self.timers.set(Timer::KeepAliveTimeout, now + t);
+        }
+    }
+
+    fn on_header(&mut self, h: Header, now: Instant) -> Step {
+        if self.would_stall(&h) {
+            if h.cmd == Cmd::Syn {
+                self.hold_syn(now);
+            }
+            return Step::Stall;
+        }
+        self.heard_from_peer(now);
+        let id = h.stream_id;
+        match h.cmd {
+            // NOP on a non-zero stream is taken as keep-alive too, as Go does.
+            Cmd::Nop => self.decoder.take_header(),
+            Cmd::Syn => {
+                self.decoder.take_header();
+                if id.0 == 0 {
+                    self.end(ProtocolError::SynForStreamZero.into());
+                } else {
+                    self.on_syn(id, now);
+                }
+            }
+            Cmd::Fin => {
+                self.decoder.take_header();
+                self.on_fin(id);
+            }
+            Cmd::Upd => self.decoder.begin_body(Body::Upd { id }),
+            Cmd::Psh => {
+                let len = h.len as usize;
+                let body = match self.streams.get(&id.0) {
+                    Some(s) if len > 0 && s.accepts_data() => {
+                        let unread = s.unread() + len;
+                        if self.version() == Version::V2 && unread > s.credit() {
+                            self.decoder.take_header();
+                            let allowed = s.credit();
+                            self.end(
+                                ProtocolError::WindowExceeded {
+                                    stream_id: id,
+                                    unread,
+                                    allowed,
+                                }
+                                .into(),
+                            );
+                            return Step::Done;
+                        }
+                        // Charged now: the body's allocation is made as it arrives.
+                        self.rx_reserved = s.rx_cost(len);
+                        self.rx_held += self.rx_reserved;
+                        Body::Data { id, len }
+                    }
+                    // Unknown, finished or released stream, or an empty PSH: read and drop,
+                    // with no reply.
+                    _ => Body::Discard { len },
+                };
+                self.decoder.begin_body(body);
+            }
+        }
+        Step::Done
+    }
+
+    /// The peer's FIN: reads end after the unread data; in version 2 the peer is owed nothing
+    /// more on the stream.
+    fn on_fin(&mut self, id: crate::wire::StreamId) {
+        let Some(s) = self.streams.get_mut(&id.0) else {
+            return;
+        };
+        if !s.recv_fin() {
+            return;
+        }
+        if !s.is_released() && !s.closed_reported() {
+            self.events.push_back(Event::Finished(id));
+        }
+        self.return_credit(id);
+        self.check_done(id);
+    }
+
+    fn on_body(&mut self, done: Complete, now: Instant) {
+        match done {
+            Complete::Discarded => {}
+            Complete::Upd { id, payload } => {
+                let (consumed, window) = decode_upd(&payload);
+                if let Some(s) = self.streams.get_mut(&id.0) {
+                    s.apply_upd(consumed, window);
+                    self.wake_writer(id);
+                }
+            }
+            Complete::Data { id, data } => {
+                self.rx_held -= std::mem::take(&mut self.rx_reserved);
+                // A stream released or expired while its payload was arriving drops it.
+                if let Some(s) = self.streams.get_mut(&id.0).filter(|s| s.accepts_data()) {
+                    if s.last_activity.is_some() {
+                        s.last_activity = Some(now);
+                    }
+                    let before = s.rx_memory();
+                    let was_empty = s.push_rx(data);
+                    self.rx_held += s.rx_memory() - before;
+                    if was_empty {
+                        self.events.push_back(Event::Readable(id));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Receiving: reads by the application, the receive budget, and (version 2) the windows we
+//! advertise.
+//!
+//! Version 1 has no windows: unread data is limited per stream and per session, and a frame
+//! that would go above a limit waits, with the input behind it, until the application reads.
+//!
+//! Version 2 never stops reading a peer that keeps to our windows: a peer whose UPDs we do not
+//! read can deadlock with us (DESIGN.md). Memory is bounded by what we let the peer send
+//! instead. Each stream has a credit, what the peer may still send on it (the edge we allowed,
+//! minus what the application has read); `credit_owed` is their sum. A fresh stream starts
+//! with the protocol's initial window, which we cannot refuse. A window grows (an UPD moves
+//! the edge right) only while `credit_owed` stays within `max_session_unread`, except that
+//! every stream may have [`MIN_CREDIT`] so that idle streams holding open windows cannot starve
+//! the rest; a stream whose window could not grow waits in `credit_wait` for the budget to free
+//! up, first come first served. The edge never moves left.
+
+use bytes::Bytes;
+
+/// Version 2: the window every stream may have whatever the budget says (one full frame and a
+/// little more), so that open but idle windows cannot starve the other streams. Unread data is
+/// therefore bounded by the budget plus this much per stream, once the initial windows (which
+/// the protocol gives every fresh stream) are used.
+pub(crate) const MIN_CREDIT: usize = 64 * 1024;
+
+use super::{Session, State};
+use crate::error::StreamError;
+use crate::stream::Stream;
+use crate::wire::{StreamId, Version};
+
+impl Session {
+    /// Copies unread data of `id` into `buf`. `Ok(0)` for a non-empty `buf` is the end of the
+    /// stream (the peer's FIN, or the idle timeout); [`StreamError::Blocked`] means nothing is
+    /// there yet ([`Event::Readable`](crate::Event) follows); [`StreamError::SessionEnded`]
+    /// means the session ended before the peer finished the stream.
+    pub fn read(&mut self, id: StreamId, buf: &mut [u8]) -> Result<usize, StreamError> {
+        self.readable(id)?;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let s = self.streams.get_mut(&id.0).expect("checked by readable");
+        let before = s.rx_memory();
+        let n = s.read_into(buf);
+        self.after_read(id, before, n);
+        Ok(n)
+    }
+
+    /// Takes up to `max` unread bytes of `id` without copying. `Ok(None)` is the end of the
+    /// stream; errors as for [`Session::read`]. A `max` of 0 takes nothing: like a read into
+    /// an empty buffer, it returns `Ok(Some(empty))` at once when there is data or an end to
+    /// report, and the same errors otherwise.
+    pub fn read_chunk(&mut self, id: StreamId, max: usize) -> Result<Option<Bytes>, StreamError> {
+        self.readable(id)?;
+        if max == 0 {
+            return Ok(Some(Bytes::new()));
+        }
+        let s = self.streams.get_mut(&id.0).expect("checked by readable");
+        let before = s.rx_memory();
+        match s.read_chunk(max) {
+            Some(chunk) => {
+                self.after_read(id, before, chunk.len());
+                Ok(Some(chunk))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `id` has data or its end to report; errors if neither will ever come.
+    fn readable(&self, id: StreamId) -> Result<(), StreamError> {
+        let s = self
+            .streams
+            .get(&id.0)
+            .filter(|s| !s.is_released())
+            .ok_or(StreamError::UnknownStream(id))?;
+        if s.has_unread() || s.fin_recv() || s.is_expired() {
+            Ok(())
+        } else if self.is_ended() {
+            Err(StreamError::SessionEnded)
+        } else {
+            Err(StreamError::Blocked)
+        }
+    }
+
+    /// Gives back the memory a read freed (the stream held `before`) and, in version 2, counts
+    /// the `n` bytes consumed and lets the window grow.
+    fn after_read(&mut self, id: StreamId, before: usize, n: usize) {
+        let s = self
+            .streams
+            .get_mut(&id.0)
+            .expect("read from a live stream");
+        self.rx_held -= before - s.rx_memory();
+        if self.config.version() == Version::V1 || n == 0 {
+            return;
+        }
+        if s.fin_recv() {
+            // Its credit was returned with the FIN.
+            return;
+        }
+        s.note_consumed(n);
+        self.credit_owed -= n;
+        if self.state == State::Open && s.grant_due(self.config.stream_window() as usize) {
+            self.grow_window(id);
+        }
+        self.serve_credit_waiters();
+    }
+
+    /// Whether `len` more unread bytes on `s` must wait. Only in version 1: the session budget
+    /// is full, or the stream's share is.
+    pub(super) fn data_stalls(&self, s: &Stream, len: usize) -> bool {
+        self.config.version() == Version::V1
+            && (s.unread() + len > self.config.max_stream_unread()
+                || self.rx_held + s.rx_cost(len) > self.config.max_session_unread())
+    }
+
+    /// Version 2: moves `id`'s edge towards `stream_window` past what was read, as far as the
+    /// budget allows, and queues the UPD that says so. Every stream may have [`MIN_CREDIT`]
+    /// whatever the budget says, so that streams whose windows are open but idle cannot starve
+    /// the others. A stream that got less than it wanted waits for the budget. Returns whether
+    /// it got all it wanted.
+    fn grow_window(&mut self, id: StreamId) -> bool {
+        let room = self
+            .config
+            .max_session_unread()
+            .saturating_sub(self.credit_owed);
+        let window = self.config.stream_window() as usize;
+        let s = self.streams.get_mut(&id.0).expect("a live stream");
+        let wanted = window.saturating_sub(s.credit());
+        let floor = MIN_CREDIT.min(window).saturating_sub(s.credit());
+        let extra = wanted.min(room.max(floor));
+        // Growing by a sliver costs an UPD for little: wait for room worth sending.
+        let worth = extra == wanted || extra >= (window / 4).min(MIN_CREDIT);
+        if extra > 0 && worth {
+            s.grant(extra);
+            self.credit_owed += extra;
+            s.set_upd_pending(true);
+            self.sched.ctrl.push(id, s);
+        }
+        let done = extra == wanted && worth;
+        if !done {
+            self.credit_wait.push(id, s);
+        }
+        done
+    }
+
+    /// Version 2: once the budget has room again, grows the windows of the streams waiting
+    /// for it, oldest first.
+    fn serve_credit_waiters(&mut self) {
+        let quarter = self.config.stream_window() as usize / 4;
+        while self.credit_owed + quarter <= self.config.max_session_unread() {
+            let Some(id) = self.credit_wait.pop(&mut self.streams) else {
+                return;
+            };
+            if !self.grow_window(id) {
+                return;
+            }
+        }
+    }
+
+    /// Version 2: `id` takes no more data (the peer's FIN, release, expiry): the credit it
+    /// held goes back to the budget.
+    pub(super) fn return_credit(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get_mut(&id.0) else {
+            return;
+        };
+        self.credit_owed -= s.take_credit();
+        self.credit_wait.leave(s);
+        self.credit_wait.tidy(&self.streams);
+        if self.config.version() == Version::V2 {
+            self.serve_credit_waiters();
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Sending: writes by the application, the send budget, writers waiting for room, and the
+//! frames handed out in the scheduler's order.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{Event, Session, State, Transmit};
+use crate::error::{SessionEnd, StreamError};
+use crate::frame::encode_upd;
+use crate::scheduler::Next;
+use crate::wire::{Cmd, StreamId, Version};
+
+impl Session {
+    /// Queues bytes from `data` for sending and returns how many were taken: as many as the
+    /// stream's and the session's output limits and (version 2) the peer's window allow, so
+    /// nothing taken ever waits on the peer's window. [`StreamError::Blocked`] when none fit;
+    /// [`Event::Writable`] follows when room appears. The bytes are copied in frame-sized
+    /// pieces (small writes join the piece before), so memory held for unsent data stays
+    /// close to what is queued.
+    pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, StreamError> {
+        let n = self.write_room_for(id, data.len())?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let frame = self.config.max_frame_size();
+        let s = self.streams.get_mut(&id.0).expect("checked by write_room");
+        s.push_tx_copy(&data[..n], frame);
+        self.after_queue(id, n);
+        Ok(n)
+    }
+
+    /// Like [`Session::write`], taking the front of `data` without copying; what was taken is
+    /// split off `data` (and shares its allocation until sent).
+    pub fn write_bytes(&mut self, id: StreamId, data: &mut Bytes) -> Result<usize, StreamError> {
+        let n = self.write_room_for(id, data.len())?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let s = self.streams.get_mut(&id.0).expect("checked by write_room");
+        s.push_tx(data.split_to(n));
+        self.after_queue(id, n);
+        Ok(n)
+    }
+
+    /// How many of `len` bytes `id` can queue now; `Blocked` (and a `Writable` owed) when none.
+    fn write_room_for(&mut self, id: StreamId, len: usize) -> Result<usize, StreamError> {
+        let room = self.write_room(id)?;
+        if len == 0 {
+            return Ok(0);
+        }
+        if room == 0 {
+            return Err(self.block_writer(id));
+        }
+        Ok(room.min(len))
+    }
+
+    fn write_room(&self, id: StreamId) -> Result<usize, StreamError> {
+        let s = self
+            .streams
+            .get(&id.0)
+            .filter(|s| !s.is_released())
+            .ok_or(StreamError::UnknownStream(id))?;
+        if self.is_ended() {
+            return Err(StreamError::SessionEnded);
+        }
+        if s.fin_queued() || s.is_expired() {
+            return Err(StreamError::Finished);
+        }
+        let c = &self.config;
+        let mut room = c
+            .max_stream_queued()
+            .saturating_sub(s.queued())
+            .min(c.max_session_queued().saturating_sub(self.tx_queued));
+        if c.version() == Version::V2 {
+            room = room.min(s.send_window());
+        }
+        Ok(room)
+    }
+
+    fn block_writer(&mut self, id: StreamId) -> StreamError {
+        let session_full = self.tx_queued >= self.config.max_session_queued();
+        if let Some(s) = self.streams.get_mut(&id.0) {
+            s.set_write_blocked(true);
+            if session_full {
+                self.sched.tx_blocked.push(id, s);
+            }
+        }
+        StreamError::Blocked
+    }
+
+    /// `n` bytes were queued on `id`: it is ready to send.
+    fn after_queue(&mut self, id: StreamId, n: usize) {
+        self.tx_queued += n;
+        let s = self
+            .streams
+            .get_mut(&id.0)
+            .expect("queued on a live stream");
+        self.sched.ready.push(id, s);
+    }
+
+    /// The next frame to write to the transport, or `None` when there is nothing to send.
+    /// Order: NOP and control frames (refusals, then each stream's SYN, UPD and due FIN)
+    /// first, then one data frame per stream in turn. A stream's FIN always follows its data.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.now = self.now.max(now);
+        if self.is_ended() {
+            return None;
+        }
+        let v = self.version();
+        while let Some(next) = self.sched.next(&mut self.streams) {
+            let t = match next {
+                Next::Nop => Some(Transmit::new(v, Cmd::Nop, StreamId(0), Bytes::new())),
+                Next::Refusal(id) => Some(Transmit::new(v, Cmd::Fin, id, Bytes::new())),
+                Next::Ctrl(id) => self.ctrl_frame(id, now),
+                Next::Data(id) => self.data_frame(id, now),
+            };
+            if t.is_some() {
+                return t;
+            }
+        }
+        if self.state == State::Closing {
+            self.end(SessionEnd::Closed);
+        }
+        None
+    }
+
+    /// The next control frame `id` owes: SYN, then UPD, then a due FIN, after which it leaves
+    /// the control queue.
+    fn ctrl_frame(&mut self, id: StreamId, now: Instant) -> Option<Transmit> {
+        let v = self.version();
+        let s = self
+            .streams
+            .get_mut(&id.0)
+            .expect("the scheduler checked it");
+        if s.take_syn() {
+            if self.config.idle_timeout().is_some() {
+                s.last_activity = Some(now);
+                self.arm_idle(id, now);
+            }
+            return Some(Transmit::new(v, Cmd::Syn, id, Bytes::new()));
+        }
+        // An UPD for a stream that takes no more data would tell nothing.
+        if s.take_upd() && s.accepts_data() {
+            let upd = encode_upd(s.consumed(), s.credit() as u32);
+            return Some(Transmit::new(v, Cmd::Upd, id, Bytes::copy_from_slice(&upd)));
+        }
+        self.sched.ctrl.pop(&mut self.streams);
+        let s = self.streams.get_mut(&id.0).expect("still there");
+        if !s.fin_due() {
+            return None;
+        }
+        s.mark_fin_sent();
+        if s.is_released() {
+            self.remove(id);
+        } else {
+            self.check_done(id);
+        }
+        Some(Transmit::new(v, Cmd::Fin, id, Bytes::new()))
+    }
+
+    /// One data frame of `id`, which has just left the ready queue.
+    fn data_frame(&mut self, id: StreamId, now: Instant) -> Option<Transmit> {
+        let s = self
+            .streams
+            .get_mut(&id.0)
+            .expect("the scheduler checked it");
+        let payload = s.pop_tx(self.config.max_frame_size())?;
+        if s.last_activity.is_some() {
+            s.last_activity = Some(now);
+        }
+        if s.queued() > 0 {
+            self.sched.ready.push(id, s);
+        } else if s.fin_due() {
+            self.sched.ctrl.push(id, s);
+        }
+        self.tx_queued -= payload.len();
+        self.wake_writer(id);
+        self.wake_session_blocked();
+        Some(Transmit::new(self.version(), Cmd::Psh, id, payload))
+    }
+
+    /// Reports `Writable` if `id` was refused a write and now has room.
+    pub(super) fn wake_writer(&mut self, id: StreamId) {
+        let Ok(room) = self.write_room(id) else {
+            return;
+        };
+        let (half_stream, session_full) = (
+            self.config.max_stream_queued() / 2,
+            self.tx_queued >= self.config.max_session_queued(),
+        );
+        let v2 = self.version() == Version::V2;
+        let Some(s) = self.streams.get_mut(&id.0) else {
+            return;
+        };
+        if !s.write_blocked() {
+            return;
+        }
+        // Wake at half a queue free, so one event covers many writes.
+        if room > 0 && (s.queued() <= half_stream || v2) {
+            s.set_write_blocked(false);
+            self.events.push_back(Event::Writable(id));
+        } else if session_full {
+            // Room will come from the session queue draining: wait with the others there.
+            self.sched.tx_blocked.push(id, s);
+        }
+    }
+
+    /// Once half the session's output queue is free, wakes the streams it refused.
+    fn wake_session_blocked(&mut self) {
+        if self.sched.tx_blocked.is_empty() || self.tx_queued > self.config.max_session_queued() / 2
+        {
+            return;
+        }
+        while let Some(id) = self.sched.tx_blocked.pop(&mut self.streams) {
+            let s = self.streams.get_mut(&id.0).expect("popped a live stream");
+            if s.write_blocked() {
+                s.set_write_blocked(false);
+                self.events.push_back(Event::Writable(id));
+            }
+        }
+    }
+}
