@@ -48,9 +48,10 @@ fn copy_speed() -> f64 {
 
 /// Moves `TOTAL` bytes client to server over `streams` streams; returns GiB/s.
 fn pair_speed(version: Version, streams: usize) -> f64 {
-    let config = Config {
-        version,
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.with_version(version);
+        c
     };
     let mut p = Pair::new(config.clone(), config, Instant::now()).unwrap();
     let ids: Vec<StreamId> = (0..streams).map(|_| p.client.open().unwrap()).collect();

@@ -59,13 +59,14 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn ten_thousand_one_byte_payloads_stay_within_the_budget() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const STREAMS: u32 = 10_000;
-    let config = Config {
-        max_streams: 20_000,
-        max_accept_backlog: 20_000,
-        max_session_unread: 512 * 1024,
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.with_max_streams(20_000)
+            .with_max_accept_backlog(20_000)
+            .with_max_session_unread(512 * 1024);
+        c
     };
-    let budget = config.max_session_unread;
+    let budget = config.max_session_unread();
     let now = Instant::now();
     let mut s = Session::new(Role::Server, config, now).unwrap();
     let ids = || (0..STREAMS).map(|i| 3 + 2 * i);
@@ -107,17 +108,19 @@ fn input_is_consumed(s: &Session, streams: u32) -> bool {
 #[test]
 fn a_peer_cannot_make_tiny_payloads_exceed_the_budget() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let config = Config {
-        max_session_unread: 256 * 1024,
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.with_max_session_unread(256 * 1024);
+        c
     };
-    let budget = config.max_session_unread;
+    let budget = config.max_session_unread();
     let now = Instant::now();
     let mut s = Session::new(Role::Server, config, now).unwrap();
     s.handle_input(now, &mut frames(Cmd::Syn, std::iter::once(3), b""));
     drain(&mut s);
     let before = LIVE.load(Ordering::Relaxed);
-    let mut input = frames(Cmd::Psh, std::iter::repeat_n(3, 100_000), b"y");
+    // More one-byte payloads than the budget holds, even coalesced.
+    let mut input = frames(Cmd::Psh, std::iter::repeat_n(3, 400_000), b"y");
     s.handle_input(now, &mut input);
     drain(&mut s);
     assert!(
@@ -127,9 +130,15 @@ fn a_peer_cannot_make_tiny_payloads_exceed_the_budget() {
     drop(input);
     let held = LIVE.load(Ordering::Relaxed) - before;
     assert!(!s.wants_input());
+    eprintln!("measured {held} bytes, charged {}", s.unread_held());
     assert!(s.unread_held() <= budget);
+    // The allocator counts the whole process: the test harness's own threads (printing the
+    // other test's result) can add a little.
     assert!(
-        held as usize <= budget,
+        held as usize <= budget + HARNESS_NOISE,
         "allocated {held} > budget {budget}"
     );
 }
+
+/// What libtest's other threads may allocate while a measurement runs.
+const HARNESS_NOISE: usize = 4096;

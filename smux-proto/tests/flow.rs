@@ -54,9 +54,10 @@ fn run(config: Config) -> (Pair, StreamId, usize) {
 
 #[test]
 fn v2_a_reader_that_never_reads_does_not_stop_another_stream() {
-    let (p, stuck, got) = run(Config {
-        version: Version::V2,
-        ..Config::default()
+    let (p, stuck, got) = run({
+        let mut c = Config::default();
+        c.with_version(Version::V2);
+        c
     });
     assert_eq!(got, TOTAL);
     let held = p.server.stream_unread(stuck).unwrap();
@@ -67,7 +68,7 @@ fn v2_a_reader_that_never_reads_does_not_stop_another_stream() {
 #[test]
 fn v1_the_same_scenario_stalls_with_memory_held_at_the_budget() {
     let config = Config::default();
-    let budget = config.max_session_unread;
+    let budget = config.max_session_unread();
     let (p, stuck, got) = run(config);
     assert!(
         got < TOTAL,

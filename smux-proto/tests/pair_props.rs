@@ -258,19 +258,29 @@ impl Model {
     fn check_limits(&self) {
         let c = &self.config;
         for s in [&self.pair.client, &self.pair.server] {
+            // Version 1 stops reading at the budget; version 2 never stops reading a peer within
+            // its windows and bounds what the windows let it send instead (the initial window
+            // of each stream is the protocol's, not ours to refuse).
+            match c.version() {
+                Version::V1 => assert!(
+                    s.unread_held() <= c.max_session_unread(),
+                    "receive budget exceeded"
+                ),
+                _ => assert!(
+                    s.credit_owed()
+                        <= c.max_session_unread() + s.num_streams() * INITIAL_PEER_WINDOW as usize,
+                    "windows granted past the budget"
+                ),
+            }
             assert!(
-                s.unread_held() <= c.max_session_unread,
-                "receive budget exceeded"
-            );
-            assert!(
-                s.queued_bytes() <= c.max_session_queued,
+                s.queued_bytes() <= c.max_session_queued(),
                 "output queue exceeded"
             );
             for id in &self.streams {
                 if let Some(u) = s.stream_unread(*id) {
-                    let limit = match c.version {
-                        Version::V1 => c.max_stream_unread,
-                        Version::V2 => c.stream_window.max(INITIAL_PEER_WINDOW) as usize,
+                    let limit = match c.version() {
+                        Version::V1 => c.max_stream_unread(),
+                        Version::V2 => c.stream_window().max(INITIAL_PEER_WINDOW) as usize,
                     };
                     assert!(u <= limit, "stream {id} holds {u} > {limit}");
                 }
@@ -336,21 +346,22 @@ fn run(config: &Config, ops: &[Op], chunk: usize) -> BTreeMap<(u32, u8), Dir> {
 }
 
 fn config(version: Version, small: bool, keep_alive: bool) -> Config {
-    let mut c = Config {
-        version,
-        ..Config::default()
+    let mut c = {
+        let mut c = Config::default();
+        c.with_version(version);
+        c
     };
     if small {
-        c.max_frame_size = 4096;
-        c.stream_window = 65_535;
-        c.max_stream_unread = 65_535;
-        c.max_session_unread = 200_000;
-        c.max_stream_queued = 100_000;
-        c.max_session_queued = 300_000;
+        c.with_max_frame_size(4096);
+        c.with_stream_window(65_535);
+        c.with_max_stream_unread(65_535);
+        c.with_max_session_unread(200_000);
+        c.with_max_stream_queued(100_000);
+        c.with_max_session_queued(300_000);
     }
     if keep_alive {
-        c.keep_alive_interval = Some(Duration::from_secs(1));
-        c.keep_alive_timeout = Some(Duration::from_secs(5));
+        c.with_keep_alive_interval(Some(Duration::from_secs(1)));
+        c.with_keep_alive_timeout(Some(Duration::from_secs(5)));
     }
     c
 }
