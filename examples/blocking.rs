@@ -222,11 +222,12 @@ fn run(role: Role, mut sock: TcpStream, config: Config) -> io::Result<Summary> {
 }
 
 fn main() -> io::Result<()> {
-    let config = Config {
-        version: Version::V2,
-        keep_alive_interval: Some(Duration::from_secs(1)),
-        keep_alive_timeout: Some(Duration::from_secs(5)),
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.with_version(Version::V2)
+            .with_keep_alive_interval(Some(Duration::from_secs(1)))
+            .with_keep_alive_timeout(Some(Duration::from_secs(5)));
+        c
     };
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use smux_proto::{Config, Header, Role, Session, StreamId, Version};
+use smux_proto::{Config, Header, Role, Session, StreamId, Version, INITIAL_PEER_WINDOW};
 
 /// Every 8-byte window of `data` decoded as a header of either version: decoding never
 /// panics, and a header that decodes encodes back to the same bytes.
@@ -45,20 +45,21 @@ impl Input<'_> {
 
 /// Small limits, so that a short input reaches them.
 fn small_config(version: Version, timers: bool) -> Config {
-    Config {
-        version,
-        max_frame_size: 1024,
-        stream_window: 65_535,
-        max_stream_unread: 65_535,
-        max_session_unread: 100_000,
-        max_accept_backlog: 4,
-        max_streams: 8,
-        max_stream_queued: 4096,
-        max_session_queued: 16_384,
-        max_pending_refusals: 4,
-        keep_alive_interval: timers.then(|| Duration::from_secs(1)),
-        keep_alive_timeout: timers.then(|| Duration::from_secs(3)),
-        idle_timeout: timers.then(|| Duration::from_secs(2)),
+    {
+        let mut c = Config::default();
+        c.with_version(version)
+            .with_max_frame_size(1024)
+            .with_stream_window(65_535)
+            .with_max_stream_unread(65_535)
+            .with_max_session_unread(100_000)
+            .with_max_accept_backlog(4)
+            .with_max_streams(8)
+            .with_max_stream_queued(4096)
+            .with_max_session_queued(16_384)
+            .with_keep_alive_interval(timers.then(|| Duration::from_secs(1)))
+            .with_keep_alive_timeout(timers.then(|| Duration::from_secs(3)))
+            .with_idle_timeout(timers.then(|| Duration::from_secs(2)));
+        c
     }
 }
 
@@ -145,13 +146,19 @@ pub fn session(data: &[u8]) {
         // fill up too.
         if op & 0x80 == 0 {
             while let Some(t) = s.poll_transmit(now) {
-                assert!(t.payload.len() <= config.max_frame_size.max(8));
+                assert!(t.payload.len() <= config.max_frame_size().max(8));
             }
         }
         while s.poll_event().is_some() {}
-        assert!(s.unread_held() <= config.max_session_unread);
-        assert!(s.queued_bytes() <= config.max_session_queued);
-        assert!(s.num_streams() <= config.max_streams);
+        match config.version() {
+            Version::V1 => assert!(s.unread_held() <= config.max_session_unread()),
+            _ => assert!(
+                s.credit_owed()
+                    <= config.max_session_unread() + s.num_streams() * INITIAL_PEER_WINDOW as usize
+            ),
+        }
+        assert!(s.queued_bytes() <= config.max_session_queued());
+        assert!(s.num_streams() <= config.max_streams());
         assert!(
             !(s.is_holding_open() && s.wants_input()),
             "a held SYN stops input"

@@ -66,7 +66,6 @@ struct Limits {
     streams: u8,
     stream_queued: u16,
     session_queued: u16,
-    refusals: u8,
     timers: u8,
     keep_alive_ms: u16,
     idle_ms: u16,
@@ -77,26 +76,30 @@ impl Limits {
         let keep_alive = self.timers & 1 != 0;
         let interval = Duration::from_millis(1 + u64::from(self.keep_alive_ms % 5000));
         let stream_queued = 1 + usize::from(self.stream_queued % 8192);
-        let c = Config {
-            version,
-            max_frame_size: if self.frame >= 0xf000 {
-                65_535
-            } else {
-                1 + usize::from(self.frame % 2048)
-            },
-            keep_alive_interval: keep_alive.then_some(interval),
-            keep_alive_timeout: keep_alive
-                .then(|| interval * (1 + u32::from((self.timers >> 4) & 3))),
-            idle_timeout: (self.timers & 2 != 0)
-                .then(|| Duration::from_millis(1 + u64::from(self.idle_ms % 10_000))),
-            stream_window: 65_535 + u32::from(self.window),
-            max_stream_unread: 65_535 + usize::from(self.stream_unread),
-            max_session_unread: 65_535 + 64 + (self.session_unread % 200_000) as usize,
-            max_accept_backlog: 1 + usize::from(self.backlog % 4),
-            max_streams: 1 + usize::from(self.streams % 8),
-            max_stream_queued: stream_queued,
-            max_session_queued: stream_queued + usize::from(self.session_queued % 16_384),
-            max_pending_refusals: 1 + usize::from(self.refusals % 4),
+        let c = {
+            let mut c = Config::default();
+            c.with_version(version)
+                .with_max_frame_size(if self.frame >= 0xf000 {
+                    65_535
+                } else {
+                    1 + usize::from(self.frame % 2048)
+                })
+                .with_keep_alive_interval(keep_alive.then_some(interval))
+                .with_keep_alive_timeout(
+                    keep_alive.then(|| interval * (1 + u32::from((self.timers >> 4) & 3))),
+                )
+                .with_idle_timeout(
+                    (self.timers & 2 != 0)
+                        .then(|| Duration::from_millis(1 + u64::from(self.idle_ms % 10_000))),
+                )
+                .with_stream_window(65_535 + u32::from(self.window))
+                .with_max_stream_unread(65_535 + usize::from(self.stream_unread))
+                .with_max_session_unread(65_535 + 64 + (self.session_unread % 200_000) as usize)
+                .with_max_accept_backlog(1 + usize::from(self.backlog % 4))
+                .with_max_streams(1 + usize::from(self.streams % 8))
+                .with_max_stream_queued(stream_queued)
+                .with_max_session_queued(stream_queued + usize::from(self.session_queued % 16_384));
+            c
         };
         c.validate().expect("the fuzz config is valid");
         c
@@ -327,7 +330,7 @@ impl Model {
     }
 
     fn open(&mut self, side: Side) {
-        let max_streams = self.session_config(side).max_streams;
+        let max_streams = self.session_config(side).max_streams();
         let s = self.pair.session(side);
         let before = s.num_streams();
         match s.open() {
@@ -646,7 +649,7 @@ impl Model {
             }
             Event::Closed(id) => {
                 let id = *id;
-                let idle = self.session_config(side).idle_timeout.is_some();
+                let idle = self.session_config(side).idle_timeout().is_some();
                 let v = self.live_view(side, id, e);
                 assert!(!v.closed, "Closed({id}) twice");
                 v.closed = true;
@@ -693,13 +696,16 @@ impl Model {
     fn check_limits(&mut self) {
         for side in [Side::Client, Side::Server] {
             let c = self.configs[idx(side)].clone();
-            let stream_limit = match c.version {
-                Version::V1 => c.max_stream_unread,
-                Version::V2 => (c.stream_window.max(INITIAL_PEER_WINDOW)) as usize,
+            let stream_limit = match c.version() {
+                Version::V1 => c.max_stream_unread(),
+                Version::V2 => (c.stream_window().max(INITIAL_PEER_WINDOW)) as usize,
             };
             // A link takes frames while it holds less than its capacity (which may have just
             // shrunk): one frame over, at most.
-            let link_limit = self.pair.link_capacity.saturating_add(8 + c.max_frame_size);
+            let link_limit = self
+                .pair
+                .link_capacity
+                .saturating_add(8 + c.max_frame_size());
             let in_flight = self.pair.in_flight(side);
             let before = std::mem::replace(&mut self.in_flight[idx(side)], in_flight);
             assert!(in_flight <= before.max(link_limit), "link over capacity");
@@ -711,9 +717,18 @@ impl Model {
                 .map(|(_, id)| *id)
                 .collect();
             let s = self.pair.session(side);
-            assert!(s.unread_held() <= c.max_session_unread, "receive budget");
-            assert!(s.queued_bytes() <= c.max_session_queued, "output queue");
-            assert!(s.num_streams() <= c.max_streams, "stream limit");
+            match c.version() {
+                Version::V1 => assert!(s.unread_held() <= c.max_session_unread(), "receive budget"),
+                // Version 2 never stops reading a peer within its windows: the windows are what
+                // is bounded (each stream's initial one is the protocol's).
+                _ => assert!(
+                    s.credit_owed()
+                        <= c.max_session_unread() + s.num_streams() * INITIAL_PEER_WINDOW as usize,
+                    "windows granted past the budget"
+                ),
+            }
+            assert!(s.queued_bytes() <= c.max_session_queued(), "output queue");
+            assert!(s.num_streams() <= c.max_streams(), "stream limit");
             assert_eq!(s.is_ended(), ended_seen, "SessionEnded reported once");
             if s.is_ended() {
                 assert_eq!(s.poll_timeout(), None, "timers after the end");
@@ -761,31 +776,10 @@ impl Model {
                 }
             }
             if progress == 0 {
-                if self.pair.link_capacity != usize::MAX && self.mutual_refusal_stall() {
-                    // A known limit of the design, not checked here: see `mutual_refusal_stall`.
-                    // With links that take everything, all the rest must still hold.
-                    self.pair.link_capacity = usize::MAX;
-                    continue;
-                }
                 return;
             }
         }
         panic!("the pair did not settle in {MAX_SETTLE_ROUNDS} rounds");
-    }
-
-    /// Both sessions stopped reading because their queue of FINs refusing the peer's SYNs is
-    /// full (`max_pending_refusals`), and neither can send those FINs because its link is full,
-    /// the peer not reading either. The bounded refusal queue is the defence against a peer
-    /// that floods SYNs without reading; two sessions that refuse each other's streams while
-    /// both links are full meet it together and stop. Recognised by: both stalled while
-    /// holding no unread data (so the stall is not the receive budget), both with output, both
-    /// links at capacity.
-    fn mutual_refusal_stall(&mut self) -> bool {
-        [Side::Client, Side::Server].into_iter().all(|side| {
-            let full = self.pair.in_flight(side) >= self.pair.link_capacity;
-            let s = self.pair.session(side);
-            full && !s.is_ended() && !s.wants_input() && s.unread_held() == 0 && s.has_output()
-        })
     }
 
     /// After `settle`: what must have arrived did.

@@ -1075,13 +1075,30 @@ impl Harness {
 /// check of the output).
 const DRIVER_OVERHEAD: usize = 4 << 20;
 
+/// What `async-io`'s reactor may keep of a timer that was armed and dropped (its queue of timer
+/// operations allocates on the thread that arms a timer and may free on another). A leaked
+/// session, stream or buffer is far larger.
+const TIMER_SLACK: isize = 256;
+
+/// `async-io` builds its timer reactor on first use and keeps it for the life of the process:
+/// build it before counting, so that a first timer (the accept-stall timeout of a SYN held
+/// for the backlog) is not taken for a leak.
+fn start_timer_reactor() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let mut timer = async_io::Timer::after(std::time::Duration::from_secs(3600));
+        let _ = Pin::new(&mut timer).poll(&mut Context::from_waker(Waker::noop()));
+    });
+}
+
 /// The `worker` target body.
 pub fn worker(data: &[u8]) {
+    start_timer_reactor();
     let start = live();
     run(data);
     let leaked = live() - start;
-    assert_eq!(
-        leaked, 0,
+    assert!(
+        leaked <= TIMER_SLACK,
         "{leaked} bytes still held after everything was dropped"
     );
 }

@@ -111,6 +111,22 @@ macro_rules! define_builder {
                 self
             }
 
+            /// How long a peer SYN past a full accept backlog waits while the acceptor accepts
+            /// nothing. While it waits, the session reads no further input; once nothing has
+            /// been accepted for this long, SYNs past the backlog are refused with a FIN (the
+            /// peer reads a clean end of stream) until a stream is accepted again. Once the
+            /// acceptor is dropped they are refused at once. Default: 1 s.
+            ///
+            /// # Panics
+            /// Zero, or above a year.
+            pub fn with_accept_stall_timeout(
+                &mut self,
+                timeout: ::std::time::Duration,
+            ) -> &mut Self {
+                self.state.options.accept_stall_timeout(timeout);
+                self
+            }
+
             /// The protocol version; both sides must agree. Default: version 1.
             pub fn with_version(&mut self, version: $crate::smux_proto::Version) -> &mut Self {
                 self.state.options.version(version);

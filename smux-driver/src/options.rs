@@ -40,19 +40,22 @@ impl Options {
 
     /// Send a NOP every `secs` seconds. Panics above a year.
     pub fn keep_alive_interval(&mut self, secs: NonZeroU64) {
-        self.config.keep_alive_interval = Some(seconds("keep-alive interval", secs));
+        self.config
+            .with_keep_alive_interval(Some(seconds("keep-alive interval", secs)));
     }
 
     /// End the session when nothing arrives for `secs` seconds (default: three intervals, once
     /// an interval is set). Panics above a year.
     pub fn keep_alive_timeout(&mut self, secs: NonZeroU64) {
-        self.config.keep_alive_timeout = Some(seconds("keep-alive timeout", secs));
+        self.config
+            .with_keep_alive_timeout(Some(seconds("keep-alive timeout", secs)));
         self.keep_alive_timeout_set = true;
     }
 
     /// Close a stream with no data sent or received for `secs` seconds. Panics above a year.
     pub fn idle_timeout(&mut self, secs: NonZeroU64) {
-        self.config.idle_timeout = Some(seconds("idle timeout", secs));
+        self.config
+            .with_idle_timeout(Some(seconds("idle timeout", secs)));
     }
 
     /// Frames a stream may have queued (counted as frames of the maximum frame size) before
@@ -69,7 +72,7 @@ impl Options {
 
     /// The protocol version.
     pub fn version(&mut self, version: Version) {
-        self.config.version = version;
+        self.config.with_version(version);
     }
 
     /// Version 2: the per-stream window we advertise. Panics below 65,535 (one frame) or
@@ -79,7 +82,7 @@ impl Options {
             (65_535..=i32::MAX as u32).contains(&bytes),
             "stream window must be between 65,535 and 2^31 - 1 bytes, got {bytes}"
         );
-        self.config.stream_window = bytes;
+        self.config.with_stream_window(bytes);
     }
 
     /// Largest payload of one frame we send. Panics outside 1..=65,535.
@@ -88,17 +91,27 @@ impl Options {
             (1..=65_535).contains(&bytes),
             "frame size must be between 1 and 65,535 bytes, got {bytes}"
         );
-        self.config.max_frame_size = bytes;
+        self.config.with_max_frame_size(bytes);
     }
 
     /// Streams open at once, both directions together.
     pub fn max_streams(&mut self, streams: NonZeroUsize) {
-        self.config.max_streams = streams.get();
+        self.config.with_max_streams(streams.get());
     }
 
     /// Peer-opened streams waiting for `accept`.
     pub fn max_accept_backlog(&mut self, streams: NonZeroUsize) {
-        self.config.max_accept_backlog = streams.get();
+        self.config.with_max_accept_backlog(streams.get());
+    }
+
+    /// How long a peer SYN past a full accept backlog waits while nothing is accepted, before
+    /// such SYNs are refused. Panics above a year.
+    pub fn accept_stall_timeout(&mut self, timeout: Duration) {
+        assert!(
+            !timeout.is_zero() && timeout <= MAX_TIMER,
+            "accept stall timeout must be between 1 ns and a year, got {timeout:?}"
+        );
+        self.config.with_accept_stall_timeout(timeout);
     }
 
     /// The role.
@@ -110,19 +123,22 @@ impl Options {
     pub fn config(&self) -> Config {
         let mut c = self.config.clone();
         if !self.keep_alive_timeout_set {
-            c.keep_alive_timeout = c.keep_alive_interval.map(|i| (i * 3).min(MAX_TIMER));
+            let timeout = c.keep_alive_interval().map(|i| (i * 3).min(MAX_TIMER));
+            c.with_keep_alive_timeout(timeout);
         }
-        let frame = c.max_frame_size;
-        c.max_stream_queued = self
+        let frame = c.max_frame_size();
+        let stream_queued = self
             .max_tx_frames
             .saturating_mul(frame)
-            .min(c.max_session_queued);
+            .min(c.max_session_queued());
         let floor = 65_535 + 64;
-        c.max_session_unread = self
+        let session_unread = self
             .max_rx_frames
             .saturating_mul(frame)
-            .clamp(floor, c.max_session_unread.max(floor));
-        if let (Some(i), Some(t)) = (c.keep_alive_interval, c.keep_alive_timeout) {
+            .clamp(floor, c.max_session_unread().max(floor));
+        c.with_max_stream_queued(stream_queued)
+            .with_max_session_unread(session_unread);
+        if let (Some(i), Some(t)) = (c.keep_alive_interval(), c.keep_alive_timeout()) {
             assert!(
                 t >= i,
                 "keep-alive timeout ({t:?}) must not be shorter than the interval ({i:?})"
@@ -147,18 +163,24 @@ mod tests {
     fn keep_alive_timeout_defaults_to_three_intervals() {
         let mut o = Options::new(Role::Client);
         o.keep_alive_interval(nz(10));
-        assert_eq!(o.config().keep_alive_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(
+            o.config().keep_alive_timeout(),
+            Some(Duration::from_secs(30))
+        );
         o.keep_alive_timeout(nz(45));
-        assert_eq!(o.config().keep_alive_timeout, Some(Duration::from_secs(45)));
+        assert_eq!(
+            o.config().keep_alive_timeout(),
+            Some(Duration::from_secs(45))
+        );
     }
 
     #[test]
     fn defaults_are_off_and_valid() {
         let c = Options::new(Role::Server).config();
-        assert_eq!(c.keep_alive_interval, None);
-        assert_eq!(c.idle_timeout, None);
-        assert_eq!(c.version, Version::V1);
-        assert_eq!(c.max_session_unread, 4 * 1024 * 1024);
+        assert_eq!(c.keep_alive_interval(), None);
+        assert_eq!(c.idle_timeout(), None);
+        assert_eq!(c.version(), Version::V1);
+        assert_eq!(c.max_session_unread(), 4 * 1024 * 1024);
     }
 
     #[test]
@@ -167,8 +189,8 @@ mod tests {
         o.max_tx_queue(NonZeroUsize::new(4).unwrap());
         o.max_rx_queue(NonZeroUsize::new(8).unwrap());
         let c = o.config();
-        assert_eq!(c.max_stream_queued, 4 * 32_768);
-        assert_eq!(c.max_session_unread, 8 * 32_768);
+        assert_eq!(c.max_stream_queued(), 4 * 32_768);
+        assert_eq!(c.max_session_unread(), 8 * 32_768);
     }
 
     #[test]

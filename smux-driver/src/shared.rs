@@ -91,11 +91,6 @@ pub(crate) struct State<T> {
     /// Connectors, acceptors and streams alive.
     handles: usize,
     acceptor_alive: bool,
-    /// Streams the application has accepted.
-    accepted: u64,
-    /// Input waits on a SYN held for room in the accept backlog, or was refused while the
-    /// application did not accept: `accepted` at that time. See `drive_input`.
-    hold_mark: Option<u64>,
     transport_error: Option<io::Error>,
     transport_error_msg: Option<String>,
     /// The transport is shut down (or failed): nothing more will move.
@@ -111,7 +106,11 @@ impl<T: Transport> Shared<T> {
     /// Shared state for a session over `io`. `handles` is the number of handles the adapter
     /// creates with it (a connector and an acceptor).
     pub fn new(io: T, role: Role, config: Config, now: Instant, handles: usize) -> Arc<Self> {
-        let session = Session::new(role, config, now).expect("the builder validated the config");
+        let mut session =
+            Session::new(role, config, now).expect("the builder validated the config");
+        // SYNs past the accept backlog wait while the acceptor lives and accepts (the
+        // session refuses them after `accept_stall_timeout` without an accept).
+        session.set_hold_opens(true);
         Arc::new(Shared {
             state: Mutex::new(State {
                 session,
@@ -137,8 +136,6 @@ impl<T: Transport> Shared<T> {
                 close_wakers: Vec::new(),
                 handles,
                 acceptor_alive: true,
-                accepted: 0,
-                hold_mark: None,
                 transport_error: None,
                 transport_error_msg: None,
                 finished: false,
@@ -181,7 +178,10 @@ impl<T: Transport> Shared<T> {
             Some(id) => {
                 st.slots.insert(id.0, Slot::default());
                 st.handles += 1;
-                st.accepted += 1;
+                // A SYN held for room in the backlog can be taken now.
+                if st.paused_input_can_go_on() {
+                    st.notify_worker();
+                }
                 Poll::Ready(Some(id))
             }
             None if st.session.is_closing() || st.finished => Poll::Ready(None),
@@ -280,8 +280,17 @@ impl<T: Transport> Shared<T> {
     pub fn release_stream(&self, id: StreamId) {
         let mut st = self.lock();
         st.session.close_stream(id);
-        st.slots.remove(&id.0);
-        st.flush_waiters.retain(|w| *w != id);
+        if let Some(slot) = st.slots.remove(&id.0) {
+            if slot.waiting_flush {
+                st.flush_waiters.retain(|w| *w != id);
+            }
+        }
+        // After a burst, give the table's memory back (amortised: once per halving).
+        let cap = st.slots.capacity();
+        if cap > 64 && st.slots.len() * 4 < cap {
+            let len = st.slots.len();
+            st.slots.shrink_to(len * 2);
+        }
         // Its FIN (and data it wrote) is to be sent.
         st.notify_worker();
         st.release_handle();
@@ -296,6 +305,8 @@ impl<T: Transport> Shared<T> {
     pub fn release_acceptor(&self) {
         let mut st = self.lock();
         st.acceptor_alive = false;
+        // A SYN waiting for the backlog is refused now: nobody will make room.
+        st.session.set_hold_opens(false);
         let w = st.accept_waker.take();
         st.dropped_wakers.extend(w);
         while let Some(id) = st.session.accept() {
@@ -603,18 +614,6 @@ impl<T: Transport> State<T> {
     /// transport, a stream read or an accept wakes the worker when there is more to do.
     pub(crate) fn drive_input(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         self.last_now = now;
-        // A burst of peer SYNs past the accept backlog waits while the application accepts:
-        // when one is held, the worker yields once; if nothing was accepted by its next poll,
-        // SYNs past the backlog are refused until something is.
-        let accepting = match self.hold_mark {
-            Some(mark) => self.accepted != mark,
-            None => true,
-        };
-        if accepting {
-            self.hold_mark = None;
-        }
-        self.session
-            .set_hold_opens(self.acceptor_alive && accepting);
         let mut reads = 0;
         let mut budget_spent = false;
         loop {
@@ -675,10 +674,6 @@ impl<T: Transport> State<T> {
                 Poll::Pending => break,
             }
         }
-        if self.hold_mark.is_none() && self.session.is_holding_open() {
-            self.hold_mark = Some(self.accepted);
-            self.notify_worker();
-        }
         budget_spent
     }
 
@@ -731,8 +726,7 @@ impl<T: Transport> State<T> {
             };
             self.pulled += t.wire_len() as u64;
             self.out_bytes += t.wire_len();
-            let id = u32::from_le_bytes([t.header[4], t.header[5], t.header[6], t.header[7]]);
-            if let Some(slot) = self.slots.get_mut(&id) {
+            if let Some(slot) = self.slots.get_mut(&t.stream_id.0) {
                 slot.flush_target = self.pulled;
             }
             if self.headers.capacity() < t.header.len() {
