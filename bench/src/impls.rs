@@ -6,6 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::task::Poll;
 
+use smux_test_support::tokio::try_tcp_pair;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -105,17 +106,6 @@ impl Acceptor {
     }
 }
 
-/// A TCP connection over loopback, both ends, with Nagle off (as Go does by default).
-async fn tcp_pair() -> io::Result<(TcpStream, TcpStream)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
-    let (a, b) = (a?, b?.0);
-    a.set_nodelay(true)?;
-    b.set_nodelay(true)?;
-    Ok((a, b))
-}
-
 /// Both ends of one connection of `imp`, default settings, with the workers spawned.
 /// `streams` is how many streams the workload keeps open at once: yamux's limit (512 by
 /// default) is raised to it, with the connection window its 256 KiB per stream needs.
@@ -124,7 +114,8 @@ pub async fn connect(imp: Impl, streams: usize) -> io::Result<(Opener, Acceptor)
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         return Ok((Opener::Raw(listener.local_addr()?), Acceptor::Raw(listener)));
     }
-    let (a, b) = tcp_pair().await?;
+    // Both ends over loopback, (client, server), with Nagle off (as Go does by default).
+    let (a, b) = try_tcp_pair(None).await?;
     Ok(match imp {
         Impl::Raw => unreachable!("handled above"),
         Impl::SmuxV1 | Impl::SmuxV2 => {

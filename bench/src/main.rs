@@ -12,7 +12,6 @@
 //! round runs every implementation once, in an order that rotates from round to round. The
 //! table gives medians, with ratios against raw TCP and against `async_smux`.
 
-mod alloc;
 mod impls;
 mod workloads;
 
@@ -25,7 +24,7 @@ use impls::Impl;
 use workloads::{Params, Workload};
 
 #[global_allocator]
-static ALLOC: alloc::Counting = alloc::Counting;
+static ALLOC: smux_test_support::alloc::CountingAlloc = smux_test_support::alloc::CountingAlloc;
 
 /// A measured implementation: one of ours in a child of this binary, or the Go program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

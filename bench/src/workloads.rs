@@ -4,11 +4,11 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+use smux_test_support::alloc::live;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
-use crate::alloc::live_bytes;
 use crate::impls::{connect, Acceptor, BoxIo, Impl, Opener};
 
 const CHUNK: usize = 64 * 1024;
@@ -296,7 +296,7 @@ async fn ping_pong(opener: Opener, mut acceptor: Acceptor, iters: usize) -> io::
 async fn idle(opener: Opener, mut acceptor: Acceptor, n: usize) -> io::Result<Fields> {
     let settle = || tokio::time::sleep(Duration::from_millis(50));
     settle().await;
-    let before = live_bytes();
+    let before = live();
     let mut ends = Vec::with_capacity(2 * n);
     let mut batches = Vec::new();
     let mut t = Instant::now();
@@ -315,7 +315,7 @@ async fn idle(opener: Opener, mut acceptor: Acceptor, n: usize) -> io::Result<Fi
     }
     settle().await;
     // The vector of handles is the benchmark's, not the implementation's.
-    let held = live_bytes() as f64 - before as f64 - (ends.capacity() * size_of::<BoxIo>()) as f64;
+    let held = live() as f64 - before as f64 - (ends.capacity() * size_of::<BoxIo>()) as f64;
     let first = batches.first().copied().unwrap_or(f64::NAN);
     let last = batches.last().copied().unwrap_or(f64::NAN);
     drop(ends);

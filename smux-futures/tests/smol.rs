@@ -6,8 +6,9 @@ use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpStream;
 use smux_futures::{MuxBuilder, MuxError, MuxStream, Version};
+use smux_test_support::smol::tcp_pair;
 
 // The helpers the smux-tokio tests use.
 #[path = "../../smux-tokio/tests/common/mod.rs"]
@@ -23,13 +24,6 @@ fn run<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
         };
         smol::future::or(f, limit).await
     })
-}
-
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (a, b) = smol::future::zip(TcpStream::connect(addr), listener.accept()).await;
-    (a.unwrap(), b.unwrap().0)
 }
 
 /// Echoes until end of stream, then finishes.

@@ -1,42 +1,17 @@
 //! Held memory is measured, not just counted: a counting allocator checks that what a session
 //! really allocates for unread data stays within what it charges to the receive budget.
 //!
-//! This file is a test binary of its own so that no other test's allocations are counted.
+//! This file is a test binary of its own, and its tests count what their own thread allocates
+//! (`thread_live()`): the test harness's other threads allocate meanwhile.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use smux_proto::{Cmd, Config, Header, Role, Session, StreamId, Version};
-
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator and only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use smux_test_support::alloc::{serial, thread_live, CountingAlloc};
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAlloc = CountingAlloc;
 
 fn frames(cmd: Cmd, ids: impl Iterator<Item = u32>, payload: &[u8]) -> Bytes {
     let mut b = BytesMut::new();
@@ -52,12 +27,9 @@ fn drain(s: &mut Session) {
     while s.poll_event().is_some() {}
 }
 
-/// The allocator counts the whole process: tests here take turns.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[test]
 fn ten_thousand_one_byte_payloads_stay_within_the_budget() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = serial();
     const STREAMS: u32 = 10_000;
     let config = {
         let mut c = Config::default();
@@ -76,13 +48,13 @@ fn ten_thousand_one_byte_payloads_stay_within_the_budget() {
 
     // One input buffer holding all the payloads, as a socket read would give them. It is
     // made and dropped inside the measurement: the session may free it itself.
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = thread_live();
     let mut input = frames(Cmd::Psh, ids(), b"x");
     s.handle_input(now, &mut input);
     drain(&mut s);
     assert!(input.is_empty());
     drop(input);
-    let held = LIVE.load(Ordering::Relaxed) - before;
+    let held = thread_live() - before;
 
     assert!(input_is_consumed(&s, STREAMS));
     eprintln!("measured {held} bytes, charged {}", s.unread_held());
@@ -107,7 +79,7 @@ fn input_is_consumed(s: &Session, streams: u32) -> bool {
 
 #[test]
 fn a_peer_cannot_make_tiny_payloads_exceed_the_budget() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = serial();
     let config = {
         let mut c = Config::default();
         c.with_max_session_unread(256 * 1024);
@@ -118,7 +90,7 @@ fn a_peer_cannot_make_tiny_payloads_exceed_the_budget() {
     let mut s = Session::new(Role::Server, config, now).unwrap();
     s.handle_input(now, &mut frames(Cmd::Syn, std::iter::once(3), b""));
     drain(&mut s);
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = thread_live();
     // More one-byte payloads than the budget holds, even coalesced.
     let mut input = frames(Cmd::Psh, std::iter::repeat_n(3, 400_000), b"y");
     s.handle_input(now, &mut input);
@@ -128,17 +100,12 @@ fn a_peer_cannot_make_tiny_payloads_exceed_the_budget() {
         "the session stopped taking input at its budget"
     );
     drop(input);
-    let held = LIVE.load(Ordering::Relaxed) - before;
+    let held = thread_live() - before;
     assert!(!s.wants_input());
     eprintln!("measured {held} bytes, charged {}", s.unread_held());
     assert!(s.unread_held() <= budget);
-    // The allocator counts the whole process: the test harness's own threads (printing the
-    // other test's result) can add a little.
     assert!(
-        held as usize <= budget + HARNESS_NOISE,
+        held as usize <= budget,
         "allocated {held} > budget {budget}"
     );
 }
-
-/// What libtest's other threads may allocate while a measurement runs.
-const HARNESS_NOISE: usize = 4096;

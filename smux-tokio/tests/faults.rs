@@ -565,8 +565,9 @@ async fn write_fails_amid_storms_short_writes_and_delays() {
 /// peer, which got our NOPs meanwhile, sees the connection closed.
 #[tokio::test]
 async fn keep_alive_detects_a_peer_that_stops_sending_but_stays_connected() {
-    use raw_peer::{frame, tcp_pair, FrameReader, NOP, PSH, SYN};
-    let (ours, theirs) = tcp_pair(None).await;
+    use raw_peer::{frame, FrameReader, NOP, PSH, SYN};
+    use smux_test_support::tokio::tcp_pair;
+    let (theirs, ours) = tcp_pair().await;
     let (cc, mut ca, cw) = MuxBuilder::client()
         .with_keep_alive_interval(std::num::NonZeroU64::new(1).unwrap())
         .with_keep_alive_timeout(std::num::NonZeroU64::new(2).unwrap())

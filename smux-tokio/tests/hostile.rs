@@ -3,8 +3,8 @@
 //! A raw peer (frames encoded by hand, no smux code) floods our session with SYNs, with PSH
 //! frames for streams that do not exist, stops reading while we write, or sends one frame
 //! header and trickles its payload. Memory is measured for the whole process by the global
-//! allocator in `common/counting_alloc.rs`, so the tests of this binary run one at a time (each
-//! holds `counting_alloc::serial()`), and the peer's own buffers are allocated before a
+//! allocator `smux_test_support::alloc::CountingAlloc`, so the tests of this binary run one at
+//! a time (each holds `serial()`), and the peer's own buffers are allocated before a
 //! measurement starts.
 
 use std::future::Future;
@@ -18,20 +18,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 mod common;
-#[path = "common/counting_alloc.rs"]
-mod counting_alloc;
 #[path = "common/raw_peer.rs"]
 mod raw_peer;
 
-use counting_alloc::{kib, live, peak, reset_peak};
-use raw_peer::{frame, put_frame, tcp_pair, FrameReader, Probe, FIN, PSH, SYN};
+use raw_peer::{frame, put_frame, FrameReader, Probe, FIN, PSH, SYN};
+use smux_test_support::alloc::{kib, live, peak, reset_peak, serial, CountingAlloc};
+use smux_test_support::tokio::tcp_pair;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
 
 const V1: u8 = 1;
 
 /// Runs `body` alone in the binary (see the module docs) on a two-thread runtime, under
 /// `limit`.
 fn run<F: Future<Output = ()>>(name: &str, limit: Duration, body: F) {
-    let _serial = counting_alloc::serial();
+    let _serial = serial();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -92,7 +94,7 @@ struct Flooded {
 /// Our server (built by `build`) and a raw client peer, warmed up by one echo on stream 3 so
 /// that the buffers every connection has are allocated before a measurement starts.
 async fn flooded(build: impl FnOnce(Tcp) -> Side) -> Flooded {
-    let (ours, theirs) = tcp_pair(None).await;
+    let (theirs, ours) = tcp_pair().await;
     let (connector, mut acceptor, worker) = build(ours);
     let worker = tokio::spawn(worker);
     let (rd, mut wr) = theirs.into_split();
@@ -411,7 +413,7 @@ fn psh_flood_to_unknown_streams_gets_no_reply_and_holds_nothing() {
 /// moves a paused clock forward only when every task is idle, so a `sleep` that returns
 /// proves that nothing else can move: the settled state these tests inspect.
 fn run_paused<F: Future<Output = ()>>(name: &str, body: F) {
-    let _serial = counting_alloc::serial();
+    let _serial = serial();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
@@ -597,7 +599,7 @@ async fn keep_alive_server(
     smux_tokio::MuxStream<Tcp>,
     smux_tokio::MuxStream<Tcp>,
 ) {
-    let (ours, theirs) = tcp_pair(None).await;
+    let (theirs, ours) = tcp_pair().await;
     let (connector, mut acceptor, worker) = MuxBuilder::server()
         .with_keep_alive_interval(std::num::NonZeroU64::new(1).unwrap())
         .with_keep_alive_timeout(std::num::NonZeroU64::new(timeout_secs).unwrap())
@@ -801,7 +803,7 @@ fn keep_alive_drops_a_peer_that_trickles_a_frame() {
 #[test]
 fn idle_timeout_fires_during_a_trickle_but_spares_the_arriving_frame() {
     run("idle_trickle", Duration::from_secs(60), async {
-        let (ours, theirs) = tcp_pair(None).await;
+        let (theirs, ours) = tcp_pair().await;
         let (connector, mut acceptor, worker) = MuxBuilder::server()
             .with_idle_timeout(std::num::NonZeroU64::new(1).unwrap())
             .with_connection(ours)

@@ -6,20 +6,13 @@
 
 use std::time::Duration;
 
+use smux_test_support::tokio::tcp_pair;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
 const STREAMS: usize = 100;
 const MESSAGES: usize = 20;
 const LIMIT: Duration = Duration::from_secs(60);
-
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
-    (a.unwrap(), b.unwrap().0)
-}
 
 /// A deterministic message for stream `s`, message `i`: 1 byte to 64 KiB.
 fn message(s: usize, i: usize) -> Vec<u8> {

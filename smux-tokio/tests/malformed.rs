@@ -22,7 +22,8 @@ use tokio::time::timeout;
 #[path = "common/raw_peer.rs"]
 mod raw_peer;
 
-use raw_peer::{frame, header, tcp_pair, upd, FrameReader, Probe, FIN, NOP, PSH, SYN, UPD};
+use raw_peer::{frame, header, upd, FrameReader, Probe, FIN, NOP, PSH, SYN, UPD};
+use smux_test_support::tokio::{tcp_pair, tcp_pair_with_buffers};
 
 /// How long everything may take once the bad frame is sent.
 const LIMIT: Duration = Duration::from_secs(5);
@@ -44,7 +45,7 @@ const UNREAD: u32 = 5;
 async fn malformed(version: Version, prelude: Vec<u8>, bad: Vec<u8>, expect: ProtocolError) {
     let unread_bytes = count_psh(&prelude, UNREAD);
     let ver = version as u8;
-    let (ours, theirs) = tcp_pair(Some(16 * 1024)).await;
+    let (theirs, ours) = tcp_pair_with_buffers(Some(16 * 1024)).await;
     let (connector, mut acceptor, worker) = MuxBuilder::server()
         .with_version(version)
         .with_connection(ours)
@@ -261,7 +262,7 @@ async fn more_than_the_window() {
 #[tokio::test]
 async fn tolerated_frames_are_dropped_without_a_reply() {
     timeout(LIMIT, async {
-        let (ours, theirs) = tcp_pair(None).await;
+        let (theirs, ours) = tcp_pair().await;
         let (connector, mut acceptor, worker) = MuxBuilder::server()
             .with_version(Version::V2)
             .with_connection(ours)

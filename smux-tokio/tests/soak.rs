@@ -1,7 +1,7 @@
 //! Soak: open, echo a few bytes, close, one cycle after another on one connection; the heap
 //! must not grow with the cycles. Memory is measured for the whole process by the counting
-//! allocator in `common/counting_alloc.rs`, so this binary holds only these tests, and they
-//! run one at a time.
+//! allocator `smux_test_support::alloc::CountingAlloc`, so this binary holds only these tests,
+//! and they run one at a time.
 
 use std::time::{Duration, Instant};
 
@@ -9,12 +9,11 @@ use smux_tokio::{MuxBuilder, MuxConnector};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
-#[path = "common/counting_alloc.rs"]
-mod counting_alloc;
-#[path = "common/raw_peer.rs"]
-mod raw_peer;
+use smux_test_support::alloc::{kib, live, serial, CountingAlloc};
+use smux_test_support::tokio::tcp_pair;
 
-use counting_alloc::{kib, live};
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
 
 /// Waits until no stream handle is alive on `c`'s connection.
 async fn no_streams_left<T: smux_tokio::TokioConn>(c: &MuxConnector<T>) {
@@ -28,7 +27,7 @@ async fn no_streams_left<T: smux_tokio::TokioConn>(c: &MuxConnector<T>) {
 /// TCP. Returns the live heap once every stream is gone, after `checkpoint` cycles and after
 /// the last.
 async fn soak(cycles: u32, checkpoint: u32) -> (usize, usize) {
-    let (ours, theirs) = raw_peer::tcp_pair(None).await;
+    let (theirs, ours) = tcp_pair().await;
     let (cc, _ca, cw) = MuxBuilder::client().with_connection(ours).build();
     let (sc, mut sa, sw) = MuxBuilder::server().with_connection(theirs).build();
     let cw = tokio::spawn(cw);
@@ -82,7 +81,7 @@ async fn soak(cycles: u32, checkpoint: u32) -> (usize, usize) {
 }
 
 fn run_soak(cycles: u32, checkpoint: u32, multi_thread: bool, limit: Duration) {
-    let _serial = counting_alloc::serial();
+    let _serial = serial();
     let rt = if multi_thread {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use smux_test_support::tokio::tcp_pair_with_buffers;
 use smux_tokio::{MuxAcceptor, MuxBuilder, MuxConnector, MuxStream, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::timeout;
 
@@ -182,34 +183,12 @@ async fn limited<F: Future<Output = ()>>(
     eprintln!("{what}: {:?}", start.elapsed());
 }
 
-/// A connected TCP pair on 127.0.0.1; with `buf`, both ends get that send and receive buffer
-/// size (the listener's setting is inherited by the accepted socket).
-async fn tcp_pair(buf: Option<u32>) -> (TcpStream, TcpStream) {
-    let listener = TcpSocket::new_v4().unwrap();
-    let client = TcpSocket::new_v4().unwrap();
-    if let Some(b) = buf {
-        for s in [&listener, &client] {
-            s.set_send_buffer_size(b).unwrap();
-            s.set_recv_buffer_size(b).unwrap();
-        }
-    }
-    listener.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let listener = listener.listen(16).unwrap();
-    let (accepted, connected) = tokio::join!(listener.accept(), client.connect(addr));
-    let (server, _) = accepted.unwrap();
-    let client = connected.unwrap();
-    client.set_nodelay(true).unwrap();
-    server.set_nodelay(true).unwrap();
-    (client, server)
-}
-
 type Worker = JoinHandle<smux_tokio::MuxResult<()>>;
 type Side = (MuxConnector<TcpStream>, MuxAcceptor<TcpStream>, Worker);
 
 /// A client and a server session over a TCP pair, workers spawned.
 async fn mux_pair(version: Version, buf: Option<u32>) -> (Side, Side) {
-    let (c, s) = tcp_pair(buf).await;
+    let (c, s) = tcp_pair_with_buffers(buf).await;
     let (cc, ca, cw) = MuxBuilder::client()
         .with_version(version)
         .with_connection(c)

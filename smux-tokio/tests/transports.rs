@@ -20,11 +20,12 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use common::{ByteGen, Fnv, Rng};
+use smux_test_support::tokio::tcp_pair;
 use smux_tokio::{MuxBuilder, MuxStream, Version};
 
 mod common;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -360,18 +361,6 @@ async fn run_echo<C, S>(
 // ---------------------------------------------------------------------------------------------
 // Transports
 // ---------------------------------------------------------------------------------------------
-
-/// A connected TCP pair on 127.0.0.1: (client, server).
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
-    let client = client.unwrap();
-    let (server, _) = server.unwrap();
-    client.set_nodelay(true).unwrap();
-    server.set_nodelay(true).unwrap();
-    (client, server)
-}
 
 /// A TLS pair over TCP on 127.0.0.1, with a fresh self-signed certificate for "localhost"
 /// that the client trusts through its root store.

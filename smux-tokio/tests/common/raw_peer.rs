@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Notify;
 
 pub const SYN: u8 = 0;
@@ -136,28 +135,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn into_inner(self) -> R {
         self.r
     }
-}
-
-/// A connected TCP pair on 127.0.0.1: (ours, theirs). With `buf`, both sockets get that send
-/// and receive buffer size (the listener's setting is inherited by the accepted socket).
-pub async fn tcp_pair(buf: Option<u32>) -> (TcpStream, TcpStream) {
-    let listener = TcpSocket::new_v4().unwrap();
-    let client = TcpSocket::new_v4().unwrap();
-    if let Some(b) = buf {
-        for s in [&listener, &client] {
-            s.set_send_buffer_size(b).unwrap();
-            s.set_recv_buffer_size(b).unwrap();
-        }
-    }
-    listener.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let listener = listener.listen(16).unwrap();
-    let (accepted, connected) = tokio::join!(listener.accept(), client.connect(addr));
-    let (server, _) = accepted.unwrap();
-    let client = connected.unwrap();
-    client.set_nodelay(true).unwrap();
-    server.set_nodelay(true).unwrap();
-    (server, client)
 }
 
 /// A stream writer that records whether its last `poll_write` was `Pending` and how many

@@ -1,0 +1,19 @@
+//! Helpers shared by the workspace's tests and benchmarks, so that each exists once:
+//!
+//! - [`alloc`]: a counting global allocator (live and peak heap bytes of the process), with a
+//!   lock that makes the measuring tests of one binary take turns;
+//! - `tokio` (feature `tokio`): connected pairs of loopback TCP streams on Tokio;
+//! - `smol` (feature `smol`): the same over async-net (`smol::net`), for the futures-io tests.
+//!
+//! Every `tcp_pair` returns `(client, server)`: the stream of the side that connected first,
+//! the stream of the side that accepted second.
+//!
+//! No feature is on by default: smux-futures uses this crate with `smol` only, and its
+//! dependency tree, dev-dependencies included, must hold no Tokio (`.ci/run` checks).
+
+pub mod alloc;
+
+#[cfg(feature = "smol")]
+pub mod smol;
+#[cfg(feature = "tokio")]
+pub mod tokio;
