@@ -170,6 +170,10 @@ impl Pair {
                 break;
             }
             let Some(mut input) = link.segments.pop_front() else {
+                // A drained link gives back what a burst made it hold.
+                if link.segments.capacity() > 64 {
+                    link.segments = VecDeque::new();
+                }
                 // Let a session resume a frame it held back once room appeared.
                 let s = self.session(to);
                 if s.wants_input() {

@@ -109,3 +109,99 @@ fn a_peer_cannot_make_tiny_payloads_exceed_the_budget() {
         "allocated {held} > budget {budget}"
     );
 }
+
+/// Memory a pair of sessions holds, measured on this thread.
+fn held_by(f: impl FnOnce() -> smux_proto::pair::Pair) -> (smux_proto::pair::Pair, isize) {
+    let before = thread_live();
+    let p = f();
+    (p, thread_live() - before)
+}
+
+#[test]
+fn memory_falls_back_after_a_burst_of_65536_streams() {
+    let _turn = serial();
+    const N: u32 = 65_536;
+    let config = {
+        let mut c = Config::default();
+        c.with_max_accept_backlog(N as usize);
+        c
+    };
+    let (mut p, idle) = held_by(|| {
+        let mut p =
+            smux_proto::pair::Pair::new(config.clone(), config.clone(), Instant::now()).unwrap();
+        let id = p.client.open().unwrap();
+        p.drive();
+        let got = p.server.accept().unwrap();
+        p.client.close_stream(id);
+        p.server.close_stream(got);
+        p.drive();
+        p
+    });
+    let before = thread_live();
+    let ids: Vec<StreamId> = (0..N).map(|_| p.client.open().unwrap()).collect();
+    p.drive();
+    let mut accepted = Vec::new();
+    while let Some(id) = p.server.accept() {
+        accepted.push(id);
+    }
+    assert_eq!(accepted.len(), N as usize);
+    let at_peak = thread_live() - before;
+    for (a, b) in ids.iter().zip(&accepted) {
+        p.client.close_stream(*a);
+        p.server.close_stream(*b);
+    }
+    p.drive();
+    drop((ids, accepted));
+    p.client_events = Default::default();
+    p.server_events = Default::default();
+    let after = thread_live() - before + idle;
+    eprintln!("idle pair {idle} bytes, {at_peak} more at the peak, {after} after the burst");
+    assert_eq!((p.client.num_streams(), p.server.num_streams()), (0, 0));
+    assert!(
+        after <= 2 * idle + 64 * 1024,
+        "{after} bytes held after the burst, idle {idle}"
+    );
+}
+
+#[test]
+fn unsent_data_holds_no_more_than_the_limit_and_a_frame() {
+    let _turn = serial();
+    let limit = 2 * 1024 * 1024;
+    let config = {
+        let mut c = Config::default();
+        c.with_max_stream_queued(limit)
+            .with_max_session_queued(limit);
+        c
+    };
+    let frame = config.max_frame_size();
+    let now = Instant::now();
+    let mut s = Session::new(Role::Client, config, now).unwrap();
+    let id = s.open().unwrap();
+    let _ = s.poll_transmit(now);
+    let data = vec![3u8; limit];
+    let before = thread_live();
+    assert_eq!(s.write(id, &data), Ok(limit));
+    // Half of it goes out (and is dropped, as a transport that wrote it would).
+    let mut sent = 0;
+    while sent < limit / 2 {
+        sent += s.poll_transmit(now).unwrap().payload.len();
+    }
+    let held = (thread_live() - before) as usize;
+    let queued = s.queued_bytes();
+    eprintln!("{held} bytes held for {queued} queued");
+    assert!(
+        held <= queued + frame + 4096,
+        "{held} bytes held for {queued} queued"
+    );
+    // Many small writes do not cost a piece each.
+    let small = s.open().unwrap();
+    let before = thread_live();
+    for _ in 0..10_000 {
+        assert_eq!(s.write(small, b"z"), Ok(1));
+    }
+    let held = (thread_live() - before) as usize;
+    assert!(
+        held <= 2 * 10_000 + 4096,
+        "{held} bytes for 10,000 one-byte writes"
+    );
+}
