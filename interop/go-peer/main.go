@@ -3,9 +3,9 @@
 // one TCP connection, running one scripted behaviour.
 //
 // Output, one line each on stdout: "LISTEN <addr>" (server mode, once listening), "OK ..."
-// (open: every stream verified), "SENT ..." (send), "REPLIED ..." and "ECHOED ..." (reply,
-// and echo with -verbose), "SESSION CLOSED: <reason>" (the session ended). Failures go to
-// stderr and exit with status 1.
+// (open, split-echo: every stream verified), "SENT ..." (send), "REPLIED ..." and
+// "ECHOED ..." (reply, and echo with -verbose), "SESSION CLOSED: <reason>" (the session
+// ended). Failures go to stderr and exit with status 1.
 //
 // After its work every behaviour keeps the session until the peer ends it (or keep-alive
 // does): closing a TCP socket while input is still arriving resets the connection, which
@@ -27,7 +27,7 @@ import (
 var (
 	mode       = flag.String("mode", "server", "server (listen, serve one connection) or client (dial)")
 	addr       = flag.String("addr", "127.0.0.1:0", "server: listen address; client: address to dial")
-	behavior   = flag.String("behavior", "echo", "echo, open, idle, send or reply")
+	behavior   = flag.String("behavior", "echo", "echo, open, split-echo, idle, send or reply")
 	version    = flag.Int("version", 1, "smux protocol version, 1 or 2")
 	kaInterval = flag.Duration("keepalive-interval", smux.DefaultConfig().KeepAliveInterval, "NOP interval")
 	kaTimeout  = flag.Duration("keepalive-timeout", smux.DefaultConfig().KeepAliveTimeout, "close the session after this long without input")
@@ -35,8 +35,8 @@ var (
 	maxFrame   = flag.Int("max-frame", smux.DefaultConfig().MaxFrameSize, "largest payload per frame we send")
 	maxStream  = flag.Int("max-stream-buffer", smux.DefaultConfig().MaxStreamBuffer, "version 2: per-stream window")
 	maxRecv    = flag.Int("max-receive-buffer", smux.DefaultConfig().MaxReceiveBuffer, "session receive budget")
-	streams    = flag.Int("streams", 1, "open: streams to open concurrently")
-	size       = flag.Int("size", 1024, "open, send, reply: bytes per stream (open -random: the largest)")
+	streams    = flag.Int("streams", 1, "open, split-echo: streams to open")
+	size       = flag.Int("size", 1024, "open, split-echo, send, reply: bytes per stream (open -random: the largest)")
 	random     = flag.Bool("random", false, "open: stream i sends a pseudo-random size in 1..=size (seed i)")
 	verbose    = flag.Bool("verbose", false, "echo: print ECHOED <id> <bytes> <error> per stream")
 )
@@ -72,6 +72,12 @@ func main() {
 	case "open":
 		if err := openStreams(sess); err != nil {
 			fail("open: %v", err)
+		}
+		fmt.Printf("OK %d streams\n", *streams)
+		err = waitEnd(sess)
+	case "split-echo":
+		if err := splitEcho(sess); err != nil {
+			fail("split-echo: %v", err)
 		}
 		fmt.Printf("OK %d streams\n", *streams)
 		err = waitEnd(sess)
@@ -198,6 +204,44 @@ func openStreams(sess *smux.Session) error {
 		return fmt.Errorf("%d of %d streams failed, first: %v", len(all), *streams, all[0])
 	}
 	return nil
+}
+
+// splitEcho opens -streams streams, then one goroutine writes -size bytes (pattern seed i) on
+// each stream in turn, stream 0 first, while another reads the echo of each stream in the same
+// order, checks it and closes the stream. 1.5.16 has no half-close: the peer's echo sees the
+// end of a stream only at that Close, after its whole echo has been read.
+func splitEcho(sess *smux.Session) error {
+	sts := make([]*smux.Stream, *streams)
+	for i := range sts {
+		st, err := sess.OpenStream()
+		if err != nil {
+			return fmt.Errorf("opening stream #%d: %v", i, err)
+		}
+		sts[i] = st
+	}
+	written := make(chan error, 1)
+	go func() {
+		for i, st := range sts {
+			if err := writePattern(st, uint64(i), *size); err != nil {
+				written <- fmt.Errorf("stream #%d (id %d): write: %v", i, st.ID(), err)
+				return
+			}
+		}
+		written <- nil
+	}()
+	var rerr error
+	for i, st := range sts {
+		if rerr == nil {
+			if err := readPattern(st, uint64(i), *size); err != nil {
+				rerr = fmt.Errorf("stream #%d (id %d): %v", i, st.ID(), err)
+			}
+		}
+		st.Close() // after a failure too: unblocks the writer
+	}
+	if werr := <-written; werr != nil && rerr == nil {
+		return werr
+	}
+	return rerr
 }
 
 func roundTrip(sess *smux.Session, i int) error {

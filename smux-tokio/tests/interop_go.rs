@@ -3,7 +3,8 @@
 //! client against our server, in versions 1 and 2.
 //!
 //! The Go side is `interop/go-peer`, a small program that runs one scripted behaviour (echo,
-//! open streams and verify their echo, stay idle, send without reading, reply after our FIN).
+//! open streams and verify their echo, the same with one goroutine writing every stream and
+//! another reading, stay idle, send without reading, reply after our FIN).
 //! It is built once per run of this test binary into `target/go-peer` with `GOPROXY=off`.
 //! Every test here is `#[ignore]`d because it needs the Go toolchain and the smux sources
 //! (`apt-get install golang-go golang-github-xtaci-smux-dev`):
@@ -68,9 +69,13 @@ macro_rules! go_test {
 }
 
 async fn with_timeout<F: Future>(name: &str, body: F) -> F::Output {
-    match tokio::time::timeout(TEST_TIMEOUT, body).await {
+    with_timeout_of(name, TEST_TIMEOUT, body).await
+}
+
+async fn with_timeout_of<F: Future>(name: &str, limit: Duration, body: F) -> F::Output {
+    match tokio::time::timeout(limit, body).await {
         Ok(out) => out,
-        Err(_) => panic!("{name}: timed out after {TEST_TIMEOUT:?} (hang?)"),
+        Err(_) => panic!("{name}: timed out after {limit:?} (hang?)"),
     }
 }
 
@@ -610,16 +615,45 @@ async fn echo_stream(mut s: MuxStream<TcpStream>) -> Result<(u32, u64), String> 
     Ok((id, n))
 }
 
-/// Accepts streams and echoes each in its own task; results arrive on the channel.
+/// Echoes one stream the way a typical Tokio server does: `tokio::io::copy` over
+/// `tokio::io::split` until end of stream, then shut down. Returns the stream id and the bytes
+/// echoed.
+async fn split_copy_echo(s: MuxStream<TcpStream>) -> Result<(u32, u64), String> {
+    let id = s.get_stream_id();
+    let (mut r, mut w) = tokio::io::split(s);
+    let n = tokio::io::copy(&mut r, &mut w)
+        .await
+        .map_err(|e| format!("echo stream {id}: copy failed: {e}"))?;
+    w.shutdown()
+        .await
+        .map_err(|e| format!("echo stream {id}: shutdown failed after {n} bytes: {e}"))?;
+    Ok((id, n))
+}
+
+/// Accepts streams and echoes each in its own task with [`echo_stream`]; results arrive on the
+/// channel.
 fn spawn_echo_server(
-    mut acceptor: MuxAcceptor<TcpStream>,
+    acceptor: MuxAcceptor<TcpStream>,
 ) -> mpsc::UnboundedReceiver<Result<(u32, u64), String>> {
+    spawn_echo_server_with(acceptor, echo_stream)
+}
+
+/// Accepts streams and echoes each in its own task with `echo`; results arrive on the channel.
+fn spawn_echo_server_with<F, Fut>(
+    mut acceptor: MuxAcceptor<TcpStream>,
+    echo: F,
+) -> mpsc::UnboundedReceiver<Result<(u32, u64), String>>
+where
+    F: Fn(MuxStream<TcpStream>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(u32, u64), String>> + Send + 'static,
+{
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(s) = acceptor.accept().await {
             let tx = tx.clone();
+            let echoed = echo(s);
             tokio::spawn(async move {
-                let _ = tx.send(echo_stream(s).await);
+                let _ = tx.send(echoed.await);
             });
         }
     });
@@ -1455,6 +1489,263 @@ async fn v2_1_mib_windows_bulk() {
             s[TO_US].max_in_flight
         );
     })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 100 streams of 256 KiB from a Go client, to our `tokio::io::copy` echo: hangs
+// ---------------------------------------------------------------------------------------------
+
+/// Runs of each case per test (a run that works takes about 0.3 s here).
+const HANG_RUNS: usize = 30;
+/// A test stops after this many hung runs.
+const MAX_HANGS: usize = 3;
+/// A run that has not finished after this long counts as a hang. A run that works takes well
+/// under a second; this stays below Go's 30 s keep-alive timeout, which would otherwise end a
+/// stuck session (our keep-alive is off) and turn the hang into an error.
+const HANG_AFTER: Duration = Duration::from_secs(20);
+
+/// How the Go client drives its streams.
+#[derive(Clone, Copy, Debug)]
+enum GoClient {
+    /// `split-echo`: one goroutine writes all of each stream in turn, stream 0 first, while
+    /// another reads the echoes in the same order and closes each stream after its echo.
+    OneWriter,
+    /// `open`: every stream has its own goroutine writing and another reading the echo; the
+    /// stream is closed after its echo.
+    PerStream,
+}
+
+impl GoClient {
+    fn behavior(self) -> &'static str {
+        match self {
+            GoClient::OneWriter => "split-echo",
+            GoClient::PerStream => "open",
+        }
+    }
+
+    fn args(self, streams: usize, size: usize) -> Vec<String> {
+        ["-behavior", self.behavior()]
+            .into_iter()
+            .map(String::from)
+            .chain([
+                "-streams".into(),
+                streams.to_string(),
+                "-size".into(),
+                size.to_string(),
+            ])
+            .collect()
+    }
+}
+
+/// One run: a Go client (`client`) opens `streams` streams of `size` bytes to our server,
+/// which echoes each with [`split_copy_echo`]. `Ok(elapsed)` when every echo is verified on
+/// both sides within [`HANG_AFTER`]; `Err(what was done)` when the run hung. Failures other
+/// than a hang panic.
+async fn ours_echo_once(
+    bin: &Path,
+    opts: &Opts,
+    client: GoClient,
+    streams: usize,
+    size: usize,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    let args = client.args(streams, size);
+    let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut ours, mut go, _) = go_to_ours(bin, opts, &extra, false).await;
+    let mut results = spawn_echo_server_with(ours.take_acceptor(), split_copy_echo);
+    let mut done = Vec::with_capacity(streams);
+    let run = tokio::time::timeout(HANG_AFTER, async {
+        while done.len() < streams {
+            match results.recv().await {
+                Some(Ok(r)) => done.push(r),
+                Some(Err(e)) => panic!("{e}; Go output:\n{}", go.output()),
+                None => panic!(
+                    "our echo server ended after {} of {streams} streams; Go output:\n{}",
+                    done.len(),
+                    go.output()
+                ),
+            }
+        }
+        go.line("OK").await;
+    })
+    .await;
+    if run.is_err() {
+        let hung = format!(
+            "{} of {streams} echoes ended (Go closed the stream) within {HANG_AFTER:?}",
+            done.len()
+        );
+        // Killing Go ends the connection, so our worker and the echo tasks end too.
+        let _ = go.child.kill().await;
+        if tokio::time::timeout(Duration::from_secs(5), &mut ours.worker)
+            .await
+            .is_err()
+        {
+            ours.worker.abort();
+        }
+        return Err(hung);
+    }
+    assert!(
+        done.iter().all(|&(id, n)| id % 2 == 1 && n == size as u64),
+        "an echo has an even id or the wrong length: {done:?}"
+    );
+    finish(ours, go).await;
+    Ok(started.elapsed())
+}
+
+/// The same run with a Go echo server (`echo`) in place of ours: what the reference does.
+async fn go_echo_once(
+    bin: &Path,
+    client: GoClient,
+    streams: usize,
+    size: usize,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    let mut server = GoPeer::spawn(
+        bin,
+        &go_args("server", None, Version::V2, &["-behavior", "echo"]),
+    );
+    let line = server.line("LISTEN ").await;
+    let addr = line["LISTEN ".len()..].trim().to_string();
+    let args = client.args(streams, size);
+    let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut go = GoPeer::spawn(bin, &go_args("client", Some(&addr), Version::V2, &extra));
+    let run = tokio::time::timeout(HANG_AFTER, go.line("OK")).await;
+    // Both linger until the connection ends; dropping them kills them.
+    match run {
+        Ok(_) => Ok(started.elapsed()),
+        Err(_) => Err(format!("no OK from the Go client within {HANG_AFTER:?}")),
+    }
+}
+
+/// Runs `once` [`HANG_RUNS`] times, or until [`MAX_HANGS`] runs have hung; returns a line
+/// naming the runs that hung, if any did.
+async fn count_hangs<F, Fut>(what: &str, mut once: F) -> Option<String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Duration, String>>,
+{
+    let mut hung = Vec::new();
+    let mut times = Vec::new();
+    let mut runs = 0;
+    while runs < HANG_RUNS && hung.len() < MAX_HANGS {
+        runs += 1;
+        let run = runs;
+        match once().await {
+            Ok(t) => times.push(t),
+            Err(e) => {
+                eprintln!("{what}: run {run} hung: {e}");
+                hung.push(run);
+            }
+        }
+    }
+    let summary = format!(
+        "{what}: {} of {runs} runs hung (runs {hung:?}: no end within {HANG_AFTER:?})",
+        hung.len()
+    );
+    eprintln!("{summary}; the others took {times:?}");
+    (!hung.is_empty()).then_some(summary)
+}
+
+/// Runs [`ours_echo_once`] [`HANG_RUNS`] times, each with its own Go process and session of
+/// ours.
+async fn ours_echo_hangs(opts: Opts, client: GoClient, streams: usize, size: usize) {
+    let Some(bin) = go_peer() else { return };
+    let what = format!(
+        "Go client ({client:?}), {streams} streams x {size} bytes, our tokio::io::copy echo \
+         server, {opts:?}"
+    );
+    if let Some(hung) =
+        count_hangs(&what, || ours_echo_once(bin, &opts, client, streams, size)).await
+    {
+        panic!("{hung}");
+    }
+}
+
+/// The time limit of a test of up to [`HANG_RUNS`] runs, [`MAX_HANGS`] of which may hang.
+const HANG_TEST_TIMEOUT: Duration =
+    Duration::from_secs(HANG_AFTER.as_secs() * MAX_HANGS as u64 + 2 * TEST_TIMEOUT.as_secs());
+
+/// Reported hang, as reported: a Go client (version 2, Go defaults) opens 100 streams; one
+/// goroutine writes 256 KiB on each stream in turn (Go's initial window of 262,144 lets every
+/// write through without a UPD) while another reads the echoes in the same order and closes
+/// each stream after its echo; our server, with our defaults, echoes each stream with
+/// `tokio::io::copy` over `tokio::io::split`, then shuts it down. [`HANG_RUNS`] runs; the
+/// test fails if any does not finish within [`HANG_AFTER`].
+///
+/// Measured (2 cores): about one run in 25 hangs, and so does the same client against a Go
+/// echo server (see the reference test). In the hangs seen, Go stopped reading first: its
+/// reader waits for the echo of stream j while its 4 MiB budget is full of the echoes of the
+/// next 16 streams (256 KiB each, all that Go's initial window allows before its first UPD).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the Go peer"]
+async fn v2_go_split_echo_client_100_streams_ours_echo_server() {
+    with_timeout_of(
+        "v2_go_split_echo_client_100_streams_ours_echo_server",
+        HANG_TEST_TIMEOUT,
+        ours_echo_hangs(Opts::new(Version::V2), GoClient::OneWriter, 100, 256 * 1024),
+    )
+    .await;
+}
+
+/// The same in version 1 (no windows: only the 4 MiB session budgets on both sides).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the Go peer"]
+async fn v1_go_split_echo_client_100_streams_ours_echo_server() {
+    with_timeout_of(
+        "v1_go_split_echo_client_100_streams_ours_echo_server",
+        HANG_TEST_TIMEOUT,
+        ours_echo_hangs(Opts::new(Version::V1), GoClient::OneWriter, 100, 256 * 1024),
+    )
+    .await;
+}
+
+/// The other reading of the report: every stream has its own writing and reading goroutine
+/// (`open`), 100 streams of 256 KiB, against the same echo. The reported mechanism in its
+/// plain form: Go reads every stream at once, so our echoes soon wait for Go's UPDs (Go's
+/// window is 64 KiB); what they leave unread fills our session's 4 MiB, we stop reading the
+/// transport, and the UPDs sit behind the data. About one run in five hangs here, against
+/// a Go echo server too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the Go peer"]
+async fn v2_go_per_stream_client_100_streams_ours_echo_server() {
+    with_timeout_of(
+        "v2_go_per_stream_client_100_streams_ours_echo_server",
+        HANG_TEST_TIMEOUT,
+        ours_echo_hangs(Opts::new(Version::V2), GoClient::PerStream, 100, 256 * 1024),
+    )
+    .await;
+}
+
+/// Reference, only with `SMUX_GO_REFERENCE=1`: both clients above against a Go 1.5.16 echo
+/// server, [`HANG_RUNS`] runs each. Go hangs as well: its echo server or client stops reading the
+/// connection when its 4 MiB receive budget is full (`recvLoop` waiting for `bucket`) while
+/// what it waits for is behind the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the Go peer"]
+async fn v2_go_clients_100_streams_go_echo_server_reference() {
+    let Some(bin) = go_peer() else { return };
+    if std::env::var("SMUX_GO_REFERENCE").as_deref() != Ok("1") {
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: set SMUX_GO_REFERENCE=1 to run the Go-to-Go reference runs"
+        );
+        return;
+    }
+    with_timeout_of(
+        "v2_go_clients_100_streams_go_echo_server_reference",
+        HANG_TEST_TIMEOUT * 2,
+        async {
+            let mut hung = Vec::new();
+            for client in [GoClient::OneWriter, GoClient::PerStream] {
+                let what = format!("Go client ({client:?}), 100 x 256 KiB, Go echo server");
+                hung.extend(
+                    count_hangs(&what, || go_echo_once(bin, client, 100, 256 * 1024)).await,
+                );
+            }
+            assert!(hung.is_empty(), "{}", hung.join("\n"));
+        },
+    )
     .await;
 }
 
