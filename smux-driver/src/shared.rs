@@ -24,6 +24,9 @@ const MIN_READ_ROOM: usize = 16 * 1024;
 const MAX_READS: usize = 4;
 /// Output pulled from the session and not yet written, at most.
 const OUT_HIGH_WATER: usize = 256 * 1024;
+/// Segments pulled from the session and not yet written, at most: a flood of 8-byte frames
+/// (refusals of a SYN flood) must not cost a queue slot per frame up to `OUT_HIGH_WATER`.
+const OUT_MAX_SEGMENTS: usize = 4096;
 /// Bytes written per worker round.
 const MAX_WRITE: usize = 1024 * 1024;
 /// Segments handed to one vectored write.
@@ -720,7 +723,7 @@ impl<T: Transport> State<T> {
 
     /// Pulls frames from the session until enough output is waiting.
     fn pull(&mut self, now: Instant) {
-        while self.out_bytes < OUT_HIGH_WATER {
+        while self.out_bytes < OUT_HIGH_WATER && self.out.len() < OUT_MAX_SEGMENTS {
             let Some(t) = self.session.poll_transmit(now) else {
                 break;
             };
