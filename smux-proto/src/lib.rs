@@ -58,12 +58,16 @@
 //! - Stream ids: a client opens 3, 5, 7, ..., a server 2, 4, 6, ... When ids run out,
 //!   [`Session::open`] fails with [`OpenError::IdsExhausted`] and the session goes on.
 //! - A peer SYN for an id of our own parity, or beyond `max_streams` or the accept backlog, is
-//!   answered with a FIN; a duplicate SYN is ignored; a NOP on a non-zero stream counts as a
+//!   answered with a FIN (past the backlog it may wait first: [`Session::set_hold_opens`]); a
+//!   duplicate SYN is ignored; a NOP on a non-zero stream counts as a
 //!   keep-alive. PSH, FIN and UPD for unknown streams are dropped without a reply, and so is a
 //!   PSH after the peer's FIN.
 //! - Malformed frames end the session with a [`ProtocolError`] naming what the peer did.
-//! - Version 2: an UPD goes out on the first read and then every half window read. A peer may
-//!   send [`INITIAL_PEER_WINDOW`] bytes before it has heard our window; that is accepted.
+//! - Version 2: a peer may send [`INITIAL_PEER_WINDOW`] bytes before it has heard from us;
+//!   that is accepted. We never stop reading a peer that keeps to our windows; the windows are
+//!   granted out of the receive budget instead (see [`Config::max_session_unread`]). An UPD
+//!   moves the edge (`consumed + window`) right on the first read and then every half window
+//!   read, never left.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
