@@ -1,0 +1,101 @@
+//! Unit tests of a stream's queues and window accounting.
+
+use super::*;
+
+#[test]
+fn reads_cross_chunks() {
+    let mut s = Stream::new(INITIAL_PEER_WINDOW as usize);
+    assert!(s.push_rx(Bytes::from(vec![1u8; 600])));
+    assert!(!s.push_rx(Bytes::from(vec![2u8; 700])));
+    assert_eq!(
+        s.rx.len(),
+        2,
+        "payloads of 256 bytes or more keep their own chunk"
+    );
+    let mut buf = [0u8; 650];
+    assert_eq!(s.read_into(&mut buf), 650);
+    assert_eq!(&buf[598..602], &[1, 1, 2, 2]);
+    assert_eq!(s.unread(), 650);
+    assert_eq!(s.read_chunk(1000).unwrap().len(), 650);
+    assert!(s.read_chunk(10).is_none());
+    assert_eq!(s.rx_memory(), 0, "an empty queue gives its memory back");
+}
+
+#[test]
+fn rx_memory_counts_slots_and_predicts_growth() {
+    let mut s = Stream::new(INITIAL_PEER_WINDOW as usize);
+    for i in 0..100usize {
+        let cost = s.rx_cost(1000);
+        let before = s.rx_memory();
+        s.push_rx(Bytes::from(vec![0u8; 1000]));
+        assert_eq!(s.rx_memory() - before, cost, "push {i}");
+        // Slots never exceed twice the chunks held.
+        assert!(s.rx.capacity() <= 2 * s.rx.len().max(1));
+    }
+    let mut buf = [0u8; 95_000];
+    s.read_into(&mut buf);
+    assert_eq!(s.rx.len(), 5);
+    assert!(s.rx.capacity() <= 2 * 5, "queue shrinks as it drains");
+}
+
+#[test]
+fn tiny_payloads_share_chunks() {
+    let mut s = Stream::new(INITIAL_PEER_WINDOW as usize);
+    for i in 0..10_000u32 {
+        s.push_rx(Bytes::copy_from_slice(&[i as u8]));
+    }
+    assert_eq!(s.unread(), 10_000);
+    assert_eq!(s.rx.len(), 10, "one-byte frames share 1 KiB chunks");
+    let mut buf = vec![0u8; 10_000];
+    assert_eq!(s.read_into(&mut buf), 10_000);
+    assert!(buf.iter().enumerate().all(|(i, b)| *b == i as u8));
+}
+
+#[test]
+fn window_grants_on_first_read_then_every_half_window() {
+    let mut s = Stream::new(INITIAL_PEER_WINDOW as usize);
+    assert_eq!(s.credit(), INITIAL_PEER_WINDOW as usize);
+    assert!(!s.grant_due(100));
+    s.note_consumed(1);
+    assert!(s.grant_due(100));
+    s.grant(1);
+    s.note_consumed(48);
+    assert!(!s.grant_due(100));
+    s.note_consumed(2);
+    assert!(s.grant_due(100));
+    s.grant(50);
+    assert_eq!(s.consumed(), 51);
+    assert_eq!(s.credit(), INITIAL_PEER_WINDOW as usize);
+}
+
+#[test]
+fn send_window_starts_at_initial_and_follows_upd() {
+    let mut s = Stream::new(INITIAL_PEER_WINDOW as usize);
+    assert_eq!(s.send_window(), INITIAL_PEER_WINDOW as usize);
+    s.push_tx(Bytes::from(vec![0; 1000]));
+    assert_eq!(s.send_window(), INITIAL_PEER_WINDOW as usize - 1000);
+    s.apply_upd(500, 600);
+    assert_eq!(s.send_window(), 100);
+    // A peer that shrinks its window below what is in flight leaves no room, not a wrap.
+    s.apply_upd(0, 10);
+    assert_eq!(s.send_window(), 0);
+}
+
+#[test]
+fn send_window_survives_counter_wrap() {
+    let mut s = Stream::new(INITIAL_PEER_WINDOW as usize);
+    s.written = u32::MAX - 10;
+    s.peer_consumed = u32::MAX - 10;
+    s.push_tx(Bytes::from(vec![0; 100]));
+    assert_eq!(s.send_window(), INITIAL_PEER_WINDOW as usize - 100);
+}
+
+#[test]
+fn tx_splits_into_frames() {
+    let mut s = Stream::new(INITIAL_PEER_WINDOW as usize);
+    s.push_tx(Bytes::from(vec![7; 10]));
+    assert_eq!(s.pop_tx(4).unwrap().len(), 4);
+    assert_eq!(s.queued(), 6);
+    assert_eq!(s.pop_tx(100).unwrap().len(), 6);
+    assert!(s.pop_tx(100).is_none());
+}
