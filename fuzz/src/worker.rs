@@ -25,8 +25,6 @@
 //! - memory: what the thread holds stays within a bound derived from the configured limits,
 //!   and everything is freed once the handles and the worker are dropped.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
@@ -42,50 +40,14 @@ use futures_io::{AsyncRead, AsyncWrite};
 use smux_futures::{
     MuxAcceptor, MuxBuilder, MuxConnector, MuxResult, MuxStream, MuxWorker, Version,
 };
+use smux_test_support::alloc::{thread_live as live, CountingAlloc};
 
 // ------------------------------------------------------------------------- memory
 
-/// Counts the bytes this thread holds (the fuzz loop and each replaying test run on one
-/// thread; other threads' allocations do not disturb the count).
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn count(delta: isize) {
-    let _ = LIVE.try_with(|l| l.set(l.get() + delta));
-}
-
-fn live() -> isize {
-    LIVE.with(Cell::get)
-}
-
-// SAFETY: forwards to the system allocator and only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size() as isize);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count(layout.size() as isize);
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count(-(layout.size() as isize));
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(new_size as isize - layout.size() as isize);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+// The bytes this thread holds (the fuzz loop and each replaying test run on one thread; other
+// threads' allocations do not disturb the count).
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAlloc = CountingAlloc;
 
 // ------------------------------------------------------------------------- input
 
