@@ -1,6 +1,10 @@
 //! `close()` against the worker, the transport and other tasks: it drains more than one poll's
 //! worth without the worker, it does not steal the worker's wake-ups when cancelled, pending
 //! operations see it, and failures while draining are reported, not hidden.
+//!
+//! The transports are in-memory (`tokio::io::duplex`) and the clock is paused where a test
+//! waits for a state: a paused sleep returns once every task is idle (the worker blocked on
+//! the transport, say), not after real time, so no test depends on how fast the machine is.
 
 use std::io;
 use std::pin::Pin;
@@ -21,7 +25,7 @@ async fn accept_and_count(mut sa: MuxAcceptor<DuplexStream>) -> usize {
     got.len()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_worker_ends_after_close_even_if_the_peer_keeps_the_transport_open() {
     let (a, mut b) = tokio::io::duplex(64 * 1024);
     let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
@@ -58,7 +62,7 @@ async fn close_without_the_worker_drains_more_than_one_poll_can_write() {
     assert_eq!(timeout(LIMIT, reader).await.unwrap().unwrap(), data.len());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_cancelled_close_does_not_steal_the_workers_wake_ups() {
     let (a, b) = tokio::io::duplex(8 * 1024);
     let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
@@ -77,7 +81,7 @@ async fn a_cancelled_close_does_not_steal_the_workers_wake_ups() {
     drop(s);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn close_wakes_a_pending_accept_and_blocked_writers() {
     let (a, _b) = tokio::io::duplex(1024);
     let (cc, mut ca, cw) = MuxBuilder::client().with_connection(a).build();
@@ -106,7 +110,7 @@ async fn close_wakes_a_pending_accept_and_blocked_writers() {
     assert_eq!(kind, io::ErrorKind::BrokenPipe);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_pending_flush_completes_when_close_delivers_the_data() {
     let (a, b) = tokio::io::duplex(8 * 1024);
     let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
