@@ -11,11 +11,7 @@ impl Session {
     /// on. Idempotent.
     pub fn shutdown(&mut self, id: StreamId) -> Result<(), StreamError> {
         let ended = self.is_ended();
-        let s = self
-            .streams
-            .get(&id.0)
-            .filter(|s| !s.is_released())
-            .ok_or(StreamError::UnknownStream(id))?;
+        let s = self.command_target(id)?;
         // Asked before: whatever became of the session since, the answer stands.
         if s.fin_queued() {
             return Ok(());

@@ -16,10 +16,11 @@ use bytes::Bytes;
 
 use crate::config::{Config, Role};
 use crate::decode::Decoder;
-use crate::error::{ConfigError, SessionEnd};
+use crate::error::{ConfigError, SessionEnd, StreamError};
 use crate::frame::Header;
 use crate::hasher::IdHasher;
 use crate::scheduler::{IdQueue, Queue, Scheduler, Streams};
+use crate::stream::Stream;
 use crate::timer::{DeadlineQueue, Timer, TimerTable};
 use crate::wire::{Cmd, StreamId, Version, HEADER_LEN};
 
@@ -307,6 +308,14 @@ impl Session {
     }
 
     // ---------------------------------------------------------------- shared internals
+
+    /// The stream a command names: known and not released.
+    fn command_target(&self, id: StreamId) -> Result<&Stream, StreamError> {
+        self.streams
+            .get(&id.0)
+            .filter(|s| !s.is_released())
+            .ok_or(StreamError::UnknownStream(id))
+    }
 
     fn is_local_id(&self, id: StreamId) -> bool {
         let odd = id.0 % 2 == 1;

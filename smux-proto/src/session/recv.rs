@@ -66,11 +66,7 @@ impl Session {
 
     /// Whether `id` has data or its end to report; errors if neither will ever come.
     fn readable(&self, id: StreamId) -> Result<(), StreamError> {
-        let s = self
-            .streams
-            .get(&id.0)
-            .filter(|s| !s.is_released())
-            .ok_or(StreamError::UnknownStream(id))?;
+        let s = self.command_target(id)?;
         if s.has_unread() || s.fin_recv() || s.is_expired() {
             Ok(())
         } else if self.is_ended() {

@@ -56,11 +56,7 @@ impl Session {
     }
 
     fn write_room(&self, id: StreamId) -> Result<usize, StreamError> {
-        let s = self
-            .streams
-            .get(&id.0)
-            .filter(|s| !s.is_released())
-            .ok_or(StreamError::UnknownStream(id))?;
+        let s = self.command_target(id)?;
         if self.is_ended() {
             return Err(StreamError::SessionEnded);
         }
