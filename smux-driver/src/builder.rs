@@ -1,182 +1,208 @@
-//! The `MuxBuilder` both adapters export, written once as a macro: the type must be defined in
-//! each adapter crate so that each can add its own `build()` for its own transport traits.
+//! `MuxBuilder`, written once for both adapters: generic over the adapter family `F` (the
+//! adapters name it with `F` fixed, as `MuxBuilder<S>`), with type states for the role, the
+//! options and the transport.
 
-/// Defines `MuxBuilder` with its type states and setters in the calling crate. The caller adds
-/// `impl<T> MuxBuilder<WithConnection<T>> { pub fn build(self) -> ... }`, reading the
-/// connection from `self.state.connection` and the options from `self.state.options`.
-#[macro_export]
-macro_rules! define_builder {
-    () => {
-        /// Builder state before the role is chosen.
-        #[derive(Debug)]
-        pub struct Begin {
-            _private: (),
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::conn::Conn;
+use crate::options::Options;
+use crate::{Acceptor, Adapter, Bind, Connector, Runtime, Worker};
+
+/// Builder state before the role is chosen.
+#[derive(Debug)]
+pub struct Begin {
+    _private: (),
+}
+
+/// Builder state holding the options.
+#[derive(Debug, Clone)]
+pub struct WithConfig {
+    options: Options,
+}
+
+/// Builder state holding the options and the transport.
+#[derive(Debug)]
+pub struct WithConnection<T> {
+    options: Options,
+    connection: T,
+}
+
+/// Builds a session: choose the role ([`MuxBuilder::client`] or
+/// [`MuxBuilder::server`]), set options, give the transport
+/// ([`MuxBuilder::with_connection`]), then `build()`.
+///
+/// Every option is optional. Keep-alive and the idle timeout are off unless set; when
+/// talking to a Go peer, turn keep-alive on (Go drops a peer that is silent for 30 s).
+#[derive(Debug)]
+pub struct MuxBuilder<S, F> {
+    state: S,
+    _family: PhantomData<fn() -> F>,
+}
+
+impl<F> MuxBuilder<Begin, F> {
+    /// A client: the streams it opens have odd ids (3, 5, ...).
+    pub fn client() -> MuxBuilder<WithConfig, F> {
+        MuxBuilder {
+            _family: PhantomData,
+            state: WithConfig {
+                options: Options::new(crate::smux_proto::Role::Client),
+            },
         }
+    }
 
-        /// Builder state holding the options.
-        #[derive(Debug, Clone)]
-        pub struct WithConfig {
-            options: $crate::Options,
+    /// A server: the streams it opens have even ids (2, 4, ...).
+    pub fn server() -> MuxBuilder<WithConfig, F> {
+        MuxBuilder {
+            _family: PhantomData,
+            state: WithConfig {
+                options: Options::new(crate::smux_proto::Role::Server),
+            },
         }
+    }
+}
 
-        /// Builder state holding the options and the transport.
-        #[derive(Debug)]
-        pub struct WithConnection<T> {
-            pub(crate) options: $crate::Options,
-            pub(crate) connection: T,
+impl<F> MuxBuilder<WithConfig, F> {
+    /// Send a NOP keep-alive frame every `interval_secs` seconds. Default: off.
+    ///
+    /// # Panics
+    /// Above a year.
+    pub fn with_keep_alive_interval(&mut self, interval_secs: std::num::NonZeroU64) -> &mut Self {
+        self.state.options.keep_alive_interval(interval_secs);
+        self
+    }
+
+    /// End the session when no frame has arrived from the peer for `timeout_secs`
+    /// seconds. Default: three keep-alive intervals, once an interval is set.
+    ///
+    /// # Panics
+    /// Above a year; in `build()`, if shorter than the keep-alive interval.
+    pub fn with_keep_alive_timeout(&mut self, timeout_secs: std::num::NonZeroU64) -> &mut Self {
+        self.state.options.keep_alive_timeout(timeout_secs);
+        self
+    }
+
+    /// Close a stream (FIN; reads end, writes fail with `BrokenPipe`) when no data has
+    /// been sent or received on it for `timeout_secs` seconds and none waits to be
+    /// read or sent. It fires between one and two periods after the last data.
+    /// Default: off.
+    ///
+    /// # Panics
+    /// Above a year.
+    pub fn with_idle_timeout(&mut self, timeout_secs: std::num::NonZeroU64) -> &mut Self {
+        self.state.options.idle_timeout(timeout_secs);
+        self
+    }
+
+    /// Frames (of the maximum frame size) a stream may have queued before its
+    /// `poll_write` returns `Pending`; the session-wide limit of 2 MiB applies as well.
+    /// Default: 1,024.
+    pub fn with_max_tx_queue(&mut self, size: std::num::NonZeroUsize) -> &mut Self {
+        self.state.options.max_tx_queue(size);
+        self
+    }
+
+    /// Unread frames (of the maximum frame size) the session may hold before it stops
+    /// reading the transport (the version-1 receive budget); at most 4 MiB. Default:
+    /// 1,024.
+    pub fn with_max_rx_queue(&mut self, size: std::num::NonZeroUsize) -> &mut Self {
+        self.state.options.max_rx_queue(size);
+        self
+    }
+
+    /// How long a peer SYN past a full accept backlog waits while the acceptor accepts
+    /// nothing. While it waits, the session reads no further input; once nothing has
+    /// been accepted for this long, SYNs past the backlog are refused with a FIN (the
+    /// peer reads a clean end of stream) until a stream is accepted again. Once the
+    /// acceptor is dropped they are refused at once. Default: 1 s.
+    ///
+    /// # Panics
+    /// Zero, or above a year.
+    pub fn with_accept_stall_timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
+        self.state.options.accept_stall_timeout(timeout);
+        self
+    }
+
+    /// The protocol version; both sides must agree. Default: version 1.
+    pub fn with_version(&mut self, version: crate::smux_proto::Version) -> &mut Self {
+        self.state.options.version(version);
+        self
+    }
+
+    /// Version 2: the per-stream window we advertise, in bytes. Default: 256 KiB.
+    ///
+    /// # Panics
+    /// Below 65,535 or above 2^31 - 1 (what a Go peer can read).
+    pub fn with_stream_window(&mut self, bytes: u32) -> &mut Self {
+        self.state.options.stream_window(bytes);
+        self
+    }
+
+    /// Largest payload of a frame we send, in bytes. Default: 32,768, as Go.
+    ///
+    /// # Panics
+    /// Outside 1..=65,535.
+    pub fn with_max_frame_size(&mut self, bytes: usize) -> &mut Self {
+        self.state.options.max_frame_size(bytes);
+        self
+    }
+
+    /// Streams open at once, both directions together; beyond it `connect()` fails and
+    /// peer SYNs are refused with a FIN. Default: 65,536.
+    pub fn with_max_streams(&mut self, streams: std::num::NonZeroUsize) -> &mut Self {
+        self.state.options.max_streams(streams);
+        self
+    }
+
+    /// Peer-opened streams waiting for `accept()`; beyond it peer SYNs are refused
+    /// with a FIN. Default: 1,024.
+    pub fn with_max_accept_backlog(&mut self, streams: std::num::NonZeroUsize) -> &mut Self {
+        self.state.options.max_accept_backlog(streams);
+        self
+    }
+
+    /// The transport to multiplex.
+    pub fn with_connection<T>(&mut self, connection: T) -> MuxBuilder<WithConnection<T>, F> {
+        MuxBuilder {
+            _family: PhantomData,
+            state: WithConnection {
+                options: self.state.options.clone(),
+                connection,
+            },
         }
+    }
+}
 
-        /// Builds a session: choose the role ([`MuxBuilder::client`] or
-        /// [`MuxBuilder::server`]), set options, give the transport
-        /// ([`MuxBuilder::with_connection`]), then `build()`.
-        ///
-        /// Every option is optional. Keep-alive and the idle timeout are off unless set; when
-        /// talking to a Go peer, turn keep-alive on (Go drops a peer that is silent for 30 s).
-        #[derive(Debug)]
-        pub struct MuxBuilder<State> {
-            pub(crate) state: State,
-        }
+/// The handles [`MuxBuilder::build`] returns for adapter family `F` and transport `T`.
+type Built<T, F> = (
+    Connector<<F as Bind<T>>::Adapter>,
+    Acceptor<<F as Bind<T>>::Adapter>,
+    Worker<<F as Bind<T>>::Adapter>,
+);
 
-        impl MuxBuilder<Begin> {
-            /// A client: the streams it opens have odd ids (3, 5, ...).
-            pub fn client() -> MuxBuilder<WithConfig> {
-                MuxBuilder {
-                    state: WithConfig {
-                        options: $crate::Options::new($crate::smux_proto::Role::Client),
-                    },
-                }
-            }
-
-            /// A server: the streams it opens have even ids (2, 4, ...).
-            pub fn server() -> MuxBuilder<WithConfig> {
-                MuxBuilder {
-                    state: WithConfig {
-                        options: $crate::Options::new($crate::smux_proto::Role::Server),
-                    },
-                }
-            }
-        }
-
-        impl MuxBuilder<WithConfig> {
-            /// Send a NOP keep-alive frame every `interval_secs` seconds. Default: off.
-            ///
-            /// # Panics
-            /// Above a year.
-            pub fn with_keep_alive_interval(
-                &mut self,
-                interval_secs: ::std::num::NonZeroU64,
-            ) -> &mut Self {
-                self.state.options.keep_alive_interval(interval_secs);
-                self
-            }
-
-            /// End the session when no frame has arrived from the peer for `timeout_secs`
-            /// seconds. Default: three keep-alive intervals, once an interval is set.
-            ///
-            /// # Panics
-            /// Above a year; in `build()`, if shorter than the keep-alive interval.
-            pub fn with_keep_alive_timeout(
-                &mut self,
-                timeout_secs: ::std::num::NonZeroU64,
-            ) -> &mut Self {
-                self.state.options.keep_alive_timeout(timeout_secs);
-                self
-            }
-
-            /// Close a stream (FIN; reads end, writes fail with `BrokenPipe`) when no data has
-            /// been sent or received on it for `timeout_secs` seconds and none waits to be
-            /// read or sent. It fires between one and two periods after the last data.
-            /// Default: off.
-            ///
-            /// # Panics
-            /// Above a year.
-            pub fn with_idle_timeout(&mut self, timeout_secs: ::std::num::NonZeroU64) -> &mut Self {
-                self.state.options.idle_timeout(timeout_secs);
-                self
-            }
-
-            /// Frames (of the maximum frame size) a stream may have queued before its
-            /// `poll_write` returns `Pending`; the session-wide limit of 2 MiB applies as well.
-            /// Default: 1,024.
-            pub fn with_max_tx_queue(&mut self, size: ::std::num::NonZeroUsize) -> &mut Self {
-                self.state.options.max_tx_queue(size);
-                self
-            }
-
-            /// Unread frames (of the maximum frame size) the session may hold before it stops
-            /// reading the transport (the version-1 receive budget); at most 4 MiB. Default:
-            /// 1,024.
-            pub fn with_max_rx_queue(&mut self, size: ::std::num::NonZeroUsize) -> &mut Self {
-                self.state.options.max_rx_queue(size);
-                self
-            }
-
-            /// How long a peer SYN past a full accept backlog waits while the acceptor accepts
-            /// nothing. While it waits, the session reads no further input; once nothing has
-            /// been accepted for this long, SYNs past the backlog are refused with a FIN (the
-            /// peer reads a clean end of stream) until a stream is accepted again. Once the
-            /// acceptor is dropped they are refused at once. Default: 1 s.
-            ///
-            /// # Panics
-            /// Zero, or above a year.
-            pub fn with_accept_stall_timeout(
-                &mut self,
-                timeout: ::std::time::Duration,
-            ) -> &mut Self {
-                self.state.options.accept_stall_timeout(timeout);
-                self
-            }
-
-            /// The protocol version; both sides must agree. Default: version 1.
-            pub fn with_version(&mut self, version: $crate::smux_proto::Version) -> &mut Self {
-                self.state.options.version(version);
-                self
-            }
-
-            /// Version 2: the per-stream window we advertise, in bytes. Default: 256 KiB.
-            ///
-            /// # Panics
-            /// Below 65,535 or above 2^31 - 1 (what a Go peer can read).
-            pub fn with_stream_window(&mut self, bytes: u32) -> &mut Self {
-                self.state.options.stream_window(bytes);
-                self
-            }
-
-            /// Largest payload of a frame we send, in bytes. Default: 32,768, as Go.
-            ///
-            /// # Panics
-            /// Outside 1..=65,535.
-            pub fn with_max_frame_size(&mut self, bytes: usize) -> &mut Self {
-                self.state.options.max_frame_size(bytes);
-                self
-            }
-
-            /// Streams open at once, both directions together; beyond it `connect()` fails and
-            /// peer SYNs are refused with a FIN. Default: 65,536.
-            pub fn with_max_streams(&mut self, streams: ::std::num::NonZeroUsize) -> &mut Self {
-                self.state.options.max_streams(streams);
-                self
-            }
-
-            /// Peer-opened streams waiting for `accept()`; beyond it peer SYNs are refused
-            /// with a FIN. Default: 1,024.
-            pub fn with_max_accept_backlog(
-                &mut self,
-                streams: ::std::num::NonZeroUsize,
-            ) -> &mut Self {
-                self.state.options.max_accept_backlog(streams);
-                self
-            }
-
-            /// The transport to multiplex.
-            pub fn with_connection<T>(&mut self, connection: T) -> MuxBuilder<WithConnection<T>> {
-                MuxBuilder {
-                    state: WithConnection {
-                        options: self.state.options.clone(),
-                        connection,
-                    },
-                }
-            }
-        }
-    };
+impl<T, F: Bind<T>> MuxBuilder<WithConnection<T>, F> {
+    /// Builds the session: a connector, an acceptor, and the worker to spawn.
+    ///
+    /// # Panics
+    /// If the keep-alive timeout is shorter than the interval.
+    pub fn build(self) -> Built<T, F> {
+        let WithConnection {
+            options,
+            connection,
+        } = self.state;
+        let config = options.config();
+        let now = <<F::Adapter as Adapter>::Runtime as Runtime>::now();
+        let conn = Arc::new(Conn::new(
+            F::wrap(connection),
+            options.role(),
+            config,
+            now,
+            2,
+        ));
+        (
+            Connector::new(Arc::clone(&conn)),
+            Acceptor::new(Arc::clone(&conn)),
+            Worker::new(conn),
+        )
+    }
 }

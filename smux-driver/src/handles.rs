@@ -1,190 +1,241 @@
-//! The handle types both adapters export (`MuxConnector`, `MuxAcceptor`, `MuxWorker`,
-//! `MuxStream` and `MuxBuilder::build`), written once as a macro: each adapter needs them as
-//! its own types, to implement its runtime's I/O traits for `MuxStream`.
+//! The handles, written once for both adapters: [`Connector`], [`Acceptor`] and
+//! [`StreamHandle`], generic over an [`Adapter`]. The adapters name them (`MuxConnector<T>`,
+//! `MuxAcceptor<T>`) and wrap `StreamHandle` in their `MuxStream<T>`, which implements their
+//! runtime's I/O traits. Every `poll_*` and `async` operation takes part in the runtime's
+//! cooperative budget.
 
-/// Defines the handles in the calling crate, after [`define_builder!`](crate::define_builder).
-/// Arguments: the crate's transport trait (`T: $conn` for every handle), its wrapper turning a
-/// `T` into a [`Transport`](crate::Transport), and its [`Runtime`](crate::Runtime). The caller
-/// implements its I/O traits for `MuxStream<T>` over `self.shared` and `self.id`.
-#[macro_export]
-macro_rules! define_handles {
-    ($conn:path, $io:ident, $rt:ty) => {
-        impl<T: $conn> MuxBuilder<WithConnection<T>> {
-            /// Builds the session: a connector, an acceptor, and the worker to spawn.
-            ///
-            /// # Panics
-            /// If the keep-alive timeout is shorter than the interval.
-            pub fn build(self) -> (MuxConnector<T>, MuxAcceptor<T>, MuxWorker<T>) {
-                let WithConnection {
-                    options,
-                    connection,
-                } = self.state;
-                let config = options.config();
-                let now = <$rt as $crate::Runtime>::now();
-                let shared = $crate::Shared::new($io(connection), options.role(), config, now, 2);
-                (
-                    MuxConnector {
-                        shared: ::std::sync::Arc::clone(&shared),
-                    },
-                    MuxAcceptor {
-                        shared: ::std::sync::Arc::clone(&shared),
-                    },
-                    MuxWorker {
-                        inner: $crate::Worker::new(shared),
-                    },
-                )
-            }
-        }
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
-        /// Opens streams. Cloneable; the session lives while any handle does.
-        pub struct MuxConnector<T: $conn> {
-            shared: ::std::sync::Arc<$crate::Shared<$io<T>>>,
-        }
+use smux_proto::StreamId;
 
-        impl<T: $conn> MuxConnector<T> {
-            /// Opens a stream. Its SYN goes out ahead of any data, so it can be written to at
-            /// once.
-            ///
-            /// Fails with [`MuxError::ConnectionClosed`] once the session is closed,
-            /// [`MuxError::TooManyStreams`] at the stream limit,
-            /// [`MuxError::StreamIdsExhausted`] when this connection has used every id.
-            pub fn connect(&self) -> MuxResult<MuxStream<T>> {
-                let id = self.shared.connect()?;
-                Ok(MuxStream {
-                    shared: ::std::sync::Arc::clone(&self.shared),
-                    id,
-                })
-            }
+use crate::conn::Conn;
+use crate::{Adapter, MuxResult, Runtime};
 
-            /// Stream handles alive on this connection, in both directions.
-            pub fn get_num_streams(&self) -> usize {
-                self.shared.num_streams()
-            }
+type Budget<A> = <<A as Adapter>::Runtime as Runtime>::Budget;
 
-            /// Closes the connection in order: data already taken by `poll_write` reaches the
-            /// wire, every open stream gets FIN (so the peer reads to a clean end), then the
-            /// transport is shut down. Works whether or not the worker is being polled, and may
-            /// be called more than once. Afterwards `connect()` fails, the acceptor ends, and
-            /// reads on open streams return what had arrived, then a `ConnectionAborted` error.
-            /// An error means the session had ended otherwise (e.g. the worker was dropped) or
-            /// the transport failed before everything was written.
-            pub async fn close(&self) -> MuxResult<()> {
-                ::std::future::poll_fn(|cx| self.shared.poll_close(cx)).await
-            }
-        }
-
-        impl<T: $conn> Clone for MuxConnector<T> {
-            fn clone(&self) -> Self {
-                self.shared.add_connector();
-                MuxConnector {
-                    shared: ::std::sync::Arc::clone(&self.shared),
-                }
-            }
-        }
-
-        impl<T: $conn> Drop for MuxConnector<T> {
-            fn drop(&mut self) {
-                self.shared.release_connector();
-            }
-        }
-
-        /// Receives the streams the peer opens; also a `futures_core::Stream` of them.
-        /// Dropping it closes those that arrive later.
-        pub struct MuxAcceptor<T: $conn> {
-            shared: ::std::sync::Arc<$crate::Shared<$io<T>>>,
-        }
-
-        impl<T: $conn> MuxAcceptor<T> {
-            /// The next stream the peer opened; `None` once the session is closed.
-            pub async fn accept(&mut self) -> Option<MuxStream<T>> {
-                ::std::future::poll_fn(|cx| self.poll_accept(cx)).await
-            }
-
-            fn poll_accept(
-                &self,
-                cx: &mut ::std::task::Context<'_>,
-            ) -> ::std::task::Poll<Option<MuxStream<T>>> {
-                self.shared.poll_accept(cx).map(|id| {
-                    id.map(|id| MuxStream {
-                        shared: ::std::sync::Arc::clone(&self.shared),
-                        id,
-                    })
-                })
-            }
-        }
-
-        impl<T: $conn> futures_core::Stream for MuxAcceptor<T> {
-            type Item = MuxStream<T>;
-
-            fn poll_next(
-                self: ::std::pin::Pin<&mut Self>,
-                cx: &mut ::std::task::Context<'_>,
-            ) -> ::std::task::Poll<Option<Self::Item>> {
-                self.poll_accept(cx)
-            }
-        }
-
-        impl<T: $conn> Drop for MuxAcceptor<T> {
-            fn drop(&mut self) {
-                self.shared.release_acceptor();
-            }
-        }
-
-        /// The future that drives the connection; spawn it. See the
-        /// [crate docs](crate#lifecycle) for when it ends.
-        #[must_use = "the worker does nothing unless polled: spawn it"]
-        pub struct MuxWorker<T: $conn> {
-            inner: $crate::Worker<$io<T>, $rt>,
-        }
-
-        impl<T: $conn> ::std::future::Future for MuxWorker<T> {
-            type Output = MuxResult<()>;
-
-            fn poll(
-                mut self: ::std::pin::Pin<&mut Self>,
-                cx: &mut ::std::task::Context<'_>,
-            ) -> ::std::task::Poll<Self::Output> {
-                ::std::pin::Pin::new(&mut self.inner).poll(cx)
-            }
-        }
-
-        /// One stream of the connection. It reads and writes like a TCP stream:
-        /// - shutting down (close, in futures-io) sends FIN after the data written so far; the
-        ///   read side stays open;
-        /// - flushing returns once the data written so far is handed to the transport;
-        /// - dropping it sends what it already accepted, then FIN; unread data is dropped.
-        ///
-        /// Split it to read and write from two tasks: reader and writer wait on separate
-        /// wakers.
-        pub struct MuxStream<T: $conn> {
-            shared: ::std::sync::Arc<$crate::Shared<$io<T>>>,
-            id: $crate::smux_proto::StreamId,
-        }
-
-        impl<T: $conn> MuxStream<T> {
-            /// The stream id on the wire (odd for streams the client opened, even for the
-            /// server's).
-            pub fn get_stream_id(&self) -> u32 {
-                self.id.0
-            }
-
-            /// Whether the stream can carry no more data in either direction: both sides sent
-            /// FIN, the idle timeout closed it, or the session ended.
-            pub fn is_closed(&self) -> bool {
-                self.shared.is_stream_closed(self.id)
-            }
-        }
-
-        impl<T: $conn> ::std::fmt::Debug for MuxStream<T> {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.debug_struct("MuxStream").field("id", &self.id.0).finish()
-            }
-        }
-
-        impl<T: $conn> Drop for MuxStream<T> {
-            fn drop(&mut self) {
-                self.shared.release_stream(self.id);
-            }
-        }
+/// Runs `op` under the runtime's cooperative budget: `Pending` (the task woken) instead, once
+/// the task has done enough without yielding; only a ready outcome spends the budget.
+fn cooperate<R: Runtime, O>(
+    budget: &R::Budget,
+    cx: &mut Context<'_>,
+    op: impl FnOnce(&mut Context<'_>) -> Poll<O>,
+) -> Poll<O> {
+    let Poll::Ready(proceed) = R::poll_proceed(budget, cx) else {
+        return Poll::Pending;
     };
+    let out = op(cx);
+    R::done(budget, proceed, out.is_ready());
+    out
+}
+
+/// Where a stream read puts its bytes: Tokio's `ReadBuf` or a plain slice.
+pub trait ReadTarget {
+    /// Bytes that still fit.
+    fn remaining(&self) -> usize;
+    /// Appends `data` (at most `remaining()` bytes).
+    fn put(&mut self, data: &[u8]);
+}
+
+/// Opens streams. Cloneable; the session lives while any handle does.
+pub struct Connector<A: Adapter> {
+    conn: Arc<Conn<A::Io>>,
+    budget: Budget<A>,
+}
+
+impl<A: Adapter> Connector<A> {
+    pub(crate) fn new(conn: Arc<Conn<A::Io>>) -> Self {
+        Connector {
+            conn,
+            budget: Budget::<A>::default(),
+        }
+    }
+
+    /// Opens a stream. Its SYN goes out ahead of any data, so it can be written to at once.
+    ///
+    /// Fails with [`MuxError::ConnectionClosed`](crate::MuxError::ConnectionClosed) once the
+    /// session is closed, [`MuxError::TooManyStreams`](crate::MuxError::TooManyStreams) at the
+    /// stream limit, [`MuxError::StreamIdsExhausted`](crate::MuxError::StreamIdsExhausted) when
+    /// this connection has used every id.
+    pub fn connect(&self) -> MuxResult<A::Stream> {
+        let id = self.conn.connect()?;
+        Ok(StreamHandle::new(Arc::clone(&self.conn), id).into())
+    }
+
+    /// Stream handles alive on this connection, in both directions.
+    pub fn get_num_streams(&self) -> usize {
+        self.conn.num_streams()
+    }
+
+    /// Closes the connection in order: data already taken by `poll_write` reaches the wire,
+    /// every open stream gets FIN (so the peer reads to a clean end), then the transport is
+    /// shut down. Works whether or not the worker is being polled, and may be called more than
+    /// once. Afterwards `connect()` fails, the acceptor ends, and reads on open streams return
+    /// what had arrived, then a `ConnectionAborted` error. An error means the session had
+    /// ended otherwise (e.g. the worker was dropped) or the transport failed before
+    /// everything was written.
+    pub async fn close(&self) -> MuxResult<()> {
+        std::future::poll_fn(|cx| {
+            cooperate::<A::Runtime, _>(&self.budget, cx, |cx| self.conn.poll_close(cx))
+        })
+        .await
+    }
+}
+
+impl<A: Adapter> Clone for Connector<A> {
+    fn clone(&self) -> Self {
+        self.conn.add_connector();
+        Connector::new(Arc::clone(&self.conn))
+    }
+}
+
+impl<A: Adapter> Drop for Connector<A> {
+    fn drop(&mut self) {
+        self.conn.release_connector();
+    }
+}
+
+impl<A: Adapter> fmt::Debug for Connector<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MuxConnector").finish_non_exhaustive()
+    }
+}
+
+/// Receives the streams the peer opens; also a `futures_core::Stream` of them. Dropping it
+/// closes those that arrive later.
+pub struct Acceptor<A: Adapter> {
+    conn: Arc<Conn<A::Io>>,
+    budget: Budget<A>,
+}
+
+impl<A: Adapter> Acceptor<A> {
+    pub(crate) fn new(conn: Arc<Conn<A::Io>>) -> Self {
+        Acceptor {
+            conn,
+            budget: Budget::<A>::default(),
+        }
+    }
+
+    /// The next stream the peer opened; `None` once the session is closed.
+    pub async fn accept(&mut self) -> Option<A::Stream> {
+        std::future::poll_fn(|cx| self.poll_accept(cx)).await
+    }
+
+    /// Polls for the next stream the peer opened; `None` once the session is closed.
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<A::Stream>> {
+        cooperate::<A::Runtime, _>(&self.budget, cx, |cx| {
+            self.conn
+                .poll_accept(cx)
+                .map(|id| id.map(|id| StreamHandle::new(Arc::clone(&self.conn), id).into()))
+        })
+    }
+}
+
+impl<A: Adapter> futures_core::Stream for Acceptor<A> {
+    type Item = A::Stream;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_accept(cx)
+    }
+}
+
+impl<A: Adapter> Drop for Acceptor<A> {
+    fn drop(&mut self) {
+        self.conn.release_acceptor();
+    }
+}
+
+impl<A: Adapter> fmt::Debug for Acceptor<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MuxAcceptor").finish_non_exhaustive()
+    }
+}
+
+/// One stream of the connection, as the adapters' `MuxStream` wraps it. It reads and writes
+/// like a TCP stream:
+/// - a write of a full frame or more goes straight to the transport when nothing is queued
+///   ahead of it; smaller writes are queued and coalesced;
+/// - flushing writes what is queued (the calling task does it, unless another task is
+///   writing) and flushes the transport;
+/// - shutting down queues FIN after the data written so far; the read side stays open;
+/// - dropping it sends what it already accepted, then FIN; unread data is dropped.
+pub struct StreamHandle<A: Adapter> {
+    conn: Arc<Conn<A::Io>>,
+    id: StreamId,
+    budget: Budget<A>,
+}
+
+impl<A: Adapter> StreamHandle<A> {
+    fn new(conn: Arc<Conn<A::Io>>, id: StreamId) -> Self {
+        StreamHandle {
+            conn,
+            id,
+            budget: Budget::<A>::default(),
+        }
+    }
+
+    /// The stream id on the wire (odd for streams the client opened, even for the server's).
+    pub fn id(&self) -> u32 {
+        self.id.0
+    }
+
+    /// Whether the stream can carry no more data in either direction: both sides sent FIN,
+    /// the idle timeout closed it, or the session ended.
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_stream_closed(self.id)
+    }
+
+    /// Reads into `dst`; nothing put and `Ok` is the end of the stream.
+    pub fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        dst: &mut dyn ReadTarget,
+    ) -> Poll<io::Result<()>> {
+        cooperate::<A::Runtime, _>(&self.budget, cx, |cx| self.conn.poll_read(self.id, cx, dst))
+    }
+
+    /// Writes from `buf`; returns how many bytes were taken.
+    pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        cooperate::<A::Runtime, _>(&self.budget, cx, |cx| {
+            self.conn.poll_write(self.id, cx, buf)
+        })
+    }
+
+    /// Writes from `bufs`, in order; returns how many bytes were taken.
+    pub fn poll_write_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        cooperate::<A::Runtime, _>(&self.budget, cx, |cx| {
+            self.conn.poll_write_vectored(self.id, cx, bufs)
+        })
+    }
+
+    /// Ready once everything written so far (and FIN, after a shutdown) is written to the
+    /// transport and the transport flushed.
+    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        cooperate::<A::Runtime, _>(&self.budget, cx, |cx| self.conn.poll_flush(self.id, cx))
+    }
+
+    /// Queues FIN after the data written so far; the read side stays open. Like TCP's
+    /// `shutdown`, it does not wait for the FIN to be written; `poll_flush` does.
+    pub fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        cooperate::<A::Runtime, _>(&self.budget, cx, |_| self.conn.poll_shutdown(self.id))
+    }
+}
+
+impl<A: Adapter> Drop for StreamHandle<A> {
+    fn drop(&mut self) {
+        self.conn.release_stream(self.id);
+    }
+}
+
+impl<A: Adapter> fmt::Debug for StreamHandle<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MuxStream").field("id", &self.id.0).finish()
+    }
 }

@@ -1,33 +1,49 @@
 //! The driver shared by `smux-tokio` and `smux-futures`: it moves bytes between a transport and
 //! a [`smux_proto::Session`], wakes the tasks waiting on streams, and runs the timers. It is
-//! written once, against two small traits: [`Transport`] (the transport's I/O) and [`Runtime`]
-//! (the clock and a sleep). The adapters implement them for their runtime and wrap the handles
-//! in their own I/O traits; applications use the adapters, not this crate.
+//! written once, against three small traits: [`Transport`] (the transport's I/O), [`Runtime`]
+//! (the clock, a sleep and cooperative scheduling) and [`Adapter`] (which types an adapter
+//! wraps). The adapters implement them and wrap [`StreamHandle`] in a `MuxStream` that
+//! implements their runtime's I/O traits; applications use the adapters, not this crate.
 //!
-//! Model: quinn's connection driver. One shared state behind a mutex holds the session, the
-//! transport and the wakers. The worker future polls the transport; the handles (connector,
-//! acceptor, streams) issue commands on the session and wake the worker. No lock is held across
-//! an `.await`: every poll takes the lock, does bounded work, and releases it. The transport
-//! lives in the shared state (not in the worker) so that `close()` can drain and shut it down
-//! when the worker is not being polled.
+//! # Design
+//!
+//! Two locks, never one held across the other's wait:
+//! - the **state** lock (`conn.rs`): the session, the wakers, the handles' bookkeeping. Every
+//!   handle operation takes it for a bounded amount of work, and never during a syscall;
+//! - the **transport** lock: the transport and the frames pulled from the session but not yet
+//!   written (`output.rs`). Its holder is the only one writing, so a frame's bytes stay
+//!   together on the wire. Handles only ever `try_lock` it: a handle never waits behind
+//!   another task's syscall, it leaves the work to the holder or the worker instead.
+//!
+//! The worker future (`worker.rs`) reads the transport (`input.rs`), runs the timers, and
+//! writes what the session queued. A stream writes a full frame or more straight to the
+//! transport when nothing is queued ahead of it, and a flushing task writes what is queued
+//! itself (`direct.rs`): neither waits for the worker. Wakers are collected while a lock is
+//! held and run once every lock is released (`wakers.rs`).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod builder;
+mod conn;
+mod direct;
 mod error;
 mod handles;
+mod input;
+mod lifecycle;
+mod ops;
 mod options;
-mod shared;
+mod output;
+mod wakers;
 mod worker;
 
 use std::io::{self, IoSlice};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+pub use builder::{Begin, MuxBuilder, WithConfig, WithConnection};
 pub use error::{MuxError, MuxResult};
-pub use options::Options;
-pub use shared::{ReadTarget, Shared};
+pub use handles::{Acceptor, Connector, ReadTarget, StreamHandle};
 #[doc(hidden)]
 pub use smux_proto;
 pub use worker::Worker;
@@ -42,8 +58,9 @@ pub trait Transport: Unpin {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>>;
-    /// Whether `poll_write_vectored` writes more than the first buffer at once. When it does
-    /// not, the driver gathers small frames into one buffer before writing.
+    /// Whether `poll_write_vectored` certainly writes more than the first buffer at once.
+    /// When it may not, the driver gathers runs of small segments (headers, small frames)
+    /// into one buffer before writing; payloads of 1 KiB or more are never copied for that.
     fn is_write_vectored(&self) -> bool;
     /// Flushes what was written.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
@@ -51,10 +68,14 @@ pub trait Transport: Unpin {
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
-/// The clock and sleep of an async runtime.
+/// The clock, sleep and cooperative scheduling of an async runtime.
 pub trait Runtime {
     /// A timer future.
     type Sleep: Unpin + Send;
+    /// Per-handle state of the cooperative budget (`()` where the runtime keeps it per task).
+    type Budget: Default + Send + Sync;
+    /// Permission to do one operation, from [`Runtime::poll_proceed`].
+    type Proceed;
     /// The current time (the runtime's clock, so a paused test clock works).
     fn now() -> Instant;
     /// A timer that fires at `deadline`.
@@ -63,4 +84,30 @@ pub trait Runtime {
     fn reset(sleep: &mut Self::Sleep, deadline: Instant);
     /// Polls `sleep`; `Ready` once its deadline has passed.
     fn poll_sleep(sleep: &mut Self::Sleep, cx: &mut Context<'_>) -> Poll<()>;
+    /// Whether the task may do one more operation now; `Pending` (with the task woken) once it
+    /// has done enough without yielding, so that a loop of ready operations lets the other
+    /// tasks (the worker among them) run.
+    fn poll_proceed(budget: &Self::Budget, cx: &mut Context<'_>) -> Poll<Self::Proceed>;
+    /// Ends the operation `proceed` allowed; `progress` tells whether it did any work (was
+    /// ready). Only work spends the budget.
+    fn done(budget: &Self::Budget, proceed: Self::Proceed, progress: bool);
+}
+
+/// The types one adapter binds together for one transport type.
+pub trait Adapter: Sized {
+    /// The transport, wrapped as the driver wants it.
+    type Io: Transport;
+    /// The runtime.
+    type Runtime: Runtime;
+    /// The adapter's stream type, a thin wrapper of [`StreamHandle`].
+    type Stream: From<StreamHandle<Self>>;
+}
+
+/// An adapter family: which [`Adapter`] serves a transport of type `T`, and how to wrap it.
+/// Implemented by each adapter crate's marker type, which [`MuxBuilder`] carries.
+pub trait Bind<T> {
+    /// The adapter for `T`.
+    type Adapter: Adapter;
+    /// Wraps the application's transport.
+    fn wrap(conn: T) -> <Self::Adapter as Adapter>::Io;
 }

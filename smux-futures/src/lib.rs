@@ -43,14 +43,16 @@
 #![deny(missing_docs)]
 
 use std::io::{self, IoSlice};
+use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_io::{AsyncRead, AsyncWrite};
-use smux_driver::{ReadTarget, Runtime, Transport};
+use smux_driver::{Adapter, Bind, ReadTarget, Runtime, StreamHandle, Transport};
 
-pub use smux_driver::{MuxError, MuxResult};
+pub use smux_driver::{Begin, MuxError, MuxResult, WithConfig, WithConnection};
 pub use smux_proto::{ProtocolError, Version};
 
 /// A transport the handles run over: any futures-io `AsyncRead + AsyncWrite + Unpin`.
@@ -58,8 +60,67 @@ pub trait FuturesConn: AsyncRead + AsyncWrite + Unpin {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin> FuturesConn for T {}
 
-smux_driver::define_builder!();
-smux_driver::define_handles!(FuturesConn, FuturesIo, AsyncIoRuntime);
+/// Builds a session: choose the role ([`MuxBuilder::client`] or [`MuxBuilder::server`]), set
+/// options, give the transport ([`MuxBuilder::with_connection`]), then `build()`.
+pub type MuxBuilder<S> = smux_driver::MuxBuilder<S, Futures>;
+/// Opens streams ([`MuxConnector::connect`]); cloneable.
+pub type MuxConnector<T> = smux_driver::Connector<FuturesAdapter<T>>;
+/// Receives the streams the peer opens; a `futures_core::Stream` of them too.
+pub type MuxAcceptor<T> = smux_driver::Acceptor<FuturesAdapter<T>>;
+/// The future that drives the connection; spawn it.
+pub type MuxWorker<T> = smux_driver::Worker<FuturesAdapter<T>>;
+
+/// The futures-io adapter family, which [`MuxBuilder`] carries.
+#[derive(Debug)]
+pub enum Futures {}
+
+/// The futures-io adapter for a transport of type `T`.
+#[derive(Debug)]
+pub struct FuturesAdapter<T>(PhantomData<fn() -> T>);
+
+impl<T: FuturesConn> Adapter for FuturesAdapter<T> {
+    type Io = FuturesIo<T>;
+    type Runtime = AsyncIoRuntime;
+    type Stream = MuxStream<T>;
+}
+
+impl<T: FuturesConn> Bind<T> for Futures {
+    type Adapter = FuturesAdapter<T>;
+    fn wrap(conn: T) -> FuturesIo<T> {
+        FuturesIo(conn)
+    }
+}
+
+/// One stream of the connection; it reads and writes like a TCP stream (see
+/// `smux_tokio::MuxStream`). `poll_close` queues FIN after the data written so far and keeps
+/// the read side open.
+pub struct MuxStream<T: FuturesConn> {
+    inner: StreamHandle<FuturesAdapter<T>>,
+}
+
+impl<T: FuturesConn> From<StreamHandle<FuturesAdapter<T>>> for MuxStream<T> {
+    fn from(inner: StreamHandle<FuturesAdapter<T>>) -> Self {
+        MuxStream { inner }
+    }
+}
+
+impl<T: FuturesConn> std::fmt::Debug for MuxStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<T: FuturesConn> MuxStream<T> {
+    /// The stream id on the wire (odd for streams the client opened, even for the server's).
+    pub fn get_stream_id(&self) -> u32 {
+        self.inner.id()
+    }
+
+    /// Whether the stream can carry no more data in either direction.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+}
 
 /// A futures-io transport, as the driver wants it.
 #[doc(hidden)]
@@ -80,8 +141,9 @@ impl<T: FuturesConn> Transport for FuturesIo<T> {
     }
 
     fn is_write_vectored(&self) -> bool {
-        // futures-io cannot say; its default `poll_write_vectored` writes the first buffer
-        // only, and gathering small frames costs little when the transport does better.
+        // futures-io cannot say: its default `poll_write_vectored` writes the first buffer
+        // only (smol's and async-std's sockets write them all). The driver gathers runs of
+        // small segments, never payloads of 1 KiB or more, and calls `poll_write_vectored`.
         false
     }
 
@@ -94,13 +156,19 @@ impl<T: FuturesConn> Transport for FuturesIo<T> {
     }
 }
 
-/// The clock and `async-io`'s timer.
+/// The clock, `async-io`'s timer, and a cooperative budget per handle.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct AsyncIoRuntime;
 
+/// Ready operations a handle does in a row before it yields once.
+const BUDGET: u8 = 128;
+
 impl Runtime for AsyncIoRuntime {
     type Sleep = async_io::Timer;
+    /// Ready operations since the handle last returned `Pending`.
+    type Budget = AtomicU8;
+    type Proceed = ();
 
     fn now() -> Instant {
         Instant::now()
@@ -116,6 +184,25 @@ impl Runtime for AsyncIoRuntime {
 
     fn poll_sleep(sleep: &mut Self::Sleep, cx: &mut Context<'_>) -> Poll<()> {
         std::future::Future::poll(Pin::new(sleep), cx).map(|_| ())
+    }
+
+    /// After [`BUDGET`] ready operations in a row, the handle wakes its task and returns
+    /// `Pending` once, so that a loop of ready operations lets the executor run other tasks.
+    fn poll_proceed(budget: &AtomicU8, cx: &mut Context<'_>) -> Poll<()> {
+        if budget.load(Ordering::Relaxed) >= BUDGET {
+            budget.store(0, Ordering::Relaxed);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(())
+    }
+
+    fn done(budget: &AtomicU8, (): (), progress: bool) {
+        if progress {
+            budget.fetch_add(1, Ordering::Relaxed);
+        } else {
+            budget.store(0, Ordering::Relaxed);
+        }
     }
 }
 
@@ -143,8 +230,8 @@ impl<T: FuturesConn> AsyncRead for MuxStream<T> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let mut target = SliceTarget { buf, filled: 0 };
-        self.shared
-            .poll_read(self.id, cx, &mut target)
+        self.inner
+            .poll_read(cx, &mut target)
             .map_ok(|()| target.filled)
     }
 }
@@ -156,14 +243,22 @@ impl<T: FuturesConn> AsyncWrite for MuxStream<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.shared.poll_write(self.id, cx, buf)
+        self.inner.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.inner.poll_write_vectored(cx, bufs)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shared.poll_flush(self.id, cx)
+        self.inner.poll_flush(cx)
     }
 
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shared.poll_shutdown(self.id)
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.poll_shutdown(cx)
     }
 }

@@ -359,6 +359,11 @@ impl Stream {
         self.tx.push_back(data);
     }
 
+    /// `n` bytes went to the transport without passing through the queue.
+    pub fn note_sent_direct(&mut self, n: usize) {
+        self.written = self.written.wrapping_add(n as u32);
+    }
+
     /// Queues a copy of `data` in pieces of at most `frame` bytes, each its own allocation, so
     /// that a piece's memory goes as soon as its frame is sent. A small write first fills the
     /// last piece, so many small writes do not cost a piece each.

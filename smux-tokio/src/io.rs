@@ -44,7 +44,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Transport for TokioIo<T> {
     }
 }
 
-/// Tokio's clock (so `tokio::time::pause` works) and sleep.
+/// Tokio's clock (so `tokio::time::pause` works), sleep and cooperative budget.
 #[derive(Debug)]
 pub struct TokioRuntime;
 
@@ -56,6 +56,9 @@ impl TokioRuntime {
 
 impl Runtime for TokioRuntime {
     type Sleep = Pin<Box<tokio::time::Sleep>>;
+    /// Tokio keeps the budget per task.
+    type Budget = ();
+    type Proceed = tokio::task::coop::RestoreOnPending;
 
     fn now() -> Instant {
         Self::now_std()
@@ -71,6 +74,16 @@ impl Runtime for TokioRuntime {
 
     fn poll_sleep(sleep: &mut Self::Sleep, cx: &mut Context<'_>) -> Poll<()> {
         sleep.as_mut().poll(cx)
+    }
+
+    fn poll_proceed(_: &(), cx: &mut Context<'_>) -> Poll<Self::Proceed> {
+        tokio::task::coop::poll_proceed(cx)
+    }
+
+    fn done(_: &(), proceed: Self::Proceed, progress: bool) {
+        if progress {
+            proceed.made_progress();
+        }
     }
 }
 

@@ -86,12 +86,15 @@
 
 mod io;
 
+use std::io::IoSlice;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use smux_driver::{Adapter, Bind, StreamHandle};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-pub use smux_driver::{MuxError, MuxResult};
+pub use smux_driver::{Begin, MuxError, MuxResult, WithConfig, WithConnection};
 pub use smux_proto::{ProtocolError, Version};
 
 use crate::io::{TokioIo, TokioReadBuf, TokioRuntime};
@@ -101,8 +104,77 @@ pub trait TokioConn: AsyncRead + AsyncWrite + Unpin {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin> TokioConn for T {}
 
-smux_driver::define_builder!();
-smux_driver::define_handles!(TokioConn, TokioIo, TokioRuntime);
+/// Builds a session: choose the role ([`MuxBuilder::client`] or [`MuxBuilder::server`]), set
+/// options, give the transport ([`MuxBuilder::with_connection`]), then `build()`.
+pub type MuxBuilder<S> = smux_driver::MuxBuilder<S, Tokio>;
+/// Opens streams ([`MuxConnector::connect`]); cloneable. See [`smux_driver::Connector`].
+pub type MuxConnector<T> = smux_driver::Connector<TokioAdapter<T>>;
+/// Receives the streams the peer opens; a `futures_core::Stream` of them too.
+pub type MuxAcceptor<T> = smux_driver::Acceptor<TokioAdapter<T>>;
+/// The future that drives the connection; spawn it. See the [crate docs](crate#lifecycle)
+/// for when it ends.
+pub type MuxWorker<T> = smux_driver::Worker<TokioAdapter<T>>;
+
+/// The Tokio adapter family, which [`MuxBuilder`] carries.
+#[derive(Debug)]
+pub enum Tokio {}
+
+/// The Tokio adapter for a transport of type `T`.
+#[derive(Debug)]
+pub struct TokioAdapter<T>(PhantomData<fn() -> T>);
+
+impl<T: TokioConn> Adapter for TokioAdapter<T> {
+    type Io = TokioIo<T>;
+    type Runtime = TokioRuntime;
+    type Stream = MuxStream<T>;
+}
+
+impl<T: TokioConn> Bind<T> for Tokio {
+    type Adapter = TokioAdapter<T>;
+    fn wrap(conn: T) -> TokioIo<T> {
+        TokioIo(conn)
+    }
+}
+
+/// One stream of the connection. It reads and writes like a TCP stream:
+/// - a write of a full frame (32 KiB by default) or more goes straight to the transport when
+///   nothing is queued ahead of it; smaller writes are queued and share the worker's writes;
+/// - `flush` writes what is queued from the calling task (unless another task is writing),
+///   then flushes the transport;
+/// - `shutdown` queues FIN after the data written so far and keeps the read side open; like
+///   TCP's `shutdown`, it does not wait for the FIN to be written (`flush` does);
+/// - dropping it sends what it already accepted, then FIN; unread data is dropped.
+///
+/// Split it (`tokio::io::split`) to read and write from two tasks: reader and writer wait on
+/// separate wakers.
+pub struct MuxStream<T: TokioConn> {
+    inner: StreamHandle<TokioAdapter<T>>,
+}
+
+impl<T: TokioConn> std::fmt::Debug for MuxStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<T: TokioConn> From<StreamHandle<TokioAdapter<T>>> for MuxStream<T> {
+    fn from(inner: StreamHandle<TokioAdapter<T>>) -> Self {
+        MuxStream { inner }
+    }
+}
+
+impl<T: TokioConn> MuxStream<T> {
+    /// The stream id on the wire (odd for streams the client opened, even for the server's).
+    pub fn get_stream_id(&self) -> u32 {
+        self.inner.id()
+    }
+
+    /// Whether the stream can carry no more data in either direction: both sides sent FIN,
+    /// the idle timeout closed it, or the session ended.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+}
 
 impl<T: TokioConn> AsyncRead for MuxStream<T> {
     fn poll_read(
@@ -110,26 +182,36 @@ impl<T: TokioConn> AsyncRead for MuxStream<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        self.shared.poll_read(self.id, cx, &mut TokioReadBuf(buf))
+        self.inner.poll_read(cx, &mut TokioReadBuf(buf))
     }
 }
 
-/// `poll_shutdown` queues FIN after the data written so far and keeps the read side open. Like
-/// TCP's `shutdown`, it does not wait for the FIN to be written; `poll_flush` does.
 impl<T: TokioConn> AsyncWrite for MuxStream<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.shared.poll_write(self.id, cx, buf)
+        self.inner.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.shared.poll_flush(self.id, cx)
+        self.inner.poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.shared.poll_shutdown(self.id)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.inner.poll_shutdown(cx)
     }
 }

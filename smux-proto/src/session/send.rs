@@ -43,6 +43,46 @@ impl Session {
         Ok(n)
     }
 
+    /// How many bytes of `id` may be sent now as PSH frames written by the caller straight to
+    /// the transport, bypassing the stream's queue: the peer's window (version 2), but 0 while
+    /// anything must go out first — the session's own output (control frames, other streams'
+    /// data) or this stream's SYN or queued data. Errors as [`Session::write`] (but never
+    /// `Blocked`). The caller encodes the headers ([`crate::Header`]), writes the frames, and
+    /// reports what it wrote (or must still write, in order, before any other frame) with
+    /// [`Session::commit_direct`].
+    pub fn direct_room(&self, id: StreamId) -> Result<usize, StreamError> {
+        let s = self.command_target(id)?;
+        if self.is_ended() {
+            return Err(StreamError::SessionEnded);
+        }
+        if s.fin_queued() || s.is_expired() {
+            return Err(StreamError::Finished);
+        }
+        if self.has_output() || s.syn_pending() || s.queued() > 0 {
+            return Ok(0);
+        }
+        Ok(match self.version() {
+            Version::V1 => usize::MAX,
+            Version::V2 => s.send_window(),
+        })
+    }
+
+    /// `n` bytes of `id` went (or are committed to go, before any other frame) to the
+    /// transport as PSH frames, at most [`Session::direct_room`] of them: they count against
+    /// the peer's window and as the stream's activity.
+    pub fn commit_direct(&mut self, id: StreamId, n: usize, now: Instant) {
+        self.now = self.now.max(now);
+        if n == 0 {
+            return;
+        }
+        if let Some(s) = self.streams.get_mut(&id.0) {
+            s.note_sent_direct(n);
+            if s.last_activity.is_some() {
+                s.last_activity = Some(now);
+            }
+        }
+    }
+
     /// How many of `len` bytes `id` can queue now; `Blocked` (and a `Writable` owed) when none.
     fn write_room_for(&mut self, id: StreamId, len: usize) -> Result<usize, StreamError> {
         let room = self.write_room(id)?;
@@ -215,5 +255,55 @@ impl Session {
                 self.events.push_back(Event::Writable(id));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use crate::{Config, Role, Session, StreamError, Version, INITIAL_PEER_WINDOW};
+
+    fn client(version: Version) -> (Session, Instant) {
+        let mut c = Config::default();
+        c.with_version(version);
+        let now = Instant::now();
+        (Session::new(Role::Client, c, now).unwrap(), now)
+    }
+
+    #[test]
+    fn direct_room_is_zero_while_anything_must_go_first() {
+        let (mut s, now) = client(Version::V1);
+        let id = s.open().unwrap();
+        // The SYN has not gone out.
+        assert_eq!(s.direct_room(id), Ok(0));
+        while s.poll_transmit(now).is_some() {}
+        assert_eq!(s.direct_room(id), Ok(usize::MAX));
+        // Queued data of its own goes first.
+        s.write(id, b"queued").unwrap();
+        assert_eq!(s.direct_room(id), Ok(0));
+        while s.poll_transmit(now).is_some() {}
+        // Another stream's output goes first too.
+        let other = s.open().unwrap();
+        assert_eq!(s.direct_room(id), Ok(0));
+        while s.poll_transmit(now).is_some() {}
+        assert_eq!(s.direct_room(other), Ok(usize::MAX));
+        s.shutdown(id).unwrap();
+        assert_eq!(s.direct_room(id), Err(StreamError::Finished));
+    }
+
+    #[test]
+    fn committed_direct_bytes_spend_the_version_2_window() {
+        let (mut s, now) = client(Version::V2);
+        let id = s.open().unwrap();
+        while s.poll_transmit(now).is_some() {}
+        let window = INITIAL_PEER_WINDOW as usize;
+        assert_eq!(s.direct_room(id), Ok(window));
+        s.commit_direct(id, 100_000, now);
+        assert_eq!(s.direct_room(id), Ok(window - 100_000));
+        assert_eq!(s.send_window(id), Some(window - 100_000));
+        // A queued write sees the same window.
+        let n = s.write(id, &vec![0u8; window]).unwrap();
+        assert_eq!(n, window - 100_000);
     }
 }

@@ -1,0 +1,345 @@
+//! The state shared by the worker and the handles of one connection: the protocol state
+//! behind one lock, the transport and its output queue behind another.
+
+use std::collections::HashMap;
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::task::{Context, Waker};
+use std::time::Instant;
+
+use smux_proto::{Config, Event, Role, Session, SessionEnd, StreamError, StreamId};
+
+use crate::error::{stream_error, StreamOp};
+use crate::output::OutQueue;
+use crate::wakers::{Slot, Wakes};
+use crate::Transport;
+
+/// One connection's shared state.
+#[derive(Debug)]
+pub(crate) struct Conn<T> {
+    state: Mutex<State>,
+    io: Mutex<IoState<T>>,
+    /// Wire bytes the transport has taken since the start. Stored under the transport lock
+    /// before the state lock is taken to wake flush waiters, so a waiter checking it under the
+    /// state lock cannot miss its wake.
+    pub written: AtomicU64,
+    /// `written` as of the transport's last completed flush.
+    pub flushed: AtomicU64,
+    /// Some stream waits for its flush: writers flush the transport as they go.
+    pub flush_wanted: AtomicBool,
+    /// The largest payload of a frame we send.
+    pub frame: usize,
+    /// The transport writes many buffers at once.
+    pub vectored: bool,
+}
+
+/// The protocol state and everyone's wakers.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub session: Session,
+    /// Wakers queued while the lock is held; moved out when it is released.
+    pub wakes: Wakes,
+    pub slots: HashMap<u32, Slot>,
+    pub flush_waiters: Vec<StreamId>,
+    pub accept_waker: Option<Waker>,
+    pub worker_waker: Option<Waker>,
+    worker_notified: bool,
+    pub close_wakers: Vec<Waker>,
+    /// Connectors, acceptors and streams alive.
+    pub handles: usize,
+    pub acceptor_alive: bool,
+    /// The session stopped taking input; a stream read or an accept may let it go on.
+    pub read_paused: bool,
+    pub transport_error: Option<io::Error>,
+    pub transport_error_msg: Option<String>,
+    /// The transport is shut down (or failed) and dropped: nothing more will move.
+    pub finished: bool,
+    /// The worker was dropped before the end.
+    pub abandoned: bool,
+    pub result_taken: bool,
+    /// The latest time the worker saw.
+    pub last_now: Instant,
+}
+
+/// The transport and what waits to be written to it.
+#[derive(Debug)]
+pub(crate) struct IoState<T> {
+    /// Dropped (closing the transport) once nothing more can move on it.
+    pub io: Option<T>,
+    pub out: OutQueue,
+    /// Written since the transport's last flush.
+    pub needs_flush: bool,
+}
+
+/// The state, locked. When it is released, the wakers queued meanwhile move to the caller's
+/// [`Wakes`], which runs them once the caller holds no lock.
+pub(crate) struct StateGuard<'a> {
+    guard: MutexGuard<'a, State>,
+    sink: &'a mut Wakes,
+}
+
+impl Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        self.sink.append(&mut self.guard.wakes);
+    }
+}
+
+/// A panic in another thread while holding a lock leaves the state as consistent as any
+/// single call leaves it: go on rather than poison every handle.
+fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
+    r.unwrap_or_else(|e| e.into_inner())
+}
+
+impl<T: Transport> Conn<T> {
+    pub fn new(io: T, role: Role, config: Config, now: Instant, handles: usize) -> Conn<T> {
+        let mut session =
+            Session::new(role, config, now).expect("the builder validated the config");
+        // SYNs past the accept backlog wait while the acceptor lives and accepts (the
+        // session refuses them after `accept_stall_timeout` without an accept).
+        session.set_hold_opens(true);
+        let frame = session.config().max_frame_size();
+        let vectored = io.is_write_vectored();
+        Conn {
+            state: Mutex::new(State {
+                session,
+                wakes: Wakes::default(),
+                slots: HashMap::new(),
+                flush_waiters: Vec::new(),
+                accept_waker: None,
+                worker_waker: None,
+                worker_notified: false,
+                close_wakers: Vec::new(),
+                handles,
+                acceptor_alive: true,
+                read_paused: false,
+                transport_error: None,
+                transport_error_msg: None,
+                finished: false,
+                abandoned: false,
+                result_taken: false,
+                last_now: now,
+            }),
+            io: Mutex::new(IoState {
+                io: Some(io),
+                out: OutQueue::default(),
+                needs_flush: false,
+            }),
+            written: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
+            flush_wanted: AtomicBool::new(false),
+            frame,
+            vectored,
+        }
+    }
+}
+
+impl<T> Conn<T> {
+    /// Locks the protocol state; wakers queued meanwhile go to `sink`.
+    pub fn state<'a>(&'a self, sink: &'a mut Wakes) -> StateGuard<'a> {
+        StateGuard {
+            guard: relock(self.state.lock()),
+            sink,
+        }
+    }
+
+    /// Locks the transport, waiting for its holder: for the worker and drops only.
+    pub fn io(&self) -> MutexGuard<'_, IoState<T>> {
+        relock(self.io.lock())
+    }
+
+    /// The transport, if nobody holds it. Handles never wait for it.
+    pub fn try_io(&self) -> Option<MutexGuard<'_, IoState<T>>> {
+        match self.io.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Whether stream `id` has everything it wrote (and its FIN, if asked) flushed to the
+    /// transport. Call under the state lock.
+    pub fn flush_done(&self, st: &State, id: StreamId) -> bool {
+        let target = st.slots.get(&id.0).map_or(0, |s| s.flush_target);
+        !st.session.has_pending_output(id) && self.flushed.load(Ordering::Acquire) >= target
+    }
+
+    /// Wakes the streams whose flush is complete. Call under the state lock, after storing
+    /// `flushed`.
+    pub fn wake_flushed(&self, st: &mut State) {
+        if st.flush_waiters.is_empty() {
+            return;
+        }
+        let flushed = self.flushed.load(Ordering::Acquire);
+        let State {
+            session,
+            slots,
+            wakes,
+            flush_waiters,
+            ..
+        } = st;
+        flush_waiters.retain(|id| {
+            let Some(slot) = slots.get_mut(&id.0) else {
+                return false;
+            };
+            if session.has_pending_output(*id) || flushed < slot.flush_target {
+                return true;
+            }
+            slot.waiting_flush = false;
+            wakes.take(&mut slot.writer);
+            false
+        });
+        if flush_waiters.is_empty() {
+            self.flush_wanted.store(false, Ordering::Release);
+        }
+    }
+
+    /// Parks the writer of `id` until its flush completes.
+    pub fn wait_flush(&self, st: &mut State, id: StreamId, cx: &Context<'_>) {
+        let State {
+            slots,
+            wakes,
+            flush_waiters,
+            ..
+        } = st;
+        let Some(slot) = slots.get_mut(&id.0) else {
+            return;
+        };
+        wakes.register(&mut slot.writer, cx);
+        if !slot.waiting_flush {
+            slot.waiting_flush = true;
+            flush_waiters.push(id);
+        }
+        self.flush_wanted.store(true, Ordering::Release);
+        st.notify_worker();
+    }
+}
+
+impl State {
+    pub fn register_worker(&mut self, cx: &Context<'_>) {
+        self.worker_notified = false;
+        self.wakes.register(&mut self.worker_waker, cx);
+    }
+
+    /// Wakes the worker (once per poll of it).
+    pub fn notify_worker(&mut self) {
+        if !self.worker_notified {
+            self.worker_notified = true;
+            if let Some(w) = &self.worker_waker {
+                self.wakes.push(w.clone());
+            }
+        }
+    }
+
+    pub fn wake_writers(&mut self) {
+        for slot in self.slots.values_mut() {
+            self.wakes.take(&mut slot.writer);
+        }
+    }
+
+    pub fn wake_all(&mut self) {
+        for slot in self.slots.values_mut() {
+            self.wakes.take(&mut slot.reader);
+            self.wakes.take(&mut slot.writer);
+        }
+        self.wakes.take(&mut self.accept_waker);
+        for w in self.close_wakers.drain(..) {
+            self.wakes.push(w);
+        }
+    }
+
+    pub fn release_handle(&mut self) {
+        self.handles -= 1;
+        if self.handles == 0 {
+            self.notify_worker();
+        }
+    }
+
+    /// Input stopped because the session could not take it, and now it can.
+    pub fn paused_input_can_go_on(&self) -> bool {
+        self.read_paused && self.session.wants_input()
+    }
+
+    /// A read freed room: the session may send an UPD or take input again.
+    pub fn after_read(&mut self) {
+        if self.session.has_output() || self.paused_input_can_go_on() {
+            self.notify_worker();
+        }
+    }
+
+    pub fn stream_io_error(&self, e: &StreamError, op: StreamOp) -> io::Error {
+        match e {
+            StreamError::Finished => {
+                io::Error::new(io::ErrorKind::BrokenPipe, "stream is shut down for writing")
+            }
+            StreamError::UnknownStream(id) => {
+                io::Error::new(io::ErrorKind::NotConnected, format!("unknown stream {id}"))
+            }
+            _ => self.end_error(op),
+        }
+    }
+
+    /// What an operation on a stream meets once the session has ended.
+    pub fn end_error(&self, op: StreamOp) -> io::Error {
+        stream_error(
+            self.session.end_reason(),
+            self.transport_error_msg.as_deref(),
+            op,
+        )
+    }
+
+    pub fn ended_orderly(&self) -> bool {
+        matches!(
+            self.session.end_reason(),
+            Some(SessionEnd::Closed | SessionEnd::PeerClosed)
+        )
+    }
+
+    /// Wakes the tasks waiting on what the session reported.
+    pub fn dispatch_events(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::Opened(_) => {
+                    if self.acceptor_alive {
+                        self.wakes.take(&mut self.accept_waker);
+                    } else {
+                        while let Some(id) = self.session.accept() {
+                            self.session.close_stream(id);
+                        }
+                    }
+                }
+                Event::Readable(id) | Event::Finished(id) => {
+                    if let Some(slot) = self.slots.get_mut(&id.0) {
+                        self.wakes.take(&mut slot.reader);
+                    }
+                }
+                Event::Writable(id) => {
+                    if let Some(slot) = self.slots.get_mut(&id.0) {
+                        self.wakes.take(&mut slot.writer);
+                    }
+                }
+                Event::Closed(id) => {
+                    if let Some(slot) = self.slots.get_mut(&id.0) {
+                        self.wakes.take(&mut slot.reader);
+                        self.wakes.take(&mut slot.writer);
+                    }
+                }
+                _ => self.wake_all(),
+            }
+        }
+    }
+}

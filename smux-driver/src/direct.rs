@@ -1,0 +1,230 @@
+//! Writing to the transport, by whoever holds its lock: the worker, a flushing task, `close()`,
+//! or a stream whose write goes straight to the transport.
+
+use std::io::{self, IoSlice};
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use smux_proto::frame::{Cmd, Header, HEADER_LEN};
+use smux_proto::StreamId;
+
+use crate::conn::{Conn, IoState};
+use crate::error::StreamOp;
+use crate::lifecycle::fail;
+use crate::output::MAX_IOV;
+use crate::wakers::Wakes;
+use crate::Transport;
+
+/// Bytes written per call of [`Conn::drive_output`]: one busy connection must not starve the
+/// runtime.
+const MAX_WRITE: usize = 1024 * 1024;
+/// A direct write sends at most this much: a control frame that becomes ready meanwhile waits
+/// behind at most one such write.
+const DIRECT_MAX: usize = 64 * 1024;
+/// Frames in one direct write, at most (each takes two of the write's buffers).
+const DIRECT_FRAMES: usize = 16;
+
+/// What a direct write did.
+pub(crate) enum Direct {
+    /// The bytes were taken (some perhaps queued to finish their frame).
+    Wrote(usize),
+    /// The transport failed.
+    Failed(io::Error),
+    /// Nothing was written: take the queued path.
+    Declined,
+}
+
+impl<T: Transport> Conn<T> {
+    /// Moves frames from the session through the output queue to the transport, and flushes
+    /// the transport once the queue is empty. Returns whether it stopped for its budget with
+    /// more to write. Call with the transport lock held (`io`).
+    pub fn drive_output(
+        &self,
+        io: &mut IoState<T>,
+        wakes: &mut Wakes,
+        cx: &mut Context<'_>,
+    ) -> io::Result<bool> {
+        let mut budget = MAX_WRITE;
+        loop {
+            self.pull(io, wakes);
+            let Some(t) = io.io.as_mut() else {
+                return Ok(false);
+            };
+            if io.out.is_empty() {
+                if io.needs_flush {
+                    if let Poll::Ready(r) = t.poll_flush(cx) {
+                        r?;
+                        io.needs_flush = false;
+                        self.flushed_up_to(self.written.load(Ordering::Relaxed), wakes);
+                    }
+                }
+                return Ok(false);
+            }
+            if budget == 0 {
+                return Ok(true);
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let n = io.out.slices(self.vectored, &mut slices);
+            let n = match t.poll_write_vectored(cx, &slices[..n]) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(false),
+            };
+            io.out.advance(n);
+            budget = budget.saturating_sub(n);
+            self.wrote(io, n, wakes, cx)?;
+        }
+    }
+
+    /// `n` bytes reached the transport. When a stream waits for its flush, flush now: for a
+    /// socket that costs nothing, and the waiter need not wait for the rest of the queue.
+    fn wrote(
+        &self,
+        io: &mut IoState<T>,
+        n: usize,
+        wakes: &mut Wakes,
+        cx: &mut Context<'_>,
+    ) -> io::Result<()> {
+        let written = self.written.fetch_add(n as u64, Ordering::AcqRel) + n as u64;
+        io.needs_flush = true;
+        if !self.flush_wanted.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let Some(t) = io.io.as_mut() else {
+            return Ok(());
+        };
+        if let Poll::Ready(r) = t.poll_flush(cx) {
+            r?;
+            io.needs_flush = false;
+            self.flushed_up_to(written, wakes);
+        }
+        Ok(())
+    }
+
+    /// The transport has flushed everything up to `written`: wake the flushes it completes.
+    fn flushed_up_to(&self, written: u64, wakes: &mut Wakes) {
+        self.flushed.fetch_max(written, Ordering::AcqRel);
+        if self.flush_wanted.load(Ordering::Acquire) {
+            self.wake_flushed(&mut self.state(wakes));
+        }
+    }
+
+    /// Pulls frames from the session until the queue holds a write's worth.
+    fn pull(&self, io: &mut IoState<T>, wakes: &mut Wakes) {
+        if !io.out.has_room() || io.io.is_none() {
+            return;
+        }
+        let mut st = self.state(wakes);
+        let now = st.last_now;
+        while io.out.has_room() {
+            let Some(t) = st.session.poll_transmit(now) else {
+                break;
+            };
+            let end = io.out.push_frame(&t.header, t.payload);
+            if let Some(slot) = st.slots.get_mut(&t.stream_id.0) {
+                slot.flush_target = end;
+            }
+        }
+        st.dispatch_events();
+    }
+
+    /// Writes up to a write's worth of `buf` to stream `id` straight to the transport, as
+    /// whole frames, when nothing is queued ahead of it and nobody else holds the transport.
+    /// Only what the transport does not take of the frames it began is copied (to the front of
+    /// the output queue, for the worker to finish).
+    pub fn write_direct(&self, id: StreamId, cx: &mut Context<'_>, buf: &[u8]) -> Direct {
+        let mut wakes = Wakes::default();
+        let Some(mut guard) = self.try_io() else {
+            return Direct::Declined;
+        };
+        let io = &mut *guard;
+        let (Some(t), true) = (io.io.as_mut(), io.out.is_empty()) else {
+            return Direct::Declined;
+        };
+        let (room, version) = {
+            let st = self.state(&mut wakes);
+            match st.session.direct_room(id) {
+                Ok(room) => (room, st.session.version()),
+                Err(_) => return Direct::Declined,
+            }
+        };
+        let len = buf
+            .len()
+            .min(room)
+            .min(DIRECT_MAX)
+            .min(DIRECT_FRAMES * self.frame);
+        if len < self.frame {
+            return Direct::Declined;
+        }
+        let mut headers = [[0u8; HEADER_LEN]; DIRECT_FRAMES];
+        let mut slices = [IoSlice::new(&[]); 2 * DIRECT_FRAMES];
+        let frames = buf[..len].chunks(self.frame);
+        let count = frames.len();
+        for (h, p) in headers.iter_mut().zip(frames.clone()) {
+            let plen = u16::try_from(p.len()).expect("frames are at most 65,535 bytes");
+            *h = Header::new(version, Cmd::Psh, plen, id).encode();
+        }
+        for (i, (h, p)) in headers.iter().zip(frames.clone()).enumerate() {
+            slices[2 * i] = IoSlice::new(h);
+            slices[2 * i + 1] = IoSlice::new(p);
+        }
+        let mut took = match t.poll_write_vectored(cx, &slices[..2 * count]) {
+            Poll::Ready(Ok(0)) => {
+                let mut st = self.state(&mut wakes);
+                fail(io, &mut st, io::ErrorKind::WriteZero.into());
+                return Direct::Failed(st.end_error(StreamOp::Write));
+            }
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                return Direct::Declined
+            }
+            Poll::Ready(Err(e)) => {
+                let mut st = self.state(&mut wakes);
+                fail(io, &mut st, e);
+                return Direct::Failed(st.end_error(StreamOp::Write));
+            }
+            // The transport is full: queue the bytes instead, for the worker.
+            Poll::Pending => return Direct::Declined,
+        };
+        // Whole frames the transport took, then the one it began: it must be finished before
+        // anything else goes out.
+        let wire = took;
+        io.out.skip(wire);
+        let mut sent = 0;
+        for (h, p) in headers.iter().zip(frames) {
+            if took == 0 {
+                break;
+            }
+            let flen = HEADER_LEN + p.len();
+            if took < flen {
+                let (hrest, prest) = match took.checked_sub(HEADER_LEN) {
+                    None => (&h[took..], p),
+                    Some(into_payload) => (&h[..0], &p[into_payload..]),
+                };
+                io.out.push_rest(hrest, prest);
+                took = 0;
+            } else {
+                took -= flen;
+            }
+            sent += p.len();
+        }
+        {
+            let mut st = self.state(&mut wakes);
+            let now = st.last_now;
+            st.session.commit_direct(id, sent, now);
+            if let Some(slot) = st.slots.get_mut(&id.0) {
+                slot.flush_target = io.out.pulled();
+            }
+            if !io.out.is_empty() {
+                // The rest of the frame is the worker's to write.
+                st.notify_worker();
+            }
+        }
+        if let Err(e) = self.wrote(io, wire, &mut wakes, cx) {
+            fail(io, &mut self.state(&mut wakes), e);
+        }
+        Direct::Wrote(sent)
+    }
+}

@@ -1,0 +1,192 @@
+//! The end of a connection: `close()`, transport failures, shutting the transport down, the
+//! worker's result, and a worker dropped before the end.
+
+use std::io;
+use std::task::{Context, Poll};
+
+use smux_proto::SessionEnd;
+
+use crate::conn::{Conn, IoState, State};
+use crate::error::worker_result;
+use crate::wakers::Wakes;
+use crate::{MuxError, MuxResult, Transport};
+
+impl State {
+    pub fn record_error(&mut self, e: io::Error) {
+        if self.transport_error_msg.is_none() {
+            self.transport_error_msg = Some(e.to_string());
+            self.transport_error = Some(e);
+        }
+    }
+
+    /// What `close()` reports once the session is over.
+    pub fn close_result(&self) -> MuxResult<()> {
+        if self.abandoned {
+            return Err(MuxError::ConnectionClosed);
+        }
+        if let Some(e) = &self.transport_error {
+            return Err(MuxError::IoError(io::Error::new(e.kind(), e.to_string())));
+        }
+        match self.session.end_reason() {
+            Some(SessionEnd::Closed | SessionEnd::PeerClosed) | None => Ok(()),
+            Some(end) => worker_result(end, None),
+        }
+    }
+
+    /// The worker's result, once.
+    pub fn take_result(&mut self) -> MuxResult<()> {
+        if self.result_taken {
+            return Ok(());
+        }
+        self.result_taken = true;
+        match (self.session.end_reason(), self.transport_error.take()) {
+            // Data was lost on the way out: an orderly end is not one.
+            (_, Some(e)) => Err(MuxError::IoError(e)),
+            (Some(end), None) => worker_result(&end.clone(), None),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// Records a transport failure: the session ends and unwritten output is dropped.
+pub(crate) fn fail<T>(io: &mut IoState<T>, st: &mut State, e: io::Error) {
+    st.record_error(e);
+    st.session.handle_transport_error();
+    io.out.clear();
+    st.dispatch_events();
+}
+
+/// Nothing more will move: mark the end, wake everyone (the worker too), and hand back the
+/// transport for the caller to drop once it holds no lock (dropping it may be a syscall).
+fn finish<T>(io: &mut IoState<T>, st: &mut State) -> Option<T> {
+    st.finished = true;
+    io.out.clear();
+    st.wake_all();
+    st.wakes.take(&mut st.worker_waker);
+    io.io.take()
+}
+
+impl<T: Transport> Conn<T> {
+    /// Once the session has ended and its output is written: flushes and shuts down the
+    /// transport (after an orderly end), drops it, and wakes everyone. The transport's calls
+    /// are made without the state lock.
+    pub fn poll_finish(
+        &self,
+        io: &mut IoState<T>,
+        wakes: &mut Wakes,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        let orderly = {
+            let st = self.state(wakes);
+            if st.finished {
+                return Poll::Ready(());
+            }
+            if !st.session.is_ended() {
+                return Poll::Pending;
+            }
+            st.ended_orderly() && st.transport_error.is_none()
+        };
+        let mut shut = Ok(());
+        if let (true, Some(t)) = (orderly, io.io.as_mut()) {
+            if !io.out.is_empty() {
+                return Poll::Pending;
+            }
+            shut = match t.poll_flush(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) => match t.poll_shutdown(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    // The peer may have closed first; shutting down is then moot.
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+                    Poll::Ready(r) => r,
+                },
+                Poll::Ready(Err(e)) => Err(e),
+            };
+        }
+        let dead = {
+            let mut st = self.state(wakes);
+            if let Err(e) = shut {
+                st.record_error(e);
+            }
+            finish(io, &mut st)
+        };
+        drop(dead);
+        Poll::Ready(())
+    }
+
+    /// Closes the session in order: data already taken by writes reaches the wire, every open
+    /// stream gets FIN, then the transport is shut down. Works without the worker. `Ok` once
+    /// that is done (or was done before); an error if the session had ended otherwise, or the
+    /// transport failed before all of it was written.
+    pub fn poll_close(&self, cx: &mut Context<'_>) -> Poll<MuxResult<()>> {
+        let mut wakes = Wakes::default();
+        {
+            let mut st = self.state(&mut wakes);
+            if st.finished {
+                return Poll::Ready(st.close_result());
+            }
+            if !st.session.is_closing() {
+                st.session.close();
+                // Accepts end and writes fail now: let their tasks see it.
+                let st = &mut *st;
+                st.wakes.take(&mut st.accept_waker);
+                st.wake_writers();
+            }
+            st.dispatch_events();
+        }
+        let mut more = false;
+        if let Some(mut io) = self.try_io() {
+            let io = &mut *io;
+            more = match self.drive_output(io, &mut wakes, cx) {
+                Ok(budget_spent) => budget_spent,
+                Err(e) => {
+                    fail(io, &mut self.state(&mut wakes), e);
+                    false
+                }
+            };
+            if self.poll_finish(io, &mut wakes, cx).is_ready() {
+                return Poll::Ready(self.state(&mut wakes).close_result());
+            }
+        }
+        let mut st = self.state(&mut wakes);
+        if st.finished {
+            return Poll::Ready(st.close_result());
+        }
+        // The transport may now hold this task's waker: hand the waiting back to the worker,
+        // which would otherwise wait on readiness reported to a close() that may be gone.
+        st.notify_worker();
+        if more {
+            // Stopped for the write budget, not for the transport: go on soon.
+            cx.waker().wake_by_ref();
+        } else if !st.close_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            if st.close_wakers.len() >= 64 {
+                // Closers that gave up leave their wakers here: let the live ones register
+                // again rather than keep them all.
+                let st = &mut *st;
+                for w in st.close_wakers.drain(..) {
+                    st.wakes.push(w);
+                }
+            }
+            st.close_wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// The worker is gone without finishing: nothing will move again.
+    pub fn abandon(&self) {
+        let mut wakes = Wakes::default();
+        let mut io = self.io();
+        let dead = {
+            let mut st = self.state(&mut wakes);
+            if st.finished {
+                return;
+            }
+            st.abandoned = true;
+            st.transport_error_msg = Some("the worker was dropped".into());
+            st.session.handle_transport_error();
+            st.dispatch_events();
+            finish(&mut io, &mut st)
+        };
+        drop(io);
+        drop(dead);
+    }
+}

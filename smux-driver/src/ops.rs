@@ -1,0 +1,274 @@
+//! What the handles do: open, accept, read, write, flush, shut down, release.
+
+use std::io::{self, IoSlice};
+use std::task::{Context, Poll};
+
+use smux_proto::{OpenError, StreamError, StreamId};
+
+use crate::conn::Conn;
+use crate::direct::Direct;
+use crate::error::StreamOp;
+use crate::handles::ReadTarget;
+use crate::lifecycle::fail;
+use crate::wakers::{Slot, Wakes};
+use crate::{MuxError, MuxResult, Transport};
+
+impl<T: Transport> Conn<T> {
+    /// Opens a stream.
+    pub fn connect(&self) -> MuxResult<StreamId> {
+        let mut wakes = Wakes::default();
+        let mut st = self.state(&mut wakes);
+        let id = st.session.open().map_err(|e| match e {
+            OpenError::IdsExhausted => MuxError::StreamIdsExhausted,
+            OpenError::TooManyStreams { .. } => MuxError::TooManyStreams,
+            _ => MuxError::ConnectionClosed,
+        })?;
+        st.slots.insert(id.0, Slot::default());
+        st.handles += 1;
+        st.notify_worker();
+        Ok(id)
+    }
+
+    /// Takes the next peer-opened stream; `None` once the session is closing or over and no
+    /// stream that arrived before waits.
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<StreamId>> {
+        let mut wakes = Wakes::default();
+        let mut st = self.state(&mut wakes);
+        match st.session.accept() {
+            Some(id) => {
+                st.slots.insert(id.0, Slot::default());
+                st.handles += 1;
+                // A SYN held for room in the backlog can be taken now.
+                if st.paused_input_can_go_on() {
+                    st.notify_worker();
+                }
+                Poll::Ready(Some(id))
+            }
+            None if st.session.is_closing() || st.finished => Poll::Ready(None),
+            None => {
+                let st = &mut *st;
+                st.wakes.register(&mut st.accept_waker, cx);
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Reads from stream `id` into `dst`. Nothing put and `Ok` is the end of the stream.
+    pub fn poll_read(
+        &self,
+        id: StreamId,
+        cx: &mut Context<'_>,
+        dst: &mut dyn ReadTarget,
+    ) -> Poll<io::Result<()>> {
+        let mut wakes = Wakes::default();
+        let mut st = self.state(&mut wakes);
+        let mut any = false;
+        let result = loop {
+            let max = dst.remaining();
+            if max == 0 {
+                break Poll::Ready(Ok(()));
+            }
+            match st.session.read_chunk(id, max) {
+                Ok(Some(chunk)) => {
+                    dst.put(&chunk);
+                    any = true;
+                }
+                Ok(None) => break Poll::Ready(Ok(())),
+                Err(_) if any => break Poll::Ready(Ok(())),
+                Err(StreamError::Blocked) => {
+                    let st = &mut *st;
+                    if let Some(slot) = st.slots.get_mut(&id.0) {
+                        st.wakes.register(&mut slot.reader, cx);
+                    }
+                    break Poll::Pending;
+                }
+                Err(e) => break Poll::Ready(Err(st.stream_io_error(&e, StreamOp::Read))),
+            }
+        };
+        if any {
+            st.after_read();
+        }
+        result
+    }
+
+    /// Writes to stream `id`; what is taken reaches the wire in order. A write of a full frame
+    /// or more goes straight to the transport when it can; the rest is queued for the worker.
+    pub fn poll_write(
+        &self,
+        id: StreamId,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.len() >= self.frame {
+            match self.write_direct(id, cx, buf) {
+                Direct::Wrote(n) => return Poll::Ready(Ok(n)),
+                Direct::Failed(e) => return Poll::Ready(Err(e)),
+                Direct::Declined => {}
+            }
+        }
+        self.poll_write_queued(id, cx, &[IoSlice::new(buf)])
+    }
+
+    /// Writes from `bufs`, in order: the first buffer alone if it is a frame or more (so it
+    /// can go straight to the transport), else as many of them as the stream can queue.
+    pub fn poll_write_vectored(
+        &self,
+        id: StreamId,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match bufs.iter().find(|b| !b.is_empty()) {
+            Some(first) if first.len() >= self.frame => self.poll_write(id, cx, first),
+            _ => self.poll_write_queued(id, cx, bufs),
+        }
+    }
+
+    /// Copies from `bufs` into the stream's queue and wakes the worker to send it.
+    fn poll_write_queued(
+        &self,
+        id: StreamId,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let mut wakes = Wakes::default();
+        let mut st = self.state(&mut wakes);
+        let mut total = 0;
+        for buf in bufs.iter().filter(|b| !b.is_empty()) {
+            match st.session.write(id, buf) {
+                Ok(n) => {
+                    total += n;
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+                Err(_) if total > 0 => break,
+                Err(StreamError::Blocked) => {
+                    let st = &mut *st;
+                    if let Some(slot) = st.slots.get_mut(&id.0) {
+                        st.wakes.register(&mut slot.writer, cx);
+                    }
+                    return Poll::Pending;
+                }
+                Err(e) => return Poll::Ready(Err(st.stream_io_error(&e, StreamOp::Write))),
+            }
+        }
+        if total > 0 {
+            st.notify_worker();
+        }
+        Poll::Ready(Ok(total))
+    }
+
+    /// Ready once everything written to `id` (and its FIN, if shut down) has been written to
+    /// the transport and the transport flushed. The calling task writes what is queued itself
+    /// when nobody else holds the transport; otherwise it waits for the holder or the worker.
+    pub fn poll_flush(&self, id: StreamId, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut wakes = Wakes::default();
+        {
+            let st = self.state(&mut wakes);
+            if let Some(r) = self.flush_outcome(&st, id) {
+                return Poll::Ready(r);
+            }
+        }
+        if let Some(mut io) = self.try_io() {
+            let io = &mut *io;
+            if let Err(e) = self.drive_output(io, &mut wakes, cx) {
+                fail(io, &mut self.state(&mut wakes), e);
+            }
+        }
+        let mut st = self.state(&mut wakes);
+        if let Some(r) = self.flush_outcome(&st, id) {
+            return Poll::Ready(r);
+        }
+        self.wait_flush(&mut st, id, cx);
+        Poll::Pending
+    }
+
+    /// A flush of `id` is complete (`Ok`) or can no longer complete (the error).
+    fn flush_outcome(&self, st: &crate::conn::State, id: StreamId) -> Option<io::Result<()>> {
+        if !st.slots.contains_key(&id.0) || self.flush_done(st, id) {
+            return Some(Ok(()));
+        }
+        // After an orderly end the last frames may still be on their way to the transport.
+        let ended = st.session.is_ended();
+        let lost = st.finished || (ended && !st.ended_orderly());
+        let pending = st.session.has_pending_output(id);
+        (lost || (pending && ended)).then(|| Err(st.end_error(StreamOp::Write)))
+    }
+
+    /// Queues FIN on `id` after its data, as TCP's `shutdown` queues its FIN: it does not wait
+    /// for the worker to write it, so that the FIN can share a write with what the task does
+    /// next. The read side stays open.
+    pub fn poll_shutdown(&self, id: StreamId) -> Poll<io::Result<()>> {
+        let mut wakes = Wakes::default();
+        let mut st = self.state(&mut wakes);
+        if let Err(e) = st.session.shutdown(id) {
+            return Poll::Ready(Err(st.stream_io_error(&e, StreamOp::Write)));
+        }
+        st.notify_worker();
+        Poll::Ready(Ok(()))
+    }
+
+    /// The stream handle is gone: data it wrote still goes out, then FIN; unread data is
+    /// dropped.
+    pub fn release_stream(&self, id: StreamId) {
+        let mut wakes = Wakes::default();
+        let mut st = self.state(&mut wakes);
+        st.session.close_stream(id);
+        if let Some(slot) = st.slots.remove(&id.0) {
+            if slot.waiting_flush {
+                st.flush_waiters.retain(|w| *w != id);
+            }
+        }
+        // After a burst, give the table's memory back (amortised: once per halving).
+        let cap = st.slots.capacity();
+        if cap > 64 && st.slots.len() * 4 < cap {
+            let len = st.slots.len();
+            st.slots.shrink_to(len * 2);
+        }
+        // Its FIN (and data it wrote) is to be sent.
+        st.notify_worker();
+        st.release_handle();
+    }
+
+    /// A connector is gone.
+    pub fn release_connector(&self) {
+        let mut wakes = Wakes::default();
+        self.state(&mut wakes).release_handle();
+    }
+
+    /// The acceptor is gone: streams the peer opens from now on are closed at once.
+    pub fn release_acceptor(&self) {
+        let mut wakes = Wakes::default();
+        let mut st = self.state(&mut wakes);
+        st.acceptor_alive = false;
+        // A SYN waiting for the backlog is refused now: nobody will make room.
+        st.session.set_hold_opens(false);
+        let st = &mut *st;
+        st.wakes.discard(&mut st.accept_waker);
+        while let Some(id) = st.session.accept() {
+            st.session.close_stream(id);
+        }
+        st.notify_worker();
+        st.release_handle();
+    }
+
+    /// One more connector.
+    pub fn add_connector(&self) {
+        let mut wakes = Wakes::default();
+        self.state(&mut wakes).handles += 1;
+    }
+
+    /// Stream handles alive.
+    pub fn num_streams(&self) -> usize {
+        let mut wakes = Wakes::default();
+        let n = self.state(&mut wakes).slots.len();
+        n
+    }
+
+    /// Whether `id` can carry no more data either way.
+    pub fn is_stream_closed(&self, id: StreamId) -> bool {
+        let mut wakes = Wakes::default();
+        let st = self.state(&mut wakes);
+        st.finished || st.session.is_stream_closed(id)
+    }
+}
