@@ -1,12 +1,16 @@
 //! Incremental frame assembly from input of any chunking.
 //!
 //! The decoder collects a header, lets the session decide what the body is for (a stream's
-//! data, an UPD, or bytes to discard), then collects the body. A payload that arrives whole in
-//! one input chunk is split off without copying when it is at least [`ZERO_COPY_MIN`] bytes and
-//! at least a quarter of that chunk: a kept slice shares the caller's buffer, so it should not
-//! be much smaller than that buffer's allocation (the adapters read into 64 KiB buffers, so a
-//! slice pins at most four times its size). Smaller payloads, and payloads spread over several
-//! chunks, are copied into an allocation of exactly their size.
+//! data, an UPD, or bytes to discard), then collects the body. A stream's payload is not
+//! assembled: the part of it in each input chunk is handed over as that chunk arrives, so a
+//! frame that straddles two reads reaches its stream as two pieces, and the first can be read
+//! before the second is here. A piece is split off without copying when it is at least
+//! [`ZERO_COPY_MIN`] bytes and at least a quarter of its input chunk: a kept slice shares the
+//! caller's buffer, so it should not be much smaller than that buffer's allocation (the
+//! adapters read into 64 KiB buffers, so a slice pins at most four times its size). Smaller
+//! pieces are copied into an allocation of exactly their size. The session can have a piece
+//! kept back (copied) and handed over with the next one, when it cannot afford the piece a
+//! queue slot of its own.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -14,7 +18,7 @@ use crate::error::ProtocolError;
 use crate::frame::Header;
 use crate::wire::{StreamId, Version, HEADER_LEN, UPD_PAYLOAD_LEN};
 
-/// Payloads shorter than this are always copied out of the input.
+/// Payload pieces shorter than this are always copied out of the input.
 pub const ZERO_COPY_MIN: usize = 16 * 1024;
 
 /// What the session decided a frame body is.
@@ -28,18 +32,28 @@ pub(crate) enum Body {
     Discard { len: usize },
 }
 
-/// A complete body.
+/// What the decoder hands out of a body.
 #[derive(Debug)]
 pub(crate) enum Complete {
+    /// A piece of a stream's payload; `rest` more bytes of the frame are still to come (0 for
+    /// the last piece).
     Data {
         id: StreamId,
         data: Bytes,
+        rest: usize,
     },
     Upd {
         id: StreamId,
         payload: [u8; UPD_PAYLOAD_LEN],
     },
     Discarded,
+}
+
+impl Complete {
+    /// Whether this is the end of the body: everything but a payload piece with more to come.
+    fn ends_body(&self) -> bool {
+        !matches!(self, Complete::Data { rest, .. } if *rest > 0)
+    }
 }
 
 #[derive(Debug)]
@@ -51,10 +65,12 @@ enum State {
     },
     /// A decoded header waits for the session to take it.
     Pending(Header),
+    /// A stream's payload: `left` bytes are still to be read from the input; `held` is what
+    /// was read but kept back, to be handed over with the next piece.
     Data {
         id: StreamId,
-        len: usize,
-        acc: BytesMut,
+        left: usize,
+        held: BytesMut,
     },
     Upd {
         id: StreamId,
@@ -129,8 +145,8 @@ impl Decoder {
         self.state = match body {
             Body::Data { id, len } => State::Data {
                 id,
-                len,
-                acc: BytesMut::new(),
+                left: len,
+                held: BytesMut::new(),
             },
             Body::Upd { id } => State::Upd {
                 id,
@@ -141,11 +157,20 @@ impl Decoder {
         };
     }
 
-    /// The stream whose payload is being collected, if any.
-    pub fn receiving(&self) -> Option<StreamId> {
+    /// The stream whose payload is being received, if any, and how many bytes of that payload
+    /// it has yet to be handed.
+    pub fn receiving(&self) -> Option<(StreamId, usize)> {
         match &self.state {
-            State::Data { id, .. } => Some(*id),
+            State::Data { id, left, held } => Some((*id, held.len() + *left)),
             _ => None,
+        }
+    }
+
+    /// The stream being received takes no more data: the rest of its payload is read and
+    /// dropped, with what was kept back of it.
+    pub fn discard_rest(&mut self) {
+        if let State::Data { left, .. } = self.state {
+            self.state = State::Discard { left };
         }
     }
 
@@ -154,61 +179,81 @@ impl Decoder {
         !matches!(self.state, State::Header { .. } | State::Pending(_))
     }
 
-    /// Feeds `input` to the body being collected; returns it once complete. `chunk_len` is the
-    /// length of the caller's input chunk, for the zero-copy rule.
-    pub fn body(&mut self, input: &mut Bytes, chunk_len: usize) -> Option<Complete> {
-        let done = match &mut self.state {
-            State::Header { .. } | State::Pending(_) => return None,
-            State::Data { id, len, acc } => {
-                if acc.is_empty() && input.len() >= *len {
-                    let data = input.split_to(*len);
-                    let data = if data.len() >= ZERO_COPY_MIN && data.len() * 4 >= chunk_len {
-                        data
-                    } else {
-                        Bytes::copy_from_slice(&data)
-                    };
-                    Complete::Data { id: *id, data }
-                } else {
-                    if acc.capacity() == 0 {
-                        *acc = BytesMut::with_capacity(*len);
-                    }
-                    let n = (*len - acc.len()).min(input.len());
-                    acc.extend_from_slice(&input[..n]);
-                    input.advance(n);
-                    if acc.len() < *len {
-                        return None;
-                    }
-                    Complete::Data {
-                        id: *id,
-                        data: std::mem::take(acc).freeze(),
-                    }
-                }
-            }
+    /// Feeds `input` to the body being collected. A payload comes out piece by piece, the part
+    /// of it in `input` at once; unless `early` is false and more of the frame is to come: then
+    /// the piece is kept back until a call that allows it or the end of the frame. An UPD or
+    /// discarded body comes out once complete. `chunk_len` is the length of the caller's input
+    /// chunk, for the zero-copy rule.
+    pub fn body(&mut self, input: &mut Bytes, chunk_len: usize, early: bool) -> Option<Complete> {
+        let out = match &mut self.state {
+            State::Header { .. } | State::Pending(_) => None,
+            State::Data { id, left, held } => data_piece(*id, left, held, input, chunk_len, early),
             State::Upd { id, buf, have } => {
                 let n = (UPD_PAYLOAD_LEN - *have).min(input.len());
                 buf[*have..*have + n].copy_from_slice(&input[..n]);
                 input.advance(n);
                 *have += n;
-                if *have < UPD_PAYLOAD_LEN {
-                    return None;
-                }
-                Complete::Upd {
+                (*have == UPD_PAYLOAD_LEN).then_some(Complete::Upd {
                     id: *id,
                     payload: *buf,
-                }
+                })
             }
             State::Discard { left } => {
                 let n = (*left).min(input.len());
                 input.advance(n);
                 *left -= n;
-                if *left > 0 {
-                    return None;
-                }
-                Complete::Discarded
+                (*left == 0).then_some(Complete::Discarded)
             }
         };
-        *self = Decoder::default();
-        Some(done)
+        if out.as_ref().is_some_and(Complete::ends_body) {
+            *self = Decoder::default();
+        }
+        out
+    }
+}
+
+/// The part of a payload of stream `id` in `input` (`left` bytes of it are still to be read;
+/// `held` was kept back), as a piece to hand over now, if any: see [`Decoder::body`].
+fn data_piece(
+    id: StreamId,
+    left: &mut usize,
+    held: &mut BytesMut,
+    input: &mut Bytes,
+    chunk_len: usize,
+    early: bool,
+) -> Option<Complete> {
+    let n = (*left).min(input.len());
+    if n == 0 {
+        return None;
+    }
+    *left -= n;
+    let rest = *left;
+    let now = early || rest == 0;
+    let data = if held.is_empty() && now {
+        take_piece(input, n, chunk_len)
+    } else {
+        if held.capacity() == 0 {
+            // Room for all that can still be kept back, allocated once.
+            *held = BytesMut::with_capacity(n + rest);
+        }
+        held.extend_from_slice(&input[..n]);
+        input.advance(n);
+        if !now {
+            return None;
+        }
+        std::mem::take(held).freeze()
+    };
+    Some(Complete::Data { id, data, rest })
+}
+
+/// Takes the first `n` bytes of `input`, from a chunk of `chunk_len` bytes: split off without
+/// copying when big enough to keep (see the module docs), copied otherwise.
+fn take_piece(input: &mut Bytes, n: usize, chunk_len: usize) -> Bytes {
+    let data = input.split_to(n);
+    if data.len() >= ZERO_COPY_MIN && data.len() * 4 >= chunk_len {
+        data
+    } else {
+        Bytes::copy_from_slice(&data)
     }
 }
 
@@ -246,6 +291,20 @@ mod tests {
         );
     }
 
+    /// The payload bytes of `c`, a piece of a stream's payload, and the bytes still to come.
+    fn piece(c: Option<Complete>) -> (Bytes, usize) {
+        match c {
+            Some(Complete::Data { data, rest, .. }) => (data, rest),
+            other => panic!("expected a payload piece, got {other:?}"),
+        }
+    }
+
+    /// Whether `data` lies inside the buffer of `len` bytes at `base`.
+    fn shares(data: &Bytes, base: *const u8, len: usize) -> bool {
+        let (p, b) = (data.as_ptr() as usize, base as usize);
+        p >= b && p < b + len
+    }
+
     #[test]
     fn big_payload_is_split_without_copy_small_one_is_copied() {
         let input = Bytes::from(vec![9u8; 60_000]);
@@ -256,10 +315,12 @@ mod tests {
             len: 40_000,
         });
         let mut i = input.clone();
-        let Some(Complete::Data { data, .. }) = d.body(&mut i, 60_000) else {
-            panic!("payload not complete");
-        };
-        assert_eq!(data.as_ptr(), base, "a large payload must not be copied");
+        let (data, rest) = piece(d.body(&mut i, 60_000, true));
+        assert_eq!(
+            (data.as_ptr(), rest),
+            (base, 0),
+            "a large payload is not copied"
+        );
         // What is left of the buffer is small, but the allocation behind it is not: a small
         // payload from it is copied even though it is most of the remaining input.
         for len in [10, 16_000] {
@@ -268,32 +329,86 @@ mod tests {
                 len,
             });
             let mut rest = i.slice(..len);
-            let Some(Complete::Data { data, .. }) = d.body(&mut rest, len) else {
-                panic!("payload not complete");
-            };
-            let (p, b) = (data.as_ptr() as usize, base as usize);
+            let (data, _) = piece(d.body(&mut rest, len, true));
             assert!(
-                p < b || p >= b + 60_000,
-                "a small payload must be copied out"
+                !shares(&data, base, 60_000),
+                "a small payload is copied out"
             );
             assert_eq!(data.len(), len);
         }
     }
 
     #[test]
-    fn payload_split_over_chunks_is_assembled() {
+    fn a_payload_straddling_two_chunks_comes_out_as_two_pieces() {
+        const LEN: usize = 40_000;
+        // The payload, then the next frame's header: the second chunk carries both.
+        let wire: Vec<u8> = (0..LEN + HEADER_LEN).map(|i| (i % 251) as u8).collect();
+        let wire = Bytes::from(wire);
+        let base = wire.as_ptr();
+        let mut d = Decoder::default();
+        for cut in 1..LEN {
+            d.begin_body(Body::Data {
+                id: StreamId(5),
+                len: LEN,
+            });
+            let mut first = wire.slice(..cut);
+            let (a, rest) = piece(d.body(&mut first, cut, true));
+            assert!(first.is_empty());
+            assert_eq!((&a[..], rest), (&wire[..cut], LEN - cut), "cut at {cut}");
+            assert_eq!(d.receiving(), Some((StreamId(5), LEN - cut)));
+            let mut second = wire.slice(cut..);
+            let len = second.len();
+            let (b, rest) = piece(d.body(&mut second, len, true));
+            assert_eq!((&b[..], rest), (&wire[cut..LEN], 0), "cut at {cut}");
+            assert_eq!(&second[..], &wire[LEN..], "the next frame is left");
+            assert!(!d.in_body());
+            // Each piece is a whole chunk but the header: big ones are kept as they are.
+            for (p, at) in [(&a, 0), (&b, cut)] {
+                let zero_copy = p.len() >= ZERO_COPY_MIN;
+                assert_eq!(shares(p, base, wire.len()), zero_copy, "cut at {cut}");
+                if zero_copy {
+                    assert_eq!(p.as_ptr(), wire[at..].as_ptr());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_piece_kept_back_is_handed_over_with_the_next() {
         let mut d = Decoder::default();
         d.begin_body(Body::Data {
             id: StreamId(2),
-            len: 5,
+            len: 7,
         });
-        assert!(d.body(&mut Bytes::from_static(b"ab"), 2).is_none());
-        let mut rest = Bytes::from_static(b"cdefg");
-        let Some(Complete::Data { data, .. }) = d.body(&mut rest, 5) else {
-            panic!("payload not complete");
-        };
-        assert_eq!(&data[..], b"abcde");
-        assert_eq!(&rest[..], b"fg");
+        assert!(d.body(&mut Bytes::from_static(b"ab"), 2, false).is_none());
+        assert_eq!(d.receiving(), Some((StreamId(2), 7)));
+        assert!(d.body(&mut Bytes::from_static(b"c"), 1, false).is_none());
+        let (data, rest) = piece(d.body(&mut Bytes::from_static(b"d"), 1, true));
+        assert_eq!((&data[..], rest), (&b"abcd"[..], 3));
+        // The end of the frame comes out whatever `early` says.
+        let mut last = Bytes::from_static(b"efgh");
+        let (data, rest) = piece(d.body(&mut last, 4, false));
+        assert_eq!((&data[..], rest), (&b"efg"[..], 0));
+        assert_eq!(&last[..], b"h");
+        assert!(!d.in_body());
+    }
+
+    #[test]
+    fn the_rest_of_a_payload_can_be_discarded() {
+        let mut d = Decoder::default();
+        d.begin_body(Body::Data {
+            id: StreamId(2),
+            len: 6,
+        });
+        assert!(d.body(&mut Bytes::from_static(b"ab"), 2, false).is_none());
+        d.discard_rest();
+        assert_eq!(d.receiving(), None);
+        let mut input = Bytes::from_static(b"cdefgh");
+        assert!(matches!(
+            d.body(&mut input, 6, true),
+            Some(Complete::Discarded)
+        ));
+        assert_eq!(&input[..], b"gh");
         assert!(!d.in_body());
     }
 
@@ -302,13 +417,13 @@ mod tests {
         let mut d = Decoder::default();
         d.begin_body(Body::Discard { len: 3 });
         assert!(matches!(
-            d.body(&mut Bytes::from_static(b"abc"), 3),
+            d.body(&mut Bytes::from_static(b"abc"), 3, true),
             Some(Complete::Discarded)
         ));
         d.begin_body(Body::Upd { id: StreamId(2) });
-        assert!(d.body(&mut Bytes::from_static(b"1234"), 4).is_none());
+        assert!(d.body(&mut Bytes::from_static(b"1234"), 4, true).is_none());
         assert!(matches!(
-            d.body(&mut Bytes::from_static(b"5678"), 4),
+            d.body(&mut Bytes::from_static(b"5678"), 4, true),
             Some(Complete::Upd { payload, .. }) if &payload == b"12345678"
         ));
     }

@@ -223,6 +223,15 @@ impl Stream {
         len + grow * SLOT
     }
 
+    /// What [`Stream::rx_memory`] grows by at most when `len` bytes are queued as two payloads
+    /// (a piece of a frame now, the rest of it later): two pushes can grow the queue twice.
+    pub fn rx_cost_split(&self, len: usize) -> usize {
+        let grown = |queued: usize, cap: usize| if queued == cap { cap + cap.max(1) } else { cap };
+        let (queued, cap) = (self.rx.len(), self.rx.capacity());
+        let after = grown(queued + 1, grown(queued, cap));
+        len + (after - cap) * SLOT
+    }
+
     /// Queues a received payload; returns whether the queue was empty before. The queue grows
     /// by doubling from one slot, so its slots never cost much more than the chunks it holds,
     /// and tiny payloads share a chunk.

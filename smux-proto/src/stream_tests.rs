@@ -39,6 +39,21 @@ fn rx_memory_counts_slots_and_predicts_growth() {
 }
 
 #[test]
+fn rx_cost_split_predicts_two_pushes() {
+    for k in 0..40 {
+        let mut s = Stream::new(INITIAL_PEER_WINDOW as usize);
+        for _ in 0..k {
+            s.push_rx(Bytes::from(vec![0u8; 1000]));
+        }
+        let cost = s.rx_cost_split(2000);
+        let before = s.rx_memory();
+        s.push_rx(Bytes::from(vec![1u8; 300]));
+        s.push_rx(Bytes::from(vec![2u8; 1700]));
+        assert_eq!(s.rx_memory() - before, cost, "after {k} pushes");
+    }
+}
+
+#[test]
 fn tiny_payloads_share_chunks() {
     let mut s = Stream::new(INITIAL_PEER_WINDOW as usize);
     for i in 0..10_000u32 {

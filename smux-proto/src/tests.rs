@@ -1233,3 +1233,105 @@ fn a_held_syn_is_refused_once_nothing_was_accepted_for_the_stall_timeout() {
     feed(&mut s, later + stall, wire(Version::V1, Cmd::Syn, 11, b""));
     assert!(s.is_holding_open());
 }
+
+// ---------------------------------------------------------------- frames straddling reads
+
+/// A version-2 server with stream 3 accepted, and a PSH of 40,000 bytes for it cut after
+/// `cut` bytes of its payload: the first part is readable before the second arrives, without
+/// a copy, and reads the same sizes give the same windows, UPDs and memory as the frame fed
+/// whole.
+#[test]
+fn a_frame_straddling_two_reads_is_delivered_as_two_pieces() {
+    const LEN: usize = 40_000;
+    let payload: Vec<u8> = (0..LEN).map(|i| (i % 253) as u8).collect();
+    let frame = wire(Version::V2, Cmd::Psh, 3, &payload);
+    let cut = 25_000;
+    let id = StreamId(3);
+    // What each step leaves: the bytes read, the windows, the memory held, the frames out.
+    type Step = (Bytes, usize, usize, Vec<(Header, Bytes)>);
+    let run = |chunks: Vec<Bytes>| -> Vec<Step> {
+        let (mut s, now) = server(v2());
+        feed(&mut s, now, wire(Version::V2, Cmd::Syn, 3, b""));
+        assert_eq!(s.accept(), Some(id));
+        let mut steps = Vec::new();
+        let mut chunks = chunks.into_iter();
+        for max in [cut, LEN] {
+            if let Some(c) = chunks.next() {
+                assert!(feed(&mut s, now, c).is_empty());
+                assert!(events(&mut s).contains(&Event::Readable(id)));
+            }
+            let got = s.read_chunk(id, max).unwrap().unwrap();
+            steps.push((
+                got,
+                s.credit_owed(),
+                s.unread_held(),
+                transmits(&mut s, now),
+            ));
+        }
+        assert_eq!(s.read_chunk(id, LEN), Err(StreamError::Blocked));
+        steps
+    };
+    let whole = run(vec![frame.clone()]);
+    let (first, second) = (frame.slice(..8 + cut), frame.slice(8 + cut..));
+    let split = run(vec![first.clone(), second]);
+    assert_eq!(split, whole);
+    assert_eq!(&split[0].0[..], &payload[..cut]);
+    assert_eq!(&split[1].0[..], &payload[cut..]);
+    assert_eq!(
+        split[0].0.as_ptr(),
+        first[8..].as_ptr(),
+        "the first piece is the input itself"
+    );
+    // The first read was the stream's first: its UPD went out while the rest was arriving.
+    assert_eq!(split[0].3.len(), 1);
+    assert_eq!(split[0].3[0].0.cmd, Cmd::Upd);
+    // Nothing is held once all is read; what the first step held was the reservation for the
+    // rest of the frame, as much as the rest of the whole frame held.
+    assert_eq!(split[1].2, 0);
+    assert_eq!(split[0].2, LEN - cut + std::mem::size_of::<Bytes>());
+}
+
+/// Version 1 checks its budget at the header for the frame in one queue slot: with the
+/// smallest budget, a full frame's first piece cannot have a slot of its own and is kept back
+/// until the rest arrives; with room to spare it goes at once.
+#[test]
+fn v1_a_piece_goes_early_only_if_the_budget_has_room_for_its_slot() {
+    let frame = wire(Version::V1, Cmd::Psh, 3, &[4; 65_535]);
+    let smallest = 65_535 + std::mem::size_of::<Bytes>();
+    for (budget, early) in [(smallest, false), (smallest + 1024, true)] {
+        let (mut s, now) = server(cfg(Config::default(), |c| {
+            c.with_max_session_unread(budget);
+        }));
+        feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
+        let id = s.accept().unwrap();
+        assert!(feed(&mut s, now, frame.slice(..30_000)).is_empty());
+        assert!(s.unread_held() <= budget);
+        assert_eq!(s.stream_unread(id), Some(if early { 29_992 } else { 0 }));
+        assert!(feed(&mut s, now, frame.slice(30_000..)).is_empty());
+        assert!(s.unread_held() <= budget);
+        assert_eq!(s.stream_unread(id), Some(65_535));
+        let mut buf = vec![0u8; 70_000];
+        assert_eq!(s.read(id, &mut buf), Ok(65_535));
+        assert_eq!(s.unread_held(), 0);
+    }
+}
+
+/// A stream released while a frame for it is half received: the memory it held and the room
+/// reserved for the rest are given back at once, and the rest is read and dropped.
+#[test]
+fn a_stream_released_mid_frame_drops_the_rest_of_the_frame() {
+    let (mut s, now) = server(Config::default());
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 5, b""));
+    let frame = wire(Version::V1, Cmd::Psh, 3, &[1; 50_000]);
+    assert!(feed(&mut s, now, frame.slice(..20_000)).is_empty());
+    assert_eq!(s.stream_unread(StreamId(3)), Some(19_992));
+    s.close_stream(StreamId(3));
+    assert_eq!(s.unread_held(), 0);
+    let mut rest = BytesMut::from(&frame[20_000..]);
+    rest.extend_from_slice(&wire(Version::V1, Cmd::Psh, 5, b"next"));
+    assert!(feed(&mut s, now, rest.freeze()).is_empty());
+    assert!(!s.is_ended());
+    assert_eq!(s.stream_unread(StreamId(5)), Some(4));
+    assert_eq!(s.unread_held(), 4 + std::mem::size_of::<Bytes>());
+}

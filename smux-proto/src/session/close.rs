@@ -37,6 +37,7 @@ impl Session {
         let fin_sent = s.fin_sent();
         self.accept_queue.tidy(&self.streams);
         self.sched.tx_blocked.tidy(&self.streams);
+        self.stop_receiving(id);
         if ended || fin_sent {
             self.remove(id);
             return;
@@ -82,6 +83,7 @@ impl Session {
             return;
         };
         self.rx_held -= s.expire();
+        self.stop_receiving(id);
         self.return_credit(id);
         self.queue_fin(id);
         self.check_done(id);

@@ -11,7 +11,7 @@ use crate::decode::{Body, Complete};
 use crate::error::{ProtocolError, SessionEnd};
 use crate::frame::{decode_upd, Header};
 use crate::timer::Timer;
-use crate::wire::{Cmd, Version};
+use crate::wire::{Cmd, StreamId, Version};
 
 /// What the session should do with a pending header.
 enum Step {
@@ -37,7 +37,8 @@ impl Session {
                 if input.is_empty() {
                     return;
                 }
-                if let Some(done) = self.decoder.body(input, chunk_len) {
+                let early = self.may_hand_over_early();
+                if let Some(done) = self.decoder.body(input, chunk_len, early) {
                     self.on_body(done, now);
                 }
                 continue;
@@ -126,7 +127,8 @@ impl Session {
                             );
                             return Step::Done;
                         }
-                        // Charged now: the body's allocation is made as it arrives.
+                        // Charged now, for the whole frame: its pieces are queued as they
+                        // arrive (see `on_piece`).
                         self.rx_reserved = s.rx_cost(len);
                         self.rx_held += self.rx_reserved;
                         Body::Data { id, len }
@@ -143,7 +145,7 @@ impl Session {
 
     /// The peer's FIN: reads end after the unread data; in version 2 the peer is owed nothing
     /// more on the stream.
-    fn on_fin(&mut self, id: crate::wire::StreamId) {
+    fn on_fin(&mut self, id: StreamId) {
         let Some(s) = self.streams.get_mut(&id.0) else {
             return;
         };
@@ -167,21 +169,60 @@ impl Session {
                     self.wake_writer(id);
                 }
             }
-            Complete::Data { id, data } => {
-                self.rx_held -= std::mem::take(&mut self.rx_reserved);
-                // A stream released or expired while its payload was arriving drops it.
-                if let Some(s) = self.streams.get_mut(&id.0).filter(|s| s.accepts_data()) {
-                    if s.last_activity.is_some() {
-                        s.last_activity = Some(now);
-                    }
-                    let before = s.rx_memory();
-                    let was_empty = s.push_rx(data);
-                    self.rx_held += s.rx_memory() - before;
-                    if was_empty {
-                        self.events.push_back(Event::Readable(id));
-                    }
-                }
-            }
+            Complete::Data { id, data, rest } => self.on_piece(id, data, rest, now),
+        }
+    }
+
+    /// A piece of a payload for `id` arrived, with `rest` bytes of its frame still to come:
+    /// it is queued for reading at once. The room reserved for the frame becomes what the
+    /// piece really took, plus a reservation for the rest.
+    fn on_piece(&mut self, id: StreamId, data: Bytes, rest: usize, now: Instant) {
+        self.rx_held -= std::mem::take(&mut self.rx_reserved);
+        let s = self
+            .streams
+            .get_mut(&id.0)
+            .filter(|s| s.accepts_data())
+            .expect("a stream that stops taking data stops its frame (stop_receiving)");
+        if s.last_activity.is_some() {
+            s.last_activity = Some(now);
+        }
+        let before = s.rx_memory();
+        let was_empty = s.push_rx(data);
+        self.rx_held += s.rx_memory() - before;
+        if rest > 0 {
+            self.rx_reserved = s.rx_cost(rest);
+            self.rx_held += self.rx_reserved;
+        }
+        if was_empty {
+            self.events.push_back(Event::Readable(id));
+        }
+    }
+
+    /// Whether the piece of a payload in the input may go to its stream before the rest of the
+    /// frame is here. Always in version 2, whose windows bound unread data, not the memory
+    /// held for it. Version 1 checked its budget at the frame's header for the frame in one
+    /// queue slot; a piece handed over early makes the rest a second push, and two pushes can
+    /// grow the queue twice. So the piece goes early only if the budget has room for both;
+    /// otherwise it is kept back (copied) until the budget has room, or the frame ends, and
+    /// the budget holds whatever the chunking.
+    fn may_hand_over_early(&self) -> bool {
+        let Some((id, undelivered)) = self.decoder.receiving() else {
+            return true;
+        };
+        if self.version() == Version::V2 {
+            return true;
+        }
+        let s = self.streams.get(&id.0).expect("a stream receiving a frame");
+        let held_before_frame = self.rx_held - self.rx_reserved;
+        held_before_frame + s.rx_cost_split(undelivered) <= self.config.max_session_unread()
+    }
+
+    /// `id` takes no more data (released, or expired): the rest of a frame arriving for it is
+    /// read and dropped, and the room reserved for it is given back.
+    pub(super) fn stop_receiving(&mut self, id: StreamId) {
+        if self.decoder.receiving().is_some_and(|(r, _)| r == id) {
+            self.decoder.discard_rest();
+            self.rx_held -= std::mem::take(&mut self.rx_reserved);
         }
     }
 }

@@ -48,7 +48,7 @@ impl Session {
                     .decoder
                     .pending_header()
                     .is_some_and(|h| h.stream_id.0 == id);
-                let arriving = self.decoder.receiving() == Some(StreamId(id));
+                let arriving = self.decoder.receiving().is_some_and(|(r, _)| r.0 == id);
                 if s.has_unread() || s.queued() > 0 || stalled_here || arriving {
                     self.idle.push(now + idle, id);
                 } else if last + idle > now {
