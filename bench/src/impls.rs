@@ -1,10 +1,17 @@
 //! The implementations under test, behind one opener/acceptor pair so that every workload is
 //! written once. Each `connect` returns both ends of one connection over loopback TCP.
+//!
+//! The workloads run on Tokio (every implementation but smux-futures) or on smol
+//! (smux-futures): [`spawn`] and [`sleep`] use whichever runtime the calling task is on, and
+//! every stream is a Tokio `AsyncRead + AsyncWrite` (the futures-io ones through
+//! `tokio_util::compat`, a wrapper that adds no copy).
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use smux_test_support::tokio::try_tcp_pair;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -18,7 +25,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 pub type BoxIo = Box<dyn Io>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Impl {
     /// One TCP connection per stream: the ceiling.
     Raw,
@@ -26,15 +33,20 @@ pub enum Impl {
     SmuxV2,
     AsyncSmux,
     Yamux,
+    /// smux-futures over smol's TCP socket, on smol.
+    FuturesV1,
+    FuturesV2,
 }
 
 impl Impl {
-    pub const ALL: [Impl; 5] = [
+    pub const ALL: [Impl; 7] = [
         Impl::Raw,
         Impl::SmuxV1,
         Impl::SmuxV2,
         Impl::AsyncSmux,
         Impl::Yamux,
+        Impl::FuturesV1,
+        Impl::FuturesV2,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,11 +56,73 @@ impl Impl {
             Impl::SmuxV2 => "smux-tokio-v2",
             Impl::AsyncSmux => "async_smux",
             Impl::Yamux => "yamux",
+            Impl::FuturesV1 => "smux-futures-v1",
+            Impl::FuturesV2 => "smux-futures-v2",
         }
     }
 
     pub fn parse(s: &str) -> Option<Impl> {
         Impl::ALL.into_iter().find(|i| i.name() == s)
+    }
+
+    /// Runs on smol rather than Tokio.
+    pub fn on_smol(self) -> bool {
+        matches!(self, Impl::FuturesV1 | Impl::FuturesV2)
+    }
+}
+
+/// A spawned task of either runtime; awaiting it gives its output (an error if it panicked).
+/// Unlike Tokio's handle, smol's cancels its task when dropped: [`Task::detach`] lets it run.
+pub enum Task<T> {
+    Tokio(tokio::task::JoinHandle<T>),
+    Smol(smol::Task<T>),
+}
+
+impl<T> Task<T> {
+    pub fn detach(self) {
+        match self {
+            Task::Tokio(_) => {}
+            Task::Smol(t) => t.detach(),
+        }
+    }
+}
+
+impl<T> Future for Task<T> {
+    type Output = io::Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match self.get_mut() {
+            Task::Tokio(h) => Pin::new(h).poll(cx).map_err(io::Error::other),
+            Task::Smol(t) => Pin::new(t).poll(cx).map(Ok),
+        }
+    }
+}
+
+/// Whether the caller runs inside a Tokio runtime (otherwise: on smol).
+fn on_tokio() -> bool {
+    tokio::runtime::Handle::try_current().is_ok()
+}
+
+/// Spawns `f` on the runtime of the caller: Tokio's if there is one, else smol's global
+/// executor.
+pub fn spawn<F>(f: F) -> Task<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if on_tokio() {
+        Task::Tokio(tokio::spawn(f))
+    } else {
+        Task::Smol(smol::spawn(f))
+    }
+}
+
+/// Sleeps on the caller's runtime's timer.
+pub async fn sleep(d: Duration) {
+    if on_tokio() {
+        tokio::time::sleep(d).await;
+    } else {
+        smol::Timer::after(d).await;
     }
 }
 
@@ -58,6 +132,7 @@ pub enum Opener {
     Smux(smux_tokio::MuxConnector<TcpStream>),
     AsyncSmux(async_smux::MuxConnector<TcpStream>),
     Yamux(mpsc::UnboundedSender<oneshot::Sender<yamux::Stream>>),
+    Futures(smux_futures::MuxConnector<smol::net::TcpStream>),
 }
 
 /// Accepts streams: the server end.
@@ -66,6 +141,7 @@ pub enum Acceptor {
     Smux(smux_tokio::MuxAcceptor<TcpStream>),
     AsyncSmux(async_smux::MuxAcceptor<TcpStream>),
     Yamux(mpsc::UnboundedReceiver<yamux::Stream>),
+    Futures(smux_futures::MuxAcceptor<smol::net::TcpStream>),
 }
 
 impl Opener {
@@ -87,6 +163,7 @@ impl Opener {
                     .map_err(|_| io::Error::other("yamux open failed"))?;
                 Box::new(s.compat())
             }
+            Opener::Futures(c) => Box::new(c.connect().map_err(io::Error::other)?.compat()),
         })
     }
 }
@@ -102,6 +179,7 @@ impl Acceptor {
             Acceptor::Smux(a) => Some(Box::new(a.accept().await?)),
             Acceptor::AsyncSmux(a) => Some(Box::new(a.accept().await?)),
             Acceptor::Yamux(rx) => Some(Box::new(rx.recv().await?.compat())),
+            Acceptor::Futures(a) => Some(Box::new(a.accept().await?.compat())),
         }
     }
 }
@@ -114,10 +192,29 @@ pub async fn connect(imp: Impl, streams: usize) -> io::Result<(Opener, Acceptor)
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         return Ok((Opener::Raw(listener.local_addr()?), Acceptor::Raw(listener)));
     }
+    if imp.on_smol() {
+        let version = if imp == Impl::FuturesV1 {
+            smux_futures::Version::V1
+        } else {
+            smux_futures::Version::V2
+        };
+        let (a, b) = smux_test_support::smol::tcp_pair().await;
+        let (conn, _, cw) = smux_futures::MuxBuilder::client()
+            .with_version(version)
+            .with_connection(a)
+            .build();
+        let (_, acc, sw) = smux_futures::MuxBuilder::server()
+            .with_version(version)
+            .with_connection(b)
+            .build();
+        smol::spawn(cw).detach();
+        smol::spawn(sw).detach();
+        return Ok((Opener::Futures(conn), Acceptor::Futures(acc)));
+    }
     // Both ends over loopback, (client, server), with Nagle off (as Go does by default).
     let (a, b) = try_tcp_pair(None).await?;
     Ok(match imp {
-        Impl::Raw => unreachable!("handled above"),
+        Impl::Raw | Impl::FuturesV1 | Impl::FuturesV2 => unreachable!("handled above"),
         Impl::SmuxV1 | Impl::SmuxV2 => {
             let version = if imp == Impl::SmuxV1 {
                 smux_tokio::Version::V1

@@ -1,52 +1,138 @@
-//! Side-by-side benchmarks over loopback TCP: raw TCP (one connection per stream, the
-//! ceiling), smux-tokio version 1 and 2 with default settings, `async_smux` 0.4, `yamux` 0.13
-//! and, when `go` is installed, the Go reference (Debian's smux 1.5.16, `interop/go-bench`).
+//! Side-by-side benchmarks over loopback TCP:
+//!
+//! - on Tokio, each on the current-thread runtime (`ct`) and on the multi-thread runtime with
+//!   two workers (`mt`): raw TCP (one connection per stream, the ceiling), smux-tokio version 1
+//!   and 2 with default settings, `async_smux` 0.4 and `yamux` 0.13;
+//! - on smol (`smol::block_on` and its global executor): smux-futures version 1 and 2 over
+//!   smol's TCP socket;
+//! - when `go` is installed, the Go reference (Debian's smux 1.5.16, `interop/go-bench`);
+//! - with `--before COMMIT`, smux-tokio and smux-futures as they were at COMMIT (`before-v1`,
+//!   `before-v2` on each Tokio runtime, `before-futures-v1`, `before-futures-v2` on smol).
 //!
 //! ```text
-//! cargo run --release -p smux-bench [-- --reps 3 --quick --multi-thread
-//!                                       --impls raw-tcp,smux-tokio-v1,... --workloads stream,...]
+//! cargo run --release -p smux-bench [-- --reps 3 --quick --runtimes ct,mt --no-go
+//!                                       --before COMMIT --impls raw-tcp,smux-tokio-v1,...
+//!                                       --workloads stream,... --timeout 180]
 //! ```
 //!
-//! Every measurement runs in a child process of its own (this binary with `--child`, or the Go
-//! program), so peak RSS is that implementation's alone. Repetitions are interleaved: each
-//! round runs every implementation once, in an order that rotates from round to round. The
-//! table gives medians, with ratios against raw TCP and against `async_smux`.
+//! `--multi-thread`, the flag of old, is `--runtimes mt`. A measurement still running after
+//! `--timeout` seconds (180) is killed and shows as "timeout" in its row.
+//!
+//! Every measurement runs in a child process of its own (this binary with `--child`, the
+//! "before" build of it, or the Go program), so peak RSS is that implementation's alone.
+//! Repetitions are interleaved: each round runs every implementation on every runtime once,
+//! in an order that rotates from round to round. The tables (markdown) give medians, with
+//! ratios against raw TCP and against `async_smux` on the same Tokio runtime.
+//!
+//! `--before COMMIT` checks COMMIT out in a git worktree `target/bench-before/<hash>` (made
+//! once, then reused), copies this tree's `bench/` and `Cargo.lock` over it, so that the
+//! benchmark code and the dependencies are this run's and only the libraries are COMMIT's,
+//! builds `smux-bench` there (release, target dir `target/bench-before/<hash>/target`) and
+//! runs that binary's children beside ours.
 
 mod impls;
 mod workloads;
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use impls::Impl;
-use workloads::{Params, Workload};
+use workloads::{Params, Workload, OPENCLOSE_WINDOW};
 
 #[global_allocator]
 static ALLOC: smux_test_support::alloc::CountingAlloc = smux_test_support::alloc::CountingAlloc;
 
-/// A measured implementation: one of ours in a child of this binary, or the Go program.
+/// Where a measurement runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Subject {
-    Rust(usize),
-    Go(u8),
+enum Runtime {
+    /// Tokio's current-thread runtime.
+    Ct,
+    /// Tokio's multi-thread runtime, two workers.
+    Mt,
+    /// smol: `block_on` and the global executor (one thread by default).
+    Smol,
+    /// Go's own scheduler.
+    Go,
 }
 
-impl Subject {
-    fn name(self) -> String {
+impl Runtime {
+    fn name(self) -> &'static str {
         match self {
-            Subject::Rust(i) => Impl::ALL[i].name().to_string(),
-            Subject::Go(v) => format!("go-smux-v{v}"),
+            Runtime::Ct => "ct",
+            Runtime::Mt => "mt",
+            Runtime::Smol => "smol",
+            Runtime::Go => "go",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Runtime> {
+        match s {
+            "ct" | "current-thread" => Some(Runtime::Ct),
+            "mt" | "multi-thread" => Some(Runtime::Mt),
+            _ => None,
         }
     }
 }
 
+/// What runs: one of ours in a child of this binary, the same built from the `--before`
+/// commit, or the Go program with a protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Rust(Impl),
+    Before(Impl),
+    Go(u8),
+}
+
+/// A measured implementation on a runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Subject {
+    kind: Kind,
+    rt: Runtime,
+}
+
+impl Subject {
+    fn name(self) -> String {
+        match self.kind {
+            Kind::Rust(i) => i.name().to_string(),
+            Kind::Before(i) => before_name(i).to_string(),
+            Kind::Go(v) => format!("go-smux-v{v}"),
+        }
+    }
+
+    fn label(self) -> String {
+        format!("{} {}", self.name(), self.rt.name())
+    }
+}
+
+/// The name of the `--before` build of `i` (one of smux-tokio's or smux-futures').
+fn before_name(i: Impl) -> &'static str {
+    match i {
+        Impl::SmuxV1 => "before-v1",
+        Impl::SmuxV2 => "before-v2",
+        Impl::FuturesV1 => "before-futures-v1",
+        Impl::FuturesV2 => "before-futures-v2",
+        _ => unreachable!("only smux-tokio and smux-futures have a before build"),
+    }
+}
+
+const BEFORE: [Impl; 4] = [Impl::SmuxV1, Impl::SmuxV2, Impl::FuturesV1, Impl::FuturesV2];
+
 struct Options {
+    /// The arguments as given, for the report.
+    args: Vec<String>,
     reps: usize,
     params: Params,
-    multi_thread: bool,
-    subjects: Vec<Subject>,
+    quick: bool,
+    /// How long a measurement may take before it is killed and counted as a timeout.
+    limit: Duration,
+    /// The Tokio runtimes; smol and Go rows run once either way.
+    runtimes: Vec<Runtime>,
+    go: bool,
+    before: Option<String>,
+    only: Option<Vec<String>>,
     workloads: Vec<Workload>,
 }
 
@@ -62,9 +148,17 @@ fn main() {
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "{msg}\nusage: smux-bench [--reps N] [--quick] [--multi-thread] [--no-go] \
-         [--impls a,b] [--workloads a,b]\n  impls: {}, go-smux-v1, go-smux-v2\n  workloads: {}",
+        "{msg}\nusage: smux-bench [--reps N] [--quick] [--runtimes ct,mt] [--multi-thread] \
+         [--no-go] [--before COMMIT] [--impls a,b] [--workloads a,b] [--timeout SECS]\n  \
+         --runtimes: the Tokio runtimes, ct (current-thread) and/or mt (multi-thread, 2 \
+         workers); default both. --multi-thread is --runtimes mt. smux-futures rows run once, \
+         on smol; Go rows once.\n  \
+         --before COMMIT: also smux-tokio and smux-futures built from COMMIT\n  \
+         --timeout SECS: a measurement still running after SECS (default 180) is killed \
+         and reported as a timeout\n  \
+         impls: {}, {}, go-smux-v1, go-smux-v2\n  workloads: {}",
         Impl::ALL.map(Impl::name).join(", "),
+        BEFORE.map(before_name).join(", "),
         Workload::ALL.map(Workload::name).join(", ")
     );
     std::process::exit(2)
@@ -72,14 +166,17 @@ fn usage(msg: &str) -> ! {
 
 fn parse(args: &[String]) -> Options {
     let mut o = Options {
+        args: args.to_vec(),
         reps: 3,
         params: Params::FULL,
-        multi_thread: false,
-        subjects: (0..Impl::ALL.len()).map(Subject::Rust).collect(),
+        quick: false,
+        limit: CHILD_LIMIT,
+        runtimes: vec![Runtime::Ct, Runtime::Mt],
+        go: true,
+        before: None,
+        only: None,
         workloads: Workload::ALL.to_vec(),
     };
-    let mut go = true;
-    let mut only: Option<Vec<String>> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || {
@@ -89,10 +186,30 @@ fn parse(args: &[String]) -> Options {
         };
         match a.as_str() {
             "--reps" => o.reps = value().parse().unwrap_or_else(|_| usage("--reps N")),
-            "--quick" => o.params = Params::QUICK,
-            "--multi-thread" => o.multi_thread = true,
-            "--no-go" => go = false,
-            "--impls" => only = Some(value().split(',').map(str::to_string).collect()),
+            "--timeout" => {
+                let secs = value().parse().unwrap_or_else(|_| usage("--timeout SECS"));
+                o.limit = Duration::from_secs(secs);
+            }
+            "--quick" => {
+                o.params = Params::QUICK;
+                o.quick = true;
+            }
+            "--runtimes" => {
+                let mut rts: Vec<Runtime> = value()
+                    .split(',')
+                    .map(|r| {
+                        Runtime::parse(r).unwrap_or_else(|| usage(&format!("unknown runtime {r}")))
+                    })
+                    .collect();
+                rts.sort();
+                rts.dedup();
+                o.runtimes = rts;
+            }
+            // The flag of old, kept for old command lines.
+            "--multi-thread" => o.runtimes = vec![Runtime::Mt],
+            "--no-go" => o.go = false,
+            "--before" => o.before = Some(value()),
+            "--impls" => o.only = Some(value().split(',').map(str::to_string).collect()),
             "--workloads" => {
                 o.workloads = value()
                     .split(',')
@@ -105,18 +222,60 @@ fn parse(args: &[String]) -> Options {
             _ => usage(&format!("unknown argument {a}")),
         }
     }
-    if go {
-        o.subjects.extend([Subject::Go(1), Subject::Go(2)]);
-    }
-    if let Some(only) = only {
-        for name in &only {
-            if !o.subjects.iter().any(|s| &s.name() == name) {
+    if let Some(only) = &o.only {
+        let known: Vec<String> = Impl::ALL
+            .map(|i| i.name().to_string())
+            .into_iter()
+            .chain(BEFORE.map(|i| before_name(i).to_string()))
+            .chain(["go-smux-v1".to_string(), "go-smux-v2".to_string()])
+            .collect();
+        for name in only {
+            if !known.contains(name) {
                 usage(&format!("unknown implementation {name}"));
             }
+            if name.starts_with("before-") && o.before.is_none() {
+                usage(&format!("{name} needs --before COMMIT"));
+            }
         }
-        o.subjects.retain(|s| only.contains(&s.name()));
     }
     o
+}
+
+/// The subjects of a run, in the order of the tables: by runtime, then implementation.
+fn subjects(o: &Options) -> Vec<Subject> {
+    let before = o.before.is_some();
+    let mut v = Vec::new();
+    let mut add = |kind, rt| v.push(Subject { kind, rt });
+    for &rt in &o.runtimes {
+        for i in [Impl::Raw, Impl::SmuxV1, Impl::SmuxV2] {
+            add(Kind::Rust(i), rt);
+        }
+        if before {
+            for i in [Impl::SmuxV1, Impl::SmuxV2] {
+                add(Kind::Before(i), rt);
+            }
+        }
+        for i in [Impl::AsyncSmux, Impl::Yamux] {
+            add(Kind::Rust(i), rt);
+        }
+    }
+    for i in [Impl::FuturesV1, Impl::FuturesV2] {
+        add(Kind::Rust(i), Runtime::Smol);
+    }
+    if before {
+        for i in [Impl::FuturesV1, Impl::FuturesV2] {
+            add(Kind::Before(i), Runtime::Smol);
+        }
+    }
+    if o.go {
+        for version in [1, 2] {
+            add(Kind::Go(version), Runtime::Go);
+        }
+    }
+    if let Some(only) = &o.only {
+        v.retain(|s| only.contains(&s.name()));
+    }
+    v
 }
 
 // ------------------------------------------------------------------------------ the child
@@ -128,23 +287,31 @@ fn child(args: &[String]) {
     ) else {
         usage("--child IMPL WORKLOAD [key=value ...] [multi-thread]")
     };
+    // Tokio's runtime: current-thread unless `multi-thread` (the smux-futures ones run on smol).
     let multi = args.iter().any(|a| a == "multi-thread");
     let params = Params::from_args(&args[2..]);
-    let rt = if multi {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
+    let run = if imp.on_smol() {
+        // In a task of the global executor, as the workers and the servers are.
+        smol::block_on(smol::spawn(workloads::run(imp, w, params)))
     } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    }
-    .expect("a Tokio runtime");
-    // In a task of its own, as application code runs: Tokio polls the `block_on` future only
-    // after a pass over its I/O driver, which would add a syscall to every wake-up by a task.
-    let run = rt.block_on(async move { tokio::spawn(workloads::run(imp, w, params)).await });
-    match run.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
+        let rt = if multi {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        }
+        .expect("a Tokio runtime");
+        // In a task of its own, as application code runs: Tokio polls the `block_on` future
+        // only after a pass over its I/O driver, which would add a syscall to every wake-up
+        // by a task.
+        rt.block_on(async move { tokio::spawn(workloads::run(imp, w, params)).await })
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    };
+    match run {
         Ok(fields) => {
             let mut line = String::from("RESULT");
             for (k, v) in fields {
@@ -172,10 +339,42 @@ fn peak_rss_kib() -> u64 {
 
 // ------------------------------------------------------------------------------ the parent
 
+/// The root of this tree (the workspace).
+fn repo_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// The target directory this binary was built into (`target/release/smux-bench`).
+fn target_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// `git -C dir args`: its trimmed output, or `None` if it failed.
+fn git<I, S>(dir: &Path, args: I) -> Option<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// Builds the Go program into `target/go-bench`; `None` (with a note) without `go`.
 fn build_go() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = root.join("target/go-bench/go-bench");
+    let root = repo_root();
+    let out = target_dir().join("go-bench/go-bench");
     let built = Command::new("go")
         .args(["build", "-o"])
         .arg(&out)
@@ -200,11 +399,107 @@ fn build_go() -> Option<PathBuf> {
     }
 }
 
-/// How long one measurement may take before it counts as a hang.
+/// Makes `dst` a copy of the directory `src`: files whose content differs are copied (the
+/// others keep their time stamps, so that cargo does not rebuild), files `src` lacks removed.
+fn mirror(src: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for entry in std::fs::read_dir(dst)? {
+        let entry = entry?;
+        if !src.join(entry.file_name()).exists() {
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(path)?;
+            } else {
+                std::fs::remove_file(path)?;
+            }
+        }
+    }
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let to = dst.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            mirror(&entry.path(), &to)?;
+        } else {
+            copy_if_changed(&entry.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_if_changed(from: &Path, to: &Path) -> std::io::Result<()> {
+    let new = std::fs::read(from)?;
+    if std::fs::read(to).ok().as_deref() != Some(&new[..]) {
+        std::fs::write(to, new)?;
+    }
+    Ok(())
+}
+
+/// The `--before` build: `commit` checked out in a worktree of its own, with this tree's
+/// `bench/` and `Cargo.lock` copied over it, built in release. The binary's path and a line
+/// that names the commit.
+fn build_before(commit: &str) -> Result<(PathBuf, String), String> {
+    let root = repo_root();
+    let hash = git(
+        &root,
+        ["rev-parse", "--verify", &format!("{commit}^{{commit}}")],
+    )
+    .ok_or_else(|| format!("{commit}: not a commit of {}", root.display()))?;
+    let dir = target_dir().join("bench-before").join(&hash[..12]);
+    if dir.join(".git").exists() {
+        let head = git(&dir, ["rev-parse", "HEAD"]);
+        if head.as_deref() != Some(hash.as_str()) {
+            return Err(format!(
+                "{} is at {}, not at {hash}: remove it (git worktree remove --force)",
+                dir.display(),
+                head.as_deref().unwrap_or("?")
+            ));
+        }
+    } else {
+        std::fs::create_dir_all(dir.parent().expect("under target")).map_err(|e| e.to_string())?;
+        eprintln!("before: git worktree add --detach {} {hash}", dir.display());
+        // -f: the path may be registered from an earlier run whose directory is gone.
+        let added = Command::new("git")
+            .arg("-C")
+            .arg(&root)
+            .args(["worktree", "add", "-f", "--detach"])
+            .arg(&dir)
+            .arg(&hash)
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("git: {e}"))?;
+        if !added.success() {
+            return Err(format!("git worktree add failed ({added})"));
+        }
+    }
+    // Our benchmark code and our dependencies' versions: only the libraries are the commit's.
+    mirror(&root.join("bench"), &dir.join("bench"))
+        .and_then(|()| copy_if_changed(&root.join("Cargo.lock"), &dir.join("Cargo.lock")))
+        .map_err(|e| format!("copying bench/ and Cargo.lock: {e}"))?;
+    let target = dir.join("target");
+    eprintln!(
+        "before: cargo build --release -p smux-bench in {}",
+        dir.display()
+    );
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["build", "--release", "-p", "smux-bench"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !built.success() {
+        return Err(format!("cargo build failed ({built})"));
+    }
+    let subject = git(&dir, ["log", "-1", "--format=%h %s"]).unwrap_or_default();
+    Ok((target.join("release/smux-bench"), subject))
+}
+
+/// How long one measurement may take before it counts as a hang, unless `--timeout` says.
 const CHILD_LIMIT: Duration = Duration::from_secs(180);
 
-/// Runs one measurement; `None` if it outlived [`CHILD_LIMIT`] (it is killed).
-fn run_child(mut cmd: Command) -> Option<Output> {
+/// Runs one measurement; `None` if it outlived `limit` (it is killed).
+fn run_child(mut cmd: Command, limit: Duration) -> Option<Output> {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -212,7 +507,7 @@ fn run_child(mut cmd: Command) -> Option<Output> {
         .expect("start a child");
     let start = Instant::now();
     while child.try_wait().expect("wait for a child").is_none() {
-        if start.elapsed() > CHILD_LIMIT {
+        if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
             return None;
@@ -224,36 +519,142 @@ fn run_child(mut cmd: Command) -> Option<Output> {
 
 /// Pairs of implementation and workload that cannot run as specified, and why.
 fn not_applicable(s: Subject, w: Workload) -> Option<&'static str> {
-    match (s, w) {
-        (Subject::Rust(0), Workload::Idle) => Some(
+    let imp = match s.kind {
+        Kind::Rust(i) | Kind::Before(i) => Some(i),
+        Kind::Go(_) => None,
+    };
+    match (imp, w) {
+        (Some(Impl::Raw), Workload::Idle) => Some(
             "10,000 idle TCP connections need more descriptors than the default limit, and \
              their memory is the kernel's, not the heap's",
         ),
-        (Subject::Rust(i), Workload::OpenClose | Workload::Idle) if Impl::ALL[i] == Impl::Yamux => {
-            Some(
-                "yamux 0.13 sends a stream's SYN with its first frame, and a close before any \
+        (Some(Impl::Yamux), Workload::OpenClose | Workload::Idle) => Some(
+            "yamux 0.13 sends a stream's SYN with its first frame, and a close before any \
              data goes out without it: the peer never sees the stream",
-            )
-        }
+        ),
+        (None, w) if w.go_name().is_none() => Some(
+            "Go's writes go out at once, with nothing to flush: its pingpong row is this \
+             measurement",
+        ),
         _ => None,
     }
 }
 
-type Results = BTreeMap<(usize, Subject), Vec<BTreeMap<String, f64>>>;
+/// The runs of one subject on one workload.
+#[derive(Default)]
+struct Runs {
+    ok: Vec<BTreeMap<String, f64>>,
+    /// Killed after the time limit.
+    timed_out: usize,
+    /// Ended without a result.
+    failed: usize,
+}
+
+type Results = BTreeMap<(usize, Subject), Runs>;
+
+/// The programs the children are.
+struct Programs {
+    this: PathBuf,
+    before: Option<PathBuf>,
+    go: Option<PathBuf>,
+}
+
+impl Programs {
+    fn command(&self, s: Subject, w: Workload, p: &Params) -> Command {
+        match s.kind {
+            Kind::Rust(i) | Kind::Before(i) => {
+                let exe = match s.kind {
+                    Kind::Before(_) => self.before.as_ref().expect("built"),
+                    _ => &self.this,
+                };
+                let mut c = Command::new(exe);
+                c.args(["--child", i.name(), w.name()]);
+                c.args(p.args(w));
+                if s.rt == Runtime::Mt {
+                    c.arg("multi-thread");
+                }
+                c
+            }
+            Kind::Go(v) => {
+                let mut c = Command::new(self.go.as_ref().expect("built"));
+                c.arg(w.go_name().expect("applicable"))
+                    .arg(format!("v={v}"));
+                c.args(p.args(w));
+                c
+            }
+        }
+    }
+}
+
+/// The command line as given, for the report.
+fn command_line(o: &Options) -> String {
+    let quote = |a: &String| {
+        let plain = !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-,.=/:@+".contains(c));
+        if plain {
+            a.clone()
+        } else {
+            format!("'{}'", a.replace('\'', r"'\''"))
+        }
+    };
+    let args: String = o.args.iter().map(|a| format!(" {}", quote(a))).collect();
+    if std::env::var_os("CARGO").is_some() {
+        // Run by `cargo run`.
+        let release = if cfg!(debug_assertions) {
+            ""
+        } else {
+            " --release"
+        };
+        let tail = if args.is_empty() {
+            String::new()
+        } else {
+            format!(" --{args}")
+        };
+        format!("cargo run{release} -p smux-bench{tail}")
+    } else {
+        let exe = std::env::args()
+            .next()
+            .unwrap_or_else(|| "smux-bench".into());
+        format!("{}{args}", quote(&exe))
+    }
+}
 
 fn parent(o: &Options) {
-    let go = if o.subjects.iter().any(|s| matches!(s, Subject::Go(_))) {
+    let command = command_line(o);
+    eprintln!("{command}");
+    let mut subjects = subjects(o);
+    let go = if subjects.iter().any(|s| matches!(s.kind, Kind::Go(_))) {
         build_go()
     } else {
         None
     };
-    let subjects: Vec<Subject> = o
-        .subjects
-        .iter()
-        .copied()
-        .filter(|s| matches!(s, Subject::Rust(_)) || go.is_some())
-        .collect();
-    let exe = std::env::current_exe().expect("own path");
+    let mut before_line = None;
+    let before = match &o.before {
+        Some(commit) if subjects.iter().any(|s| matches!(s.kind, Kind::Before(_))) => {
+            match build_before(commit) {
+                Ok((exe, line)) => {
+                    before_line = Some(line);
+                    Some(exe)
+                }
+                Err(e) => {
+                    eprintln!("note: the --before build failed, its rows left out: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    subjects.retain(|s| match s.kind {
+        Kind::Rust(_) => true,
+        Kind::Before(_) => before.is_some(),
+        Kind::Go(_) => go.is_some(),
+    });
+    let programs = Programs {
+        this: std::env::current_exe().expect("own path"),
+        before,
+        go,
+    };
     let mut results: Results = BTreeMap::new();
     let started = Instant::now();
     for rep in 0..o.reps {
@@ -262,44 +663,32 @@ fn parent(o: &Options) {
                 let s = subjects[(k + rep) % subjects.len()];
                 if let Some(why) = not_applicable(s, w) {
                     if rep == 0 {
-                        eprintln!("{} {}: left out: {why}", s.name(), w.name());
+                        eprintln!("{} {}: left out: {why}", s.label(), w.name());
                     }
                     continue;
                 }
-                let mut cmd = match s {
-                    Subject::Rust(i) => {
-                        let mut c = Command::new(&exe);
-                        c.args(["--child", Impl::ALL[i].name(), w.name()]);
-                        if o.multi_thread {
-                            c.arg("multi-thread");
-                        }
-                        c
-                    }
-                    Subject::Go(v) => {
-                        let mut c = Command::new(go.as_ref().expect("built"));
-                        c.arg(w.name()).arg(format!("v={v}"));
-                        c
-                    }
-                };
-                cmd.args(o.params.args(w));
+                let runs = results.entry((wi, s)).or_default();
                 let t = Instant::now();
-                let Some(out) = run_child(cmd) else {
+                let Some(out) = run_child(programs.command(s, w, &o.params), o.limit) else {
                     eprintln!(
-                        "{} {}: no result in {CHILD_LIMIT:?}, killed",
-                        s.name(),
-                        w.name()
+                        "{} {}: no result in {:?}, killed",
+                        s.label(),
+                        w.name(),
+                        o.limit
                     );
+                    runs.timed_out += 1;
                     continue;
                 };
                 let text = String::from_utf8_lossy(&out.stdout);
                 let Some(line) = text.lines().find_map(|l| l.strip_prefix("RESULT")) else {
                     eprintln!(
                         "{} {}: failed ({}): {}",
-                        s.name(),
+                        s.label(),
                         w.name(),
                         out.status,
                         String::from_utf8_lossy(&out.stderr).trim()
                     );
+                    runs.failed += 1;
                     continue;
                 };
                 let fields: BTreeMap<String, f64> = line
@@ -308,17 +697,22 @@ fn parent(o: &Options) {
                     .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
                     .collect();
                 eprintln!(
-                    "rep {} {:>10} {:>14} ({:.1} s):{line}",
+                    "rep {} {:>16} {:>17} {:>4} ({:.1} s):{line}",
                     rep + 1,
                     w.name(),
                     s.name(),
+                    s.rt.name(),
                     t.elapsed().as_secs_f64()
                 );
-                results.entry((wi, s)).or_default().push(fields);
+                runs.ok.push(fields);
             }
         }
     }
-    report(o, &subjects, &results);
+    let header = Header {
+        command,
+        before: before_line,
+    };
+    report(o, &header, &subjects, &results);
     eprintln!("total {:.0} s", started.elapsed().as_secs_f64());
 }
 
@@ -369,7 +763,7 @@ fn metrics(w: Workload) -> Vec<Metric> {
     match w {
         Workload::Stream | Workload::Streams64 => vec![gib_s, rss],
         Workload::Handshake | Workload::OpenClose => vec![rate],
-        Workload::PingPong => vec![
+        Workload::PingPong | Workload::PingPongNoFlush => vec![
             Metric {
                 name: "p50",
                 unit: "µs",
@@ -405,37 +799,96 @@ fn describe(w: Workload, p: &Params) -> String {
         Workload::Stream => format!("one stream, {} MiB in 64 KiB writes", p.mib),
         Workload::Streams64 => format!("{} streams at once, {} MiB in all", p.streams, p.mib),
         Workload::Handshake => format!("open, 8-byte echo, close; {} in sequence", p.ops),
-        Workload::OpenClose => format!("{} pipelined open+close, no payload", p.ops * 5 / 2),
-        Workload::PingPong => format!("64-byte ping-pong, {} round trips", p.iters),
+        Workload::OpenClose => format!(
+            "{} pipelined open+close, no payload, at most {OPENCLOSE_WINDOW} in flight",
+            p.openclose
+        ),
+        Workload::PingPong => format!(
+            "64-byte ping-pong, each write flushed, {} round trips",
+            p.iters
+        ),
+        Workload::PingPongNoFlush => {
+            format!("64-byte ping-pong, no flush, {} round trips", p.iters)
+        }
         Workload::Idle => format!("{} idle streams, both ends", p.idle),
     }
 }
 
-fn report(o: &Options, subjects: &[Subject], results: &Results) {
-    let raw = Subject::Rust(0);
-    let asm = Subject::Rust(
-        Impl::ALL
-            .iter()
-            .position(|&i| i == Impl::AsyncSmux)
-            .expect("listed"),
+/// What the report says about the run besides the figures.
+struct Header {
+    command: String,
+    /// The `--before` commit, `hash subject`, when its rows were built.
+    before: Option<String>,
+}
+
+fn cpu_model() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    format!("{cpus} CPUs, {model}")
+}
+
+fn report(o: &Options, h: &Header, subjects: &[Subject], results: &Results) {
+    let root = repo_root();
+    let mut this = git(&root, ["log", "-1", "--format=%h %s"]).unwrap_or_default();
+    if git(&root, ["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty())
+    {
+        this += " (with uncommitted changes)";
+    }
+    // The baselines of a row: those on its Tokio runtime; smol and Go rows take the first
+    // Tokio runtime of the run.
+    let base_rt = |rt: Runtime| match rt {
+        Runtime::Ct | Runtime::Mt => rt,
+        _ => o.runtimes.first().copied().unwrap_or(Runtime::Ct),
+    };
+    println!("\n`{}`\n", h.command);
+    println!("- this tree: {this}");
+    if let Some(b) = &h.before {
+        println!("- before: {b} (its smux-tokio and smux-futures, this tree's benchmark)");
+    }
+    println!("- {}", cpu_model());
+    println!(
+        "- {} sizes, medians of {} interleaved run{} per row",
+        if o.quick { "quick" } else { "full" },
+        o.reps,
+        if o.reps == 1 { "" } else { "s" }
     );
     println!(
-        "\nmedians of {} interleaved runs, {} runtime; ratio = ours / theirs, > 1 is better\n",
-        o.reps,
-        if o.multi_thread {
-            "multi-thread (2 workers)"
-        } else {
-            "current-thread"
-        }
+        "- runtime: `ct` Tokio current-thread, `mt` Tokio multi-thread with 2 workers, \
+         `smol` smol::block_on with smol's global executor (1 thread), `go` Go's scheduler"
     );
-    println!("| workload | figure | implementation | median | vs raw TCP | vs async_smux |");
-    println!("|---|---|---|---:|---:|---:|");
+    println!(
+        "- ratio = ours / theirs, > 1 is better (for latency and memory: theirs / ours), \
+         against raw TCP and async_smux on the same Tokio runtime; smol and Go rows against \
+         `{}`",
+        base_rt(Runtime::Go).name()
+    );
+    if subjects.iter().any(|s| matches!(s.kind, Kind::Go(_))) {
+        println!(
+            "- Go (`interop/go-bench`): its writes go out at once, so it has one ping-pong, \
+             shown as the flushed one; its open+close is not windowed (the client opens and \
+             closes all streams without reading the server's close)"
+        );
+    }
+    println!(
+        "- \"timeout\": no result within {} s, killed; \"failed\": the run ended without one",
+        o.limit.as_secs()
+    );
     for (wi, &w) in o.workloads.iter().enumerate() {
+        println!("\n#### {}\n", describe(w, &o.params));
+        println!("| figure | runtime | implementation | median | vs raw TCP | vs async_smux |");
+        println!("|---|---|---|---:|---:|---:|");
         for m in metrics(w) {
             let med = |s: Subject| {
                 results
                     .get(&(wi, s))
-                    .map(|runs| median(runs.iter().map(m.value).collect()))
+                    .map(|runs| median(runs.ok.iter().map(m.value).collect()))
                     .unwrap_or(f64::NAN)
             };
             let ratio = |a: f64, b: f64| {
@@ -447,19 +900,48 @@ fn report(o: &Options, subjects: &[Subject], results: &Results) {
                 }
             };
             for &s in subjects {
-                let v = med(s);
-                if v.is_nan() {
+                let Some(runs) = results.get(&(wi, s)) else {
                     continue;
+                };
+                let v = med(s);
+                let total = runs.ok.len() + runs.timed_out + runs.failed;
+                let mut why = Vec::new();
+                if runs.timed_out > 0 {
+                    why.push(format!("{} timeout", runs.timed_out));
                 }
+                if runs.failed > 0 {
+                    why.push(format!("{} failed", runs.failed));
+                }
+                let cell = if runs.ok.is_empty() {
+                    match (runs.timed_out, runs.failed) {
+                        (t, 0) if t > 0 => format!("timeout ({} s)", o.limit.as_secs()),
+                        (0, _) => "failed".to_string(),
+                        _ => why.join(", "),
+                    }
+                } else if why.is_empty() {
+                    format!("{v:.3}")
+                } else {
+                    format!(
+                        "{v:.3} ({} of {total} runs; {})",
+                        runs.ok.len(),
+                        why.join(", ")
+                    )
+                };
+                let base = |i: Impl| {
+                    med(Subject {
+                        kind: Kind::Rust(i),
+                        rt: base_rt(s.rt),
+                    })
+                };
                 println!(
-                    "| {} | {} ({}) | {} | {:.3} | {} | {} |",
-                    describe(w, &o.params),
+                    "| {} ({}) | {} | {} | {} | {} | {} |",
                     m.name,
                     m.unit,
+                    s.rt.name(),
                     s.name(),
-                    v,
-                    ratio(v, med(raw)),
-                    ratio(v, med(asm)),
+                    cell,
+                    ratio(v, base(Impl::Raw)),
+                    ratio(v, base(Impl::AsyncSmux)),
                 );
             }
         }

@@ -1,18 +1,23 @@
 //! The workloads, each run in a child process of its own with both ends in that process. Each
-//! returns `key=value` pairs for the `RESULT` line (the Go program prints the same keys).
+//! returns `key=value` pairs for the `RESULT` line (the Go program prints the same keys). They
+//! run on Tokio or on smol alike: tasks and timers go through [`spawn`] and [`sleep`].
 
+use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
 use smux_test_support::alloc::live;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
-use tokio::task::JoinSet;
 
-use crate::impls::{connect, Acceptor, BoxIo, Impl, Opener};
+use crate::impls::{connect, sleep, spawn, Acceptor, BoxIo, Impl, Opener};
 
 const CHUNK: usize = 64 * 1024;
 const MIB: u64 = 1024 * 1024;
+/// Pipelined open+close: streams the client keeps in flight (opened and shut down, the
+/// server's close not yet read). Below every implementation's accept backlog (1,024 in
+/// smux-tokio and Go).
+pub const OPENCLOSE_WINDOW: usize = 256;
 
 pub type Fields = Vec<(&'static str, f64)>;
 
@@ -22,17 +27,21 @@ pub enum Workload {
     Streams64,
     Handshake,
     OpenClose,
+    /// Each side flushes after each write, as request/response protocols do.
     PingPong,
+    /// The same without the flushes.
+    PingPongNoFlush,
     Idle,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 6] = [
+    pub const ALL: [Workload; 7] = [
         Workload::Stream,
         Workload::Streams64,
         Workload::Handshake,
         Workload::OpenClose,
         Workload::PingPong,
+        Workload::PingPongNoFlush,
         Workload::Idle,
     ];
 
@@ -43,7 +52,17 @@ impl Workload {
             Workload::Handshake => "handshake",
             Workload::OpenClose => "openclose",
             Workload::PingPong => "pingpong",
+            Workload::PingPongNoFlush => "pingpong-noflush",
             Workload::Idle => "idle",
+        }
+    }
+
+    /// The Go program's name for it: its writes go out at once, so its `pingpong` is the
+    /// flushing one, and it has no other.
+    pub fn go_name(self) -> Option<&'static str> {
+        match self {
+            Workload::PingPongNoFlush => None,
+            w => Some(w.name()),
         }
     }
 
@@ -58,6 +77,8 @@ pub struct Params {
     pub mib: u64,
     pub streams: usize,
     pub ops: usize,
+    /// Streams of the pipelined open+close.
+    pub openclose: usize,
     pub iters: usize,
     pub idle: usize,
 }
@@ -67,6 +88,7 @@ impl Params {
         mib: 1024,
         streams: 64,
         ops: 20_000,
+        openclose: 200_000,
         iters: 20_000,
         idle: 10_000,
     };
@@ -74,6 +96,7 @@ impl Params {
         mib: 64,
         streams: 64,
         ops: 2_000,
+        openclose: 20_000,
         iters: 2_000,
         idle: 2_000,
     };
@@ -87,8 +110,10 @@ impl Params {
                 format!("streams={}", self.streams),
             ],
             Workload::Handshake => vec![format!("ops={}", self.ops)],
-            Workload::OpenClose => vec![format!("ops={}", self.ops * 5 / 2)],
-            Workload::PingPong => vec![format!("iters={}", self.iters)],
+            Workload::OpenClose => vec![format!("ops={}", self.openclose)],
+            Workload::PingPong | Workload::PingPongNoFlush => {
+                vec![format!("iters={}", self.iters)]
+            }
             Workload::Idle => vec![format!("streams={}", self.idle)],
         }
     }
@@ -108,7 +133,11 @@ impl Params {
                     p.streams = n as usize;
                     p.idle = n as usize;
                 }
-                "ops" => p.ops = n as usize,
+                // The operations of whichever workload the child runs.
+                "ops" => {
+                    p.ops = n as usize;
+                    p.openclose = n as usize;
+                }
                 "iters" => p.iters = n as usize,
                 _ => panic!("unknown parameter {k}"),
             }
@@ -129,8 +158,9 @@ pub async fn run(imp: Impl, w: Workload, p: Params) -> io::Result<Fields> {
         Workload::Stream => bulk(opener, acceptor, p.mib * MIB, 1).await,
         Workload::Streams64 => bulk(opener, acceptor, p.mib * MIB, p.streams).await,
         Workload::Handshake => handshake(opener, acceptor, p.ops).await,
-        Workload::OpenClose => open_close(opener, acceptor, p.ops).await,
-        Workload::PingPong => ping_pong(opener, acceptor, p.iters).await,
+        Workload::OpenClose => open_close(opener, acceptor, p.openclose).await,
+        Workload::PingPong => ping_pong(opener, acceptor, p.iters, true).await,
+        Workload::PingPongNoFlush => ping_pong(opener, acceptor, p.iters, false).await,
         Workload::Idle => idle(opener, acceptor, p.idle).await,
     }
 }
@@ -156,25 +186,26 @@ async fn bulk(
 ) -> io::Result<Fields> {
     let per = total / streams as u64;
     let (done_tx, done_rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let mut readers = JoinSet::new();
+    spawn(async move {
+        let mut readers = Vec::with_capacity(streams);
         for _ in 0..streams {
             let Some(s) = acceptor.accept().await else {
                 break;
             };
-            readers.spawn(read_to_end_counting(s));
+            readers.push(spawn(read_to_end_counting(s)));
         }
         let mut n = 0;
-        while let Some(r) = readers.join_next().await {
-            n += r.map_err(io::Error::other).and_then(|r| r).unwrap_or(0);
+        for r in readers {
+            n += r.await.and_then(|r| r).unwrap_or(0);
         }
         let _ = done_tx.send((n, acceptor));
-    });
+    })
+    .detach();
     let start = Instant::now();
-    let mut writers = JoinSet::new();
+    let mut writers = Vec::with_capacity(streams);
     for _ in 0..streams {
         let mut s = opener.open().await?;
-        writers.spawn(async move {
+        writers.push(spawn(async move {
             let buf = vec![0x5au8; CHUNK];
             let mut left = per;
             while left > 0 {
@@ -185,11 +216,11 @@ async fn bulk(
             s.shutdown().await?;
             // Keep the stream until the reader is done: some implementations reset on drop.
             Ok::<_, io::Error>(s)
-        });
+        }));
     }
     let mut kept = Vec::new();
-    while let Some(r) = writers.join_next().await {
-        kept.push(r.map_err(io::Error::other)??);
+    for w in writers {
+        kept.push(w.await??);
     }
     let (n, _acceptor) = done_rx.await.map_err(io::Error::other)?;
     let secs = start.elapsed().as_secs_f64();
@@ -205,17 +236,19 @@ async fn bulk(
 
 /// Open, 8-byte echo, close; one after the other.
 async fn handshake(opener: Opener, mut acceptor: Acceptor, ops: usize) -> io::Result<Fields> {
-    tokio::spawn(async move {
+    spawn(async move {
         while let Some(mut s) = acceptor.accept().await {
-            tokio::spawn(async move {
+            spawn(async move {
                 let mut b = [0u8; 8];
                 s.read_exact(&mut b).await?;
                 s.write_all(&b).await?;
                 while s.read(&mut b).await? > 0 {}
                 s.shutdown().await
-            });
+            })
+            .detach();
         }
-    });
+    })
+    .detach();
     let start = Instant::now();
     for i in 0..ops {
         let mut s = opener.open().await?;
@@ -234,30 +267,47 @@ async fn handshake(opener: Opener, mut acceptor: Acceptor, ops: usize) -> io::Re
     ])
 }
 
-/// Opens and closes `ops` streams without waiting for anything; the time until the server has
-/// accepted all of them.
+/// Pipelined open+close, no payload: the client opens a stream and shuts it down at once,
+/// keeping at most [`OPENCLOSE_WINDOW`] streams in flight; a stream leaves the window when the
+/// client reads the server's close (EOF), oldest first. The server accepts each stream,
+/// answers with its own close, reads the client's and drops it. The time until the client
+/// has seen all `ops` answers and the server has accepted all `ops` streams.
 async fn open_close(opener: Opener, mut acceptor: Acceptor, ops: usize) -> io::Result<Fields> {
-    let server = tokio::spawn(async move {
+    let server = spawn(async move {
         let mut n = 0;
         while n < ops {
-            match acceptor.accept().await {
-                // Closed as it is accepted (yamux acknowledges a stream only on its first
-                // frame back, and stops opening after 256 unacknowledged ones).
-                Some(mut s) => {
-                    let _ = s.shutdown().await;
-                }
-                None => break,
-            }
+            let Some(mut s) = acceptor.accept().await else {
+                break;
+            };
+            // The client's FIN follows its SYN, so the read ends at once.
+            let _ = s.shutdown().await;
+            let mut b = [0u8; 1];
+            while matches!(s.read(&mut b).await, Ok(k) if k > 0) {}
             n += 1;
         }
         (n, acceptor)
     });
+    async fn answered(mut s: BoxIo) -> io::Result<()> {
+        let mut b = [0u8; 1];
+        match s.read(&mut b).await? {
+            0 => Ok(()),
+            _ => Err(io::Error::other("open+close: data on a stream")),
+        }
+    }
     let start = Instant::now();
+    let mut in_flight = VecDeque::with_capacity(OPENCLOSE_WINDOW);
     for _ in 0..ops {
+        if in_flight.len() == OPENCLOSE_WINDOW {
+            answered(in_flight.pop_front().expect("full")).await?;
+        }
         let mut s = opener.open().await?;
         s.shutdown().await?;
+        in_flight.push_back(s);
     }
-    let (n, _acceptor) = server.await.map_err(io::Error::other)?;
+    for s in in_flight {
+        answered(s).await?;
+    }
+    let (n, _acceptor) = server.await?;
     let secs = start.elapsed().as_secs_f64();
     if n != ops {
         return Err(io::Error::other(format!("accepted {n} of {ops}")));
@@ -265,15 +315,25 @@ async fn open_close(opener: Opener, mut acceptor: Acceptor, ops: usize) -> io::R
     Ok(vec![("ops", ops as f64), ("secs", secs)])
 }
 
-/// 64-byte ping-pong on one stream: per-round-trip latency.
-async fn ping_pong(opener: Opener, mut acceptor: Acceptor, iters: usize) -> io::Result<Fields> {
-    tokio::spawn(async move {
+/// 64-byte ping-pong on one stream: per-round-trip latency. With `flush`, both sides flush
+/// after each write.
+async fn ping_pong(
+    opener: Opener,
+    mut acceptor: Acceptor,
+    iters: usize,
+    flush: bool,
+) -> io::Result<Fields> {
+    spawn(async move {
         let Some(mut s) = acceptor.accept().await else {
             return;
         };
         let mut b = [0u8; 64];
-        while s.read_exact(&mut b).await.is_ok() && s.write_all(&b).await.is_ok() {}
-    });
+        while s.read_exact(&mut b).await.is_ok()
+            && s.write_all(&b).await.is_ok()
+            && (!flush || s.flush().await.is_ok())
+        {}
+    })
+    .detach();
     let mut s = opener.open().await?;
     let msg = [7u8; 64];
     let mut back = [0u8; 64];
@@ -281,6 +341,9 @@ async fn ping_pong(opener: Opener, mut acceptor: Acceptor, iters: usize) -> io::
     for i in 0..iters + 1000 {
         let t = Instant::now();
         s.write_all(&msg).await?;
+        if flush {
+            s.flush().await?;
+        }
         s.read_exact(&mut back).await?;
         if i >= 1000 {
             lat.push(t.elapsed());
@@ -294,7 +357,7 @@ async fn ping_pong(opener: Opener, mut acceptor: Acceptor, iters: usize) -> io::
 /// Opens `n` streams one by one (open, then accept) and keeps both ends: heap bytes per
 /// stream, and the time of the first and the last thousand opens.
 async fn idle(opener: Opener, mut acceptor: Acceptor, n: usize) -> io::Result<Fields> {
-    let settle = || tokio::time::sleep(Duration::from_millis(50));
+    let settle = || sleep(Duration::from_millis(50));
     settle().await;
     let before = live();
     let mut ends = Vec::with_capacity(2 * n);
