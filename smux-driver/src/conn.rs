@@ -29,6 +29,8 @@ pub(crate) struct Conn<T> {
     pub flushed: AtomicU64,
     /// Some stream waits for its flush: writers flush the transport as they go.
     pub flush_wanted: AtomicBool,
+    /// Some stream waits for room in the transport: writers wake it as they make progress.
+    pub room_wanted: AtomicBool,
     /// The largest payload of a frame we send.
     pub frame: usize,
     /// The transport writes many buffers at once.
@@ -43,6 +45,8 @@ pub(crate) struct State {
     pub wakes: Wakes,
     pub slots: HashMap<u32, Slot>,
     pub flush_waiters: Vec<StreamId>,
+    /// Streams whose direct write found the transport full.
+    pub room_waiters: Vec<StreamId>,
     pub accept_waker: Option<Waker>,
     pub worker_waker: Option<Waker>,
     worker_notified: bool,
@@ -120,6 +124,7 @@ impl<T: Transport> Conn<T> {
                 wakes: Wakes::default(),
                 slots: HashMap::new(),
                 flush_waiters: Vec::new(),
+                room_waiters: Vec::new(),
                 accept_waker: None,
                 worker_waker: None,
                 worker_notified: false,
@@ -142,6 +147,7 @@ impl<T: Transport> Conn<T> {
             written: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             flush_wanted: AtomicBool::new(false),
+            room_wanted: AtomicBool::new(false),
             frame,
             vectored,
         }
@@ -226,6 +232,44 @@ impl<T> Conn<T> {
         }
         self.flush_wanted.store(true, Ordering::Release);
         st.notify_worker();
+    }
+}
+
+impl<T> Conn<T> {
+    /// Parks the writer of `id` until the transport takes more: its direct write found it
+    /// full. The transport holds the writer's waker, unless the worker's write replaced it;
+    /// then the worker's progress wakes it (`wake_room`).
+    pub fn wait_room(&self, st: &mut State, id: StreamId, cx: &Context<'_>) {
+        let State {
+            slots,
+            wakes,
+            room_waiters,
+            ..
+        } = st;
+        let Some(slot) = slots.get_mut(&id.0) else {
+            return;
+        };
+        wakes.register(&mut slot.writer, cx);
+        if !room_waiters.contains(&id) {
+            room_waiters.push(id);
+        }
+        self.room_wanted.store(true, Ordering::Release);
+    }
+
+    /// The transport took bytes: wake the writers that found it full.
+    pub fn wake_room(&self, st: &mut State) {
+        self.room_wanted.store(false, Ordering::Release);
+        let State {
+            slots,
+            wakes,
+            room_waiters,
+            ..
+        } = st;
+        for id in room_waiters.drain(..) {
+            if let Some(slot) = slots.get_mut(&id.0) {
+                wakes.take(&mut slot.writer);
+            }
+        }
     }
 }
 

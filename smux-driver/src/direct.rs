@@ -30,6 +30,9 @@ pub(crate) enum Direct {
     Wrote(usize),
     /// The transport failed.
     Failed(io::Error),
+    /// The transport is full and nothing is queued ahead: wait for it, as a socket write
+    /// would, rather than copy the bytes into the queue.
+    Full,
     /// Nothing was written: take the queued path.
     Declined,
 }
@@ -89,6 +92,9 @@ impl<T: Transport> Conn<T> {
     ) -> io::Result<()> {
         let written = self.written.fetch_add(n as u64, Ordering::AcqRel) + n as u64;
         io.needs_flush = true;
+        if self.room_wanted.load(Ordering::Acquire) {
+            self.wake_room(&mut self.state(wakes));
+        }
         if !self.flush_wanted.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -131,18 +137,34 @@ impl<T: Transport> Conn<T> {
     }
 
     /// Writes up to a write's worth of `buf` to stream `id` straight to the transport, as
-    /// whole frames, when nothing is queued ahead of it and nobody else holds the transport.
-    /// Only what the transport does not take of the frames it began is copied (to the front of
-    /// the output queue, for the worker to finish).
+    /// whole frames, when nobody else holds the transport: first what is queued (as a flush
+    /// would), then, if that all went, `buf`. Only what the transport does not take of the
+    /// frames it began is copied (to the front of the output queue, for the worker to
+    /// finish). When the transport is full, the writer waits for it instead of queueing.
     pub fn write_direct(&self, id: StreamId, cx: &mut Context<'_>, buf: &[u8]) -> Direct {
         let mut wakes = Wakes::default();
         let Some(mut guard) = self.try_io() else {
             return Direct::Declined;
         };
         let io = &mut *guard;
-        let (Some(t), true) = (io.io.as_mut(), io.out.is_empty()) else {
+        // What is queued goes first: write it from this task, as a flush would.
+        match self.drive_output(io, &mut wakes, cx) {
+            Ok(false) => {}
+            Ok(true) => return Direct::Declined,
+            Err(e) => {
+                let mut st = self.state(&mut wakes);
+                fail(io, &mut st, e);
+                return Direct::Failed(st.end_error(StreamOp::Write));
+            }
+        }
+        let Some(t) = io.io.as_mut() else {
             return Direct::Declined;
         };
+        if !io.out.is_empty() {
+            // The transport is full: wait for it, as a socket write would.
+            self.wait_room(&mut self.state(&mut wakes), id, cx);
+            return Direct::Full;
+        }
         let (room, version) = {
             let st = self.state(&mut wakes);
             match st.session.direct_room(id) {
@@ -185,8 +207,10 @@ impl<T: Transport> Conn<T> {
                 fail(io, &mut st, e);
                 return Direct::Failed(st.end_error(StreamOp::Write));
             }
-            // The transport is full: queue the bytes instead, for the worker.
-            Poll::Pending => return Direct::Declined,
+            Poll::Pending => {
+                self.wait_room(&mut self.state(&mut wakes), id, cx);
+                return Direct::Full;
+            }
         };
         // Whole frames the transport took, then the one it began: it must be finished before
         // anything else goes out.

@@ -30,6 +30,8 @@ const MAX_READS: usize = 4;
 pub(crate) struct Reader {
     /// Pages handed out, oldest first.
     pages: VecDeque<Bytes>,
+    /// A page taken for a read that brought nothing.
+    spare: Option<BytesMut>,
     /// What the session has not taken of the last read.
     input: Bytes,
     eof: bool,
@@ -38,6 +40,9 @@ pub(crate) struct Reader {
 impl Reader {
     /// A page to read into: the oldest one if nothing uses it any more, else a new one.
     fn page(&mut self) -> BytesMut {
+        if let Some(page) = self.spare.take() {
+            return page;
+        }
         if let Some(oldest) = self.pages.pop_front() {
             match oldest.try_into_mut() {
                 Ok(page) if page.len() == PAGE => return page,
@@ -88,6 +93,8 @@ impl<T: Transport> Conn<T> {
                         st.read_paused = true;
                         return false;
                     }
+                    // An empty slice still pins its page: let the page be reused.
+                    r.input = Bytes::new();
                 }
             }
             if r.eof {
@@ -118,12 +125,18 @@ impl<T: Transport> Conn<T> {
                     r.input = page.slice(..n);
                     r.pages.push_back(page);
                 }
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => reads -= 1,
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                    r.spare = Some(page);
+                    reads -= 1;
+                }
                 Poll::Ready(Err(e)) => {
                     fail(&mut io, &mut self.state(wakes), e);
                     return false;
                 }
-                Poll::Pending => return false,
+                Poll::Pending => {
+                    r.spare = Some(page);
+                    return false;
+                }
             }
         }
     }
@@ -152,6 +165,15 @@ mod tests {
         assert_eq!(again.as_ptr(), first);
         assert_eq!(&again[..3], b"abc");
         assert_eq!(again.len(), PAGE);
+    }
+
+    #[test]
+    fn a_page_that_read_nothing_is_kept() {
+        let mut r = Reader::default();
+        let page = r.page();
+        let p = page.as_ptr();
+        r.spare = Some(page);
+        assert_eq!(r.page().as_ptr(), p);
     }
 
     #[test]

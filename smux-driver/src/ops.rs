@@ -103,6 +103,7 @@ impl<T: Transport> Conn<T> {
             match self.write_direct(id, cx, buf) {
                 Direct::Wrote(n) => return Poll::Ready(Ok(n)),
                 Direct::Failed(e) => return Poll::Ready(Err(e)),
+                Direct::Full => return Poll::Pending,
                 Direct::Declined => {}
             }
         }
@@ -218,6 +219,7 @@ impl<T: Transport> Conn<T> {
             if slot.waiting_flush {
                 st.flush_waiters.retain(|w| *w != id);
             }
+            st.room_waiters.retain(|w| *w != id);
         }
         // After a burst, give the table's memory back (amortised: once per halving).
         let cap = st.slots.capacity();
