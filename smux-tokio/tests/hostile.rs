@@ -899,8 +899,18 @@ async fn trickle_dropped_by_keep_alive<P: PeerPair>(pause: Option<Duration>) -> 
         mut wr,
         mut frames,
     } = f;
-    let (reader, read_parked) =
-        common::when_pending(async move { a.read(&mut [0u8; 65_535]).await });
+    // Reads until the read fails: the trickled bytes may be handed over as they come (or
+    // only whole frames); either way the read waiting when the session ends fails.
+    let (reader, read_parked) = common::when_pending(async move {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            match a.read(&mut buf).await {
+                Ok(0) => return Ok(0),
+                Ok(_) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    });
     let reader = tokio::spawn(reader);
     read_parked.parked().await;
     wr.write_all(&raw_peer::header(V1, PSH, 65_535, 5))
