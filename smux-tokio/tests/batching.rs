@@ -5,6 +5,9 @@
 //!   costs one transport write per side, not one per frame.
 //! - A burst of opens far past the accept backlog, from a task that never yields, is held back
 //!   while the application's accept loop runs, instead of being refused.
+//!
+//! Both run on the current-thread runtime and on the multi-thread runtime with 2 and 4
+//! workers (`common::on_runtimes`).
 
 use std::io;
 use std::pin::Pin;
@@ -16,6 +19,10 @@ use std::time::Duration;
 use smux_tokio::MuxBuilder;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::time::timeout;
+
+mod common;
+
+use common::on_runtimes;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -74,87 +81,93 @@ fn counting_pair() -> (Counting, Counting, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     )
 }
 
-#[tokio::test]
-async fn an_open_echo_close_costs_one_write_per_side() {
-    const OPS: usize = 1000;
-    let (a, b, client_writes, server_writes) = counting_pair();
-    let (conn, _, cw) = MuxBuilder::client().with_connection(a).build();
-    let (_, mut acc, sw) = MuxBuilder::server().with_connection(b).build();
-    tokio::spawn(cw);
-    tokio::spawn(sw);
-    tokio::spawn(async move {
-        while let Some(mut s) = acc.accept().await {
-            tokio::spawn(async move {
-                let mut b = [0u8; 8];
-                s.read_exact(&mut b).await?;
-                s.write_all(&b).await?;
-                while s.read(&mut b).await? > 0 {}
-                s.shutdown().await
-            });
-        }
+#[test]
+fn an_open_echo_close_costs_one_write_per_side() {
+    on_runtimes(|| async {
+        const OPS: usize = 1000;
+        let (a, b, client_writes, server_writes) = counting_pair();
+        let (conn, _, cw) = MuxBuilder::client().with_connection(a).build();
+        let (_, mut acc, sw) = MuxBuilder::server().with_connection(b).build();
+        tokio::spawn(cw);
+        tokio::spawn(sw);
+        tokio::spawn(async move {
+            while let Some(mut s) = acc.accept().await {
+                tokio::spawn(async move {
+                    let mut b = [0u8; 8];
+                    s.read_exact(&mut b).await?;
+                    s.write_all(&b).await?;
+                    while s.read(&mut b).await? > 0 {}
+                    s.shutdown().await
+                });
+            }
+        });
+        timeout(LIMIT, async {
+            for i in 0..OPS as u64 {
+                let mut s = conn.connect().unwrap();
+                s.write_all(&i.to_le_bytes()).await.unwrap();
+                let mut back = [0u8; 8];
+                s.read_exact(&mut back).await.unwrap();
+                assert_eq!(u64::from_le_bytes(back), i);
+                s.shutdown().await.unwrap();
+            }
+        })
+        .await
+        .expect("echoes done in time");
+        // Frames per operation: SYN, PSH, FIN from the client; PSH, FIN from the server. The
+        // client's FIN shares a write with the next SYN and PSH; the server's with its next PSH.
+        let (c, s) = (
+            client_writes.load(Ordering::Relaxed),
+            server_writes.load(Ordering::Relaxed),
+        );
+        let rt = common::current_flavor().name();
+        eprintln!("{rt}: client {c}, server {s} transport writes for {OPS} echoes");
+        assert!(c <= OPS + OPS / 10, "client: {c} writes for {OPS} echoes");
+        assert!(s <= OPS + OPS / 10, "server: {s} writes for {OPS} echoes");
     });
-    timeout(LIMIT, async {
-        for i in 0..OPS as u64 {
-            let mut s = conn.connect().unwrap();
-            s.write_all(&i.to_le_bytes()).await.unwrap();
-            let mut back = [0u8; 8];
-            s.read_exact(&mut back).await.unwrap();
-            assert_eq!(u64::from_le_bytes(back), i);
-            s.shutdown().await.unwrap();
-        }
-    })
-    .await
-    .expect("echoes done in time");
-    // Frames per operation: SYN, PSH, FIN from the client; PSH, FIN from the server. The
-    // client's FIN shares a write with the next SYN and PSH; the server's with its next PSH.
-    let (c, s) = (
-        client_writes.load(Ordering::Relaxed),
-        server_writes.load(Ordering::Relaxed),
-    );
-    assert!(c <= OPS + OPS / 10, "client: {c} writes for {OPS} echoes");
-    assert!(s <= OPS + OPS / 10, "server: {s} writes for {OPS} echoes");
 }
 
-#[tokio::test]
-async fn a_burst_of_opens_past_the_backlog_is_held_not_refused() {
-    const OPEN: usize = 20_000;
-    let (a, b) = tokio::io::duplex(1 << 20);
-    let (conn, _, cw) = MuxBuilder::client().with_connection(a).build();
-    let (_, mut acc, sw) = MuxBuilder::server().with_connection(b).build();
-    tokio::spawn(cw);
-    tokio::spawn(sw);
-    let read = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&read);
-    tokio::spawn(async move {
-        // An accept loop that hands each stream to a task of its own, as servers do.
-        while let Some(mut s) = acc.accept().await {
-            let counter = Arc::clone(&counter);
-            tokio::spawn(async move {
-                let mut b = [0u8; 1];
-                if s.read_exact(&mut b).await.is_ok() {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            });
+#[test]
+fn a_burst_of_opens_past_the_backlog_is_held_not_refused() {
+    on_runtimes(|| async {
+        const OPEN: usize = 20_000;
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let (conn, _, cw) = MuxBuilder::client().with_connection(a).build();
+        let (_, mut acc, sw) = MuxBuilder::server().with_connection(b).build();
+        tokio::spawn(cw);
+        tokio::spawn(sw);
+        let read = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&read);
+        tokio::spawn(async move {
+            // An accept loop that hands each stream to a task of its own, as servers do.
+            while let Some(mut s) = acc.accept().await {
+                let counter = Arc::clone(&counter);
+                tokio::spawn(async move {
+                    let mut b = [0u8; 1];
+                    if s.read_exact(&mut b).await.is_ok() {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        // Never yields: every open, write and shutdown completes at once, so the peer gets the
+        // SYNs far faster than one accept per poll of its worker.
+        let mut streams = Vec::with_capacity(OPEN);
+        for _ in 0..OPEN {
+            let mut s = conn.connect().unwrap();
+            s.write_all(b"x").await.unwrap();
+            s.shutdown().await.unwrap();
+            streams.push(s);
         }
+        // A refused stream reads as a clean end at once; an accepted one only after the server
+        // task read its byte and dropped the stream.
+        timeout(LIMIT, async {
+            for mut s in streams {
+                let mut rest = Vec::new();
+                s.read_to_end(&mut rest).await.unwrap();
+            }
+        })
+        .await
+        .expect("every stream ends in time");
+        assert_eq!(read.load(Ordering::Relaxed), OPEN, "streams refused");
     });
-    // Never yields: every open, write and shutdown completes at once, so the peer gets the
-    // SYNs far faster than one accept per poll of its worker.
-    let mut streams = Vec::with_capacity(OPEN);
-    for _ in 0..OPEN {
-        let mut s = conn.connect().unwrap();
-        s.write_all(b"x").await.unwrap();
-        s.shutdown().await.unwrap();
-        streams.push(s);
-    }
-    // A refused stream reads as a clean end at once; an accepted one only after the server
-    // task read its byte and dropped the stream.
-    timeout(LIMIT, async {
-        for mut s in streams {
-            let mut rest = Vec::new();
-            s.read_to_end(&mut rest).await.unwrap();
-        }
-    })
-    .await
-    .expect("every stream ends in time");
-    assert_eq!(read.load(Ordering::Relaxed), OPEN, "streams refused");
 }

@@ -2,9 +2,13 @@
 //! worth without the worker, it does not steal the worker's wake-ups when cancelled, pending
 //! operations see it, and failures while draining are reported, not hidden.
 //!
-//! The transports are in-memory (`tokio::io::duplex`) and the clock is paused where a test
-//! waits for a state: a paused sleep returns once every task is idle (the worker blocked on
-//! the transport, say), not after real time, so no test depends on how fast the machine is.
+//! The transports are in-memory (`tokio::io::duplex`). Each scenario runs on the
+//! current-thread runtime and on the multi-thread runtime with 2 and 4 workers
+//! (`common::on_runtimes`). Where a scenario needs a state (the worker blocked on the
+//! transport, a flush waiting), it has two versions: one on a current-thread runtime with the
+//! clock paused, where a paused sleep returns once every task is idle, and one on every
+//! runtime that waits for that state explicitly (`common::Watched` reports a parked read or
+//! write, `common::when_pending` a parked future). No test depends on how fast the machine is.
 
 use std::io;
 use std::pin::Pin;
@@ -14,6 +18,10 @@ use std::time::Duration;
 use smux_tokio::{MuxAcceptor, MuxBuilder, MuxError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::time::timeout;
+
+mod common;
+
+use common::{on_runtimes, poll_once_then_drop, when_pending, Watched};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -45,21 +53,46 @@ async fn the_worker_ends_after_close_even_if_the_peer_keeps_the_transport_open()
     drop(peer);
 }
 
-#[tokio::test]
-async fn close_without_the_worker_drains_more_than_one_poll_can_write() {
-    let (a, b) = tokio::io::duplex(16 * 1024 * 1024);
-    let (cc, _ca, _cw) = MuxBuilder::client().with_connection(a).build();
-    let (_sc, sa, sw) = MuxBuilder::server().with_connection(b).build();
-    tokio::spawn(sw);
-    let mut s = cc.connect().unwrap();
-    let data = vec![7u8; 1536 * 1024];
-    s.write_all(&data).await.unwrap();
-    let reader = tokio::spawn(accept_and_count(sa));
-    timeout(LIMIT, cc.close())
-        .await
-        .expect("close() hung")
-        .unwrap();
-    assert_eq!(timeout(LIMIT, reader).await.unwrap().unwrap(), data.len());
+/// The same, waiting for the worker to block reading instead of a paused sleep.
+#[test]
+fn the_worker_ends_after_close_even_if_the_peer_keeps_the_transport_open_synced() {
+    on_runtimes(|| async {
+        let (a, mut b) = tokio::io::duplex(64 * 1024);
+        let (a, seen) = Watched::new(a);
+        let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
+        let cw = tokio::spawn(cw);
+        let peer = tokio::spawn(async move {
+            let mut v = Vec::new();
+            let _ = b.read_to_end(&mut v).await;
+            b
+        });
+        timeout(LIMIT, seen.read_parked()).await.unwrap();
+        timeout(LIMIT, cc.close()).await.unwrap().unwrap();
+        let r = timeout(LIMIT, cw)
+            .await
+            .expect("worker not woken after close()");
+        assert!(r.unwrap().is_ok());
+        drop(peer);
+    });
+}
+
+#[test]
+fn close_without_the_worker_drains_more_than_one_poll_can_write() {
+    on_runtimes(|| async {
+        let (a, b) = tokio::io::duplex(16 * 1024 * 1024);
+        let (cc, _ca, _cw) = MuxBuilder::client().with_connection(a).build();
+        let (_sc, sa, sw) = MuxBuilder::server().with_connection(b).build();
+        tokio::spawn(sw);
+        let mut s = cc.connect().unwrap();
+        let data = vec![7u8; 1536 * 1024];
+        s.write_all(&data).await.unwrap();
+        let reader = tokio::spawn(accept_and_count(sa));
+        timeout(LIMIT, cc.close())
+            .await
+            .expect("close() hung")
+            .unwrap();
+        assert_eq!(timeout(LIMIT, reader).await.unwrap().unwrap(), data.len());
+    });
 }
 
 #[tokio::test(start_paused = true)]
@@ -79,6 +112,32 @@ async fn a_cancelled_close_does_not_steal_the_workers_wake_ups() {
         .expect("the worker lost its write wake-up to a cancelled close()");
     assert_eq!(got, 512 * 1024);
     drop(s);
+}
+
+/// The same, synchronised: the worker's write is parked on the full pipe, then `close()` is
+/// polled once (taking the transport's write readiness) and dropped.
+#[test]
+fn a_cancelled_close_does_not_steal_the_workers_wake_ups_synced() {
+    on_runtimes(|| async {
+        let (a, b) = tokio::io::duplex(8 * 1024);
+        let (a, seen) = Watched::new(a);
+        let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
+        let (_sc, sa, sw) = MuxBuilder::server().with_connection(b).build();
+        tokio::spawn(cw);
+        let mut s = cc.connect().unwrap();
+        s.write_all(&vec![7u8; 512 * 1024]).await.unwrap();
+        timeout(LIMIT, seen.write_parked()).await.unwrap();
+        assert!(
+            poll_once_then_drop(cc.close()).await.is_none(),
+            "close() finished although nobody reads the pipe"
+        );
+        tokio::spawn(sw);
+        let got = timeout(LIMIT, accept_and_count(sa))
+            .await
+            .expect("the worker lost its write wake-up to a cancelled close()");
+        assert_eq!(got, 512 * 1024);
+        drop(s);
+    });
 }
 
 #[tokio::test(start_paused = true)]
@@ -110,6 +169,41 @@ async fn close_wakes_a_pending_accept_and_blocked_writers() {
     assert_eq!(kind, io::ErrorKind::BrokenPipe);
 }
 
+/// The same, synchronised: the writer is parked in `poll_write` and the accept is waiting
+/// before `close()` is polled (once; it cannot finish, the peer reads nothing).
+#[test]
+fn close_wakes_a_pending_accept_and_blocked_writers_synced() {
+    on_runtimes(|| async {
+        let (a, _b) = tokio::io::duplex(1024);
+        let (cc, mut ca, cw) = MuxBuilder::client().with_connection(a).build();
+        tokio::spawn(cw);
+        let s = cc.connect().unwrap();
+        let (mut s, writer_seen) = Watched::new(s);
+        let writer = tokio::spawn(async move {
+            let chunk = vec![0u8; 64 * 1024];
+            loop {
+                if let Err(e) = s.write_all(&chunk).await {
+                    return e.kind();
+                }
+            }
+        });
+        let (accept, accept_seen) = when_pending(async move { ca.accept().await.is_none() });
+        let accept = tokio::spawn(accept);
+        timeout(LIMIT, writer_seen.write_parked()).await.unwrap();
+        timeout(LIMIT, accept_seen.parked()).await.unwrap();
+        assert!(poll_once_then_drop(cc.close()).await.is_none());
+        assert!(timeout(LIMIT, accept)
+            .await
+            .expect("accept not woken")
+            .unwrap());
+        let kind = timeout(LIMIT, writer)
+            .await
+            .expect("writer not woken")
+            .unwrap();
+        assert_eq!(kind, io::ErrorKind::BrokenPipe);
+    });
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_pending_flush_completes_when_close_delivers_the_data() {
     let (a, b) = tokio::io::duplex(8 * 1024);
@@ -134,19 +228,50 @@ async fn a_pending_flush_completes_when_close_delivers_the_data() {
     assert!(timeout(LIMIT, closer).await.unwrap().unwrap().is_ok());
 }
 
-#[tokio::test]
-async fn a_dropped_worker_closes_the_transport_and_close_says_so() {
-    let (a, mut b) = tokio::io::duplex(1024 * 1024);
-    let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
-    drop(cw);
-    assert!(matches!(cc.connect(), Err(MuxError::ConnectionClosed)));
-    assert!(matches!(cc.close().await, Err(MuxError::ConnectionClosed)));
-    // The peer sees the connection end instead of waiting on it forever.
-    let n = timeout(LIMIT, b.read(&mut [0u8; 64]))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(n, 0);
+/// The same, synchronised: the flush and the close are both parked before the peer starts.
+#[test]
+fn a_pending_flush_completes_when_close_delivers_the_data_synced() {
+    on_runtimes(|| async {
+        let (a, b) = tokio::io::duplex(8 * 1024);
+        let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
+        let (_sc, sa, sw) = MuxBuilder::server().with_connection(b).build();
+        tokio::spawn(cw);
+        let mut s = cc.connect().unwrap();
+        s.write_all(&vec![1u8; 200_000]).await.unwrap();
+        let (flush, flush_seen) = when_pending(async move {
+            let r = s.flush().await;
+            (r, s)
+        });
+        let flush = tokio::spawn(flush);
+        timeout(LIMIT, flush_seen.parked()).await.unwrap();
+        let cc2 = cc.clone();
+        let (closer, close_seen) = when_pending(async move { cc2.close().await });
+        let closer = tokio::spawn(closer);
+        timeout(LIMIT, close_seen.parked()).await.unwrap();
+        tokio::spawn(sw);
+        let got = timeout(LIMIT, accept_and_count(sa)).await.unwrap();
+        assert_eq!(got, 200_000);
+        let (r, _s) = timeout(LIMIT, flush).await.unwrap().unwrap();
+        assert!(r.is_ok(), "{r:?}");
+        assert!(timeout(LIMIT, closer).await.unwrap().unwrap().is_ok());
+    });
+}
+
+#[test]
+fn a_dropped_worker_closes_the_transport_and_close_says_so() {
+    on_runtimes(|| async {
+        let (a, mut b) = tokio::io::duplex(1024 * 1024);
+        let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
+        drop(cw);
+        assert!(matches!(cc.connect(), Err(MuxError::ConnectionClosed)));
+        assert!(matches!(cc.close().await, Err(MuxError::ConnectionClosed)));
+        // The peer sees the connection end instead of waiting on it forever.
+        let n = timeout(LIMIT, b.read(&mut [0u8; 64]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0);
+    });
 }
 
 /// Writes fail after `left` bytes.
@@ -189,22 +314,24 @@ impl AsyncWrite for FailingWriter {
     }
 }
 
-#[tokio::test]
-async fn a_transport_failure_while_closing_is_reported() {
-    let (a, _b) = tokio::io::duplex(16 * 1024 * 1024);
-    let (cc, _ca, cw) = MuxBuilder::client()
-        .with_connection(FailingWriter {
-            inner: a,
-            left: 500_000,
-        })
-        .build();
-    let mut s = cc.connect().unwrap();
-    s.write_all(&vec![1u8; 500_000]).await.unwrap();
-    let r = timeout(LIMIT, cc.close()).await.unwrap();
-    assert!(
-        matches!(r, Err(MuxError::IoError(ref e)) if e.kind() == io::ErrorKind::ConnectionReset),
-        "{r:?}"
-    );
-    let w = timeout(LIMIT, cw).await.unwrap();
-    assert!(matches!(w, Err(MuxError::IoError(_))), "{w:?}");
+#[test]
+fn a_transport_failure_while_closing_is_reported() {
+    on_runtimes(|| async {
+        let (a, _b) = tokio::io::duplex(16 * 1024 * 1024);
+        let (cc, _ca, cw) = MuxBuilder::client()
+            .with_connection(FailingWriter {
+                inner: a,
+                left: 500_000,
+            })
+            .build();
+        let mut s = cc.connect().unwrap();
+        s.write_all(&vec![1u8; 500_000]).await.unwrap();
+        let r = timeout(LIMIT, cc.close()).await.unwrap();
+        assert!(
+            matches!(r, Err(MuxError::IoError(ref e)) if e.kind() == io::ErrorKind::ConnectionReset),
+            "{r:?}"
+        );
+        let w = timeout(LIMIT, cw).await.unwrap();
+        assert!(matches!(w, Err(MuxError::IoError(_))), "{w:?}");
+    });
 }

@@ -8,10 +8,13 @@
 //! fault) and complete every pending read, write and accept on both sides: each test allows
 //! 5 s in all; the time from the fault to the last completion is printed.
 //!
-//! Last, keep-alive against a TCP peer that stops sending but keeps the connection open (the
+//! Last, keep-alive against a peer that stops sending but keeps the connection open (the
 //! paused-clock test in `lifecycle.rs`, `keep_alive_timeout_against_a_silent_peer`, covers a
-//! peer silent from the start over an in-memory pipe; this one measures real time after real
-//! traffic).
+//! peer silent from the start): its instant on the paused clock over an in-memory pipe, its
+//! order of events on every runtime over TCP.
+//!
+//! Every scenario runs on the current-thread runtime and on the multi-thread runtime with 2
+//! and 4 workers (`common::on_runtimes`); the 5 s limit applies to each run.
 
 use std::future::Future;
 use std::io;
@@ -29,7 +32,7 @@ mod common;
 #[path = "common/raw_peer.rs"]
 mod raw_peer;
 
-use common::{ByteGen, Rng};
+use common::{on_runtimes, ByteGen, Rng};
 
 /// Each test's time limit, everything included.
 const LIMIT: Duration = Duration::from_secs(5);
@@ -321,9 +324,15 @@ fn start_echo(version: Version, client: Faults, server: Faults, per_stream: usiz
         results
     });
     let client_accept = tokio::spawn(async move { ca.accept().await.is_none() });
-    let streams = (0..STREAMS)
-        .map(|seed| {
-            let (r, w) = tokio::io::split(cc.connect().unwrap());
+    // Every stream is opened before any writer starts: on a multi-thread runtime the first
+    // writers would otherwise move enough data to trip a fault before the last open, which
+    // then fails (the session is already gone).
+    let opened: Vec<_> = (0..STREAMS).map(|_| cc.connect().unwrap()).collect();
+    let streams = opened
+        .into_iter()
+        .zip(0..STREAMS)
+        .map(|(s, seed)| {
+            let (r, w) = tokio::io::split(s);
             (
                 tokio::spawn(write_pattern(w, seed, per_stream)),
                 tokio::spawn(read_pattern(r, seed)),
@@ -433,191 +442,240 @@ async fn broken_by(client: Faults, server: Faults, faulty: &str) {
 
 // ---------------------------------------------------------------- faults that lose nothing
 
-#[tokio::test]
-async fn one_byte_writes_vectored() {
-    let f = Faults {
-        max_write: Some(1),
-        vectored: true,
-        ..Faults::default()
-    };
-    intact_under(Version::V1, f, f, 16 * 1024).await;
+#[test]
+fn one_byte_writes_vectored() {
+    on_runtimes(|| async {
+        let f = Faults {
+            max_write: Some(1),
+            vectored: true,
+            ..Faults::default()
+        };
+        intact_under(Version::V1, f, f, 16 * 1024).await;
+    });
 }
 
-#[tokio::test]
-async fn short_writes_without_vectored_io() {
-    let f = Faults {
-        max_write: Some(7),
-        ..Faults::default()
-    };
-    intact_under(Version::V1, f, f, 64 * 1024).await;
+#[test]
+fn short_writes_without_vectored_io() {
+    on_runtimes(|| async {
+        let f = Faults {
+            max_write: Some(7),
+            ..Faults::default()
+        };
+        intact_under(Version::V1, f, f, 64 * 1024).await;
+    });
 }
 
-#[tokio::test]
-async fn one_byte_reads() {
-    let f = Faults {
-        max_read: Some(1),
-        vectored: true,
-        ..Faults::default()
-    };
-    intact_under(Version::V1, f, f, 16 * 1024).await;
+#[test]
+fn one_byte_reads() {
+    on_runtimes(|| async {
+        let f = Faults {
+            max_read: Some(1),
+            vectored: true,
+            ..Faults::default()
+        };
+        intact_under(Version::V1, f, f, 16 * 1024).await;
+    });
 }
 
-#[tokio::test]
-async fn pending_storms() {
-    let f = Faults {
-        storm: 3,
-        vectored: true,
-        ..Faults::default()
-    };
-    intact_under(Version::V1, f, f, 128 * 1024).await;
-    intact_under(Version::V2, f, f, 128 * 1024).await;
+#[test]
+fn pending_storms() {
+    on_runtimes(|| async {
+        let f = Faults {
+            storm: 3,
+            vectored: true,
+            ..Faults::default()
+        };
+        intact_under(Version::V1, f, f, 128 * 1024).await;
+        intact_under(Version::V2, f, f, 128 * 1024).await;
+    });
 }
 
-#[tokio::test]
-async fn delays_before_every_operation() {
-    let f = Faults {
-        delay: Some(Duration::from_millis(1)),
-        max_read: Some(4096),
-        max_write: Some(4096),
-        vectored: true,
-        ..Faults::default()
-    };
-    intact_under(Version::V1, f, f, 32 * 1024).await;
+#[test]
+fn delays_before_every_operation() {
+    on_runtimes(|| async {
+        let f = Faults {
+            delay: Some(Duration::from_millis(1)),
+            max_read: Some(4096),
+            max_write: Some(4096),
+            vectored: true,
+            ..Faults::default()
+        };
+        intact_under(Version::V1, f, f, 32 * 1024).await;
+    });
 }
 
-#[tokio::test]
-async fn storms_with_short_reads_and_writes() {
-    let f = Faults {
-        storm: 2,
-        max_read: Some(100),
-        max_write: Some(100),
-        vectored: true,
-        ..Faults::default()
-    };
-    intact_under(Version::V1, f, f, 32 * 1024).await;
-    let g = Faults {
-        vectored: false,
-        ..f
-    };
-    intact_under(Version::V2, g, f, 32 * 1024).await;
+#[test]
+fn storms_with_short_reads_and_writes() {
+    on_runtimes(|| async {
+        let f = Faults {
+            storm: 2,
+            max_read: Some(100),
+            max_write: Some(100),
+            vectored: true,
+            ..Faults::default()
+        };
+        intact_under(Version::V1, f, f, 32 * 1024).await;
+        let g = Faults {
+            vectored: false,
+            ..f
+        };
+        intact_under(Version::V2, g, f, 32 * 1024).await;
+    });
 }
 
 // ---------------------------------------------------------------- faults that break it
 
-#[tokio::test]
-async fn client_read_fails_mid_transfer() {
-    let f = Faults {
-        read_fail_after: Some(100_000),
-        vectored: true,
-        ..Faults::default()
-    };
-    broken_by(f, Faults::default(), "client").await;
+#[test]
+fn client_read_fails_mid_transfer() {
+    on_runtimes(|| async {
+        let f = Faults {
+            read_fail_after: Some(100_000),
+            vectored: true,
+            ..Faults::default()
+        };
+        broken_by(f, Faults::default(), "client").await;
+    });
 }
 
-#[tokio::test]
-async fn client_write_fails_mid_transfer() {
-    let f = Faults {
-        write_fail_after: Some(100_000),
-        vectored: true,
-        ..Faults::default()
-    };
-    broken_by(f, Faults::default(), "client").await;
+#[test]
+fn client_write_fails_mid_transfer() {
+    on_runtimes(|| async {
+        let f = Faults {
+            write_fail_after: Some(100_000),
+            vectored: true,
+            ..Faults::default()
+        };
+        broken_by(f, Faults::default(), "client").await;
+    });
 }
 
-#[tokio::test]
-async fn server_read_fails_mid_transfer() {
-    let f = Faults {
-        read_fail_after: Some(100_000),
-        vectored: true,
-        ..Faults::default()
-    };
-    broken_by(Faults::default(), f, "server").await;
+#[test]
+fn server_read_fails_mid_transfer() {
+    on_runtimes(|| async {
+        let f = Faults {
+            read_fail_after: Some(100_000),
+            vectored: true,
+            ..Faults::default()
+        };
+        broken_by(Faults::default(), f, "server").await;
+    });
 }
 
-#[tokio::test]
-async fn server_write_fails_mid_transfer() {
-    let f = Faults {
-        write_fail_after: Some(100_000),
-        vectored: true,
-        ..Faults::default()
-    };
-    broken_by(Faults::default(), f, "server").await;
+#[test]
+fn server_write_fails_mid_transfer() {
+    on_runtimes(|| async {
+        let f = Faults {
+            write_fail_after: Some(100_000),
+            vectored: true,
+            ..Faults::default()
+        };
+        broken_by(Faults::default(), f, "server").await;
+    });
 }
 
-#[tokio::test]
-async fn write_fails_amid_storms_short_writes_and_delays() {
-    let f = Faults {
-        write_fail_after: Some(50_000),
-        max_write: Some(1000),
-        storm: 2,
-        delay: Some(Duration::from_millis(1)),
-        ..Faults::default()
-    };
-    broken_by(f, Faults::default(), "client").await;
+#[test]
+fn write_fails_amid_storms_short_writes_and_delays() {
+    on_runtimes(|| async {
+        let f = Faults {
+            write_fail_after: Some(50_000),
+            max_write: Some(1000),
+            storm: 2,
+            delay: Some(Duration::from_millis(1)),
+            ..Faults::default()
+        };
+        broken_by(f, Faults::default(), "client").await;
+    });
 }
 
 // ---------------------------------------------------------------- a peer that goes quiet
 
-/// A raw TCP peer talks, then stops sending without closing (it still reads). With keep-alive
-/// every 1 s and a 2 s timeout, the session ends with `KeepAliveTimeout` between 2 s (the
-/// timeout) and 3 s (interval + timeout) after the peer's last frame, plus a margin for a
-/// loaded machine; the pending read fails with `TimedOut`, the pending accept ends, and the
-/// peer, which got our NOPs meanwhile, sees the connection closed.
-#[tokio::test]
-async fn keep_alive_detects_a_peer_that_stops_sending_but_stays_connected() {
+/// A raw peer talks, then stops sending without closing (it still reads). With keep-alive
+/// every 1 s and a 2 s timeout, the session ends with `KeepAliveTimeout`; the pending read
+/// fails with `TimedOut`, the pending accept ends, and the peer, which got our NOPs meanwhile,
+/// sees the connection closed. Returns how long after the peer's last frame the session
+/// ended, on the runtime's clock.
+async fn quiet_peer<T>(ours: T, theirs: T) -> Duration
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     use raw_peer::{frame, FrameReader, NOP, PSH, SYN};
-    use smux_test_support::tokio::tcp_pair;
-    let (theirs, ours) = tcp_pair().await;
     let (cc, mut ca, cw) = MuxBuilder::client()
         .with_keep_alive_interval(std::num::NonZeroU64::new(1).unwrap())
         .with_keep_alive_timeout(std::num::NonZeroU64::new(2).unwrap())
         .with_connection(ours)
         .build();
     let cw = tokio::spawn(cw);
-    let (rd, mut wr) = theirs.into_split();
+    let (rd, mut wr) = tokio::io::split(theirs);
     let mut frames = FrameReader::new(rd);
-    timeout(Duration::from_secs(10), async {
-        let mut s = cc.connect().unwrap();
-        s.write_all(b"hello").await.unwrap();
-        let (h, _) = frames.expect().await;
-        assert_eq!((h.cmd, h.id), (SYN, 3));
-        let (h, p) = frames.expect().await;
-        assert_eq!((h.cmd, h.id, &p[..]), (PSH, 3, &b"hello"[..]));
-        let mut reply = frame(1, PSH, 3, b"hi");
-        reply.extend(frame(1, NOP, 0, b""));
-        wr.write_all(&reply).await.unwrap();
-        let last_frame = Instant::now();
-        let mut buf = [0u8; 2];
-        s.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"hi");
-        let read = tokio::spawn(async move { s.read(&mut [0u8; 8]).await });
-        let accept = tokio::spawn(async move { ca.accept().await.is_none() });
-        let listener = tokio::spawn(async move {
-            let mut nops = 0;
-            while let Some((h, _)) = frames.next().await.unwrap() {
-                assert_eq!((h.cmd, h.id), (NOP, 0));
-                nops += 1;
-            }
-            nops
-        });
-        let result = cw.await.unwrap();
-        let waited = last_frame.elapsed();
-        eprintln!("a quiet peer dropped {waited:?} after its last frame");
+    let mut s = cc.connect().unwrap();
+    s.write_all(b"hello").await.unwrap();
+    let (h, _) = frames.expect().await;
+    assert_eq!((h.cmd, h.id), (SYN, 3));
+    let (h, p) = frames.expect().await;
+    assert_eq!((h.cmd, h.id, &p[..]), (PSH, 3, &b"hello"[..]));
+    let mut reply = frame(1, PSH, 3, b"hi");
+    reply.extend(frame(1, NOP, 0, b""));
+    wr.write_all(&reply).await.unwrap();
+    let last_frame = tokio::time::Instant::now();
+    let mut buf = [0u8; 2];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"hi");
+    let (read, read_parked) = common::when_pending(async move { s.read(&mut [0u8; 8]).await });
+    let read = tokio::spawn(read);
+    let (accept, accept_parked) = common::when_pending(async move { ca.accept().await.is_none() });
+    let accept = tokio::spawn(accept);
+    read_parked.parked().await;
+    accept_parked.parked().await;
+    let listener = tokio::spawn(async move {
+        let mut nops = 0;
+        while let Some((h, _)) = frames.next().await.unwrap() {
+            assert_eq!((h.cmd, h.id), (NOP, 0));
+            nops += 1;
+        }
+        nops
+    });
+    let result = cw.await.unwrap();
+    let waited = last_frame.elapsed();
+    assert!(
+        matches!(result, Err(MuxError::KeepAliveTimeout)),
+        "{result:?}"
+    );
+    let e = read.await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    assert!(accept.await.unwrap());
+    assert!(listener.await.unwrap() >= 1, "no NOP reached the peer");
+    // The peer kept its side open throughout.
+    drop(wr);
+    waited
+}
+
+/// On the paused clock (current-thread, an in-memory pipe): the session ends between 2 s (the
+/// timeout) and 3 s (interval + timeout) after the peer's last frame, exactly.
+#[test]
+fn keep_alive_detects_a_peer_that_stops_sending_but_stays_connected() {
+    common::on_paused_clock(async {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let waited = quiet_peer(ours, theirs).await;
+        eprintln!("a quiet peer dropped {waited:?} after its last frame (paused clock)");
         assert!(
-            matches!(result, Err(MuxError::KeepAliveTimeout)),
-            "{result:?}"
-        );
-        assert!(
-            waited >= Duration::from_secs(2) && waited <= Duration::from_millis(3500),
+            waited >= Duration::from_secs(2) && waited <= Duration::from_secs(3),
             "dropped {waited:?} after the last frame (interval 1 s, timeout 2 s)"
         );
-        let e = read.await.unwrap().unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        assert!(accept.await.unwrap());
-        assert!(listener.await.unwrap() >= 1, "no NOP reached the peer");
-        // The peer kept its side open throughout.
-        drop(wr);
-    })
-    .await
-    .expect("hang");
+    });
+}
+
+/// On every runtime over TCP, on the real clock: the same events in the same order, and no
+/// assertion on when.
+#[test]
+fn keep_alive_detects_a_peer_that_stops_sending_over_tcp_order() {
+    on_runtimes(|| async {
+        let (theirs, ours) = smux_test_support::tokio::tcp_pair().await;
+        let waited = timeout(Duration::from_secs(60), quiet_peer(ours, theirs))
+            .await
+            .expect("hang");
+        eprintln!(
+            "{}: a quiet TCP peer dropped {waited:?} after its last frame",
+            common::current_flavor().name()
+        );
+    });
 }

@@ -6,6 +6,13 @@
 //! allocator `smux_test_support::alloc::CountingAlloc`, so the tests of this binary run one at
 //! a time (each holds `serial()`), and the peer's own buffers are allocated before a
 //! measurement starts.
+//!
+//! Every scenario runs on the current-thread runtime and on the multi-thread runtime with 2
+//! and 4 workers. Those that assert timers (keep-alive, the idle timeout) or a settled state
+//! (writers parked against a peer that never reads) also run on a current-thread runtime whose
+//! clock is paused, over an in-memory pipe: the timers fire at their exact instants whatever
+//! the machine's load. Their versions on every runtime wait for events (a frame, a parked
+//! write) and assert the order of events only, never a duration on the real clock.
 
 use std::future::Future;
 use std::io;
@@ -30,22 +37,23 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 const V1: u8 = 1;
 
-/// Runs `body` alone in the binary (see the module docs) on a two-thread runtime, under
+/// Runs the body `f` makes alone in the binary (see the module docs) on each runtime of
+/// `common::RUNTIMES` (current-thread, multi-thread with 2 and 4 workers), each run under
 /// `limit`.
-fn run<F: Future<Output = ()>>(name: &str, limit: Duration, body: F) {
+fn run<F, Fut>(name: &str, limit: Duration, f: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
     let _serial = serial();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let start = Instant::now();
-    rt.block_on(async {
-        if timeout(limit, body).await.is_err() {
+    common::on_runtimes(|| async {
+        let rt = common::current_flavor().name();
+        let start = Instant::now();
+        if timeout(limit, f()).await.is_err() {
             panic!("{name}: not done within {limit:?} (hang?)");
         }
+        eprintln!("{name} on {rt}: {:?}", start.elapsed());
     });
-    eprintln!("{name}: {:?}", start.elapsed());
 }
 
 // ---------------------------------------------------------------- SYN flood
@@ -82,14 +90,17 @@ fn flood_id(i: u32) -> u32 {
     5 + 2 * i
 }
 
-/// The session under test and the raw peer's two halves.
-struct Flooded {
-    connector: smux_tokio::MuxConnector<Tcp>,
-    acceptor: smux_tokio::MuxAcceptor<Tcp>,
+/// The session under test (over `T`) and the raw peer's two halves (`W` and `R`).
+struct Peered<T: smux_tokio::TokioConn, R, W> {
+    connector: smux_tokio::MuxConnector<T>,
+    acceptor: smux_tokio::MuxAcceptor<T>,
     worker: tokio::task::JoinHandle<smux_tokio::MuxResult<()>>,
-    wr: tokio::net::tcp::OwnedWriteHalf,
-    frames: FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    wr: W,
+    frames: FrameReader<R>,
 }
+
+/// Over TCP.
+type Flooded = Peered<Tcp, tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf>;
 
 /// Our server (built by `build`) and a raw client peer, warmed up by one echo on stream 3 so
 /// that the buffers every connection has are allocated before a measurement starts.
@@ -169,7 +180,12 @@ async fn release_in_order(f: &mut Flooded, streams: Vec<smux_tokio::MuxStream<Tc
 }
 
 /// After the flood, a new stream from the same peer echoes, and the session closes in order.
-async fn legit_echo_then_close(mut f: Flooded, legit: u32) {
+async fn legit_echo_then_close<T, R, W>(mut f: Peered<T, R, W>, legit: u32)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     let mut open = frame(V1, SYN, legit, b"");
     put_frame(&mut open, V1, PSH, legit, b"ping");
     f.wr.write_all(&open).await.unwrap();
@@ -196,7 +212,7 @@ async fn legit_echo_then_close(mut f: Flooded, legit: u32) {
 /// accepted (in order) and a new stream from the same peer echoes.
 #[test]
 fn syn_flood_is_refused_beyond_the_accept_backlog() {
-    run("syn_flood_backlog", Duration::from_secs(60), async {
+    run("syn_flood_backlog", Duration::from_secs(60), || async {
         let mut f = flooded(|io| MuxBuilder::server().with_connection(io).build()).await;
         let mut batch = Vec::with_capacity(64 * 1024 + 8);
         let base = live();
@@ -240,7 +256,7 @@ fn syn_flood_is_refused_beyond_the_accept_backlog() {
 /// and a new stream echoes.
 #[test]
 fn syn_flood_is_refused_beyond_max_streams() {
-    run("syn_flood_max_streams", Duration::from_secs(60), async {
+    run("syn_flood_max_streams", Duration::from_secs(60), || async {
         let f = flooded(|io| {
             MuxBuilder::server()
                 .with_max_accept_backlog(std::num::NonZeroUsize::new(MAX_STREAMS as usize).unwrap())
@@ -331,7 +347,7 @@ fn syn_flood_is_refused_beyond_max_streams() {
 /// the driver's read buffers.
 #[test]
 fn psh_flood_to_unknown_streams_gets_no_reply_and_holds_nothing() {
-    run("psh_flood", Duration::from_secs(60), async {
+    run("psh_flood", Duration::from_secs(60), || async {
         let mut f = flooded(|io| MuxBuilder::server().with_connection(io).build()).await;
         // Stream 5: the peer opens it, writes, finishes it; the application reads to the end
         // and keeps it.
@@ -454,9 +470,43 @@ const PIPE: usize = 64 * 1024;
 /// the queue limit (`queue_limit` in total, so the limit, not something before it, stopped
 /// them), and the heap holds no more than that limit plus the driver's output buffer, the pipe,
 /// and the sent part of each stream's oldest write. Then the peer reads: every byte of every stream arrives, in order, then FIN.
+///
+/// `settled` waits for the state: a paused sleep (on the paused clock: every task is idle), or,
+/// on any runtime, until the worker's read is parked (after the warm-up) and until every
+/// writer and the worker's write are parked (after the writers start). Nothing the peer does
+/// not read can unpark them, and the bounds checked then hold at any moment after: each
+/// writer parked on a full queue, and the bytes taken only grow.
 fn never_reading_peer(name: &str, tx_frames: Option<usize>, queue_limit: usize) {
-    run_paused(name, async move {
+    run_paused(
+        name,
+        never_reading_body(name, tx_frames, queue_limit, false),
+    );
+}
+
+/// [`never_reading_peer`] on every runtime, synchronised.
+fn never_reading_peer_synced(name: &str, tx_frames: Option<usize>, queue_limit: usize) {
+    let _serial = serial();
+    common::on_runtimes(|| async {
+        let rt = common::current_flavor().name();
+        let name = format!("{name} on {rt}");
+        timeout(
+            Duration::from_secs(60),
+            never_reading_body(&name, tx_frames, queue_limit, true),
+        )
+        .await
+        .expect("hang");
+    });
+}
+
+async fn never_reading_body(
+    name: &str,
+    tx_frames: Option<usize>,
+    queue_limit: usize,
+    synced: bool,
+) {
+    {
         let (ours, theirs) = tokio::io::duplex(PIPE);
+        let (ours, seen) = common::Watched::new(ours);
         let mut b = MuxBuilder::client();
         if let Some(n) = tx_frames {
             b.with_max_tx_queue(std::num::NonZeroUsize::new(n).unwrap());
@@ -480,7 +530,11 @@ fn never_reading_peer(name: &str, tx_frames: Option<usize>, queue_limit: usize) 
             .collect();
         let changed = Arc::new(tokio::sync::Notify::new());
         let mut writers = Vec::new();
-        settle().await;
+        if synced {
+            seen.read_parked().await;
+        } else {
+            settle().await;
+        }
         let base = live();
         reset_peak();
         let mut ids = Vec::new();
@@ -505,7 +559,12 @@ fn never_reading_peer(name: &str, tx_frames: Option<usize>, queue_limit: usize) 
                 w.shutdown().await
             }));
         }
-        settle().await;
+        if synced {
+            common::until(&changed, || parked.iter().all(|p| p.load(Ordering::SeqCst))).await;
+            seen.write_parked().await;
+        } else {
+            settle().await;
+        }
         let held = peak() - base;
         let taken: Vec<usize> = accepted.iter().map(|a| a.load(Ordering::SeqCst)).collect();
         let total: usize = taken.iter().sum();
@@ -580,7 +639,7 @@ fn never_reading_peer(name: &str, tx_frames: Option<usize>, queue_limit: usize) 
         connector.close().await.unwrap();
         worker.await.unwrap().unwrap();
         assert!(frames.next().await.unwrap().is_none());
-    });
+    }
 }
 
 #[test]
@@ -595,32 +654,85 @@ fn a_peer_that_never_reads_parks_writers_at_the_stream_queue_limit() {
     never_reading_peer("never_reads_stream_limit", Some(2), WRITERS * 2 * 32 * 1024);
 }
 
+#[test]
+fn a_peer_that_never_reads_parks_writers_at_the_session_queue_limit_synced() {
+    never_reading_peer_synced("never_reads_session_limit", None, 2 * 1024 * 1024);
+}
+
+#[test]
+fn a_peer_that_never_reads_parks_writers_at_the_stream_queue_limit_synced() {
+    never_reading_peer_synced("never_reads_stream_limit", Some(2), WRITERS * 2 * 32 * 1024);
+}
+
 // ---------------------------------------------------------------- one frame, trickled
+//
+// Each scenario twice: on a current-thread runtime with the clock paused, over an in-memory
+// pipe, where the timer assertions hold exactly; and on every runtime over TCP on the real
+// clock, asserting the order of events only.
+
+/// A connected pair for a trickle test, `(ours, theirs)`.
+trait PeerPair: Sized {
+    type Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    type R: tokio::io::AsyncRead + Unpin + Send + 'static;
+    type W: tokio::io::AsyncWrite + Unpin + Send + 'static;
+    async fn pair() -> (Self::Conn, Self::R, Self::W);
+}
+
+/// Loopback TCP.
+struct OverTcp;
+
+impl PeerPair for OverTcp {
+    type Conn = Tcp;
+    type R = tokio::net::tcp::OwnedReadHalf;
+    type W = tokio::net::tcp::OwnedWriteHalf;
+    async fn pair() -> (Tcp, Self::R, Self::W) {
+        let (theirs, ours) = tcp_pair().await;
+        let (rd, wr) = theirs.into_split();
+        (ours, rd, wr)
+    }
+}
+
+/// An in-memory pipe (for the paused clock: nothing in it waits on the kernel).
+struct OverPipe;
+
+type Pipe = tokio::io::DuplexStream;
+
+impl PeerPair for OverPipe {
+    type Conn = Pipe;
+    type R = tokio::io::ReadHalf<Pipe>;
+    type W = tokio::io::WriteHalf<Pipe>;
+    async fn pair() -> (Pipe, Self::R, Self::W) {
+        let (ours, theirs) = tokio::io::duplex(256 * 1024);
+        let (rd, wr) = tokio::io::split(theirs);
+        (ours, rd, wr)
+    }
+}
+
+type Trickled<P> = Peered<<P as PeerPair>::Conn, <P as PeerPair>::R, <P as PeerPair>::W>;
 
 /// Our server with keep-alive (a NOP every second; dropped after `timeout_secs` without a
 /// frame) and a raw client peer that has opened streams 5 and 7, both accepted.
-async fn keep_alive_server(
+async fn keep_alive_server<P: PeerPair>(
     timeout_secs: u64,
 ) -> (
-    Flooded,
-    smux_tokio::MuxStream<Tcp>,
-    smux_tokio::MuxStream<Tcp>,
+    Trickled<P>,
+    smux_tokio::MuxStream<P::Conn>,
+    smux_tokio::MuxStream<P::Conn>,
 ) {
-    let (theirs, ours) = tcp_pair().await;
+    let (ours, rd, mut wr) = P::pair().await;
     let (connector, mut acceptor, worker) = MuxBuilder::server()
         .with_keep_alive_interval(std::num::NonZeroU64::new(1).unwrap())
         .with_keep_alive_timeout(std::num::NonZeroU64::new(timeout_secs).unwrap())
         .with_connection(ours)
         .build();
     let worker = tokio::spawn(worker);
-    let (rd, mut wr) = theirs.into_split();
     let mut open = frame(V1, SYN, 5, b"");
     put_frame(&mut open, V1, SYN, 7, b"");
     wr.write_all(&open).await.unwrap();
     let a = acceptor.accept().await.unwrap();
     let b = acceptor.accept().await.unwrap();
     assert_eq!((a.get_stream_id(), b.get_stream_id()), (5, 7));
-    let f = Flooded {
+    let f = Peered {
         connector,
         acceptor,
         worker,
@@ -631,8 +743,8 @@ async fn keep_alive_server(
 }
 
 /// The next frame that is not a NOP; counts the NOPs passed.
-async fn next_not_nop(
-    frames: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>,
+async fn next_not_nop<R: tokio::io::AsyncRead + Unpin>(
+    frames: &mut FrameReader<R>,
     nops: &mut u32,
 ) -> (raw_peer::Head, Vec<u8>) {
     loop {
@@ -647,21 +759,24 @@ async fn next_not_nop(
 }
 
 /// Trickles the first `n` bytes of a 65,535-byte PSH for `id` (its header already sent), one
-/// byte every 20 ms. After each byte our application writes a tick on stream `b` and the peer
-/// waits for it: our output is served while the frame is incomplete. Returns the heap held
-/// above `base` after the 8th and after the last byte.
-async fn trickle(
-    f: &mut Flooded,
-    b: &mut smux_tokio::MuxStream<Tcp>,
+/// byte at a time, waiting `pause` after each when it is given (on the paused clock). After
+/// each byte our application writes a tick on stream `b` and the peer waits for it: our output
+/// is served while the frame is incomplete. Returns the heap held above `base` after the 8th
+/// and after the last byte.
+async fn trickle<P: PeerPair>(
+    f: &mut Trickled<P>,
+    b: &mut smux_tokio::MuxStream<P::Conn>,
     payload: &[u8],
-    n: usize,
+    (n, pause): (usize, Option<Duration>),
     base: usize,
     nops: &mut u32,
 ) -> (isize, isize) {
     let mut early = 0;
     for (i, byte) in payload[..n].iter().enumerate() {
         f.wr.write_all(std::slice::from_ref(byte)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Some(d) = pause {
+            tokio::time::sleep(d).await;
+        }
         let tick = (i as u32).to_le_bytes();
         b.write_all(&tick).await.unwrap();
         let (h, p) = next_not_nop(&mut f.frames, nops).await;
@@ -673,180 +788,277 @@ async fn trickle(
     (early, live() as isize - base as isize)
 }
 
-/// A peer sends the header of a 65,535-byte frame and trickles its payload, a byte every
-/// 20 ms, for over two seconds. Meanwhile: the heap holds that one frame and nothing more per
-/// byte; our writes on another stream go out after every byte; keep-alive NOPs still go out.
-/// The frame then arrives whole. The same trickle for a stream that does not exist holds
-/// nothing at all.
+/// A peer sends the header of a 65,535-byte frame and trickles its payload. Meanwhile: the heap
+/// holds that one frame and nothing more per byte; our writes on another stream go out after
+/// every byte; keep-alive NOPs still go out. The frame then arrives whole. The same trickle for
+/// a stream that does not exist holds nothing at all.
+///
+/// With `pause` (the paused clock) a byte goes every 20 ms, for two seconds: NOPs go out
+/// meanwhile. Without, the bytes go as fast as the ticks come back, then the peer waits for a
+/// NOP before it sends the rest of the frame.
+async fn trickled_frame<P: PeerPair>(pause: Option<Duration>) {
+    let (mut f, mut a, mut b) = keep_alive_server::<P>(30).await;
+    let payload = common::pattern(5, 65_535);
+    let reader = tokio::spawn(async move {
+        let mut got = vec![0u8; 65_535];
+        a.read_exact(&mut got).await.unwrap();
+        (a, got)
+    });
+    const TRICKLED: usize = 100;
+    let mut nops = 0;
+    // Settle the buffers the ticks use.
+    b.write_all(b"warm").await.unwrap();
+    next_not_nop(&mut f.frames, &mut nops).await;
+    let base = live();
+    reset_peak();
+    f.wr.write_all(&raw_peer::header(V1, PSH, 65_535, 5))
+        .await
+        .unwrap();
+    let (early, late) =
+        trickle::<P>(&mut f, &mut b, &payload, (TRICKLED, pause), base, &mut nops).await;
+    if pause.is_none() && nops == 0 {
+        // The frame is still incomplete: the next frame from us must be a NOP.
+        let (h, _) = f.frames.expect().await;
+        assert_eq!((h.cmd, h.id, h.len), (raw_peer::NOP, 0, 0));
+        nops += 1;
+    }
+    let held = peak() - base;
+    let nops_during = nops;
+    eprintln!(
+        "trickle to a stream: held {early} B after 8 bytes, {late} B after {TRICKLED}, \
+         peak {held} B, {nops_during} NOPs"
+    );
+    assert!(
+        early <= (65_535 + NOISE) as isize,
+        "{early} B held for one frame"
+    );
+    assert!(
+        late <= early + NOISE as isize,
+        "held {early} B, then {late} B"
+    );
+    assert!(held <= 65_535 + READ_ALLOWANCE, "peak held {held} B");
+    assert!(
+        nops_during >= 1,
+        "no keep-alive NOP while the frame trickled"
+    );
+    f.wr.write_all(&payload[TRICKLED..]).await.unwrap();
+    let (a, got) = reader.await.unwrap();
+    assert!(got == payload, "the trickled frame arrived corrupt");
+
+    // The same for a stream that does not exist: nothing is kept for it.
+    let base = live();
+    f.wr.write_all(&raw_peer::header(V1, PSH, 65_535, 999))
+        .await
+        .unwrap();
+    let (early, late) =
+        trickle::<P>(&mut f, &mut b, &payload, (TRICKLED, pause), base, &mut nops).await;
+    eprintln!("trickle to no stream: held {early} B after 8 bytes, {late} B after {TRICKLED}");
+    assert!(
+        early.max(late) <= NOISE as isize,
+        "held {early} B, then {late} B"
+    );
+    f.wr.write_all(&payload[TRICKLED..]).await.unwrap();
+    b.write_all(b"end").await.unwrap();
+    let (h, p) = next_not_nop(&mut f.frames, &mut nops).await;
+    assert_eq!((h.cmd, h.id, &p[..]), (PSH, 7, &b"end"[..]));
+    drop((a, b));
+    f.connector.close().await.unwrap();
+    f.worker.await.unwrap().unwrap();
+}
+
 #[test]
 fn a_trickled_frame_holds_one_frame_and_stops_nothing_else() {
-    run("trickle", Duration::from_secs(60), async {
-        let (mut f, mut a, mut b) = keep_alive_server(30).await;
-        let payload = common::pattern(5, 65_535);
-        let reader = tokio::spawn(async move {
-            let mut got = vec![0u8; 65_535];
-            a.read_exact(&mut got).await.unwrap();
-            (a, got)
-        });
-        const TRICKLED: usize = 100;
-        let mut nops = 0;
-        // Settle the buffers the ticks use.
-        b.write_all(b"warm").await.unwrap();
-        next_not_nop(&mut f.frames, &mut nops).await;
-        let base = live();
-        reset_peak();
-        f.wr.write_all(&raw_peer::header(V1, PSH, 65_535, 5))
-            .await
-            .unwrap();
-        let (early, late) = trickle(&mut f, &mut b, &payload, TRICKLED, base, &mut nops).await;
-        let held = peak() - base;
-        let nops_during = nops;
-        eprintln!(
-            "trickle to a stream: held {early} B after 8 bytes, {late} B after {TRICKLED}, \
-             peak {held} B, {nops_during} NOPs"
-        );
-        assert!(
-            early <= (65_535 + NOISE) as isize,
-            "{early} B held for one frame"
-        );
-        assert!(
-            late <= early + NOISE as isize,
-            "held {early} B, then {late} B"
-        );
-        assert!(held <= 65_535 + READ_ALLOWANCE, "peak held {held} B");
-        assert!(
-            nops_during >= 1,
-            "no keep-alive NOP while the frame trickled"
-        );
-        f.wr.write_all(&payload[TRICKLED..]).await.unwrap();
-        let (a, got) = reader.await.unwrap();
-        assert!(got == payload, "the trickled frame arrived corrupt");
+    run_paused(
+        "trickle",
+        trickled_frame::<OverPipe>(Some(Duration::from_millis(20))),
+    );
+}
 
-        // The same for a stream that does not exist: nothing is kept for it.
-        let base = live();
-        f.wr.write_all(&raw_peer::header(V1, PSH, 65_535, 999))
-            .await
-            .unwrap();
-        let (early, late) = trickle(&mut f, &mut b, &payload, TRICKLED, base, &mut nops).await;
-        eprintln!("trickle to no stream: held {early} B after 8 bytes, {late} B after {TRICKLED}");
-        assert!(
-            early.max(late) <= NOISE as isize,
-            "held {early} B, then {late} B"
-        );
-        f.wr.write_all(&payload[TRICKLED..]).await.unwrap();
-        b.write_all(b"end").await.unwrap();
-        let (h, p) = next_not_nop(&mut f.frames, &mut nops).await;
-        assert_eq!((h.cmd, h.id, &p[..]), (PSH, 7, &b"end"[..]));
-        drop((a, b));
-        f.connector.close().await.unwrap();
-        f.worker.await.unwrap().unwrap();
+#[test]
+fn a_trickled_frame_holds_one_frame_and_stops_nothing_else_over_tcp() {
+    run("trickle_tcp", Duration::from_secs(60), || {
+        trickled_frame::<OverTcp>(None)
     });
 }
 
 /// Keep-alive counts frames, not bytes (as Go's does): a peer that trickles one frame's
 /// payload sends no frame header while it does, and is dropped once the keep-alive timeout
-/// (2 s) has passed since that header, within interval (1 s) + timeout. A NOP still went out
-/// before, the worker ends with `KeepAliveTimeout`, the pending read fails with `TimedOut`,
-/// and the peer sees the connection end.
-#[test]
-fn keep_alive_drops_a_peer_that_trickles_a_frame() {
-    run("trickle_keep_alive", Duration::from_secs(60), async {
-        let (f, mut a, b) = keep_alive_server(2).await;
-        let Flooded {
-            connector,
-            mut acceptor,
-            worker,
-            mut wr,
-            mut frames,
-        } = f;
-        let reader = tokio::spawn(async move { a.read(&mut [0u8; 65_535]).await });
-        wr.write_all(&raw_peer::header(V1, PSH, 65_535, 5))
-            .await
-            .unwrap();
-        let sent = Instant::now();
-        let trickler = tokio::spawn(async move {
-            // Until the connection is gone.
-            while wr.write_all(&[0x55]).await.is_ok() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+/// (2 s) has passed since that header. A NOP still went out before, the worker ends with
+/// `KeepAliveTimeout`, the pending read fails with `TimedOut`, and the peer sees the
+/// connection end. Returns how long after the header the session ended (on the runtime's
+/// clock).
+///
+/// With `pause` (the paused clock) the peer sends a byte every `pause`; without, a byte each
+/// time it receives a NOP.
+async fn trickle_dropped_by_keep_alive<P: PeerPair>(pause: Option<Duration>) -> Duration {
+    let (f, mut a, b) = keep_alive_server::<P>(2).await;
+    let Peered {
+        connector,
+        mut acceptor,
+        worker,
+        mut wr,
+        mut frames,
+    } = f;
+    // Reads until the read fails: the trickled bytes may be handed over as they come (or
+    // only whole frames); either way the read waiting when the session ends fails.
+    let (reader, read_parked) = common::when_pending(async move {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            match a.read(&mut buf).await {
+                Ok(0) => return Ok(0),
+                Ok(_) => continue,
+                Err(e) => return Err(e),
             }
-        });
-        let listener = tokio::spawn(async move {
-            let mut nops = 0;
-            loop {
-                match frames.next().await {
-                    Ok(Some((h, _))) => {
-                        assert_eq!((h.cmd, h.id), (raw_peer::NOP, 0));
-                        nops += 1;
+        }
+    });
+    let reader = tokio::spawn(reader);
+    read_parked.parked().await;
+    wr.write_all(&raw_peer::header(V1, PSH, 65_535, 5))
+        .await
+        .unwrap();
+    let sent = tokio::time::Instant::now();
+    let (nop_tx, mut nop_rx) = tokio::sync::mpsc::unbounded_channel();
+    let trickler = tokio::spawn(async move {
+        // Until the connection is gone.
+        loop {
+            match pause {
+                Some(d) => tokio::time::sleep(d).await,
+                None => {
+                    if nop_rx.recv().await.is_none() {
+                        break;
                     }
-                    // The end, or a reset if a trickled byte was still unread.
-                    Ok(None) | Err(_) => return nops,
                 }
             }
-        });
-        let result = worker.await.unwrap();
-        let waited = sent.elapsed();
-        eprintln!("dropped {waited:?} after the frame header: {result:?}");
+            if wr.write_all(&[0x55]).await.is_err() {
+                break;
+            }
+        }
+    });
+    let listener = tokio::spawn(async move {
+        let mut nops = 0;
+        loop {
+            match frames.next().await {
+                Ok(Some((h, _))) => {
+                    assert_eq!((h.cmd, h.id), (raw_peer::NOP, 0));
+                    nops += 1;
+                    let _ = nop_tx.send(());
+                }
+                // The end, or a reset if a trickled byte was still unread.
+                Ok(None) | Err(_) => return nops,
+            }
+        }
+    });
+    let result = worker.await.unwrap();
+    let waited = sent.elapsed();
+    eprintln!("dropped {waited:?} after the frame header: {result:?}");
+    assert!(
+        matches!(result, Err(smux_tokio::MuxError::KeepAliveTimeout)),
+        "{result:?}"
+    );
+    let e = reader.await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    assert!(listener.await.unwrap() >= 1, "no NOP before the drop");
+    trickler.await.unwrap();
+    assert!(acceptor.accept().await.is_none());
+    assert!(connector.connect().is_err());
+    drop(b);
+    waited
+}
+
+/// On the paused clock: dropped within interval (1 s) + timeout (2 s) of the header, exactly.
+#[test]
+fn keep_alive_drops_a_peer_that_trickles_a_frame() {
+    run_paused("trickle_keep_alive", async {
+        let waited =
+            trickle_dropped_by_keep_alive::<OverPipe>(Some(Duration::from_millis(100))).await;
         assert!(
-            matches!(result, Err(smux_tokio::MuxError::KeepAliveTimeout)),
-            "{result:?}"
-        );
-        assert!(
-            waited >= Duration::from_secs(2) && waited <= Duration::from_millis(3500),
+            waited >= Duration::from_secs(2) && waited <= Duration::from_secs(3),
             "dropped {waited:?} after the last frame header (timeout 2 s, interval 1 s)"
         );
-        let e = reader.await.unwrap().unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        assert!(listener.await.unwrap() >= 1, "no NOP before the drop");
-        trickler.await.unwrap();
-        assert!(acceptor.accept().await.is_none());
-        assert!(connector.connect().is_err());
-        drop(b);
     });
 }
 
-/// The idle timeout (1 s) still fires while a frame trickles in for three seconds: a quiet
-/// stream (7) is closed and the peer gets its FIN. The stream whose frame is arriving (5) is
-/// not idle: it is not closed under the frame, which arrives whole.
+/// Over TCP on every runtime: the same events, in order; no assertion on when.
+#[test]
+fn keep_alive_drops_a_peer_that_trickles_a_frame_over_tcp() {
+    run(
+        "trickle_keep_alive_tcp",
+        Duration::from_secs(60),
+        || async {
+            trickle_dropped_by_keep_alive::<OverTcp>(None).await;
+        },
+    );
+}
+
+/// The idle timeout (1 s) still fires while a frame trickles in: a quiet stream (7) is closed
+/// and the peer gets its FIN. The stream whose frame is arriving (5) is not idle: it is not
+/// closed under the frame, which arrives whole.
+///
+/// With `paused` (the paused clock): a byte every 20 ms for three seconds (three idle periods),
+/// then the FIN is there. Without (the real clock): a byte every 20 ms until the FIN has
+/// arrived, however long that takes (the pace is the load, not a state to reach: the test waits
+/// for the FIN itself).
+async fn idle_during_trickle<P: PeerPair>(paused: bool) {
+    let (ours, rd, mut wr) = P::pair().await;
+    let (connector, mut acceptor, worker) = MuxBuilder::server()
+        .with_idle_timeout(std::num::NonZeroU64::new(1).unwrap())
+        .with_connection(ours)
+        .build();
+    let worker = tokio::spawn(worker);
+    let mut frames = FrameReader::new(rd);
+    let mut open = frame(V1, SYN, 5, b"");
+    put_frame(&mut open, V1, SYN, 7, b"");
+    wr.write_all(&open).await.unwrap();
+    let mut arriving = acceptor.accept().await.unwrap();
+    let mut quiet = acceptor.accept().await.unwrap();
+    let payload = common::pattern(5, 65_535);
+    wr.write_all(&raw_peer::header(V1, PSH, 65_535, 5))
+        .await
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    // The first frame we send after the header.
+    let first = tokio::spawn(async move {
+        let (h, _) = frames.expect().await;
+        (h, frames)
+    });
+    let mut sent = 0;
+    while if paused {
+        sent < 150
+    } else {
+        !first.is_finished()
+    } {
+        assert!(sent < 60_000, "no FIN for the quiet stream");
+        wr.write_all(&payload[sent..sent + 1]).await.unwrap();
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if paused {
+        assert!(start.elapsed() >= Duration::from_secs(3));
+    }
+    let (h, _frames) = first.await.unwrap();
+    assert_eq!(
+        (h.cmd, h.id),
+        (FIN, 7),
+        "the quiet stream's FIN comes first"
+    );
+    assert_eq!(quiet.read(&mut [0u8; 8]).await.unwrap(), 0);
+    wr.write_all(&payload[sent..]).await.unwrap();
+    let mut got = vec![0u8; 65_535];
+    arriving.read_exact(&mut got).await.unwrap();
+    assert!(got == payload, "the trickled frame arrived corrupt");
+    drop((arriving, quiet));
+    connector.close().await.unwrap();
+    worker.await.unwrap().unwrap();
+}
+
 #[test]
 fn idle_timeout_fires_during_a_trickle_but_spares_the_arriving_frame() {
-    run("idle_trickle", Duration::from_secs(60), async {
-        let (theirs, ours) = tcp_pair().await;
-        let (connector, mut acceptor, worker) = MuxBuilder::server()
-            .with_idle_timeout(std::num::NonZeroU64::new(1).unwrap())
-            .with_connection(ours)
-            .build();
-        let worker = tokio::spawn(worker);
-        let (rd, mut wr) = theirs.into_split();
-        let mut frames = FrameReader::new(rd);
-        let mut open = frame(V1, SYN, 5, b"");
-        put_frame(&mut open, V1, SYN, 7, b"");
-        wr.write_all(&open).await.unwrap();
-        let mut arriving = acceptor.accept().await.unwrap();
-        let mut quiet = acceptor.accept().await.unwrap();
-        let payload = common::pattern(5, 65_535);
-        wr.write_all(&raw_peer::header(V1, PSH, 65_535, 5))
-            .await
-            .unwrap();
-        let start = Instant::now();
-        for byte in &payload[..150] {
-            wr.write_all(std::slice::from_ref(byte)).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(start.elapsed() >= Duration::from_secs(3));
-        // Three idle periods: the quiet stream is closed, and only it.
-        let (h, _) = frames.expect().await;
-        assert_eq!(
-            (h.cmd, h.id),
-            (FIN, 7),
-            "the quiet stream's FIN comes first"
-        );
-        assert_eq!(quiet.read(&mut [0u8; 8]).await.unwrap(), 0);
-        wr.write_all(&payload[150..]).await.unwrap();
-        let mut got = vec![0u8; 65_535];
-        arriving.read_exact(&mut got).await.unwrap();
-        assert!(got == payload, "the trickled frame arrived corrupt");
-        drop((arriving, quiet));
-        connector.close().await.unwrap();
-        worker.await.unwrap().unwrap();
+    run_paused("idle_trickle", idle_during_trickle::<OverPipe>(true));
+}
+
+#[test]
+fn idle_timeout_fires_during_a_trickle_but_spares_the_arriving_frame_over_tcp() {
+    run("idle_trickle_tcp", Duration::from_secs(60), || {
+        idle_during_trickle::<OverTcp>(false)
     });
 }

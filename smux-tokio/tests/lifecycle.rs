@@ -1,6 +1,12 @@
 //! The life of a connection: the seed's code, half-close, `close()`, the worker's four exits,
-//! keep-alive and idle timeouts (on Tokio's paused clock), errors when the transport dies, and
-//! dropping handles in any order.
+//! keep-alive and idle timeouts, errors when the transport dies, and dropping handles in any
+//! order.
+//!
+//! Every scenario runs on the current-thread runtime and on the multi-thread runtime with 2
+//! and with 4 workers (`common::on_runtimes`). The timer tests assert their instants on a
+//! current-thread runtime with Tokio's paused clock; their multi-thread variants assert the
+//! order of events only. A state a test needs (a read waiting, say) is reached by waiting for
+//! it (`common::Watched`, `common::when_pending`), never by sleeping.
 
 use std::io;
 use std::num::{NonZeroU64, NonZeroUsize};
@@ -17,6 +23,10 @@ use smux_tokio::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
+
+mod common;
+
+use common::{on_runtimes, when_pending, Watched};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -65,37 +75,39 @@ async fn seed_body(addr: std::net::SocketAddr) {
     }
 }
 
-#[tokio::test]
-async fn the_seed_code_runs_against_a_server() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let (connector, mut acceptor, worker) = MuxBuilder::server()
-            .with_keep_alive_interval(NonZeroU64::new(15).unwrap())
-            .with_keep_alive_timeout(NonZeroU64::new(45).unwrap())
-            .with_idle_timeout(NonZeroU64::new(60).unwrap())
-            .with_max_tx_queue(NonZeroUsize::new(1024).unwrap())
-            .with_max_rx_queue(NonZeroUsize::new(1024).unwrap())
-            .with_connection(tcp)
-            .build();
-        let worker = tokio::spawn(worker);
-        let mut s = acceptor.accept().await.unwrap();
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).await.unwrap();
-        s.write_all(&buf).await.unwrap();
-        let mut mine = connector.connect().unwrap();
-        mine.write_all(b"from the server").await.unwrap();
-        mine.shutdown().await.unwrap();
-        // The client reads it to the end and drops it (FIN); then end the connection, which
-        // ends the client's accept loop.
-        mine.read_to_end(&mut Vec::new()).await.unwrap();
-        drop(s);
-        connector.close().await.unwrap();
-        worker.await.unwrap()
+#[test]
+fn the_seed_code_runs_against_a_server() {
+    on_runtimes(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (connector, mut acceptor, worker) = MuxBuilder::server()
+                .with_keep_alive_interval(NonZeroU64::new(15).unwrap())
+                .with_keep_alive_timeout(NonZeroU64::new(45).unwrap())
+                .with_idle_timeout(NonZeroU64::new(60).unwrap())
+                .with_max_tx_queue(NonZeroUsize::new(1024).unwrap())
+                .with_max_rx_queue(NonZeroUsize::new(1024).unwrap())
+                .with_connection(tcp)
+                .build();
+            let worker = tokio::spawn(worker);
+            let mut s = acceptor.accept().await.unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).await.unwrap();
+            s.write_all(&buf).await.unwrap();
+            let mut mine = connector.connect().unwrap();
+            mine.write_all(b"from the server").await.unwrap();
+            mine.shutdown().await.unwrap();
+            // The client reads it to the end and drops it (FIN); then end the connection, which
+            // ends the client's accept loop.
+            mine.read_to_end(&mut Vec::new()).await.unwrap();
+            drop(s);
+            connector.close().await.unwrap();
+            worker.await.unwrap()
+        });
+        timeout(LIMIT, seed_body(addr)).await.unwrap();
+        timeout(LIMIT, server).await.unwrap().unwrap().unwrap();
     });
-    timeout(LIMIT, seed_body(addr)).await.unwrap();
-    timeout(LIMIT, server).await.unwrap().unwrap().unwrap();
 }
 
 /// Code written against async_smux 0.4's shapes compiles unchanged.
@@ -135,187 +147,200 @@ fn handles_and_worker_are_send_and_sync() {
 
 // ---------------------------------------------------------------- half-close
 
-#[tokio::test]
-async fn half_close_both_ways() {
-    let ((cc, _ca, cw), (_sc, mut sa, sw)) = pair();
-    tokio::spawn(cw);
-    tokio::spawn(sw);
-    timeout(LIMIT, async {
-        // Client finishes first; server answers after reading to EOF.
-        let mut c = cc.connect().unwrap();
-        c.write_all(b"question").await.unwrap();
-        c.shutdown().await.unwrap();
-        let mut s = sa.accept().await.unwrap();
-        let mut q = Vec::new();
-        s.read_to_end(&mut q).await.unwrap();
-        assert_eq!(q, b"question");
-        s.write_all(b"answer").await.unwrap();
-        s.shutdown().await.unwrap();
-        let mut a = Vec::new();
-        c.read_to_end(&mut a).await.unwrap();
-        assert_eq!(a, b"answer");
-        // Writing after shutdown is a broken pipe.
-        let e = c.write_all(b"more").await.unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
-        assert!(c.is_closed() && s.is_closed());
+#[test]
+fn half_close_both_ways() {
+    on_runtimes(|| async {
+        let ((cc, _ca, cw), (_sc, mut sa, sw)) = pair();
+        tokio::spawn(cw);
+        tokio::spawn(sw);
+        timeout(LIMIT, async {
+            // Client finishes first; server answers after reading to EOF.
+            let mut c = cc.connect().unwrap();
+            c.write_all(b"question").await.unwrap();
+            c.shutdown().await.unwrap();
+            let mut s = sa.accept().await.unwrap();
+            let mut q = Vec::new();
+            s.read_to_end(&mut q).await.unwrap();
+            assert_eq!(q, b"question");
+            s.write_all(b"answer").await.unwrap();
+            s.shutdown().await.unwrap();
+            let mut a = Vec::new();
+            c.read_to_end(&mut a).await.unwrap();
+            assert_eq!(a, b"answer");
+            // Writing after shutdown is a broken pipe.
+            let e = c.write_all(b"more").await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+            assert!(c.is_closed() && s.is_closed());
 
-        // Server finishes first; the client keeps writing.
-        let mut c = cc.connect().unwrap();
-        c.write_all(b"x").await.unwrap();
-        let mut s = sa.accept().await.unwrap();
-        s.write_all(b"bye").await.unwrap();
-        s.shutdown().await.unwrap();
-        let mut got = Vec::new();
-        c.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, b"bye");
-        c.write_all(b"still talking").await.unwrap();
-        c.shutdown().await.unwrap();
-        let mut got = Vec::new();
-        s.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, b"xstill talking");
-    })
-    .await
-    .unwrap();
+            // Server finishes first; the client keeps writing.
+            let mut c = cc.connect().unwrap();
+            c.write_all(b"x").await.unwrap();
+            let mut s = sa.accept().await.unwrap();
+            s.write_all(b"bye").await.unwrap();
+            s.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"bye");
+            c.write_all(b"still talking").await.unwrap();
+            c.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"xstill talking");
+        })
+        .await
+        .unwrap();
+    });
 }
 
 // ---------------------------------------------------------------- close()
 
-#[tokio::test]
-async fn close_drains_without_the_worker_and_is_idempotent() {
-    let ((cc, mut ca, client_worker), (_sc, mut sa, sw)) = pair();
-    let server_worker = tokio::spawn(sw);
-    timeout(LIMIT, async {
-        let mut s = cc.connect().unwrap();
-        // 200 KiB: more than the duplex buffer, so close() must keep writing as it drains.
-        let data: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
-        // poll_write accepts without the worker (the session queues it).
-        s.write_all(&data).await.unwrap();
-        // The client worker is never polled.
-        let reader = tokio::spawn(async move {
-            let mut peer = sa.accept().await.unwrap();
-            let mut got = Vec::new();
-            peer.read_to_end(&mut got).await.unwrap();
-            got
-        });
-        cc.close().await.unwrap();
-        cc.close().await.unwrap();
-        assert_eq!(
-            reader.await.unwrap(),
-            data,
-            "the peer read it all, then EOF"
-        );
-        assert!(matches!(cc.connect(), Err(MuxError::ConnectionClosed)));
-        assert!(ca.accept().await.is_none());
-        let e = s.read(&mut [0u8; 4]).await.unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
-        // The server's session saw the transport end and finished in order.
-        server_worker.await.unwrap().unwrap();
-        drop(client_worker);
-    })
-    .await
-    .unwrap();
+#[test]
+fn close_drains_without_the_worker_and_is_idempotent() {
+    on_runtimes(|| async {
+        let ((cc, mut ca, client_worker), (_sc, mut sa, sw)) = pair();
+        let server_worker = tokio::spawn(sw);
+        timeout(LIMIT, async {
+            let mut s = cc.connect().unwrap();
+            // 200 KiB: more than the duplex buffer, so close() must keep writing as it drains.
+            let data: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+            // poll_write accepts without the worker (the session queues it).
+            s.write_all(&data).await.unwrap();
+            // The client worker is never polled.
+            let reader = tokio::spawn(async move {
+                let mut peer = sa.accept().await.unwrap();
+                let mut got = Vec::new();
+                peer.read_to_end(&mut got).await.unwrap();
+                got
+            });
+            cc.close().await.unwrap();
+            cc.close().await.unwrap();
+            assert_eq!(
+                reader.await.unwrap(),
+                data,
+                "the peer read it all, then EOF"
+            );
+            assert!(matches!(cc.connect(), Err(MuxError::ConnectionClosed)));
+            assert!(ca.accept().await.is_none());
+            let e = s.read(&mut [0u8; 4]).await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
+            // The server's session saw the transport end and finished in order.
+            server_worker.await.unwrap().unwrap();
+            drop(client_worker);
+        })
+        .await
+        .unwrap();
+    });
 }
 
-#[tokio::test]
-async fn reads_after_close_return_what_arrived_then_an_error() {
-    let ((cc, _ca, cw), (sc, mut sa, sw)) = pair();
-    let cw = tokio::spawn(cw);
-    tokio::spawn(sw);
-    timeout(LIMIT, async {
-        let mut c = cc.connect().unwrap();
-        c.write_all(b"hi").await.unwrap();
-        let mut s = sa.accept().await.unwrap();
-        s.write_all(b"unread reply").await.unwrap();
-        s.flush().await.unwrap();
-        // Wait until the reply has arrived on the client.
-        let mut first = [0u8; 1];
-        c.read_exact(&mut first).await.unwrap();
-        cc.close().await.unwrap();
-        let mut rest = Vec::new();
-        let e = c.read_to_end(&mut rest).await.unwrap_err();
-        assert_eq!(rest, b"nread reply");
-        assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
-        assert!(cw.await.unwrap().is_ok());
-        drop(sc);
-    })
-    .await
-    .unwrap();
+#[test]
+fn reads_after_close_return_what_arrived_then_an_error() {
+    on_runtimes(|| async {
+        let ((cc, _ca, cw), (sc, mut sa, sw)) = pair();
+        let cw = tokio::spawn(cw);
+        tokio::spawn(sw);
+        timeout(LIMIT, async {
+            let mut c = cc.connect().unwrap();
+            c.write_all(b"hi").await.unwrap();
+            let mut s = sa.accept().await.unwrap();
+            s.write_all(b"unread reply").await.unwrap();
+            s.flush().await.unwrap();
+            // Wait until the reply has arrived on the client.
+            let mut first = [0u8; 1];
+            c.read_exact(&mut first).await.unwrap();
+            cc.close().await.unwrap();
+            let mut rest = Vec::new();
+            let e = c.read_to_end(&mut rest).await.unwrap_err();
+            assert_eq!(rest, b"nread reply");
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
+            assert!(cw.await.unwrap().is_ok());
+            drop(sc);
+        })
+        .await
+        .unwrap();
+    });
 }
 
 // ---------------------------------------------------------------- the worker's exits
 
-#[tokio::test]
-async fn worker_ends_ok_when_all_handles_are_dropped_and_the_peer_sees_fin() {
-    let ((cc, ca, cw), (_sc, mut sa, sw)) = pair();
-    let cw = tokio::spawn(cw);
-    tokio::spawn(sw);
-    timeout(LIMIT, async {
-        let mut c = cc.connect().unwrap();
-        c.write_all(b"last words").await.unwrap();
-        drop(c);
-        drop(ca);
-        drop(cc);
-        assert!(cw.await.unwrap().is_ok());
-        let mut s = sa.accept().await.unwrap();
-        let mut got = Vec::new();
-        s.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, b"last words");
-    })
-    .await
-    .unwrap();
+#[test]
+fn worker_ends_ok_when_all_handles_are_dropped_and_the_peer_sees_fin() {
+    on_runtimes(|| async {
+        let ((cc, ca, cw), (_sc, mut sa, sw)) = pair();
+        let cw = tokio::spawn(cw);
+        tokio::spawn(sw);
+        timeout(LIMIT, async {
+            let mut c = cc.connect().unwrap();
+            c.write_all(b"last words").await.unwrap();
+            drop(c);
+            drop(ca);
+            drop(cc);
+            assert!(cw.await.unwrap().is_ok());
+            let mut s = sa.accept().await.unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"last words");
+        })
+        .await
+        .unwrap();
+    });
 }
 
-#[tokio::test]
-async fn worker_ends_ok_on_close() {
-    let ((cc, _ca, cw), (_sc, _sa, sw)) = pair();
-    let cw = tokio::spawn(cw);
-    let sw = tokio::spawn(sw);
-    timeout(LIMIT, async {
-        cc.close().await.unwrap();
-        assert!(cw.await.unwrap().is_ok());
-        // For the server this is the peer closing the transport: also an orderly end.
-        assert!(sw.await.unwrap().is_ok());
-    })
-    .await
-    .unwrap();
+#[test]
+fn worker_ends_ok_on_close() {
+    on_runtimes(|| async {
+        let ((cc, _ca, cw), (_sc, _sa, sw)) = pair();
+        let cw = tokio::spawn(cw);
+        let sw = tokio::spawn(sw);
+        timeout(LIMIT, async {
+            cc.close().await.unwrap();
+            assert!(cw.await.unwrap().is_ok());
+            // For the server this is the peer closing the transport: also an orderly end.
+            assert!(sw.await.unwrap().is_ok());
+        })
+        .await
+        .unwrap();
+    });
 }
 
-#[tokio::test]
-async fn peer_closing_the_transport_ends_the_worker_and_pending_reads() {
-    let (a, mut b) = tokio::io::duplex(64 * 1024);
-    let (_cc, mut ca, cw) = MuxBuilder::client().with_connection(a).build();
-    let cw = tokio::spawn(cw);
-    timeout(LIMIT, async {
-        // A raw peer opens two streams, finishes one, then drops the transport.
-        let mut wire = frame(Cmd::Syn, 2, b"");
-        wire.extend(frame(Cmd::Psh, 2, b"clean"));
-        wire.extend(frame(Cmd::Fin, 2, b""));
-        wire.extend(frame(Cmd::Syn, 4, b""));
-        wire.extend(frame(Cmd::Psh, 4, b"cut"));
-        b.write_all(&wire).await.unwrap();
-        let mut clean = ca.accept().await.unwrap();
-        let mut cut = ca.accept().await.unwrap();
-        // A reader already waiting when the transport goes.
-        let mut three = [0u8; 3];
-        cut.read_exact(&mut three).await.unwrap();
-        let waiting = tokio::spawn(async move {
-            let mut more = [0u8; 1];
-            cut.read(&mut more).await
-        });
-        tokio::task::yield_now().await;
-        drop(b);
-        assert!(cw.await.unwrap().is_ok());
-        // FIN then the transport closing at once: the data, then a clean end.
-        let mut got = Vec::new();
-        clean.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, b"clean");
-        // No FIN: the waiting reader gets an error, not a clean end.
-        let e = waiting.await.unwrap().unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
-        assert!(ca.accept().await.is_none());
-    })
-    .await
-    .unwrap();
+#[test]
+fn peer_closing_the_transport_ends_the_worker_and_pending_reads() {
+    on_runtimes(|| async {
+        let (a, mut b) = tokio::io::duplex(64 * 1024);
+        let (_cc, mut ca, cw) = MuxBuilder::client().with_connection(a).build();
+        let cw = tokio::spawn(cw);
+        timeout(LIMIT, async {
+            // A raw peer opens two streams, finishes one, then drops the transport.
+            let mut wire = frame(Cmd::Syn, 2, b"");
+            wire.extend(frame(Cmd::Psh, 2, b"clean"));
+            wire.extend(frame(Cmd::Fin, 2, b""));
+            wire.extend(frame(Cmd::Syn, 4, b""));
+            wire.extend(frame(Cmd::Psh, 4, b"cut"));
+            b.write_all(&wire).await.unwrap();
+            let mut clean = ca.accept().await.unwrap();
+            let mut cut = ca.accept().await.unwrap();
+            // A reader already waiting when the transport goes.
+            let mut three = [0u8; 3];
+            cut.read_exact(&mut three).await.unwrap();
+            let (waiting, parked) = when_pending(async move {
+                let mut more = [0u8; 1];
+                cut.read(&mut more).await
+            });
+            let waiting = tokio::spawn(waiting);
+            parked.parked().await;
+            drop(b);
+            assert!(cw.await.unwrap().is_ok());
+            // FIN then the transport closing at once: the data, then a clean end.
+            let mut got = Vec::new();
+            clean.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"clean");
+            // No FIN: the waiting reader gets an error, not a clean end.
+            let e = waiting.await.unwrap().unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+            assert!(ca.accept().await.is_none());
+        })
+        .await
+        .unwrap();
+    });
 }
 
 #[tokio::test(start_paused = true)]
@@ -346,6 +371,36 @@ async fn keep_alive_timeout_against_a_silent_peer() {
     assert!(cc.connect().is_err());
 }
 
+/// The same on the multi-thread runtimes, on the real clock (1 s, the shortest keep-alive):
+/// the order only. The read was waiting before the timeout; the worker ends with
+/// `KeepAliveTimeout`, then the read fails with `TimedOut`, the accept ends and `connect()`
+/// fails.
+#[test]
+fn keep_alive_timeout_against_a_silent_peer_order_multi_thread() {
+    common::on_multi_thread(|| async {
+        let (a, _silent) = tokio::io::duplex(64 * 1024);
+        let (cc, mut ca, cw) = MuxBuilder::client()
+            .with_keep_alive_interval(nz(1))
+            .with_keep_alive_timeout(nz(1))
+            .with_connection(a)
+            .build();
+        let cw = tokio::spawn(cw);
+        let mut s = cc.connect().unwrap();
+        let (reader, parked) = when_pending(async move { s.read(&mut [0u8; 8]).await });
+        let reader = tokio::spawn(reader);
+        parked.parked().await;
+        let result = timeout(LIMIT, cw).await.unwrap().unwrap();
+        assert!(
+            matches!(result, Err(MuxError::KeepAliveTimeout)),
+            "{result:?}"
+        );
+        let e = timeout(LIMIT, reader).await.unwrap().unwrap().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(ca.accept().await.is_none());
+        assert!(cc.connect().is_err());
+    });
+}
+
 #[tokio::test(start_paused = true)]
 async fn keep_alive_keeps_an_idle_connection_alive() {
     let (a, b) = tokio::io::duplex(64 * 1024);
@@ -363,6 +418,41 @@ async fn keep_alive_keeps_an_idle_connection_alive() {
     assert!(!cw.is_finished() && !sw.is_finished());
     cc.close().await.unwrap();
     assert!(cw.await.unwrap().is_ok());
+}
+
+/// The same on the multi-thread runtimes, on the real clock, in order: each side receives four
+/// keep-alive NOPs (the fourth comes after the 3 s keep-alive timeout has passed once), and
+/// neither worker has ended by then; `close()` then ends both in order.
+#[test]
+fn keep_alive_keeps_an_idle_connection_alive_order_multi_thread() {
+    common::on_multi_thread(|| async {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (a, client_seen) = Watched::new(a);
+        let (b, server_seen) = Watched::new(b);
+        let (cc, _ca, cw) = MuxBuilder::client()
+            .with_keep_alive_interval(nz(1))
+            .with_connection(a)
+            .build();
+        let (_sc, _sa, sw) = MuxBuilder::server()
+            .with_keep_alive_interval(nz(1))
+            .with_connection(b)
+            .build();
+        let cw = tokio::spawn(cw);
+        let sw = tokio::spawn(sw);
+        // Nothing but NOPs (8 bytes each) crosses this connection.
+        for seen in [&client_seen, &server_seen] {
+            timeout(
+                LIMIT,
+                common::until(&seen.changed, || seen.read.load(Ordering::SeqCst) >= 4 * 8),
+            )
+            .await
+            .expect("four NOPs");
+        }
+        assert!(!cw.is_finished() && !sw.is_finished());
+        cc.close().await.unwrap();
+        assert!(cw.await.unwrap().is_ok());
+        assert!(sw.await.unwrap().is_ok());
+    });
 }
 
 #[tokio::test(start_paused = true)]
@@ -404,22 +494,57 @@ async fn idle_timeout_closes_a_quiet_stream() {
     );
 }
 
-#[tokio::test]
-async fn protocol_error_ends_the_worker_with_a_typed_error() {
-    let (a, mut b) = tokio::io::duplex(64 * 1024);
-    let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
-    let cw = tokio::spawn(cw);
-    let mut s = cc.connect().unwrap();
-    let reader = tokio::spawn(async move { s.read(&mut [0u8; 8]).await });
-    // A version 2 frame to a version 1 session.
-    b.write_all(&[2, 3, 0, 0, 0, 0, 0, 0]).await.unwrap();
-    let result = timeout(LIMIT, cw).await.unwrap().unwrap();
-    let Err(MuxError::Protocol(e)) = result else {
-        panic!("expected a protocol error, got {result:?}")
-    };
-    assert!(e.to_string().contains("version 2"), "{e}");
-    let e = timeout(LIMIT, reader).await.unwrap().unwrap().unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+/// The same on the multi-thread runtimes, on the real clock (1 s idle timeout), in order: the
+/// peer reads the data, then the quiet stream's read ends (EOF), its writes fail, the peer
+/// reads FIN, and the stream is closed both ways.
+#[test]
+fn idle_timeout_closes_a_quiet_stream_order_multi_thread() {
+    common::on_multi_thread(|| async {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (cc, _ca, cw) = MuxBuilder::client()
+            .with_idle_timeout(nz(1))
+            .with_connection(a)
+            .build();
+        let (_sc, mut sa, sw) = MuxBuilder::server().with_connection(b).build();
+        tokio::spawn(cw);
+        tokio::spawn(sw);
+        let mut quiet = cc.connect().unwrap();
+        quiet.write_all(b"hi").await.unwrap();
+        let mut peer = sa.accept().await.unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(peer.read(&mut buf).await.unwrap(), 2);
+        let n = timeout(LIMIT, quiet.read(&mut buf)).await.unwrap().unwrap();
+        assert_eq!(n, 0);
+        let e = quiet.write_all(b"x").await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!(
+            timeout(LIMIT, peer.read(&mut buf)).await.unwrap().unwrap(),
+            0
+        );
+        assert!(quiet.is_closed());
+    });
+}
+
+#[test]
+fn protocol_error_ends_the_worker_with_a_typed_error() {
+    on_runtimes(|| async {
+        let (a, mut b) = tokio::io::duplex(64 * 1024);
+        let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
+        let cw = tokio::spawn(cw);
+        let mut s = cc.connect().unwrap();
+        let (reader, parked) = when_pending(async move { s.read(&mut [0u8; 8]).await });
+        let reader = tokio::spawn(reader);
+        parked.parked().await;
+        // A version 2 frame to a version 1 session.
+        b.write_all(&[2, 3, 0, 0, 0, 0, 0, 0]).await.unwrap();
+        let result = timeout(LIMIT, cw).await.unwrap().unwrap();
+        let Err(MuxError::Protocol(e)) = result else {
+            panic!("expected a protocol error, got {result:?}")
+        };
+        assert!(e.to_string().contains("version 2"), "{e}");
+        let e = timeout(LIMIT, reader).await.unwrap().unwrap().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    });
 }
 
 // ---------------------------------------------------------------- transport failures
@@ -463,31 +588,34 @@ impl AsyncWrite for Failing {
     }
 }
 
-#[tokio::test]
-async fn transport_error_ends_the_worker_and_resets_streams() {
-    let (a, mut b) = tokio::io::duplex(64 * 1024);
-    let fail = Arc::new(AtomicBool::new(false));
-    let (cc, _ca, cw) = MuxBuilder::client()
-        .with_connection(Failing {
-            inner: a,
-            fail: Arc::clone(&fail),
-        })
-        .build();
-    let cw = tokio::spawn(cw);
-    let mut s = cc.connect().unwrap();
-    let reader = tokio::spawn(async move { s.read(&mut [0u8; 8]).await });
-    tokio::task::yield_now().await;
-    fail.store(true, Ordering::SeqCst);
-    // Wake the worker's read.
-    b.write_all(&frame(Cmd::Nop, 0, b"")).await.unwrap();
-    let result = timeout(LIMIT, cw).await.unwrap().unwrap();
-    assert!(
-        matches!(result, Err(MuxError::IoError(ref e)) if e.kind() == io::ErrorKind::ConnectionReset),
-        "{result:?}"
-    );
-    let e = timeout(LIMIT, reader).await.unwrap().unwrap().unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
-    assert!(e.to_string().contains("boom"), "{e}");
+#[test]
+fn transport_error_ends_the_worker_and_resets_streams() {
+    on_runtimes(|| async {
+        let (a, mut b) = tokio::io::duplex(64 * 1024);
+        let fail = Arc::new(AtomicBool::new(false));
+        let (cc, _ca, cw) = MuxBuilder::client()
+            .with_connection(Failing {
+                inner: a,
+                fail: Arc::clone(&fail),
+            })
+            .build();
+        let cw = tokio::spawn(cw);
+        let mut s = cc.connect().unwrap();
+        let (reader, parked) = when_pending(async move { s.read(&mut [0u8; 8]).await });
+        let reader = tokio::spawn(reader);
+        parked.parked().await;
+        fail.store(true, Ordering::SeqCst);
+        // Wake the worker's read.
+        b.write_all(&frame(Cmd::Nop, 0, b"")).await.unwrap();
+        let result = timeout(LIMIT, cw).await.unwrap().unwrap();
+        assert!(
+            matches!(result, Err(MuxError::IoError(ref e)) if e.kind() == io::ErrorKind::ConnectionReset),
+            "{result:?}"
+        );
+        let e = timeout(LIMIT, reader).await.unwrap().unwrap().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        assert!(e.to_string().contains("boom"), "{e}");
+    });
 }
 
 // ---------------------------------------------------------------- dropping handles
@@ -546,72 +674,77 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
     out
 }
 
-#[tokio::test]
-async fn dropping_handles_in_any_order_hangs_nothing_and_frees_everything() {
-    for order in permutations(4) {
-        for spawn_worker in [false, true] {
-            let (a, b) = tokio::io::duplex(64 * 1024);
-            let dropped = Arc::new(AtomicBool::new(false));
-            let (cc, ca, cw) = MuxBuilder::client()
-                .with_connection(Tracked {
-                    inner: a,
-                    dropped: Arc::clone(&dropped),
-                })
-                .build();
-            let (_sc, mut sa, sw) = MuxBuilder::server().with_connection(b).build();
-            tokio::spawn(sw);
-            let mut s = cc.connect().unwrap();
-            s.write_all(b"data").await.unwrap();
-            let mut handles: Vec<Option<Box<dyn std::any::Any + Send>>> = vec![
-                Some(Box::new(s)),
-                Some(Box::new(ca)),
-                Some(Box::new(cc)),
-                None,
-            ];
-            let mut worker = Some(cw);
-            let mut join = None;
-            if spawn_worker {
-                join = Some(tokio::spawn(worker.take().unwrap()));
-            }
-            for i in &order {
-                if *i == 3 {
-                    drop(worker.take());
-                } else {
-                    drop(handles[*i].take());
+#[test]
+fn dropping_handles_in_any_order_hangs_nothing_and_frees_everything() {
+    on_runtimes(|| async {
+        for order in permutations(4) {
+            for spawn_worker in [false, true] {
+                let (a, b) = tokio::io::duplex(64 * 1024);
+                let dropped = Arc::new(AtomicBool::new(false));
+                let (cc, ca, cw) = MuxBuilder::client()
+                    .with_connection(Tracked {
+                        inner: a,
+                        dropped: Arc::clone(&dropped),
+                    })
+                    .build();
+                let (_sc, mut sa, sw) = MuxBuilder::server().with_connection(b).build();
+                tokio::spawn(sw);
+                let mut s = cc.connect().unwrap();
+                s.write_all(b"data").await.unwrap();
+                let mut handles: Vec<Option<Box<dyn std::any::Any + Send>>> = vec![
+                    Some(Box::new(s)),
+                    Some(Box::new(ca)),
+                    Some(Box::new(cc)),
+                    None,
+                ];
+                let mut worker = Some(cw);
+                let mut join = None;
+                if spawn_worker {
+                    join = Some(tokio::spawn(worker.take().unwrap()));
                 }
-                tokio::task::yield_now().await;
+                for i in &order {
+                    if *i == 3 {
+                        drop(worker.take());
+                    } else {
+                        drop(handles[*i].take());
+                    }
+                    tokio::task::yield_now().await;
+                }
+                if let Some(j) = join {
+                    let r = timeout(LIMIT, j).await.expect("worker hung").unwrap();
+                    assert!(r.is_ok(), "order {order:?}: {r:?}");
+                    // The peer got the data and a FIN.
+                    let mut peer = timeout(LIMIT, sa.accept()).await.unwrap().unwrap();
+                    let mut got = Vec::new();
+                    timeout(LIMIT, peer.read_to_end(&mut got))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    assert_eq!(got, b"data");
+                }
+                assert!(
+                    dropped.load(Ordering::SeqCst),
+                    "order {order:?}, worker spawned {spawn_worker}: the connection state leaked"
+                );
             }
-            if let Some(j) = join {
-                let r = timeout(LIMIT, j).await.expect("worker hung").unwrap();
-                assert!(r.is_ok(), "order {order:?}: {r:?}");
-                // The peer got the data and a FIN.
-                let mut peer = timeout(LIMIT, sa.accept()).await.unwrap().unwrap();
-                let mut got = Vec::new();
-                timeout(LIMIT, peer.read_to_end(&mut got))
-                    .await
-                    .unwrap()
-                    .unwrap();
-                assert_eq!(got, b"data");
-            }
-            assert!(
-                dropped.load(Ordering::SeqCst),
-                "order {order:?}, worker spawned {spawn_worker}: the connection state leaked"
-            );
         }
-    }
+    });
 }
 
-#[tokio::test]
-async fn dropping_the_worker_fails_pending_and_future_operations() {
-    let ((cc, mut ca, cw), _server) = pair();
-    let mut s = cc.connect().unwrap();
-    let reader = tokio::spawn(async move { s.read(&mut [0u8; 8]).await });
-    tokio::task::yield_now().await;
-    drop(cw);
-    let e = timeout(LIMIT, reader).await.unwrap().unwrap().unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
-    assert!(cc.connect().is_err());
-    assert!(ca.accept().await.is_none());
-    // Nothing can be sent any more: close() says so rather than claim an orderly end.
-    assert!(matches!(cc.close().await, Err(MuxError::ConnectionClosed)));
+#[test]
+fn dropping_the_worker_fails_pending_and_future_operations() {
+    on_runtimes(|| async {
+        let ((cc, mut ca, cw), _server) = pair();
+        let mut s = cc.connect().unwrap();
+        let (reader, parked) = when_pending(async move { s.read(&mut [0u8; 8]).await });
+        let reader = tokio::spawn(reader);
+        parked.parked().await;
+        drop(cw);
+        let e = timeout(LIMIT, reader).await.unwrap().unwrap().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        assert!(cc.connect().is_err());
+        assert!(ca.accept().await.is_none());
+        // Nothing can be sent any more: close() says so rather than claim an orderly end.
+        assert!(matches!(cc.close().await, Err(MuxError::ConnectionClosed)));
+    });
 }

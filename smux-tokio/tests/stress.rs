@@ -18,6 +18,10 @@ use tokio::net::TcpStream;
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::timeout;
 
+mod common;
+
+use common::on_runtimes;
+
 // ---------------------------------------------------------------- helpers
 
 /// xorshift64: deterministic data and sizes without extra crates.
@@ -403,15 +407,19 @@ async fn echo_both_ways(version: Version, mode: Echo) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn echo_64mib_16_streams_both_ways_v2() {
-    echo_both_ways(Version::V2, Echo::Direct).await;
+#[test]
+fn echo_64mib_16_streams_both_ways_v2() {
+    on_runtimes(|| async {
+        echo_both_ways(Version::V2, Echo::Direct).await;
+    });
 }
 
 /// Version 1 with an echoer whose reading does not wait on its writing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn echo_64mib_16_streams_both_ways_v1_buffered_echo() {
-    echo_both_ways(Version::V1, Echo::Buffered).await;
+#[test]
+fn echo_64mib_16_streams_both_ways_v1_buffered_echo() {
+    on_runtimes(|| async {
+        echo_both_ways(Version::V1, Echo::Buffered).await;
+    });
 }
 
 // ---------------------------------------------------------------- 2. v2: a stalled reader
@@ -422,109 +430,121 @@ const INITIAL_PEER_WINDOW: usize = 262_144;
 const STALLED_TOTAL: usize = 1024 * 1024;
 const BULK_TOTAL: u64 = 64 * 1024 * 1024;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn v2_unread_stream_does_not_stall_others() {
-    let progress = Arc::new(Progress::default());
-    let (client, server) = mux_pair(Version::V2, Some(SMALL_SOCKET_BUF)).await;
-    let (cc, ca, cw) = client;
-    let (sc, mut sa, sw) = server;
-    limited(
-        "v2_unread_stream_does_not_stall_others",
-        Duration::from_secs(60),
-        &progress,
-        async {
-            // Stream A: the server accepts it and does not read it until the end.
-            let mut a = cc.connect().unwrap();
-            let a_id = a.get_stream_id();
-            let mut a_data = vec![0u8; STALLED_TOTAL];
-            ByteGen::new(77).fill(&mut a_data);
-            let a_data = Arc::new(a_data);
-            let (blocked_tx, blocked_rx) = tokio::sync::oneshot::channel();
-            let a_counter = progress.counter("A.sent".into());
-            let a_writer = tokio::spawn({
-                let a_data = Arc::clone(&a_data);
-                async move {
-                    // Write until a write stays pending for 200 ms: the window is used up.
-                    let mut sent = 0;
-                    loop {
-                        assert!(
-                            sent < a_data.len(),
-                            "stream A wrote {sent} bytes to a reader that never reads \
-                             without being blocked"
-                        );
-                        let end = (sent + 16 * 1024).min(a_data.len());
-                        match timeout(Duration::from_millis(200), a.write(&a_data[sent..end])).await
-                        {
-                            Ok(n) => {
-                                sent += n.unwrap();
-                                a_counter.store(sent as u64, Ordering::Relaxed);
+#[test]
+fn v2_unread_stream_does_not_stall_others() {
+    on_runtimes(|| async {
+        let progress = Arc::new(Progress::default());
+        let (client, server) = mux_pair(Version::V2, Some(SMALL_SOCKET_BUF)).await;
+        let (cc, ca, cw) = client;
+        let (sc, mut sa, sw) = server;
+        limited(
+            "v2_unread_stream_does_not_stall_others",
+            Duration::from_secs(60),
+            &progress,
+            async {
+                // Stream A: the server accepts it and does not read it until the end.
+                let a = cc.connect().unwrap();
+                let a_id = a.get_stream_id();
+                let mut a_data = vec![0u8; STALLED_TOTAL];
+                ByteGen::new(77).fill(&mut a_data);
+                let a_data = Arc::new(a_data);
+                let (blocked_tx, blocked_rx) = tokio::sync::oneshot::channel();
+                let a_counter = progress.counter("A.sent".into());
+                let (mut a, a_seen) = common::Watched::new(a);
+                let a_writer = tokio::spawn({
+                    let a_data = Arc::clone(&a_data);
+                    async move {
+                        // Write until a write parks. Nobody reads A, so no window update comes:
+                        // once parked, it stays parked until the reader reads.
+                        let mut sent = 0;
+                        loop {
+                            assert!(
+                                sent < a_data.len(),
+                                "stream A wrote {sent} bytes to a reader that never reads \
+                                 without being blocked"
+                            );
+                            let end = (sent + 16 * 1024).min(a_data.len());
+                            let (write, parked) = common::when_pending(a.write(&a_data[sent..end]));
+                            let mut write = std::pin::pin!(write);
+                            tokio::select! {
+                                biased;
+                                n = &mut write => {
+                                    sent += n.unwrap();
+                                    a_counter.store(sent as u64, Ordering::Relaxed);
+                                }
+                                _ = parked.parked() => break,
                             }
-                            Err(_) => break,
                         }
+                        blocked_tx.send(sent).unwrap();
+                        // The rest goes once the reader reads.
+                        a.write_all(&a_data[sent..]).await.unwrap();
+                        a_counter.store(a_data.len() as u64, Ordering::Relaxed);
+                        a.shutdown().await.unwrap();
+                        a
                     }
-                    blocked_tx.send(sent).unwrap();
-                    // The rest goes once the reader reads.
-                    a.write_all(&a_data[sent..]).await.unwrap();
-                    a_counter.store(a_data.len() as u64, Ordering::Relaxed);
-                    a.shutdown().await.unwrap();
-                    a
-                }
-            });
-            let mut a_peer = sa.accept().await.expect("stream A");
-            assert_eq!(a_peer.get_stream_id(), a_id);
+                });
+                let mut a_peer = sa.accept().await.expect("stream A");
+                assert_eq!(a_peer.get_stream_id(), a_id);
 
-            let blocked_at = match blocked_rx.await {
-                Ok(n) => n,
-                // The writer failed: report why.
-                Err(_) => {
-                    join(a_writer).await;
-                    unreachable!("A's writer ended without reporting")
-                }
-            };
-            eprintln!("stream A's writer blocked after {blocked_at} bytes");
-            assert!(
-                (65_535..=INITIAL_PEER_WINDOW).contains(&blocked_at),
-                "A's writer blocked after {blocked_at} bytes; expected after at most one \
-                 window ({INITIAL_PEER_WINDOW})"
-            );
+                let blocked_at = match blocked_rx.await {
+                    Ok(n) => n,
+                    // The writer failed: report why.
+                    Err(_) => {
+                        join(a_writer).await;
+                        unreachable!("A's writer ended without reporting")
+                    }
+                };
+                eprintln!("stream A's writer blocked after {blocked_at} bytes");
+                assert!(
+                    (65_535..=INITIAL_PEER_WINDOW).contains(&blocked_at),
+                    "A's writer blocked after {blocked_at} bytes; expected after at most one \
+                     window ({INITIAL_PEER_WINDOW})"
+                );
 
-            // Stream B moves 64 MiB meanwhile.
-            let b = cc.connect().unwrap();
-            let b_writer = tokio::spawn(write_pattern(
-                b,
-                88,
-                BULK_TOTAL,
-                progress.counter("B.sent".into()),
-            ));
-            let b_peer = sa.accept().await.expect("stream B");
-            let b_counter = progress.counter("B.read".into());
-            let b_reader =
-                tokio::spawn(async move { read_pattern("stream B", b_peer, 88, b_counter).await });
-            let ((b_peer, got), b) = join2(b_reader, b_writer).await;
-            assert_eq!(got, BULK_TOTAL, "stream B byte count");
-            drop((b_peer, b));
+                // Stream B moves 64 MiB meanwhile.
+                let b = cc.connect().unwrap();
+                let b_writer = tokio::spawn(write_pattern(
+                    b,
+                    88,
+                    BULK_TOTAL,
+                    progress.counter("B.sent".into()),
+                ));
+                let b_peer = sa.accept().await.expect("stream B");
+                let b_counter = progress.counter("B.read".into());
+                let b_reader =
+                    tokio::spawn(
+                        async move { read_pattern("stream B", b_peer, 88, b_counter).await },
+                    );
+                let ((b_peer, got), b) = join2(b_reader, b_writer).await;
+                assert_eq!(got, BULK_TOTAL, "stream B byte count");
+                drop((b_peer, b));
 
-            // A is still blocked: nobody read it.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            assert!(
-                !a_writer.is_finished(),
-                "A's writer finished although its reader never read"
-            );
+                // A is still blocked: nobody read it, and its writer took nothing more.
+                assert!(
+                    !a_writer.is_finished(),
+                    "A's writer finished although its reader never read"
+                );
+                assert_eq!(
+                    a_seen.written.load(Ordering::SeqCst),
+                    blocked_at as u64,
+                    "A's writer wrote more although its reader never read"
+                );
 
-            // Now read A: all of it arrives, in order, and its writer finishes.
-            let mut got = Vec::with_capacity(STALLED_TOTAL);
-            a_peer.read_to_end(&mut got).await.unwrap();
-            assert!(
-                got == *a_data,
-                "stream A's content ({} bytes read)",
-                got.len()
-            );
-            drop(join(a_writer).await);
-            drop((a_peer, ca, sa));
-            close_both((cc, cw), (sc, sw)).await;
-        },
-    )
-    .await;
+                // Now read A: all of it arrives, in order, and its writer finishes.
+                let mut got = Vec::with_capacity(STALLED_TOTAL);
+                a_peer.read_to_end(&mut got).await.unwrap();
+                assert!(
+                    got == *a_data,
+                    "stream A's content ({} bytes read)",
+                    got.len()
+                );
+                drop(join(a_writer).await);
+                drop((a_peer, ca, sa));
+                close_both((cc, cw), (sc, sw)).await;
+            },
+        )
+        .await;
+    });
 }
 
 // ---------------------------------------------------------------- 3. split streams
@@ -625,17 +645,12 @@ async fn split_streams(what: &str, version: Version) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn split_stream_100k_messages_each_way_multi_thread() {
-    split_streams("split multi_thread v2", Version::V2).await;
+#[test]
+fn split_stream_100k_messages_each_way() {
+    on_runtimes(|| split_streams("split v2", Version::V2));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn split_stream_100k_messages_each_way_multi_thread_v1() {
-    split_streams("split multi_thread v1", Version::V1).await;
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn split_stream_100k_messages_each_way_current_thread() {
-    split_streams("split current_thread v2", Version::V2).await;
+#[test]
+fn split_stream_100k_messages_each_way_v1() {
+    on_runtimes(|| split_streams("split v1", Version::V1));
 }
