@@ -95,7 +95,9 @@ impl<F> MuxBuilder<WithConfig, F> {
     }
 
     /// Frames (of the maximum frame size) a stream may have queued before its
-    /// `poll_write` returns `Pending`; the session-wide limit of 2 MiB applies as well.
+    /// `poll_write` returns `Pending`. A stream holds at most an eighth of the session's
+    /// queue of 2 MiB as well (256 KiB), so that concurrent writers share the connection;
+    /// a write that finds nothing queued ahead goes to the transport without queueing.
     /// Default: 1,024.
     pub fn with_max_tx_queue(&mut self, size: std::num::NonZeroUsize) -> &mut Self {
         self.state.options.max_tx_queue(size);

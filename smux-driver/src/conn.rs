@@ -14,7 +14,7 @@ use smux_proto::{Config, Event, Role, Session, SessionEnd, StreamError, StreamId
 use crate::error::{stream_error, StreamOp};
 use crate::output::OutQueue;
 use crate::wakers::{Slot, Wakes};
-use crate::Transport;
+use crate::{Transport, WriteMode};
 
 /// One connection's shared state.
 #[derive(Debug)]
@@ -33,8 +33,8 @@ pub(crate) struct Conn<T> {
     pub room_wanted: AtomicBool,
     /// The largest payload of a frame we send.
     pub frame: usize,
-    /// The transport writes many buffers at once.
-    pub vectored: bool,
+    /// What the transport does with many buffers.
+    pub mode: WriteMode,
 }
 
 /// The protocol state and everyone's wakers.
@@ -117,7 +117,7 @@ impl<T: Transport> Conn<T> {
         // session refuses them after `accept_stall_timeout` without an accept).
         session.set_hold_opens(true);
         let frame = session.config().max_frame_size();
-        let vectored = io.is_write_vectored();
+        let mode = io.write_mode();
         Conn {
             state: Mutex::new(State {
                 session,
@@ -149,7 +149,7 @@ impl<T: Transport> Conn<T> {
             flush_wanted: AtomicBool::new(false),
             room_wanted: AtomicBool::new(false),
             frame,
-            vectored,
+            mode,
         }
     }
 }

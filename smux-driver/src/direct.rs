@@ -13,7 +13,7 @@ use crate::error::StreamOp;
 use crate::lifecycle::fail;
 use crate::output::MAX_IOV;
 use crate::wakers::Wakes;
-use crate::Transport;
+use crate::{Transport, WriteMode};
 
 /// Bytes written per call of [`Conn::drive_output`]: one busy connection must not starve the
 /// runtime.
@@ -67,7 +67,7 @@ impl<T: Transport> Conn<T> {
                 return Ok(true);
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let n = io.out.slices(self.vectored, &mut slices);
+            let n = io.out.slices(self.mode, &mut slices);
             let n = match t.poll_write_vectored(cx, &slices[..n]) {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => n,
@@ -136,6 +136,18 @@ impl<T: Transport> Conn<T> {
         st.dispatch_events();
     }
 
+    /// Parks the writer of `id` until the transport takes more, unless the stream can no longer
+    /// write: `close()` may have woken the writers between our look and now, and the queued
+    /// path reports why.
+    fn wait_room_unless_closed(&self, id: StreamId, wakes: &mut Wakes, cx: &Context<'_>) -> Direct {
+        let mut st = self.state(wakes);
+        if st.session.direct_room(id).is_err() {
+            return Direct::Declined;
+        }
+        self.wait_room(&mut st, id, cx);
+        Direct::Full
+    }
+
     /// Writes up to a write's worth of `buf` to stream `id` straight to the transport, as
     /// whole frames, when nobody else holds the transport: first what is queued (as a flush
     /// would), then, if that all went, `buf`. Only what the transport does not take of the
@@ -143,11 +155,22 @@ impl<T: Transport> Conn<T> {
     /// finish). When the transport is full, the writer waits for it instead of queueing.
     pub fn write_direct(&self, id: StreamId, cx: &mut Context<'_>, buf: &[u8]) -> Direct {
         let mut wakes = Wakes::default();
+        if self.mode == WriteMode::Single {
+            return Direct::Declined;
+        }
         let Some(mut guard) = self.try_io() else {
             return Direct::Declined;
         };
         let io = &mut *guard;
-        // What is queued goes first: write it from this task, as a flush would.
+        {
+            let st = self.state(&mut wakes);
+            if st.session.has_output() || st.room_waiters.iter().any(|w| *w != id) {
+                // Others have data queued or wait for the transport: queue too, so that the
+                // session's round robin shares the transport among us.
+                return Direct::Declined;
+            }
+        }
+        // The rest of a frame begun earlier goes first: write it from this task.
         match self.drive_output(io, &mut wakes, cx) {
             Ok(false) => {}
             Ok(true) => return Direct::Declined,
@@ -162,8 +185,7 @@ impl<T: Transport> Conn<T> {
         };
         if !io.out.is_empty() {
             // The transport is full: wait for it, as a socket write would.
-            self.wait_room(&mut self.state(&mut wakes), id, cx);
-            return Direct::Full;
+            return self.wait_room_unless_closed(id, &mut wakes, cx);
         }
         let (room, version) = {
             let st = self.state(&mut wakes);
@@ -207,10 +229,7 @@ impl<T: Transport> Conn<T> {
                 fail(io, &mut st, e);
                 return Direct::Failed(st.end_error(StreamOp::Write));
             }
-            Poll::Pending => {
-                self.wait_room(&mut self.state(&mut wakes), id, cx);
-                return Direct::Full;
-            }
+            Poll::Pending => return self.wait_room_unless_closed(id, &mut wakes, cx),
         };
         // Whole frames the transport took, then the one it began: it must be finished before
         // anything else goes out.

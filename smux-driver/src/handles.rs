@@ -224,7 +224,7 @@ impl<A: Adapter> StreamHandle<A> {
     /// Queues FIN after the data written so far; the read side stays open. Like TCP's
     /// `shutdown`, it does not wait for the FIN to be written; `poll_flush` does.
     pub fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        cooperate::<A::Runtime, _>(&self.budget, cx, |_| self.conn.poll_shutdown(self.id))
+        cooperate::<A::Runtime, _>(&self.budget, cx, |cx| self.conn.poll_shutdown(self.id, cx))
     }
 }
 

@@ -18,8 +18,9 @@ use crate::Transport;
 /// without copying (see `smux_proto`'s decoder), so a kept slice pins at most four times its
 /// size.
 const PAGE: usize = 64 * 1024;
-/// Pages remembered for reuse; older ones still in use are left to their readers.
-const MAX_PAGES: usize = 16;
+/// Pages remembered for reuse; older ones still in use are left to their readers (and freed
+/// when they are done). This many pages may be held while nothing is read.
+const MAX_PAGES: usize = 4;
 /// Reads per worker round, so that one busy connection cannot starve the runtime.
 const MAX_READS: usize = 4;
 

@@ -58,14 +58,27 @@ pub trait Transport: Unpin {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>>;
-    /// Whether `poll_write_vectored` certainly writes more than the first buffer at once.
-    /// When it may not, the driver gathers runs of small segments (headers, small frames)
-    /// into one buffer before writing; payloads of 1 KiB or more are never copied for that.
-    fn is_write_vectored(&self) -> bool;
+    /// Whether `poll_write_vectored` writes more than the first buffer at once.
+    fn write_mode(&self) -> WriteMode;
     /// Flushes what was written.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Shuts down the write side.
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+/// What a transport's `poll_write_vectored` does with many buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// It writes them all at once (Tokio's sockets): segments go out as they are, and
+    /// a stream's full frames go straight from its buffer to the transport.
+    Vectored,
+    /// It may write only the first one (futures-io cannot say): runs of small segments
+    /// (headers, small frames) are gathered into one buffer; payloads of 1 KiB or more are
+    /// written as they are, and direct writes are made.
+    Unknown,
+    /// It writes only the first one (Tokio says so): frames are gathered into buffers of
+    /// 64 KiB, so that a header never goes out alone, and there are no direct writes.
+    Single,
 }
 
 /// The clock, sleep and cooperative scheduling of an async runtime.

@@ -124,12 +124,37 @@ impl<T: Transport> Conn<T> {
         }
     }
 
-    /// Copies from `bufs` into the stream's queue and wakes the worker to send it.
+    /// Copies from `bufs` into the stream's queue and wakes the worker to send it. A writer
+    /// that finds the queue full writes what is queued itself first, when nobody else holds
+    /// the transport (as a flush would).
     fn poll_write_queued(
         &self,
         id: StreamId,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.queue_write(id, cx, bufs, false) {
+            Poll::Pending => {}
+            ready => return ready,
+        }
+        let mut wakes = Wakes::default();
+        if let Some(mut io) = self.try_io() {
+            let io = &mut *io;
+            if let Err(e) = self.drive_output(io, &mut wakes, cx) {
+                fail(io, &mut self.state(&mut wakes), e);
+            }
+        }
+        drop(wakes);
+        self.queue_write(id, cx, bufs, true)
+    }
+
+    /// One attempt of [`Conn::poll_write_queued`]; registers the writer when `park`.
+    fn queue_write(
+        &self,
+        id: StreamId,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+        park: bool,
     ) -> Poll<io::Result<usize>> {
         let mut wakes = Wakes::default();
         let mut st = self.state(&mut wakes);
@@ -145,8 +170,10 @@ impl<T: Transport> Conn<T> {
                 Err(_) if total > 0 => break,
                 Err(StreamError::Blocked) => {
                     let st = &mut *st;
-                    if let Some(slot) = st.slots.get_mut(&id.0) {
-                        st.wakes.register(&mut slot.writer, cx);
+                    if park {
+                        if let Some(slot) = st.slots.get_mut(&id.0) {
+                            st.wakes.register(&mut slot.writer, cx);
+                        }
                     }
                     return Poll::Pending;
                 }
@@ -199,14 +226,34 @@ impl<T: Transport> Conn<T> {
     /// Queues FIN on `id` after its data, as TCP's `shutdown` queues its FIN: it does not wait
     /// for the worker to write it, so that the FIN can share a write with what the task does
     /// next. The read side stays open.
-    pub fn poll_shutdown(&self, id: StreamId) -> Poll<io::Result<()>> {
+    ///
+    /// One exception: while the session holds more than half its `max_streams`, with frames
+    /// still to send, the task writes them itself, or waits until they are written. A loop
+    /// that opens and shuts down streams without ever waiting otherwise outruns the worker,
+    /// and `connect()` fails at the limit with the streams' FINs still queued.
+    pub fn poll_shutdown(&self, id: StreamId, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut wakes = Wakes::default();
         let mut st = self.state(&mut wakes);
         if let Err(e) = st.session.shutdown(id) {
             return Poll::Ready(Err(st.stream_io_error(&e, StreamOp::Write)));
         }
         st.notify_worker();
-        Poll::Ready(Ok(()))
+        if !crowded(&st) {
+            return Poll::Ready(Ok(()));
+        }
+        drop(st);
+        if let Some(mut io) = self.try_io() {
+            let io = &mut *io;
+            if let Err(e) = self.drive_output(io, &mut wakes, cx) {
+                fail(io, &mut self.state(&mut wakes), e);
+            }
+        }
+        let mut st = self.state(&mut wakes);
+        if !crowded(&st) || st.session.is_closing() {
+            return Poll::Ready(Ok(()));
+        }
+        self.wait_room(&mut st, id, cx);
+        Poll::Pending
     }
 
     /// The stream handle is gone: data it wrote still goes out, then FIN; unread data is
@@ -273,4 +320,10 @@ impl<T: Transport> Conn<T> {
         let st = self.state(&mut wakes);
         st.finished || st.session.is_stream_closed(id)
     }
+}
+
+/// More than half the stream limit is taken, and frames wait to be sent.
+fn crowded(st: &crate::conn::State) -> bool {
+    let s = &st.session;
+    s.num_streams() * 2 > s.config().max_streams() && s.has_output()
 }

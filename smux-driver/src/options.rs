@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use smux_proto::{Config, Role, Version, MAX_TIMER};
 
+/// A stream may hold this fraction of the session's output queue, at most.
+const FAIR_SHARE: usize = 8;
+
 /// Options of one session, as the builders take them.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -127,10 +130,14 @@ impl Options {
             c.with_keep_alive_timeout(timeout);
         }
         let frame = c.max_frame_size();
+        // A stream holds at most a fair share of the session's queue: writers that find the
+        // transport busy queue, and the first of them must not take the whole queue (the
+        // session's round robin can only share what several streams have queued).
         let stream_queued = self
             .max_tx_frames
             .saturating_mul(frame)
-            .min(c.max_session_queued());
+            .min(c.max_session_queued() / FAIR_SHARE)
+            .max(frame);
         let floor = 65_535 + 64;
         let session_unread = self
             .max_rx_frames
@@ -191,6 +198,12 @@ mod tests {
         let c = o.config();
         assert_eq!(c.max_stream_queued(), 4 * 32_768);
         assert_eq!(c.max_session_unread(), 8 * 32_768);
+    }
+
+    #[test]
+    fn a_stream_holds_at_most_an_eighth_of_the_session_queue() {
+        let c = Options::new(Role::Server).config();
+        assert_eq!(c.max_stream_queued(), c.max_session_queued() / 8);
     }
 
     #[test]

@@ -8,6 +8,8 @@ use std::io::IoSlice;
 use bytes::{Buf, Bytes, BytesMut};
 use smux_proto::frame::HEADER_LEN;
 
+use crate::WriteMode;
+
 /// Payload bytes pulled and not yet written, at most: a control frame that becomes ready is
 /// pulled before any bulk data beyond this, so at most one bulk write is ever ahead of it.
 pub(crate) const HIGH_WATER: usize = 64 * 1024;
@@ -20,7 +22,7 @@ pub(crate) const MAX_IOV: usize = 64;
 /// first buffer; longer ones are written as they are.
 const SMALL: usize = 1024;
 /// Gathered buffers are at most this long.
-const GATHER: usize = 16 * 1024;
+const GATHER: usize = 64 * 1024;
 
 /// One queued segment.
 #[derive(Debug)]
@@ -107,11 +109,13 @@ impl OutQueue {
     }
 
     /// The segments to write next, in `slices`; returns how many. When the transport may
-    /// write only its first buffer (`vectored` false), a run of small segments at the front is
-    /// first copied into one buffer.
-    pub fn slices<'a>(&'a mut self, vectored: bool, slices: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
-        if !vectored {
-            self.gather_front();
+    /// write only its first buffer, the segments at the front are first copied into one
+    /// buffer: a run of small ones ([`WriteMode::Unknown`]), or any ([`WriteMode::Single`]).
+    pub fn slices<'a>(&'a mut self, mode: WriteMode, slices: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
+        match mode {
+            WriteMode::Vectored => {}
+            WriteMode::Unknown => self.gather_front(SMALL),
+            WriteMode::Single => self.gather_front(usize::MAX),
         }
         let mut n = 0;
         for (slot, seg) in slices.iter_mut().zip(&self.segs) {
@@ -121,18 +125,21 @@ impl OutQueue {
         n
     }
 
-    /// Copies the run of small segments at the front into one buffer.
-    fn gather_front(&mut self) {
+    /// Copies the run of segments shorter than `small` at the front into one buffer.
+    fn gather_front(&mut self, small: usize) {
+        if self.front_gathered || self.segs.front().is_none_or(|s| s.bytes.len() >= GATHER) {
+            return;
+        }
         let run = self
             .segs
             .iter()
-            .take_while(|s| s.bytes.len() < SMALL)
+            .take_while(|s| s.bytes.len() < small)
             .scan(0, |total, s| {
                 *total += s.bytes.len();
                 (*total <= GATHER).then_some(())
             })
             .count();
-        if run < 2 || self.front_gathered {
+        if run < 2 {
             return;
         }
         let mut buf = BytesMut::with_capacity(GATHER);
@@ -195,9 +202,9 @@ mod tests {
         [b; HEADER_LEN]
     }
 
-    fn written(q: &mut OutQueue, vectored: bool, max: usize) -> Vec<u8> {
+    fn written(q: &mut OutQueue, mode: WriteMode, max: usize) -> Vec<u8> {
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
-        let n = q.slices(vectored, &mut slices);
+        let n = q.slices(mode, &mut slices);
         let mut out = Vec::new();
         for s in &slices[..n] {
             let take = s.len().min(max - out.len());
@@ -221,7 +228,7 @@ mod tests {
         assert_eq!(q.pulled(), expected.len() as u64);
         let mut got = Vec::new();
         while !q.is_empty() {
-            got.extend(written(&mut q, true, 77));
+            got.extend(written(&mut q, WriteMode::Vectored, 77));
         }
         assert_eq!(got, expected);
         assert_eq!(q.len(), 0);
@@ -236,7 +243,7 @@ mod tests {
         q.push_frame(&header(2), Bytes::from_static(b"abc"));
         q.push_frame(&header(3), big.clone());
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
-        let n = q.slices(false, &mut slices);
+        let n = q.slices(WriteMode::Unknown, &mut slices);
         // Three headers and "abc" in one buffer; the big payload on its own, not copied.
         assert_eq!(n, 2);
         assert_eq!(slices[0].len(), 8 + 8 + 3 + 8);
@@ -246,7 +253,14 @@ mod tests {
         v.push_frame(&header(1), Bytes::new());
         v.push_frame(&header(2), Bytes::from_static(b"abc"));
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
-        assert_eq!(v.slices(true, &mut slices), 3);
+        assert_eq!(v.slices(WriteMode::Vectored, &mut slices), 3);
+        // A transport that writes one buffer gets everything in one.
+        let mut one = OutQueue::default();
+        one.push_frame(&header(1), big.clone());
+        one.push_frame(&header(2), Bytes::from_static(b"abc"));
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        assert_eq!(one.slices(WriteMode::Single, &mut slices), 1);
+        assert_eq!(slices[0].len(), 8 + 4096 + 8 + 3);
     }
 
     #[test]
@@ -262,7 +276,7 @@ mod tests {
             c.push_frame(&header(3), Bytes::new());
         }
         assert!(c.has_room());
-        let _ = written(&mut q, true, 40 * 1024);
+        let _ = written(&mut q, WriteMode::Vectored, 40 * 1024);
         assert!(q.has_room());
     }
 
@@ -274,7 +288,7 @@ mod tests {
         q.push_frame(&header(9), Bytes::new());
         assert_eq!(q.pulled(), 100 + 5 + 8);
         assert_eq!(
-            written(&mut q, true, usize::MAX),
+            written(&mut q, WriteMode::Vectored, usize::MAX),
             [1, 2, b'x', b'y', b'z', 9, 9, 9, 9, 9, 9, 9, 9]
         );
         q.push_frame(&header(1), Bytes::from_static(b"q"));

@@ -50,7 +50,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_io::{AsyncRead, AsyncWrite};
-use smux_driver::{Adapter, Bind, ReadTarget, Runtime, StreamHandle, Transport};
+use smux_driver::{Adapter, Bind, ReadTarget, Runtime, StreamHandle, Transport, WriteMode};
 
 pub use smux_driver::{Begin, MuxError, MuxResult, WithConfig, WithConnection};
 pub use smux_proto::{ProtocolError, Version};
@@ -140,11 +140,10 @@ impl<T: FuturesConn> Transport for FuturesIo<T> {
         Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
     }
 
-    fn is_write_vectored(&self) -> bool {
+    fn write_mode(&self) -> WriteMode {
         // futures-io cannot say: its default `poll_write_vectored` writes the first buffer
-        // only (smol's and async-std's sockets write them all). The driver gathers runs of
-        // small segments, never payloads of 1 KiB or more, and calls `poll_write_vectored`.
-        false
+        // only (smol's and async-std's sockets write them all).
+        WriteMode::Unknown
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -11,7 +11,7 @@ use smux_futures::{MuxBuilder, MuxError, MuxStream, Version};
 use smux_test_support::smol::tcp_pair;
 
 // The helpers the smux-tokio tests use.
-#[path = "../../smux-tokio/tests/common/mod.rs"]
+#[path = "../../smux-tokio/tests/common/content.rs"]
 mod common;
 use common::pattern;
 

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use smux_driver::{ReadTarget, Runtime, Transport};
+use smux_driver::{ReadTarget, Runtime, Transport, WriteMode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A Tokio transport.
@@ -31,8 +31,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Transport for TokioIo<T> {
         Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+    fn write_mode(&self) -> WriteMode {
+        if self.0.is_write_vectored() {
+            WriteMode::Vectored
+        } else {
+            WriteMode::Single
+        }
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -102,7 +102,8 @@ async fn a_cancelled_close_does_not_steal_the_workers_wake_ups() {
     let (_sc, sa, sw) = MuxBuilder::server().with_connection(b).build();
     tokio::spawn(cw);
     let mut s = cc.connect().unwrap();
-    s.write_all(&vec![7u8; 512 * 1024]).await.unwrap();
+    // Within a stream's share of the queue (256 KiB): taken without a reader.
+    s.write_all(&vec![7u8; 192 * 1024]).await.unwrap();
     // The worker is blocked writing: nobody reads the other end yet.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let _ = timeout(Duration::from_millis(20), cc.close()).await;
@@ -110,7 +111,7 @@ async fn a_cancelled_close_does_not_steal_the_workers_wake_ups() {
     let got = timeout(LIMIT, accept_and_count(sa))
         .await
         .expect("the worker lost its write wake-up to a cancelled close()");
-    assert_eq!(got, 512 * 1024);
+    assert_eq!(got, 192 * 1024);
     drop(s);
 }
 
@@ -125,7 +126,8 @@ fn a_cancelled_close_does_not_steal_the_workers_wake_ups_synced() {
         let (_sc, sa, sw) = MuxBuilder::server().with_connection(b).build();
         tokio::spawn(cw);
         let mut s = cc.connect().unwrap();
-        s.write_all(&vec![7u8; 512 * 1024]).await.unwrap();
+        // Within a stream's share of the queue (256 KiB): taken without a reader.
+        s.write_all(&vec![7u8; 192 * 1024]).await.unwrap();
         timeout(LIMIT, seen.write_parked()).await.unwrap();
         assert!(
             poll_once_then_drop(cc.close()).await.is_none(),
@@ -135,7 +137,7 @@ fn a_cancelled_close_does_not_steal_the_workers_wake_ups_synced() {
         let got = timeout(LIMIT, accept_and_count(sa))
             .await
             .expect("the worker lost its write wake-up to a cancelled close()");
-        assert_eq!(got, 512 * 1024);
+        assert_eq!(got, 192 * 1024);
         drop(s);
     });
 }

@@ -76,7 +76,10 @@ const READ_ALLOWANCE: usize = 256 * 1024;
 const NOISE: usize = 16 * 1024;
 /// How much the heap may move between two quiescent points of a flood (table and queue
 /// capacities that grow in steps) without counting as growth with the flood.
-const GROWTH_SLACK: usize = 128 * 1024;
+const GROWTH_SLACK: usize = 128 * 1024 + READ_PAGES;
+/// The worker's read pages it keeps for reuse (4 of 64 KiB): how many are held varies
+/// with timing.
+const READ_PAGES: usize = 4 * 64 * 1024;
 
 type Tcp = tokio::net::TcpStream;
 type Side = (
@@ -583,8 +586,10 @@ async fn never_reading_body(
                 "writer {i} is not parked in poll_write"
             );
         }
+        // One writer may have found nothing queued ahead and be waiting on the full transport
+        // itself (as a socket write would), holding nothing in the queue.
         assert!(
-            total >= queue_limit,
+            total + queue_limit / WRITERS >= queue_limit,
             "the writers stopped before the queue limit"
         );
         assert!(

@@ -30,7 +30,8 @@ const LIMIT: Duration = Duration::from_secs(5);
 /// What a version-2 sender may send before it hears the peer's window.
 const INITIAL_WINDOW: usize = 262_144;
 /// The session's output queue limit (the default `max_session_queued`).
-const SESSION_QUEUED: usize = 2 * 1024 * 1024;
+/// What one stream may hold of the session's output queue (an eighth of 2 MiB).
+const STREAM_QUEUED: usize = 256 * 1024;
 
 /// Peer-opened streams: 3 has a read waiting, 5 is accepted and never read.
 const WAITING: u32 = 3;
@@ -99,7 +100,7 @@ async fn malformed(version: Version, prelude: Vec<u8>, bad: Vec<u8>, expect: Pro
     });
     let blocked_at = match version {
         Version::V2 => INITIAL_WINDOW,
-        _ => SESSION_QUEUED,
+        _ => STREAM_QUEUED,
     };
     timeout(LIMIT, async {
         loop {

@@ -242,17 +242,28 @@ impl Session {
         }
     }
 
-    /// Once half the session's output queue is free, wakes the streams it refused.
+    /// Wakes the streams the session's output queue refused, in the order they were refused:
+    /// one per frame's worth of room, and all of them once half the queue is free. (Waking
+    /// only at half starved a writer for as long as the others kept more than half queued.)
     fn wake_session_blocked(&mut self) {
-        if self.sched.tx_blocked.is_empty() || self.tx_queued > self.config.max_session_queued() / 2
-        {
+        if self.sched.tx_blocked.is_empty() {
             return;
         }
-        while let Some(id) = self.sched.tx_blocked.pop(&mut self.streams) {
+        let max = self.config.max_session_queued();
+        let mut wakes = if self.tx_queued <= max / 2 {
+            usize::MAX
+        } else {
+            max.saturating_sub(self.tx_queued) / self.config.max_frame_size()
+        };
+        while wakes > 0 {
+            let Some(id) = self.sched.tx_blocked.pop(&mut self.streams) else {
+                break;
+            };
             let s = self.streams.get_mut(&id.0).expect("popped a live stream");
             if s.write_blocked() {
                 s.set_write_blocked(false);
                 self.events.push_back(Event::Writable(id));
+                wakes -= 1;
             }
         }
     }
