@@ -2,7 +2,6 @@
 //! or a stream whose write goes straight to the transport.
 
 use std::io::{self, IoSlice};
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use smux_proto::frame::{Cmd, Header, HEADER_LEN};
@@ -12,6 +11,7 @@ use crate::conn::{Conn, IoState};
 use crate::error::StreamOp;
 use crate::lifecycle::fail;
 use crate::output::MAX_IOV;
+use crate::sync::atomic::Ordering;
 use crate::wakers::Wakes;
 use crate::Transport;
 

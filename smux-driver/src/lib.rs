@@ -34,6 +34,7 @@ mod lifecycle;
 mod ops;
 mod options;
 mod output;
+mod sync;
 mod wakers;
 mod worker;
 
