@@ -38,6 +38,9 @@ mod sync;
 mod wakers;
 mod worker;
 
+#[cfg(all(test, loom))]
+mod loom_tests;
+
 use std::io::{self, IoSlice};
 use std::task::{Context, Poll};
 use std::time::Instant;
