@@ -3,10 +3,10 @@
 //! options and the transport.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use crate::conn::Conn;
 use crate::options::Options;
+use crate::sync::Arc;
 use crate::{Acceptor, Adapter, Bind, Connector, Runtime, Worker};
 
 /// Builder state before the role is chosen.

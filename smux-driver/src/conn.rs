@@ -4,8 +4,6 @@
 use std::collections::HashMap;
 use std::io;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::task::{Context, Waker};
 use std::time::Instant;
 
@@ -13,6 +11,8 @@ use smux_proto::{Config, Event, Role, Session, SessionEnd, StreamError, StreamId
 
 use crate::error::{stream_error, StreamOp};
 use crate::output::OutQueue;
+use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::{Mutex, MutexGuard, TryLockError};
 use crate::wakers::{Slot, Wakes};
 use crate::{Transport, WriteMode};
 

@@ -2,7 +2,6 @@
 //! or a stream whose write goes straight to the transport.
 
 use std::io::{self, IoSlice};
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use smux_proto::frame::{Cmd, Header, HEADER_LEN};
@@ -12,6 +11,7 @@ use crate::conn::{Conn, IoState};
 use crate::error::StreamOp;
 use crate::lifecycle::fail;
 use crate::output::MAX_IOV;
+use crate::sync::atomic::Ordering;
 use crate::wakers::Wakes;
 use crate::{Transport, WriteMode};
 
@@ -110,11 +110,11 @@ impl<T: Transport> Conn<T> {
     }
 
     /// The transport has flushed everything up to `written`: wake the flushes it completes.
+    /// The state lock is taken even when `flush_wanted` is clear: a waiter that checked
+    /// `flushed` under it may not have set `flush_wanted` yet, and would miss its wake.
     fn flushed_up_to(&self, written: u64, wakes: &mut Wakes) {
         self.flushed.fetch_max(written, Ordering::AcqRel);
-        if self.flush_wanted.load(Ordering::Acquire) {
-            self.wake_flushed(&mut self.state(wakes));
-        }
+        self.wake_flushed(&mut self.state(wakes));
     }
 
     /// Pulls frames from the session until the queue holds a write's worth.

@@ -7,12 +7,12 @@
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use smux_proto::StreamId;
 
 use crate::conn::Conn;
+use crate::sync::Arc;
 use crate::{Adapter, MuxResult, Runtime};
 
 type Budget<A> = <<A as Adapter>::Runtime as Runtime>::Budget;

@@ -34,8 +34,12 @@ mod lifecycle;
 mod ops;
 mod options;
 mod output;
+mod sync;
 mod wakers;
 mod worker;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 
 use std::io::{self, IoSlice};
 use std::task::{Context, Poll};

@@ -2,13 +2,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::conn::Conn;
 use crate::input::Reader;
 use crate::lifecycle::fail;
+use crate::sync::Arc;
 use crate::wakers::Wakes;
 use crate::{Adapter, MuxResult, Runtime};
 
