@@ -232,6 +232,7 @@ impl<T> Conn<T> {
         }
         self.flush_wanted.store(true, Ordering::Release);
         st.notify_worker();
+        st.wake_closers();
     }
 }
 
@@ -254,6 +255,7 @@ impl<T> Conn<T> {
             room_waiters.push(id);
         }
         self.room_wanted.store(true, Ordering::Release);
+        st.wake_closers();
     }
 
     /// The transport took bytes: wake the writers that found it full.
@@ -285,6 +287,16 @@ impl State {
             self.worker_notified = true;
             if let Some(w) = &self.worker_waker {
                 self.wakes.push(w.clone());
+            }
+        }
+    }
+
+    /// A task held the transport that a `close()` found busy, and now waits itself: let
+    /// `close()` try again, since it must not depend on the worker being polled.
+    pub fn wake_closers(&mut self) {
+        if self.session.is_closing() {
+            for w in self.close_wakers.drain(..) {
+                self.wakes.push(w);
             }
         }
     }

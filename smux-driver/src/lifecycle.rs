@@ -134,7 +134,9 @@ impl<T: Transport> Conn<T> {
             st.dispatch_events();
         }
         let mut more = false;
+        let mut held = false;
         if let Some(mut io) = self.try_io() {
+            held = true;
             let io = &mut *io;
             more = match self.drive_output(io, &mut wakes, cx) {
                 Ok(budget_spent) => budget_spent,
@@ -167,6 +169,12 @@ impl<T: Transport> Conn<T> {
                 }
             }
             st.close_wakers.push(cx.waker().clone());
+        }
+        drop(st);
+        if !held && self.try_io().is_some() {
+            // Whoever held the transport released it after we looked (a task that then waits
+            // wakes the closers, but it may have looked before we registered): go on.
+            cx.waker().wake_by_ref();
         }
         Poll::Pending
     }
