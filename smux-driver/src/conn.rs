@@ -251,7 +251,8 @@ impl<T> Conn<T> {
             return;
         };
         wakes.register(&mut slot.writer, cx);
-        if !room_waiters.contains(&id) {
+        if !slot.waiting_room {
+            slot.waiting_room = true;
             room_waiters.push(id);
         }
         self.room_wanted.store(true, Ordering::Release);
@@ -269,6 +270,7 @@ impl<T> Conn<T> {
         } = st;
         for id in room_waiters.drain(..) {
             if let Some(slot) = slots.get_mut(&id.0) {
+                slot.waiting_room = false;
                 wakes.take(&mut slot.writer);
             }
         }

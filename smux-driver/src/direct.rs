@@ -39,9 +39,32 @@ pub(crate) enum Direct {
 
 impl<T: Transport> Conn<T> {
     /// Moves frames from the session through the output queue to the transport, and flushes
-    /// the transport once the queue is empty. Returns whether it stopped for its budget with
-    /// more to write. Call with the transport lock held (`io`).
+    /// the transport once the queue is empty; a transport failure ends the session. Returns
+    /// whether it stopped for its budget with more to write. Call with the transport lock
+    /// held (`io`).
     pub fn drive_output(
+        &self,
+        io: &mut IoState<T>,
+        wakes: &mut Wakes,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        match self.write_queue(io, wakes, cx) {
+            Ok(more) => more,
+            Err(e) => {
+                fail(io, &mut self.state(wakes), e);
+                false
+            }
+        }
+    }
+
+    /// [`Conn::drive_output`] if nobody holds the transport: `None` when somebody does (the
+    /// holder, or the worker, writes what is queued then).
+    pub fn try_drive_output(&self, wakes: &mut Wakes, cx: &mut Context<'_>) -> Option<bool> {
+        let mut io = self.try_io()?;
+        Some(self.drive_output(&mut io, wakes, cx))
+    }
+
+    fn write_queue(
         &self,
         io: &mut IoState<T>,
         wakes: &mut Wakes,
@@ -136,6 +159,13 @@ impl<T: Transport> Conn<T> {
         st.dispatch_events();
     }
 
+    /// The transport failed under a direct write: the session ends, and the writer hears why.
+    fn fail_direct(&self, io: &mut IoState<T>, wakes: &mut Wakes, e: io::Error) -> Direct {
+        let mut st = self.state(wakes);
+        fail(io, &mut st, e);
+        Direct::Failed(st.end_error(StreamOp::Write))
+    }
+
     /// Parks the writer of `id` until the transport takes more, unless the stream can no longer
     /// write: `close()` may have woken the writers between our look and now, and the queued
     /// path reports why.
@@ -164,21 +194,17 @@ impl<T: Transport> Conn<T> {
         let io = &mut *guard;
         {
             let st = self.state(&mut wakes);
-            if st.session.has_output() || st.room_waiters.iter().any(|w| *w != id) {
+            let ours = st.slots.get(&id.0).is_some_and(|s| s.waiting_room);
+            if st.session.has_output() || st.room_waiters.len() > usize::from(ours) {
                 // Others have data queued or wait for the transport: queue too, so that the
                 // session's round robin shares the transport among us.
                 return Direct::Declined;
             }
         }
-        // The rest of a frame begun earlier goes first: write it from this task.
-        match self.drive_output(io, &mut wakes, cx) {
-            Ok(false) => {}
-            Ok(true) => return Direct::Declined,
-            Err(e) => {
-                let mut st = self.state(&mut wakes);
-                fail(io, &mut st, e);
-                return Direct::Failed(st.end_error(StreamOp::Write));
-            }
+        // The rest of a frame begun earlier goes first: write it from this task. (Had the
+        // transport failed, `direct_room` below declines and the queued path reports it.)
+        if self.drive_output(io, &mut wakes, cx) {
+            return Direct::Declined;
         }
         let Some(t) = io.io.as_mut() else {
             return Direct::Declined;
@@ -216,19 +242,13 @@ impl<T: Transport> Conn<T> {
         }
         let mut took = match t.poll_write_vectored(cx, &slices[..2 * count]) {
             Poll::Ready(Ok(0)) => {
-                let mut st = self.state(&mut wakes);
-                fail(io, &mut st, io::ErrorKind::WriteZero.into());
-                return Direct::Failed(st.end_error(StreamOp::Write));
+                return self.fail_direct(io, &mut wakes, io::ErrorKind::WriteZero.into())
             }
             Poll::Ready(Ok(n)) => n,
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {
                 return Direct::Declined
             }
-            Poll::Ready(Err(e)) => {
-                let mut st = self.state(&mut wakes);
-                fail(io, &mut st, e);
-                return Direct::Failed(st.end_error(StreamOp::Write));
-            }
+            Poll::Ready(Err(e)) => return self.fail_direct(io, &mut wakes, e),
             Poll::Pending => return self.wait_room_unless_closed(id, &mut wakes, cx),
         };
         // Whole frames the transport took, then the one it began: it must be finished before

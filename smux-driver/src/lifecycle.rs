@@ -138,13 +138,7 @@ impl<T: Transport> Conn<T> {
         if let Some(mut io) = self.try_io() {
             held = true;
             let io = &mut *io;
-            more = match self.drive_output(io, &mut wakes, cx) {
-                Ok(budget_spent) => budget_spent,
-                Err(e) => {
-                    fail(io, &mut self.state(&mut wakes), e);
-                    false
-                }
-            };
+            more = self.drive_output(io, &mut wakes, cx);
             if self.poll_finish(io, &mut wakes, cx).is_ready() {
                 return Poll::Ready(self.state(&mut wakes).close_result());
             }

@@ -9,7 +9,6 @@ use crate::conn::Conn;
 use crate::direct::Direct;
 use crate::error::StreamOp;
 use crate::handles::ReadTarget;
-use crate::lifecycle::fail;
 use crate::wakers::{Slot, Wakes};
 use crate::{MuxError, MuxResult, Transport};
 
@@ -138,12 +137,7 @@ impl<T: Transport> Conn<T> {
             ready => return ready,
         }
         let mut wakes = Wakes::default();
-        if let Some(mut io) = self.try_io() {
-            let io = &mut *io;
-            if let Err(e) = self.drive_output(io, &mut wakes, cx) {
-                fail(io, &mut self.state(&mut wakes), e);
-            }
-        }
+        self.try_drive_output(&mut wakes, cx);
         drop(wakes);
         self.queue_write(id, cx, bufs, true)
     }
@@ -197,12 +191,7 @@ impl<T: Transport> Conn<T> {
                 return Poll::Ready(r);
             }
         }
-        if let Some(mut io) = self.try_io() {
-            let io = &mut *io;
-            if let Err(e) = self.drive_output(io, &mut wakes, cx) {
-                fail(io, &mut self.state(&mut wakes), e);
-            }
-        }
+        self.try_drive_output(&mut wakes, cx);
         let mut st = self.state(&mut wakes);
         if let Some(r) = self.flush_outcome(&st, id) {
             return Poll::Ready(r);
@@ -242,12 +231,7 @@ impl<T: Transport> Conn<T> {
             return Poll::Ready(Ok(()));
         }
         drop(st);
-        if let Some(mut io) = self.try_io() {
-            let io = &mut *io;
-            if let Err(e) = self.drive_output(io, &mut wakes, cx) {
-                fail(io, &mut self.state(&mut wakes), e);
-            }
-        }
+        self.try_drive_output(&mut wakes, cx);
         let mut st = self.state(&mut wakes);
         if !crowded(&st) || st.session.is_closing() {
             return Poll::Ready(Ok(()));
@@ -266,7 +250,9 @@ impl<T: Transport> Conn<T> {
             if slot.waiting_flush {
                 st.flush_waiters.retain(|w| *w != id);
             }
-            st.room_waiters.retain(|w| *w != id);
+            if slot.waiting_room {
+                st.room_waiters.retain(|w| *w != id);
+            }
         }
         // After a burst, give the table's memory back (amortised: once per halving).
         let cap = st.slots.capacity();

@@ -13,6 +13,8 @@ pub(crate) struct Slot {
     pub flush_target: u64,
     /// In the flush waiters' list.
     pub waiting_flush: bool,
+    /// In the room waiters' list.
+    pub waiting_room: bool,
 }
 
 /// Wakers to wake, and replaced wakers to drop, once no lock is held. Dropping it does both,

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use crate::conn::Conn;
 use crate::input::Reader;
-use crate::lifecycle::fail;
 use crate::sync::Arc;
 use crate::wakers::Wakes;
 use crate::{Adapter, MuxResult, Runtime};
@@ -67,13 +66,7 @@ impl<A: Adapter> Worker<A> {
         let conn = &*self.conn;
         let mut io = conn.io();
         let io = &mut *io;
-        let more = match conn.drive_output(io, wakes, cx) {
-            Ok(budget_spent) => budget_spent,
-            Err(e) => {
-                fail(io, &mut conn.state(wakes), e);
-                false
-            }
-        };
+        let more = conn.drive_output(io, wakes, cx);
         let ended = conn.state(wakes).session.is_ended();
         if ended {
             let _ = conn.poll_finish(io, wakes, cx);
