@@ -2,7 +2,8 @@
 //!
 //! - The worker lets the tasks it woke add their frames before it writes, and `shutdown()`
 //!   queues its FIN without waiting for it to be written: an open, 8-byte echo, close then
-//!   costs one transport write per side, not one per frame.
+//!   costs one transport write per side on the current-thread runtime, not one per frame, and
+//!   at most one and a half on the multi-thread runtime, where the worker runs in parallel.
 //! - A burst of opens far past the accept backlog, from a task that never yields, is held back
 //!   while the application's accept loop runs, instead of being refused.
 //!
@@ -119,10 +120,21 @@ fn an_open_echo_close_costs_one_write_per_side() {
             client_writes.load(Ordering::Relaxed),
             server_writes.load(Ordering::Relaxed),
         );
-        let rt = common::current_flavor().name();
-        eprintln!("{rt}: client {c}, server {s} transport writes for {OPS} echoes");
-        assert!(c <= OPS + OPS / 10, "client: {c} writes for {OPS} echoes");
-        assert!(s <= OPS + OPS / 10, "server: {s} writes for {OPS} echoes");
+        let rt = common::current_flavor();
+        eprintln!(
+            "{}: client {c}, server {s} transport writes for {OPS} echoes",
+            rt.name()
+        );
+        // On one thread the worker runs only once the tasks it woke have queued their frames,
+        // so every operation costs one write per side. On several, the worker may run in
+        // parallel with them and write a FIN before the next frames are queued (about one
+        // operation in five on 2 workers); still, most frames must share writes.
+        let most = match rt {
+            common::Flavor::CurrentThread => OPS + OPS / 10,
+            common::Flavor::MultiThread(_) => OPS + OPS / 2,
+        };
+        assert!(c <= most, "client: {c} writes for {OPS} echoes");
+        assert!(s <= most, "server: {s} writes for {OPS} echoes");
     });
 }
 
