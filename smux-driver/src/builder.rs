@@ -125,6 +125,22 @@ impl<F> MuxBuilder<WithConfig, F> {
         self
     }
 
+    /// How long the transport stays open after an orderly end this side began (`close()`, or
+    /// every handle dropped): the worker has written everything, sent every FIN and shut down
+    /// the transport's write side, and now reads and drops what the peer still sends until the
+    /// peer closes its side, at most this long, before it drops the transport. Closing a TCP
+    /// socket with input unread makes the kernel reset the connection, and the peer then loses
+    /// what it had received but not yet read; lingering avoids that. Handles see the end at
+    /// once (`close()` returns when the shutdown is done); the worker's future ends after the
+    /// linger. Zero drops the transport at once. Default: 2 s.
+    ///
+    /// # Panics
+    /// Above a year.
+    pub fn with_close_linger(&mut self, linger: std::time::Duration) -> &mut Self {
+        self.state.options.close_linger(linger);
+        self
+    }
+
     /// The protocol version; both sides must agree. Default: version 1.
     pub fn with_version(&mut self, version: crate::smux_proto::Version) -> &mut Self {
         self.state.options.version(version);
@@ -200,6 +216,7 @@ impl<T, F: Bind<T>> MuxBuilder<WithConnection<T>, F> {
             config,
             now,
             2,
+            options.linger(),
         ));
         (
             Connector::new(Arc::clone(&conn)),

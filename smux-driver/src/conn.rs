@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io;
 use std::ops::{Deref, DerefMut};
 use std::task::{Context, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use smux_proto::{Config, Event, Role, Session, SessionEnd, StreamError, StreamId};
 
@@ -35,6 +35,8 @@ pub(crate) struct Conn<T> {
     pub frame: usize,
     /// What the transport does with many buffers.
     pub mode: WriteMode,
+    /// How long the transport stays open after an orderly end we began (see `poll_linger`).
+    pub linger: Duration,
 }
 
 /// The protocol state and everyone's wakers.
@@ -75,6 +77,9 @@ pub(crate) struct IoState<T> {
     pub out: OutQueue,
     /// Written since the transport's last flush.
     pub needs_flush: bool,
+    /// Shut down after an orderly end we began, and kept for the worker to read until the
+    /// peer's end (see `poll_linger`).
+    pub lingering: bool,
 }
 
 /// The state, locked. When it is released, the wakers queued meanwhile move to the caller's
@@ -110,7 +115,14 @@ fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
 }
 
 impl<T: Transport> Conn<T> {
-    pub fn new(io: T, role: Role, config: Config, now: Instant, handles: usize) -> Conn<T> {
+    pub fn new(
+        io: T,
+        role: Role,
+        config: Config,
+        now: Instant,
+        handles: usize,
+        linger: Duration,
+    ) -> Conn<T> {
         let mut session =
             Session::new(role, config, now).expect("the builder validated the config");
         // SYNs past the accept backlog wait while the acceptor lives and accepts (the
@@ -143,6 +155,7 @@ impl<T: Transport> Conn<T> {
                 io: Some(io),
                 out: OutQueue::default(),
                 needs_flush: false,
+                lingering: false,
             }),
             written: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
@@ -150,6 +163,7 @@ impl<T: Transport> Conn<T> {
             room_wanted: AtomicBool::new(false),
             frame,
             mode,
+            linger,
         }
     }
 }

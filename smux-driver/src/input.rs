@@ -143,6 +143,38 @@ impl<T: Transport> Conn<T> {
     }
 }
 
+impl<T: Transport> Conn<T> {
+    /// After an orderly end we began: reads and drops what the peer still sends, until its
+    /// end of input (or a failure), so that closing the transport with unread input does not
+    /// make the kernel reset the connection and throw away what the peer has not read yet.
+    /// `Ready` once the peer's end is seen (or there is no transport); `Pending` with the
+    /// task woken when the read budget ran out.
+    pub fn poll_linger(&self, r: &mut Reader, cx: &mut Context<'_>) -> Poll<()> {
+        for _ in 0..MAX_READS {
+            if r.eof {
+                return Poll::Ready(());
+            }
+            let mut page = r.page();
+            let mut io = self.io();
+            let Some(t) = io.io.as_mut() else {
+                return Poll::Ready(());
+            };
+            match t.poll_read(cx, &mut page[..]) {
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => r.eof = true,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => {
+                    r.spare = Some(page);
+                    return Poll::Pending;
+                }
+            }
+            r.spare = Some(page);
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

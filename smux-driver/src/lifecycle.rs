@@ -57,13 +57,19 @@ pub(crate) fn fail<T>(io: &mut IoState<T>, st: &mut State, e: io::Error) {
 }
 
 /// Nothing more will move: mark the end, wake everyone (the worker too), and hand back the
-/// transport for the caller to drop once it holds no lock (dropping it may be a syscall).
-fn finish<T>(io: &mut IoState<T>, st: &mut State) -> Option<T> {
+/// transport for the caller to drop once it holds no lock (dropping it may be a syscall), or
+/// keep it for the worker to linger on (`Conn::poll_linger`).
+fn finish<T>(io: &mut IoState<T>, st: &mut State, linger: bool) -> Option<T> {
     st.finished = true;
     io.out.clear();
     st.wake_all();
     st.wakes.take(&mut st.worker_waker);
-    io.io.take()
+    io.lingering = linger && io.io.is_some();
+    if io.lingering {
+        None
+    } else {
+        io.io.take()
+    }
 }
 
 impl<T: Transport> Conn<T> {
@@ -76,7 +82,7 @@ impl<T: Transport> Conn<T> {
         wakes: &mut Wakes,
         cx: &mut Context<'_>,
     ) -> Poll<()> {
-        let orderly = {
+        let (orderly, ours) = {
             let st = self.state(wakes);
             if st.finished {
                 return Poll::Ready(());
@@ -84,7 +90,10 @@ impl<T: Transport> Conn<T> {
             if !st.session.is_ended() {
                 return Poll::Pending;
             }
-            st.ended_orderly() && st.transport_error.is_none()
+            (
+                st.ended_orderly() && st.transport_error.is_none(),
+                matches!(st.session.end_reason(), Some(SessionEnd::Closed)),
+            )
         };
         let mut shut = Ok(());
         if let (true, Some(t)) = (orderly, io.io.as_mut()) {
@@ -104,10 +113,12 @@ impl<T: Transport> Conn<T> {
         }
         let dead = {
             let mut st = self.state(wakes);
+            // We ended first: the peer may still be sending, so linger (unless told not to).
+            let linger = orderly && ours && shut.is_ok() && !self.linger.is_zero();
             if let Err(e) = shut {
                 st.record_error(e);
             }
-            finish(io, &mut st)
+            finish(io, &mut st, linger)
         };
         drop(dead);
         Poll::Ready(())
@@ -173,20 +184,23 @@ impl<T: Transport> Conn<T> {
         Poll::Pending
     }
 
-    /// The worker is gone without finishing: nothing will move again.
+    /// The worker is gone without finishing (or while lingering): nothing will move again.
     pub fn abandon(&self) {
         let mut wakes = Wakes::default();
         let mut io = self.io();
         let dead = {
             let mut st = self.state(&mut wakes);
             if st.finished {
-                return;
+                // Dropped while lingering: stop.
+                io.lingering = false;
+                io.io.take()
+            } else {
+                st.abandoned = true;
+                st.transport_error_msg = Some("the worker was dropped".into());
+                st.session.handle_transport_error();
+                st.dispatch_events();
+                finish(&mut io, &mut st, false)
             }
-            st.abandoned = true;
-            st.transport_error_msg = Some("the worker was dropped".into());
-            st.session.handle_transport_error();
-            st.dispatch_events();
-            finish(&mut io, &mut st)
         };
         drop(io);
         drop(dead);

@@ -10,6 +10,9 @@ use smux_proto::{Config, Role, Version, MAX_TIMER};
 /// A stream may hold this fraction of the session's output queue, at most.
 const FAIR_SHARE: usize = 8;
 
+/// How long the transport stays open after an orderly end we began, by default.
+pub const DEFAULT_CLOSE_LINGER: Duration = Duration::from_secs(2);
+
 /// Options of one session, as the builders take them.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -18,6 +21,7 @@ pub struct Options {
     keep_alive_timeout_set: bool,
     max_tx_frames: usize,
     max_rx_frames: usize,
+    close_linger: Duration,
 }
 
 fn seconds(what: &str, secs: NonZeroU64) -> Duration {
@@ -38,6 +42,7 @@ impl Options {
             keep_alive_timeout_set: false,
             max_tx_frames: 1024,
             max_rx_frames: 1024,
+            close_linger: DEFAULT_CLOSE_LINGER,
         }
     }
 
@@ -115,6 +120,21 @@ impl Options {
             "accept stall timeout must be between 1 ns and a year, got {timeout:?}"
         );
         self.config.with_accept_stall_timeout(timeout);
+    }
+
+    /// How long, after an orderly end we began, the worker keeps reading until the peer closes
+    /// its side, before it drops the transport. Zero drops it at once. Panics above a year.
+    pub fn close_linger(&mut self, linger: Duration) {
+        assert!(
+            linger <= MAX_TIMER,
+            "close linger must be at most a year, got {linger:?}"
+        );
+        self.close_linger = linger;
+    }
+
+    /// See [`Options::close_linger`].
+    pub fn linger(&self) -> Duration {
+        self.close_linger
     }
 
     /// The role.

@@ -24,6 +24,10 @@ pub struct Worker<A: Adapter> {
     sleep: Option<(Sleep<A>, Instant)>,
     /// This poll yielded once before writing; the next one writes.
     deferred: bool,
+    /// The session is over: the result to return once the transport is dropped.
+    ending: Option<MuxResult<()>>,
+    /// When lingering on the transport after an orderly end we began stops at the latest.
+    linger_until: Option<Instant>,
     done: bool,
 }
 
@@ -34,6 +38,8 @@ impl<A: Adapter> Worker<A> {
             reader: Reader::default(),
             sleep: None,
             deferred: false,
+            ending: None,
+            linger_until: None,
             done: false,
         }
     }
@@ -48,7 +54,6 @@ impl<A: Adapter> Worker<A> {
         let mut st = self.conn.state(wakes);
         st.register_worker(cx);
         if st.finished {
-            self.done = true;
             return Some(st.take_result());
         }
         if st.session.poll_timeout().is_some_and(|t| t <= now) {
@@ -79,6 +84,13 @@ impl<A: Adapter> Worker<A> {
         let Some(deadline) = self.conn.state(wakes).session.poll_timeout() else {
             return;
         };
+        if self.poll_sleep(deadline, cx).is_ready() {
+            cx.waker().wake_by_ref();
+        }
+    }
+
+    /// Polls the worker's one timer, set to `deadline`.
+    fn poll_sleep(&mut self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
         let sleep = match &mut self.sleep {
             Some((sleep, at)) => {
                 if *at != deadline {
@@ -94,9 +106,30 @@ impl<A: Adapter> Worker<A> {
                     .0
             }
         };
-        if A::Runtime::poll_sleep(sleep, cx).is_ready() {
-            cx.waker().wake_by_ref();
+        A::Runtime::poll_sleep(sleep, cx)
+    }
+
+    /// The session is over with `result`: lingers on the transport if it was kept for that
+    /// (until the peer's end, at most `Conn::linger`), drops it, and returns `result`.
+    fn poll_end(&mut self, result: MuxResult<()>, cx: &mut Context<'_>) -> Poll<MuxResult<()>> {
+        let lingering = self.conn.io().lingering;
+        if lingering {
+            let now = A::Runtime::now();
+            let until = *self.linger_until.get_or_insert(now + self.conn.linger);
+            let peer_done = self.conn.poll_linger(&mut self.reader, cx).is_ready();
+            if !peer_done && now < until && self.poll_sleep(until, cx).is_pending() {
+                self.ending = Some(result);
+                return Poll::Pending;
+            }
+            let dead = {
+                let mut io = self.conn.io();
+                io.lingering = false;
+                io.io.take()
+            };
+            drop(dead);
         }
+        self.done = true;
+        Poll::Ready(result)
     }
 }
 
@@ -108,10 +141,14 @@ impl<A: Adapter> Future for Worker<A> {
         if this.done {
             return Poll::Ready(Ok(()));
         }
+        if let Some(result) = this.ending.take() {
+            return this.poll_end(result, cx);
+        }
         let mut wakes = Wakes::default();
         let now = A::Runtime::now();
         if let Some(result) = this.housekeeping(&mut wakes, cx, now) {
-            return Poll::Ready(result);
+            drop(wakes);
+            return this.poll_end(result, cx);
         }
         let mut more = this.conn.drive_input(&mut this.reader, &mut wakes, cx, now);
         let has_output = {
@@ -130,8 +167,10 @@ impl<A: Adapter> Future for Worker<A> {
         more |= this.write(&mut wakes, cx);
         let mut st = this.conn.state(&mut wakes);
         if st.finished {
-            this.done = true;
-            return Poll::Ready(st.take_result());
+            let result = st.take_result();
+            drop(st);
+            drop(wakes);
+            return this.poll_end(result, cx);
         }
         // Writing may have made room for input that waited (refusals of peer SYNs).
         more |= st.paused_input_can_go_on();

@@ -302,6 +302,75 @@ fn worker_ends_ok_on_close() {
     });
 }
 
+/// After `close()`, the worker keeps the transport open and reads (and drops) what the peer
+/// still sends until the peer closes its side: closing a socket with unread input would make
+/// the kernel reset the connection, and the peer would lose what it had not read yet. The
+/// linger is an hour here, so only the peer's end can stop it.
+#[test]
+fn close_lingers_until_the_peer_closes_its_side() {
+    on_runtimes(|| async {
+        let (a, mut b) = tokio::io::duplex(64 * 1024);
+        let (cc, _ca, cw) = MuxBuilder::client()
+            .with_close_linger(Duration::from_secs(3600))
+            .with_connection(a)
+            .build();
+        let cw = tokio::spawn(cw);
+        timeout(LIMIT, async {
+            let mut s = cc.connect().unwrap();
+            s.write_all(b"bye").await.unwrap();
+            cc.close().await.unwrap();
+            // Everything reached the peer, then the end of our side.
+            let mut wire = Vec::new();
+            b.read_to_end(&mut wire).await.unwrap();
+            // (A client's first stream is 3, as in the Go implementation.)
+            let mut want = frame(Cmd::Syn, 3, b"");
+            want.extend(frame(Cmd::Psh, 3, b"bye"));
+            want.extend(frame(Cmd::Fin, 3, b""));
+            assert_eq!(wire, want);
+            // The peer goes on sending, more than the transport buffers: it is read and
+            // dropped, so the peer's writes complete.
+            let late = frame(Cmd::Psh, 3, &[7u8; 1000]);
+            for _ in 0..200 {
+                b.write_all(&late).await.unwrap();
+            }
+            assert!(!cw.is_finished(), "the worker ended before the peer closed");
+            drop(b);
+            assert!(cw.await.unwrap().is_ok());
+        })
+        .await
+        .unwrap();
+    });
+}
+
+/// A peer that never closes its side: the worker drops the transport once the linger is over
+/// (2 s by default), and with a linger of zero at once. On the paused clock.
+#[test]
+fn the_linger_ends_at_its_timeout_or_at_once_when_zero() {
+    for (linger, want) in [
+        (None, Duration::from_secs(2)),
+        (Some(Duration::ZERO), Duration::ZERO),
+    ] {
+        common::on_paused_clock(async move {
+            let (a, mut b) = tokio::io::duplex(64 * 1024);
+            let mut builder = MuxBuilder::client();
+            if let Some(linger) = linger {
+                builder.with_close_linger(linger);
+            }
+            let (cc, _ca, cw) = builder.with_connection(a).build();
+            let cw = tokio::spawn(cw);
+            cc.close().await.unwrap();
+            let start = tokio::time::Instant::now();
+            // Our side ended; the peer keeps its side open.
+            let mut rest = Vec::new();
+            b.read_to_end(&mut rest).await.unwrap();
+            assert!(cw.await.unwrap().is_ok());
+            assert_eq!(start.elapsed(), want, "linger {linger:?}");
+            // The transport is gone: the peer's writes fail.
+            assert!(b.write_all(b"x").await.is_err());
+        });
+    }
+}
+
 #[test]
 fn peer_closing_the_transport_ends_the_worker_and_pending_reads() {
     on_runtimes(|| async {
