@@ -12,10 +12,48 @@ use std::task::{Context, Poll};
 use smux_proto::StreamId;
 
 use crate::conn::Conn;
+use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::Arc;
 use crate::{Adapter, MuxResult, Runtime};
 
 type Budget<A> = <<A as Adapter>::Runtime as Runtime>::Budget;
+
+/// Bytes a stream may write without its task yielding: past it, the next write wakes the task
+/// and returns `Pending` once. Without this, on a multi-thread runtime a writer whose writes
+/// all complete (its peer drains the transport on another thread) writes up to its whole
+/// cooperative budget, 128 writes of up to 64 KiB, in one poll, while a writer woken
+/// meanwhile waits behind it in its thread's run queue and gets no share of the wire (8 to
+/// 24 MiB in a row in `tests/fairness.rs`); with it, writers take turns of at most this much.
+/// It is the fair share of the session's queue (`options.rs`), and a yield per 256 KiB costs a
+/// single stream next to nothing.
+const TURN: usize = 256 * 1024;
+
+/// Bytes a stream wrote since its task last waited or yielded.
+#[derive(Default)]
+struct Turn(AtomicUsize);
+
+impl Turn {
+    /// Whether the turn is over: then the task is woken, to be polled again after the others,
+    /// and the caller returns `Pending`.
+    fn over(&self, cx: &Context<'_>) -> bool {
+        if self.0.load(Ordering::Relaxed) < TURN {
+            return false;
+        }
+        self.0.store(0, Ordering::Relaxed);
+        cx.waker().wake_by_ref();
+        true
+    }
+
+    /// Counts an operation that moved `n` bytes, or waited (`None`).
+    fn count(&self, moved: Option<usize>) {
+        match moved {
+            Some(n) => {
+                self.0.fetch_add(n, Ordering::Relaxed);
+            }
+            None => self.0.store(0, Ordering::Relaxed),
+        }
+    }
+}
 
 /// Runs `op` under the runtime's cooperative budget: `Pending` (the task woken) instead, once
 /// the task has done enough without yielding; only a ready outcome spends the budget.
@@ -166,6 +204,7 @@ pub struct StreamHandle<A: Adapter> {
     conn: Arc<Conn<A::Io>>,
     id: StreamId,
     budget: Budget<A>,
+    write_turn: Turn,
 }
 
 impl<A: Adapter> StreamHandle<A> {
@@ -174,6 +213,7 @@ impl<A: Adapter> StreamHandle<A> {
             conn,
             id,
             budget: Budget::<A>::default(),
+            write_turn: Turn::default(),
         }
     }
 
@@ -199,9 +239,7 @@ impl<A: Adapter> StreamHandle<A> {
 
     /// Writes from `buf`; returns how many bytes were taken.
     pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        cooperate::<A::Runtime, _>(&self.budget, cx, |cx| {
-            self.conn.poll_write(self.id, cx, buf)
-        })
+        self.take_turn(cx, |cx| self.conn.poll_write(self.id, cx, buf))
     }
 
     /// Writes from `bufs`, in order; returns how many bytes were taken.
@@ -210,9 +248,26 @@ impl<A: Adapter> StreamHandle<A> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        cooperate::<A::Runtime, _>(&self.budget, cx, |cx| {
-            self.conn.poll_write_vectored(self.id, cx, bufs)
-        })
+        self.take_turn(cx, |cx| self.conn.poll_write_vectored(self.id, cx, bufs))
+    }
+
+    /// Runs a write under the cooperative budget, and yields once the stream has written
+    /// [`TURN`] bytes since it last waited.
+    fn take_turn(
+        &self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if self.write_turn.over(cx) {
+            return Poll::Pending;
+        }
+        let out = cooperate::<A::Runtime, _>(&self.budget, cx, write);
+        match &out {
+            Poll::Ready(Ok(n)) => self.write_turn.count(Some(*n)),
+            Poll::Pending => self.write_turn.count(None),
+            Poll::Ready(Err(_)) => {}
+        }
+        out
     }
 
     /// Ready once everything written so far (and FIN, after a shutdown) is written to the
