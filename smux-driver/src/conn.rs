@@ -11,7 +11,7 @@ use smux_proto::{Config, Event, Role, Session, SessionEnd, StreamError, StreamId
 
 use crate::error::{stream_error, StreamOp};
 use crate::output::OutQueue;
-use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Mutex, MutexGuard, TryLockError};
 use crate::wakers::{Slot, Wakes};
 use crate::{Transport, WriteMode};
@@ -31,6 +31,9 @@ pub(crate) struct Conn<T> {
     pub flush_wanted: AtomicBool,
     /// Some stream waits for room in the transport: writers wake it as they make progress.
     pub room_wanted: AtomicBool,
+    /// Streams whose last write returned `Pending`: while any waits, a writer yields its task
+    /// after each turn (`handles.rs`).
+    pub waiting_writers: AtomicUsize,
     /// The largest payload of a frame we send.
     pub frame: usize,
     /// What the transport does with many buffers.
@@ -161,6 +164,7 @@ impl<T: Transport> Conn<T> {
             flushed: AtomicU64::new(0),
             flush_wanted: AtomicBool::new(false),
             room_wanted: AtomicBool::new(false),
+            waiting_writers: AtomicUsize::new(0),
             frame,
             mode,
             linger,

@@ -12,45 +12,69 @@ use std::task::{Context, Poll};
 use smux_proto::StreamId;
 
 use crate::conn::Conn;
-use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::sync::Arc;
 use crate::{Adapter, MuxResult, Runtime};
 
 type Budget<A> = <<A as Adapter>::Runtime as Runtime>::Budget;
 
-/// Bytes a stream may write without its task yielding: past it, the next write wakes the task
-/// and returns `Pending` once. Without this, on a multi-thread runtime a writer whose writes
-/// all complete (its peer drains the transport on another thread) writes up to its whole
-/// cooperative budget, 128 writes of up to 64 KiB, in one poll, while a writer woken
-/// meanwhile waits behind it in its thread's run queue and gets no share of the wire (8 to
-/// 24 MiB in a row in `tests/fairness.rs`); with it, writers take turns of at most this much.
-/// It is the fair share of the session's queue (`options.rs`), and a yield per 256 KiB costs a
-/// single stream next to nothing.
+/// Bytes a stream may write without its task yielding while another stream's writer waits:
+/// past it, the next write wakes the task and returns `Pending` once. Without this, on a
+/// multi-thread runtime a writer whose writes all complete (its peer drains the transport on
+/// another thread) writes up to its whole cooperative budget, 128 writes of up to 64 KiB, in
+/// one poll, while a writer woken meanwhile waits behind it in its thread's run queue and gets
+/// no share of the wire (8 to 24 MiB in a row in `tests/fairness.rs`); with it, writers take
+/// turns of at most this much. It is the fair share of the session's queue (`options.rs`).
+/// A writer alone does not yield: that cost a single stream 15 % on the current-thread
+/// runtime.
 const TURN: usize = 256 * 1024;
 
-/// Bytes a stream wrote since its task last waited or yielded.
+/// A stream's writing, as its turns see it.
 #[derive(Default)]
-struct Turn(AtomicUsize);
+struct Turn {
+    /// Bytes written since the task last waited or yielded.
+    written: AtomicUsize,
+    /// The last write returned `Pending` (counted in `Conn::waiting_writers`).
+    waiting: AtomicBool,
+}
 
 impl Turn {
-    /// Whether the turn is over: then the task is woken, to be polled again after the others,
-    /// and the caller returns `Pending`.
-    fn over(&self, cx: &Context<'_>) -> bool {
-        if self.0.load(Ordering::Relaxed) < TURN {
+    /// Whether the turn is over (a turn's worth written, and another writer waits): then the
+    /// task is woken, to be polled again after the others, and the caller returns `Pending`.
+    fn over<T>(&self, conn: &Conn<T>, cx: &Context<'_>) -> bool {
+        if self.written.load(Ordering::Relaxed) < TURN
+            || conn.waiting_writers.load(Ordering::Relaxed) == 0
+        {
             return false;
         }
-        self.0.store(0, Ordering::Relaxed);
+        self.written.store(0, Ordering::Relaxed);
         cx.waker().wake_by_ref();
         true
     }
 
-    /// Counts an operation that moved `n` bytes, or waited (`None`).
-    fn count(&self, moved: Option<usize>) {
-        match moved {
+    /// Counts a write that took `n` bytes, or waited (`None`).
+    fn count<T>(&self, conn: &Conn<T>, took: Option<usize>) {
+        match took {
             Some(n) => {
-                self.0.fetch_add(n, Ordering::Relaxed);
+                self.written.fetch_add(n, Ordering::Relaxed);
+                self.set_waiting(conn, false);
             }
-            None => self.0.store(0, Ordering::Relaxed),
+            None => {
+                self.written.store(0, Ordering::Relaxed);
+                self.set_waiting(conn, true);
+            }
+        }
+    }
+
+    fn set_waiting<T>(&self, conn: &Conn<T>, waiting: bool) {
+        if self.waiting.load(Ordering::Relaxed) != waiting
+            && self.waiting.swap(waiting, Ordering::Relaxed) != waiting
+        {
+            if waiting {
+                conn.waiting_writers.fetch_add(1, Ordering::Relaxed);
+            } else {
+                conn.waiting_writers.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -258,13 +282,13 @@ impl<A: Adapter> StreamHandle<A> {
         cx: &mut Context<'_>,
         write: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
-        if self.write_turn.over(cx) {
+        if self.write_turn.over(&self.conn, cx) {
             return Poll::Pending;
         }
         let out = cooperate::<A::Runtime, _>(&self.budget, cx, write);
         match &out {
-            Poll::Ready(Ok(n)) => self.write_turn.count(Some(*n)),
-            Poll::Pending => self.write_turn.count(None),
+            Poll::Ready(Ok(n)) => self.write_turn.count(&self.conn, Some(*n)),
+            Poll::Pending => self.write_turn.count(&self.conn, None),
             Poll::Ready(Err(_)) => {}
         }
         out
@@ -285,6 +309,7 @@ impl<A: Adapter> StreamHandle<A> {
 
 impl<A: Adapter> Drop for StreamHandle<A> {
     fn drop(&mut self) {
+        self.write_turn.set_waiting(&self.conn, false);
         self.conn.release_stream(self.id);
     }
 }
