@@ -108,6 +108,13 @@ pub trait Runtime {
     /// Ends the operation `proceed` allowed; `progress` tells whether it did any work (was
     /// ready). Only work spends the budget.
     fn done(budget: &Self::Budget, proceed: Self::Proceed, progress: bool);
+    /// Whether the worker, polled from this runtime, yields once before it writes, so that the
+    /// tasks its poll woke (and those already queued) add their frames to the same write.
+    /// That batching needs the tasks to run before the worker's next poll, as they do where
+    /// they share its thread. Default: yes.
+    fn batch_by_yielding() -> bool {
+        true
+    }
 }
 
 /// The types one adapter binds together for one transport type.

@@ -24,6 +24,9 @@ pub struct Worker<A: Adapter> {
     sleep: Option<(Sleep<A>, Instant)>,
     /// This poll yielded once before writing; the next one writes.
     deferred: bool,
+    /// Whether to yield before writing ([`Runtime::batch_by_yielding`]), asked at the first
+    /// poll.
+    batch: Option<bool>,
     /// The session is over: the result to return once the transport is dropped.
     ending: Option<MuxResult<()>>,
     /// When lingering on the transport after an orderly end we began stops at the latest.
@@ -38,6 +41,7 @@ impl<A: Adapter> Worker<A> {
             reader: Reader::default(),
             sleep: None,
             deferred: false,
+            batch: None,
             ending: None,
             linger_until: None,
             done: false,
@@ -155,7 +159,8 @@ impl<A: Adapter> Future for Worker<A> {
             let pulled = this.conn.try_io().is_none_or(|io| !io.out.is_empty());
             pulled || this.conn.state(&mut wakes).session.has_output()
         };
-        if !this.deferred && has_output {
+        let batch = *this.batch.get_or_insert_with(A::Runtime::batch_by_yielding);
+        if batch && !this.deferred && has_output {
             // Let the tasks this poll woke, and those already queued, add their frames first,
             // so that they share one write: an echo then costs one write per side, not one per
             // task that touched the connection.

@@ -89,6 +89,19 @@ impl Runtime for TokioRuntime {
             proceed.made_progress();
         }
     }
+
+    /// Not on the multi-thread runtime: there the woken tasks run in parallel with the worker,
+    /// and its yield bought no batching (`tests/batching.rs`: 1.04 to 1.24 writes per echo
+    /// with or without it) while it cost a second trip through the scheduler per message
+    /// (ping-pong without `flush()`: p50 52 to 58 µs with it, 26 to 29 µs without).
+    fn batch_by_yielding() -> bool {
+        tokio::runtime::Handle::try_current().map_or(true, |h| {
+            !matches!(
+                h.runtime_flavor(),
+                tokio::runtime::RuntimeFlavor::MultiThread
+            )
+        })
+    }
 }
 
 /// Reads land in Tokio's `ReadBuf` without zeroing it first.

@@ -1,9 +1,11 @@
 //! How frames are batched into transport writes, and opens that outrun the accept loop.
 //!
-//! - The worker lets the tasks it woke add their frames before it writes, and `shutdown()`
-//!   queues its FIN without waiting for it to be written: an open, 8-byte echo, close then
-//!   costs one transport write per side on the current-thread runtime, not one per frame, and
-//!   at most one and a half on the multi-thread runtime, where the worker runs in parallel.
+//! - `shutdown()` queues its FIN without waiting for it to be written, and on the
+//!   current-thread runtime the worker lets the tasks it woke add their frames before it
+//!   writes: an open, 8-byte echo, close then costs one transport write per side there, not
+//!   one per frame. On the multi-thread runtime the worker runs in parallel with the tasks
+//!   and does not wait for them; it still finds most frames queued together (at most one and
+//!   a half writes per echo).
 //! - A burst of opens far past the accept backlog, from a task that never yields, is held back
 //!   while the application's accept loop runs, instead of being refused.
 //!
@@ -125,10 +127,11 @@ fn an_open_echo_close_costs_one_write_per_side() {
             "{}: client {c}, server {s} transport writes for {OPS} echoes",
             rt.name()
         );
-        // On one thread the worker runs only once the tasks it woke have queued their frames,
-        // so every operation costs one write per side. On several, the worker may run in
-        // parallel with them and write a FIN before the next frames are queued (about one
-        // operation in five on 2 workers); still, most frames must share writes.
+        // On one thread the worker yields once before writing, so the tasks it woke have
+        // queued their frames by then: every operation costs one write per side. On several,
+        // the worker runs in parallel with them and may write a FIN before the next frames
+        // are queued (up to about one operation in four on 2 workers); still, most frames must
+        // share writes.
         let most = match rt {
             common::Flavor::CurrentThread => OPS + OPS / 10,
             common::Flavor::MultiThread(_) => OPS + OPS / 2,
