@@ -215,6 +215,9 @@ fn session_with(frame: usize, per_write: usize, input: &[u8], echo: bool) -> Par
     };
     let mut b = MuxBuilder::<_, Fake>::client();
     b.with_max_frame_size(frame);
+    // The models' peer never closes its side and their clock never advances: a linger after
+    // the end would wait for ever. The linger is not what they check.
+    b.with_close_linger(std::time::Duration::ZERO);
     let (connector, acceptor, worker) = b.with_connection(pipe).build();
     (connector, acceptor, worker, wire)
 }
