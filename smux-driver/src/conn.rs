@@ -72,6 +72,13 @@ pub(crate) struct State {
     pub last_now: Instant,
 }
 
+/// What a parked writer waits for ([`Conn::park_writer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriterWait {
+    Flush,
+    Room,
+}
+
 /// The transport and what waits to be written to it.
 #[derive(Debug)]
 pub(crate) struct IoState<T> {
@@ -232,36 +239,16 @@ impl<T> Conn<T> {
         }
     }
 
-    /// Parks the writer of `id` until its flush completes.
-    pub fn wait_flush(&self, st: &mut State, id: StreamId, cx: &Context<'_>) {
+    /// Parks the writer of `id` until `what` it waits for happens: its flush completing
+    /// (woken by `wake_flushed`; the worker is told, as it may be the one to write), or room
+    /// in the transport after its direct write found it full (woken by `wake_room`, on the
+    /// progress of whoever writes; the transport holds the writer's waker too, unless a
+    /// later write replaced it).
+    pub fn park_writer(&self, st: &mut State, id: StreamId, what: WriterWait, cx: &Context<'_>) {
         let State {
             slots,
             wakes,
             flush_waiters,
-            ..
-        } = st;
-        let Some(slot) = slots.get_mut(&id.0) else {
-            return;
-        };
-        wakes.register(&mut slot.writer, cx);
-        if !slot.waiting_flush {
-            slot.waiting_flush = true;
-            flush_waiters.push(id);
-        }
-        self.flush_wanted.store(true, Ordering::Release);
-        st.notify_worker();
-        st.wake_closers();
-    }
-}
-
-impl<T> Conn<T> {
-    /// Parks the writer of `id` until the transport takes more: its direct write found it
-    /// full. The transport holds the writer's waker, unless the worker's write replaced it;
-    /// then the worker's progress wakes it (`wake_room`).
-    pub fn wait_room(&self, st: &mut State, id: StreamId, cx: &Context<'_>) {
-        let State {
-            slots,
-            wakes,
             room_waiters,
             ..
         } = st;
@@ -269,11 +256,18 @@ impl<T> Conn<T> {
             return;
         };
         wakes.register(&mut slot.writer, cx);
-        if !slot.waiting_room {
-            slot.waiting_room = true;
-            room_waiters.push(id);
+        let (flagged, waiters, wanted) = match what {
+            WriterWait::Flush => (&mut slot.waiting_flush, flush_waiters, &self.flush_wanted),
+            WriterWait::Room => (&mut slot.waiting_room, room_waiters, &self.room_wanted),
+        };
+        if !*flagged {
+            *flagged = true;
+            waiters.push(id);
         }
-        self.room_wanted.store(true, Ordering::Release);
+        wanted.store(true, Ordering::Release);
+        if what == WriterWait::Flush {
+            st.notify_worker();
+        }
         st.wake_closers();
     }
 

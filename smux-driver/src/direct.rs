@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use smux_proto::frame::{Cmd, Header, HEADER_LEN};
 use smux_proto::StreamId;
 
-use crate::conn::{Conn, IoState};
+use crate::conn::{Conn, IoState, WriterWait};
 use crate::error::StreamOp;
 use crate::lifecycle::fail;
 use crate::output::MAX_IOV;
@@ -174,7 +174,7 @@ impl<T: Transport> Conn<T> {
         if st.session.direct_room(id).is_err() {
             return Direct::Declined;
         }
-        self.wait_room(&mut st, id, cx);
+        self.park_writer(&mut st, id, WriterWait::Room, cx);
         Direct::Full
     }
 

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use smux_proto::{OpenError, StreamError, StreamId};
 
-use crate::conn::Conn;
+use crate::conn::{Conn, WriterWait};
 use crate::direct::Direct;
 use crate::error::StreamOp;
 use crate::handles::ReadTarget;
@@ -196,7 +196,7 @@ impl<T: Transport> Conn<T> {
         if let Some(r) = self.flush_outcome(&st, id) {
             return Poll::Ready(r);
         }
-        self.wait_flush(&mut st, id, cx);
+        self.park_writer(&mut st, id, WriterWait::Flush, cx);
         Poll::Pending
     }
 
@@ -236,7 +236,7 @@ impl<T: Transport> Conn<T> {
         if !crowded(&st) || st.session.is_closing() {
             return Poll::Ready(Ok(()));
         }
-        self.wait_room(&mut st, id, cx);
+        self.park_writer(&mut st, id, WriterWait::Room, cx);
         Poll::Pending
     }
 
