@@ -12,76 +12,36 @@
 //! Both run on the current-thread runtime and on the multi-thread runtime with 2 and 4
 //! workers (`common::on_runtimes`).
 
-use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use smux_tokio::MuxBuilder;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::time::timeout;
 
 mod common;
 
-use common::on_runtimes;
+use common::{on_runtimes, Tap};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// A transport that counts the writes it completes.
-struct Counting {
-    inner: DuplexStream,
-    writes: Arc<AtomicUsize>,
-}
-
-impl AsyncRead for Counting {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Counting {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(_))) {
-            self.writes.fetch_add(1, Ordering::Relaxed);
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-fn counting_pair() -> (Counting, Counting, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+/// Client and server transports that count the writes they complete.
+fn counting_pair() -> (
+    Tap<DuplexStream>,
+    Tap<DuplexStream>,
+    Arc<AtomicUsize>,
+    Arc<AtomicUsize>,
+) {
     let (a, b) = tokio::io::duplex(1 << 20);
-    let (wa, wb) = (Arc::default(), Arc::default());
-    (
-        Counting {
-            inner: a,
-            writes: Arc::clone(&wa),
-        },
-        Counting {
-            inner: b,
-            writes: Arc::clone(&wb),
-        },
-        wa,
-        wb,
-    )
+    let (wa, wb): (Arc<AtomicUsize>, Arc<AtomicUsize>) = (Arc::default(), Arc::default());
+    let count = |w: &Arc<AtomicUsize>| {
+        let w = Arc::clone(w);
+        move |_: &[&[u8]]| {
+            w.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    (Tap::new(a, count(&wa)), Tap::new(b, count(&wb)), wa, wb)
 }
 
 #[test]

@@ -4,20 +4,17 @@
 //! (`common::on_runtimes`). No test sleeps.
 
 use std::collections::HashMap;
-use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use smux_tokio::MuxBuilder;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 mod common;
 
-use common::on_runtimes;
+use common::{on_runtimes, Tap};
 
 /// A hang guard for each run: nothing here asserts anything about time.
 const LIMIT: Duration = Duration::from_secs(120);
@@ -99,71 +96,6 @@ impl MeterState {
     }
 }
 
-/// The client's transport: counts, per 4 MiB window of data bytes written, each stream's share.
-struct FrameMeter<T> {
-    inner: T,
-    meter: Arc<Meter>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for FrameMeter<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for FrameMeter<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r {
-            let measure = self.meter.measuring();
-            self.meter.state.lock().unwrap().feed(&buf[..n], measure);
-        }
-        r
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = r {
-            let measure = self.meter.measuring();
-            let mut st = self.meter.state.lock().unwrap();
-            let mut left = n;
-            for b in bufs {
-                let k = left.min(b.len());
-                st.feed(&b[..k], measure);
-                left -= k;
-                if left == 0 {
-                    break;
-                }
-            }
-        }
-        r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// Eight streams write 64 KiB buffers at once, as fast as they can; the peer reads all eight
 /// concurrently (in 256 KiB reads, nothing else to do). Data bytes on the wire are measured
 /// from when all eight have had a write taken until the first writer finishes: on the
@@ -174,9 +106,17 @@ fn eight_writers_share_the_wire_fairly() {
         let rt = common::current_flavor().name();
         let (a, b) = tokio::io::duplex(256 * 1024);
         let meter = Arc::new(Meter::default());
-        let a = FrameMeter {
-            inner: a,
-            meter: Arc::clone(&meter),
+        // The client's transport: counts, per 4 MiB window of data bytes written, each
+        // stream's share.
+        let a = {
+            let meter = Arc::clone(&meter);
+            Tap::new(a, move |taken| {
+                let measure = meter.measuring();
+                let mut st = meter.state.lock().unwrap();
+                for part in taken {
+                    st.feed(part, measure);
+                }
+            })
         };
         let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
         let (_sc, mut sa, sw) = MuxBuilder::server().with_connection(b).build();

@@ -337,3 +337,87 @@ pub async fn poll_once_then_drop<F: std::future::Future>(fut: F) -> Option<F::Ou
     })
     .await
 }
+
+/// A transport that passes everything through and shows `on_write` the bytes each completed
+/// write took (as the slices they came in), once per write call: for counting writes or
+/// parsing what goes on the wire.
+pub struct Tap<T> {
+    inner: T,
+    on_write: Box<OnWrite>,
+}
+
+/// What [`Tap`] calls with the bytes a write took.
+type OnWrite = dyn FnMut(&[&[u8]]) + Send;
+
+impl<T> Tap<T> {
+    pub fn new(inner: T, on_write: impl FnMut(&[&[u8]]) + Send + 'static) -> Self {
+        Tap {
+            inner,
+            on_write: Box::new(on_write),
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tap<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tap<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            (self.on_write)(&[&buf[..n]]);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            let mut left = n;
+            let taken: Vec<&[u8]> = bufs
+                .iter()
+                .map(|b| {
+                    let k = left.min(b.len());
+                    left -= k;
+                    &b[..k]
+                })
+                .filter(|b| !b.is_empty())
+                .collect();
+            (self.on_write)(&taken);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
