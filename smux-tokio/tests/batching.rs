@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use smux_tokio::MuxBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::time::timeout;
 
@@ -49,10 +48,7 @@ fn an_open_echo_close_costs_one_write_per_side() {
     on_runtimes(|| async {
         const OPS: usize = 1000;
         let (a, b, client_writes, server_writes) = counting_pair();
-        let (conn, _, cw) = MuxBuilder::client().with_connection(a).build();
-        let (_, mut acc, sw) = MuxBuilder::server().with_connection(b).build();
-        tokio::spawn(cw);
-        tokio::spawn(sw);
+        let ((conn, _, _), (_, mut acc, _)) = common::sessions(a, b);
         tokio::spawn(async move {
             while let Some(mut s) = acc.accept().await {
                 tokio::spawn(async move {
@@ -106,10 +102,7 @@ fn a_burst_of_opens_past_the_backlog_is_held_not_refused() {
     on_runtimes(|| async {
         const OPEN: usize = 20_000;
         let (a, b) = tokio::io::duplex(1 << 20);
-        let (conn, _, cw) = MuxBuilder::client().with_connection(a).build();
-        let (_, mut acc, sw) = MuxBuilder::server().with_connection(b).build();
-        tokio::spawn(cw);
-        tokio::spawn(sw);
+        let ((conn, _, _), (_, mut acc, _)) = common::sessions(a, b);
         let read = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&read);
         tokio::spawn(async move {

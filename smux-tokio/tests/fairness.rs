@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use smux_tokio::MuxBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
@@ -118,10 +117,7 @@ fn eight_writers_share_the_wire_fairly() {
                 }
             })
         };
-        let (cc, _ca, cw) = MuxBuilder::client().with_connection(a).build();
-        let (_sc, mut sa, sw) = MuxBuilder::server().with_connection(b).build();
-        let cw = tokio::spawn(cw);
-        let sw = tokio::spawn(sw);
+        let ((cc, _ca, cw), (_sc, mut sa, sw)) = common::sessions(a, b);
         timeout(LIMIT, async {
             let peer = tokio::spawn(async move {
                 let mut readers = Vec::new();

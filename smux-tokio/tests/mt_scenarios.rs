@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use smux_test_support::tokio::tcp_pair;
-use smux_tokio::{MuxBuilder, MuxStream};
+use smux_tokio::MuxStream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -158,10 +158,7 @@ fn split_stream_8_mib_each_way_from_two_tasks() {
     on_runtimes(|| async {
         let rt = common::current_flavor().name();
         let (c, s) = tcp_pair().await;
-        let (cc, _ca, cw) = MuxBuilder::client().with_connection(c).build();
-        let (_sc, mut sa, sw) = MuxBuilder::server().with_connection(s).build();
-        let cw = tokio::spawn(cw);
-        let sw = tokio::spawn(sw);
+        let ((cc, _ca, cw), (_sc, mut sa, sw)) = common::sessions(c, s);
         timeout(LIMIT, async {
             let c = run_halves("client", cc.connect().unwrap(), 1, 2);
             let s = run_halves("server", sa.accept().await.unwrap(), 2, 1);
@@ -198,10 +195,7 @@ fn close_races_with_writers_on_other_tasks() {
     on_runtimes(|| async {
         let rt = common::current_flavor().name();
         let (c, s) = tcp_pair().await;
-        let (cc, _ca, cw) = MuxBuilder::client().with_connection(c).build();
-        let (_sc, mut sa, sw) = MuxBuilder::server().with_connection(s).build();
-        let cw = tokio::spawn(cw);
-        let sw = tokio::spawn(sw);
+        let ((cc, _ca, cw), (_sc, mut sa, sw)) = common::sessions(c, s);
         timeout(LIMIT, async {
             // The peer: reads every stream to its end, checking it against its writer's bytes.
             let peer = tokio::spawn(async move {

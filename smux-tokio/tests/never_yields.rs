@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use smux_test_support::tokio::tcp_pair;
-use smux_tokio::MuxBuilder;
 use tokio::io::AsyncWriteExt;
 
 mod common;
@@ -28,10 +27,7 @@ const GUARD: Duration = Duration::from_secs(120);
 async fn open_shutdown_loop() {
     let rt = common::current_flavor().name();
     let (c, s) = tcp_pair().await;
-    let (connector, _ca, cw) = MuxBuilder::client().with_connection(c).build();
-    let (_sc, mut acceptor, sw) = MuxBuilder::server().with_connection(s).build();
-    let cw = tokio::spawn(cw);
-    let sw = tokio::spawn(sw);
+    let ((connector, _ca, cw), (_sc, mut acceptor, sw)) = common::sessions(c, s);
     let accepted = Arc::new(AtomicUsize::new(0));
     let changed = Arc::new(tokio::sync::Notify::new());
     let server = {

@@ -10,7 +10,6 @@
 //! (`common::on_runtimes`).
 
 use smux_test_support::tokio::tcp_pair;
-use smux_tokio::MuxBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
@@ -21,12 +20,8 @@ const OPENS: usize = 20_000;
 /// answers each with two bytes and a FIN. Every stream must read those two bytes.
 async fn burst() {
     let (c, s) = tcp_pair().await;
-    let (connector, _client_acceptor, client_worker) =
-        MuxBuilder::client().with_connection(c).build();
-    let (_server_connector, mut acceptor, server_worker) =
-        MuxBuilder::server().with_connection(s).build();
-    tokio::spawn(client_worker);
-    tokio::spawn(server_worker);
+    let ((connector, _client_acceptor, _), (_server_connector, mut acceptor, _)) =
+        common::sessions(c, s);
     let server = tokio::spawn(async move {
         let mut answered = 0usize;
         while answered < OPENS {

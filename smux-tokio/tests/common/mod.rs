@@ -421,3 +421,27 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tap<T> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// One side of a session built by [`sessions`]: its connector, its acceptor, and its spawned
+/// worker.
+pub type Side<T> = (
+    smux_tokio::MuxConnector<T>,
+    smux_tokio::MuxAcceptor<T>,
+    tokio::task::JoinHandle<smux_tokio::MuxResult<()>>,
+);
+
+/// A client session over `client` and a server session over `server` (the two ends of one
+/// transport), with default options and both workers spawned.
+pub fn sessions<C, S>(client: C, server: S) -> (Side<C>, Side<S>)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (cc, ca, cw) = smux_tokio::MuxBuilder::client()
+        .with_connection(client)
+        .build();
+    let (sc, sa, sw) = smux_tokio::MuxBuilder::server()
+        .with_connection(server)
+        .build();
+    ((cc, ca, tokio::spawn(cw)), (sc, sa, tokio::spawn(sw)))
+}
