@@ -82,14 +82,12 @@ pub(crate) enum WriterWait {
 /// The transport and what waits to be written to it.
 #[derive(Debug)]
 pub(crate) struct IoState<T> {
-    /// Dropped (closing the transport) once nothing more can move on it.
+    /// Dropped (closing the transport) once nothing more can move on it. Still here after the
+    /// end only while the worker lingers on it (see `Conn::poll_linger`).
     pub io: Option<T>,
     pub out: OutQueue,
     /// Written since the transport's last flush.
     pub needs_flush: bool,
-    /// Shut down after an orderly end we began, and kept for the worker to read until the
-    /// peer's end (see `poll_linger`).
-    pub lingering: bool,
 }
 
 /// The state, locked. When it is released, the wakers queued meanwhile move to the caller's
@@ -165,7 +163,6 @@ impl<T: Transport> Conn<T> {
                 io: Some(io),
                 out: OutQueue::default(),
                 needs_flush: false,
-                lingering: false,
             }),
             written: AtomicU64::new(0),
             flushed: AtomicU64::new(0),

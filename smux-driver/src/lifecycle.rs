@@ -64,8 +64,7 @@ fn finish<T>(io: &mut IoState<T>, st: &mut State, linger: bool) -> Option<T> {
     io.out.clear();
     st.wake_all();
     st.wakes.take(&mut st.worker_waker);
-    io.lingering = linger && io.io.is_some();
-    if io.lingering {
+    if linger {
         None
     } else {
         io.io.take()
@@ -192,7 +191,6 @@ impl<T: Transport> Conn<T> {
             let mut st = self.state(&mut wakes);
             if st.finished {
                 // Dropped while lingering: stop.
-                io.lingering = false;
                 io.io.take()
             } else {
                 st.abandoned = true;

@@ -116,7 +116,8 @@ impl<A: Adapter> Worker<A> {
     /// The session is over with `result`: lingers on the transport if it was kept for that
     /// (until the peer's end, at most `Conn::linger`), drops it, and returns `result`.
     fn poll_end(&mut self, result: MuxResult<()>, cx: &mut Context<'_>) -> Poll<MuxResult<()>> {
-        let lingering = self.conn.io().lingering;
+        // After the end, the transport is still there only to linger on.
+        let lingering = self.conn.io().io.is_some();
         if lingering {
             let now = A::Runtime::now();
             let until = *self.linger_until.get_or_insert(now + self.conn.linger);
@@ -125,11 +126,8 @@ impl<A: Adapter> Worker<A> {
                 self.ending = Some(result);
                 return Poll::Pending;
             }
-            let dead = {
-                let mut io = self.conn.io();
-                io.lingering = false;
-                io.io.take()
-            };
+            // (The transport lock is released at the end of the statement, before the drop.)
+            let dead = self.conn.io().io.take();
             drop(dead);
         }
         self.done = true;
