@@ -371,6 +371,30 @@ fn the_linger_ends_at_its_timeout_or_at_once_when_zero() {
     }
 }
 
+/// The same on the multi-thread runtimes, on the real clock, order only: against a peer that
+/// never closes, the worker still ends (`Ok`) once a short linger is over, and then the
+/// transport is gone.
+#[test]
+fn the_linger_ends_without_the_peer_order_multi_thread() {
+    common::on_multi_thread(|| async {
+        let (a, mut b) = tokio::io::duplex(64 * 1024);
+        let (cc, _ca, cw) = MuxBuilder::client()
+            .with_close_linger(Duration::from_millis(1))
+            .with_connection(a)
+            .build();
+        let cw = tokio::spawn(cw);
+        timeout(LIMIT, async {
+            cc.close().await.unwrap();
+            let mut rest = Vec::new();
+            b.read_to_end(&mut rest).await.unwrap();
+            assert!(cw.await.unwrap().is_ok());
+            assert!(b.write_all(b"x").await.is_err());
+        })
+        .await
+        .unwrap();
+    });
+}
+
 #[test]
 fn peer_closing_the_transport_ends_the_worker_and_pending_reads() {
     on_runtimes(|| async {
