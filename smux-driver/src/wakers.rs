@@ -21,19 +21,52 @@ pub(crate) struct Slot {
 /// so declare it before the lock guards it outlives.
 #[derive(Debug, Default)]
 pub(crate) struct Wakes {
-    wake: Vec<Waker>,
-    dropped: Vec<Waker>,
+    wake: List,
+    dropped: List,
+}
+
+/// Wakers, the first one inline: most operations wake or replace one waker at most, and then
+/// allocate nothing (a `Vec` allocated once per waking operation, twice per ping-pong message).
+#[derive(Debug, Default)]
+struct List {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl List {
+    fn push(&mut self, waker: Waker) {
+        if self.first.is_none() {
+            self.first = Some(waker);
+        } else {
+            self.rest.push(waker);
+        }
+    }
+
+    fn append(&mut self, other: &mut List) {
+        if let Some(w) = other.first.take() {
+            self.push(w);
+        }
+        self.rest.append(&mut other.rest);
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Waker> + '_ {
+        self.first.take().into_iter().chain(self.rest.drain(..))
+    }
 }
 
 impl Wakes {
     /// Queues the waker in `slot`, if any.
     pub fn take(&mut self, slot: &mut Option<Waker>) {
-        self.wake.extend(slot.take());
+        if let Some(w) = slot.take() {
+            self.wake.push(w);
+        }
     }
 
     /// Drops the waker in `slot` later, without waking it.
     pub fn discard(&mut self, slot: &mut Option<Waker>) {
-        self.dropped.extend(slot.take());
+        if let Some(w) = slot.take() {
+            self.dropped.push(w);
+        }
     }
 
     /// Queues `waker`.
@@ -46,7 +79,11 @@ impl Wakes {
     pub fn register(&mut self, slot: &mut Option<Waker>, cx: &Context<'_>) {
         match slot {
             Some(w) if w.will_wake(cx.waker()) => {}
-            _ => self.dropped.extend(slot.replace(cx.waker().clone())),
+            _ => {
+                if let Some(old) = slot.replace(cx.waker().clone()) {
+                    self.dropped.push(old);
+                }
+            }
         }
     }
 
@@ -58,8 +95,8 @@ impl Wakes {
 
     /// Drops replaced wakers and wakes the others, now.
     pub fn run(&mut self) {
-        self.dropped.clear();
-        for w in self.wake.drain(..) {
+        self.dropped.drain().for_each(drop);
+        for w in self.wake.drain() {
             w.wake();
         }
     }
