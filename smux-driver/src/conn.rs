@@ -21,11 +21,10 @@ use crate::{Transport, WriteMode};
 pub(crate) struct Conn<T> {
     state: Mutex<State>,
     io: Mutex<IoState<T>>,
-    /// Wire bytes the transport has taken since the start. Stored under the transport lock
-    /// before the state lock is taken to wake flush waiters, so a waiter checking it under the
-    /// state lock cannot miss its wake.
-    pub written: AtomicU64,
-    /// `written` as of the transport's last completed flush.
+    /// The output queue's [`done`](crate::output::OutQueue::done) position as of the
+    /// transport's last completed flush: every frame that ends at or below it is flushed.
+    /// Stored before the state lock is taken to wake flush waiters, so a waiter checking it
+    /// under the state lock cannot miss its wake.
     pub flushed: AtomicU64,
     /// Some stream waits for its flush: writers flush the transport as they go.
     pub flush_wanted: AtomicBool,
@@ -164,7 +163,6 @@ impl<T: Transport> Conn<T> {
                 out: OutQueue::default(),
                 needs_flush: false,
             }),
-            written: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             flush_wanted: AtomicBool::new(false),
             room_wanted: AtomicBool::new(false),

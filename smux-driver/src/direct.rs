@@ -81,7 +81,7 @@ impl<T: Transport> Conn<T> {
                     if let Poll::Ready(r) = t.poll_flush(cx) {
                         r?;
                         io.needs_flush = false;
-                        self.flushed_up_to(self.written.load(Ordering::Relaxed), wakes);
+                        self.flushed_up_to(io.out.done(), wakes);
                     }
                 }
                 return Ok(false);
@@ -100,20 +100,18 @@ impl<T: Transport> Conn<T> {
             };
             io.out.advance(n);
             budget = budget.saturating_sub(n);
-            self.wrote(io, n, wakes, cx)?;
+            self.wrote(io, wakes, cx)?;
         }
     }
 
-    /// `n` bytes reached the transport. When a stream waits for its flush, flush now: for a
+    /// The transport took bytes. When a stream waits for its flush, flush now: for a
     /// socket that costs nothing, and the waiter need not wait for the rest of the queue.
     fn wrote(
         &self,
         io: &mut IoState<T>,
-        n: usize,
         wakes: &mut Wakes,
         cx: &mut Context<'_>,
     ) -> io::Result<()> {
-        let written = self.written.fetch_add(n as u64, Ordering::AcqRel) + n as u64;
         io.needs_flush = true;
         if self.room_wanted.load(Ordering::Acquire) {
             self.wake_room(&mut self.state(wakes));
@@ -127,31 +125,40 @@ impl<T: Transport> Conn<T> {
         if let Poll::Ready(r) = t.poll_flush(cx) {
             r?;
             io.needs_flush = false;
-            self.flushed_up_to(written, wakes);
+            self.flushed_up_to(io.out.done(), wakes);
         }
         Ok(())
     }
 
-    /// The transport has flushed everything up to `written`: wake the flushes it completes.
-    /// The state lock is taken even when `flush_wanted` is clear: a waiter that checked
+    /// The transport has flushed every frame that ends at or below `done`: wake the flushes
+    /// it completes. The state lock is taken even when `flush_wanted` is clear: a waiter that checked
     /// `flushed` under it may not have set `flush_wanted` yet, and would miss its wake.
-    fn flushed_up_to(&self, written: u64, wakes: &mut Wakes) {
-        self.flushed.fetch_max(written, Ordering::AcqRel);
+    fn flushed_up_to(&self, done: u64, wakes: &mut Wakes) {
+        self.flushed.fetch_max(done, Ordering::AcqRel);
         self.wake_flushed(&mut self.state(wakes));
     }
 
-    /// Pulls frames from the session until the queue holds a write's worth.
+    /// Pulls frames from the session until the queue holds a few writes' worth, and control
+    /// frames beyond that: they go ahead of the data queued.
     fn pull(&self, io: &mut IoState<T>, wakes: &mut Wakes) {
-        if !io.out.has_room() || io.io.is_none() {
+        if !io.out.has_control_room() || io.io.is_none() {
             return;
         }
         let mut st = self.state(wakes);
         let now = st.last_now;
-        while io.out.has_room() {
-            let Some(t) = st.session.poll_transmit(now) else {
+        loop {
+            let t = if io.out.has_room(st.session.sending_streams()) {
+                st.session.poll_transmit(now)
+            } else if io.out.has_control_room() {
+                st.session.poll_control(now)
+            } else {
+                None
+            };
+            let Some(t) = t else {
                 break;
             };
-            let end = io.out.push_frame(&t.header, t.payload);
+            let control = !matches!(t.cmd, Cmd::Psh | Cmd::Fin);
+            let end = io.out.push_frame(&t.header, t.payload, control);
             if let Some(slot) = st.slots.get_mut(&t.stream_id.0) {
                 slot.flush_target = end;
             }
@@ -285,7 +292,7 @@ impl<T: Transport> Conn<T> {
                 st.notify_worker();
             }
         }
-        if let Err(e) = self.wrote(io, wire, &mut wakes, cx) {
+        if let Err(e) = self.wrote(io, &mut wakes, cx) {
             fail(io, &mut self.state(&mut wakes), e);
         }
         Direct::Wrote(sent)

@@ -66,16 +66,19 @@ impl Scheduler {
     /// it owes nothing more); a `Data` stream has left the ready queue, and the caller puts
     /// it back if it has more.
     pub fn next(&mut self, streams: &mut Streams) -> Option<Next> {
+        self.next_control(streams)
+            .or_else(|| self.ready.pop(streams).map(Next::Data))
+    }
+
+    /// What to send next, if it is a control frame (`Nop`, `Refusal` or `Ctrl`).
+    pub fn next_control(&mut self, streams: &mut Streams) -> Option<Next> {
         if std::mem::take(&mut self.nop_pending) {
             return Some(Next::Nop);
         }
         if let Some(id) = self.refusals.pop() {
             return Some(Next::Refusal(id));
         }
-        if let Some(id) = self.ctrl.front(streams) {
-            return Some(Next::Ctrl(id));
-        }
-        self.ready.pop(streams).map(Next::Data)
+        self.ctrl.front(streams).map(Next::Ctrl)
     }
 
     /// A stream is removed from the table.

@@ -279,6 +279,12 @@ impl Session {
         self.is_ended() || self.streams.get(&id.0).is_none_or(|s| s.is_done())
     }
 
+    /// Streams with data queued to send (each gets one frame per turn of
+    /// [`Session::poll_transmit`]).
+    pub fn sending_streams(&self) -> usize {
+        self.sched.ready.len()
+    }
+
     /// Whether [`Session::poll_transmit`] has something to hand out.
     pub fn has_output(&self) -> bool {
         !self.is_ended() && (self.sched.has_output() || self.state == State::Closing)

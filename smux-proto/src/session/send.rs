@@ -139,12 +139,35 @@ impl Session {
     /// Order: NOP and control frames (refusals, then each stream's SYN, UPD and due FIN)
     /// first, then one data frame per stream in turn. A stream's FIN always follows its data.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.transmit(now, true)
+    }
+
+    /// The next control frame (NOP, SYN, UPD or FIN), or `None` when only data frames (or
+    /// nothing) are left: for a driver whose output holds data it has not written yet, so that
+    /// control frames can still go out ahead of that data. [`Session::poll_transmit`] hands
+    /// out the same frames in the same order, data included.
+    ///
+    /// A FIN ends its stream's data, so it must follow every data frame of that stream already
+    /// handed out; NOP, SYN and UPD frames may be written ahead of data handed out earlier.
+    pub fn poll_control(&mut self, now: Instant) -> Option<Transmit> {
+        self.transmit(now, false)
+    }
+
+    fn transmit(&mut self, now: Instant, data: bool) -> Option<Transmit> {
         self.now = self.now.max(now);
         if self.is_ended() {
             return None;
         }
         let v = self.version();
-        while let Some(next) = self.sched.next(&mut self.streams) {
+        loop {
+            let next = if data {
+                self.sched.next(&mut self.streams)
+            } else {
+                self.sched.next_control(&mut self.streams)
+            };
+            let Some(next) = next else {
+                break;
+            };
             let t = match next {
                 Next::Nop => Some(Transmit::new(v, Cmd::Nop, StreamId(0), Bytes::new())),
                 Next::Refusal(id) => Some(Transmit::new(v, Cmd::Fin, id, Bytes::new())),
@@ -155,7 +178,7 @@ impl Session {
                 return t;
             }
         }
-        if self.state == State::Closing {
+        if data && self.state == State::Closing {
             self.end(SessionEnd::Closed);
         }
         None
@@ -301,6 +324,26 @@ mod tests {
         assert_eq!(s.direct_room(other), Ok(usize::MAX));
         s.shutdown(id).unwrap();
         assert_eq!(s.direct_room(id), Err(StreamError::Finished));
+    }
+
+    #[test]
+    fn poll_control_hands_out_control_frames_only_and_never_a_fin_before_its_data() {
+        use crate::frame::Cmd;
+        let (mut s, now) = client(Version::V1);
+        let a = s.open().unwrap();
+        assert_eq!(s.poll_control(now).map(|t| t.cmd), Some(Cmd::Syn));
+        s.write(a, &[7u8; 100]).unwrap();
+        s.shutdown(a).unwrap();
+        let b = s.open().unwrap();
+        // B's SYN may overtake A's data; A's FIN waits until A's data has been handed out.
+        let t = s.poll_control(now).unwrap();
+        assert_eq!((t.cmd, t.stream_id), (Cmd::Syn, b));
+        assert!(s.poll_control(now).is_none());
+        assert!(s.has_output());
+        let order: Vec<_> = std::iter::from_fn(|| s.poll_transmit(now))
+            .map(|t| (t.cmd, t.stream_id))
+            .collect();
+        assert_eq!(order, [(Cmd::Psh, a), (Cmd::Fin, a)]);
     }
 
     #[test]
