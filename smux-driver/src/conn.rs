@@ -1,7 +1,7 @@
 //! The state shared by the worker and the handles of one connection: the protocol state
 //! behind one lock, the transport and its output queue behind another.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::ops::{Deref, DerefMut};
 use std::task::{Context, Waker};
@@ -54,13 +54,20 @@ pub(crate) struct State {
     pub accept_waker: Option<Waker>,
     pub worker_waker: Option<Waker>,
     worker_notified: bool,
+    /// Tasks waiting in `close()` or `closed()`.
     pub close_wakers: Vec<Waker>,
+    /// `open()` calls waiting for room under the stream limit, first come first served: their
+    /// tickets and wakers.
+    pub open_waiters: VecDeque<(u64, Option<Waker>)>,
+    pub next_open_ticket: u64,
     /// Connectors, acceptors and streams alive.
     pub handles: usize,
     pub acceptor_alive: bool,
     /// The session stopped taking input; a stream read or an accept may let it go on.
     pub read_paused: bool,
+    /// The transport's error, until the worker takes it; its kind and message stay.
     pub transport_error: Option<io::Error>,
+    pub transport_error_kind: Option<io::ErrorKind>,
     pub transport_error_msg: Option<String>,
     /// The transport is shut down (or failed) and dropped: nothing more will move.
     pub finished: bool,
@@ -148,10 +155,13 @@ impl<T: Transport> Conn<T> {
                 worker_waker: None,
                 worker_notified: false,
                 close_wakers: Vec::new(),
+                open_waiters: VecDeque::new(),
+                next_open_ticket: 0,
                 handles,
                 acceptor_alive: true,
                 read_paused: false,
                 transport_error: None,
+                transport_error_kind: None,
                 transport_error_msg: None,
                 finished: false,
                 abandoned: false,
@@ -325,6 +335,33 @@ impl State {
         for w in self.close_wakers.drain(..) {
             self.wakes.push(w);
         }
+        for (_, w) in &mut self.open_waiters {
+            self.wakes.take(w);
+        }
+    }
+
+    /// Registers a task waiting in `close()` or `closed()`.
+    pub fn register_closer(&mut self, cx: &Context<'_>) {
+        if self.close_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            return;
+        }
+        if self.close_wakers.len() >= 64 {
+            // Waiters that gave up leave their wakers here: let the live ones register
+            // again rather than keep them all.
+            for w in self.close_wakers.drain(..) {
+                self.wakes.push(w);
+            }
+        }
+        self.close_wakers.push(cx.waker().clone());
+    }
+
+    /// Wakes the first `open()` waiter if the stream limit leaves room.
+    pub fn wake_opener(&mut self) {
+        if self.session.num_streams() < self.session.config().max_streams() {
+            if let Some((_, w)) = self.open_waiters.front_mut() {
+                self.wakes.take(w);
+            }
+        }
     }
 
     pub fn release_handle(&mut self) {
@@ -376,6 +413,10 @@ impl State {
 
     /// Wakes the tasks waiting on what the session reported.
     pub fn dispatch_events(&mut self) {
+        if !self.open_waiters.is_empty() {
+            // A stream may have left the table.
+            self.wake_opener();
+        }
         while let Some(event) = self.session.poll_event() {
             match event {
                 Event::Opened(_) => {

@@ -32,6 +32,32 @@ pub enum MuxError {
 /// `Result` with [`MuxError`].
 pub type MuxResult<T> = Result<T, MuxError>;
 
+/// So that `connector.connect()?` works in a function returning `io::Result`.
+///
+/// [`MuxError::IoError`] gives back the transport's error unchanged. The others keep the
+/// `MuxError` as the error's source, with the kind stream operations use for the same
+/// condition: `ConnectionAborted` for a closed session, `TimedOut` for the keep-alive timeout,
+/// `InvalidData` for a protocol error; `AddrNotAvailable` for exhausted stream ids (as for
+/// exhausted ports) and `Other` for the stream limit.
+impl From<MuxError> for io::Error {
+    fn from(e: MuxError) -> io::Error {
+        let kind = match &e {
+            MuxError::IoError(_) => {
+                let MuxError::IoError(e) = e else {
+                    unreachable!("matched above")
+                };
+                return e;
+            }
+            MuxError::ConnectionClosed => io::ErrorKind::ConnectionAborted,
+            MuxError::KeepAliveTimeout => io::ErrorKind::TimedOut,
+            MuxError::Protocol(_) => io::ErrorKind::InvalidData,
+            MuxError::StreamIdsExhausted => io::ErrorKind::AddrNotAvailable,
+            MuxError::TooManyStreams => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
 /// Which side of a stream met the end of the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StreamOp {
@@ -77,5 +103,47 @@ pub(crate) fn worker_result(end: &SessionEnd, transport: Option<io::Error>) -> M
         _ => Err(MuxError::IoError(transport.unwrap_or_else(|| {
             io::Error::new(io::ErrorKind::ConnectionReset, "transport failed")
         }))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mux_errors_become_io_errors_with_their_stream_kinds() {
+        let original = io::Error::new(io::ErrorKind::ConnectionReset, "reset by peer");
+        let before = format!("{original:?}");
+        let back = io::Error::from(MuxError::IoError(original));
+        assert_eq!(
+            format!("{back:?}"),
+            before,
+            "the transport's error comes back unchanged"
+        );
+        for (e, kind) in [
+            (MuxError::ConnectionClosed, io::ErrorKind::ConnectionAborted),
+            (MuxError::KeepAliveTimeout, io::ErrorKind::TimedOut),
+            (
+                MuxError::Protocol(ProtocolError::UnknownCommand { cmd: 9 }),
+                io::ErrorKind::InvalidData,
+            ),
+            (
+                MuxError::StreamIdsExhausted,
+                io::ErrorKind::AddrNotAvailable,
+            ),
+            (MuxError::TooManyStreams, io::ErrorKind::Other),
+        ] {
+            let text = e.to_string();
+            let io = io::Error::from(e);
+            assert_eq!(io.kind(), kind, "{text}");
+            let source = io.get_ref().expect("the MuxError is kept");
+            assert!(source.downcast_ref::<MuxError>().is_some(), "{text}");
+            assert_eq!(io.to_string(), text);
+        }
+        // The stream operations use the same kind for the same end.
+        assert_eq!(
+            stream_error(Some(&SessionEnd::KeepAliveTimeout), None, StreamOp::Read).kind(),
+            io::ErrorKind::TimedOut
+        );
     }
 }

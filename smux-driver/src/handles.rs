@@ -121,10 +121,59 @@ impl<A: Adapter> Connector<A> {
     /// Fails with [`MuxError::ConnectionClosed`](crate::MuxError::ConnectionClosed) once the
     /// session is closed, [`MuxError::TooManyStreams`](crate::MuxError::TooManyStreams) at the
     /// stream limit, [`MuxError::StreamIdsExhausted`](crate::MuxError::StreamIdsExhausted) when
-    /// this connection has used every id.
+    /// this connection has used every id. While [`open`](Self::open) calls wait for room, they
+    /// go first: `connect()` fails with `TooManyStreams`.
     pub fn connect(&self) -> MuxResult<A::Stream> {
         let id = self.conn.connect()?;
         Ok(StreamHandle::new(Arc::clone(&self.conn), id).into())
+    }
+
+    /// Opens a stream like [`connect`](Self::connect), but at the stream limit waits for a
+    /// stream to go instead of failing with `TooManyStreams`. Waiting calls are served first
+    /// come, first served, and ahead of `connect()`, which fails while any wait.
+    ///
+    /// Fails with [`MuxError::ConnectionClosed`](crate::MuxError::ConnectionClosed) once the
+    /// session is closed (waiting calls too), and
+    /// [`MuxError::StreamIdsExhausted`](crate::MuxError::StreamIdsExhausted) when this
+    /// connection has used every id.
+    ///
+    /// Cancel safe: dropping the future gives up its place in line, and the next call in
+    /// line goes on.
+    pub async fn open(&self) -> MuxResult<A::Stream> {
+        struct Place<'a, T: crate::Transport> {
+            conn: &'a Conn<T>,
+            ticket: Option<u64>,
+        }
+        impl<T: crate::Transport> Drop for Place<'_, T> {
+            fn drop(&mut self) {
+                if let Some(t) = self.ticket {
+                    self.conn.cancel_open(t);
+                }
+            }
+        }
+        let mut place = Place {
+            conn: &self.conn,
+            ticket: None,
+        };
+        let id = std::future::poll_fn(|cx| {
+            cooperate::<A::Runtime, _>(&self.budget, cx, |cx| {
+                place.conn.poll_open(&mut place.ticket, cx)
+            })
+        })
+        .await?;
+        Ok(StreamHandle::new(Arc::clone(&self.conn), id).into())
+    }
+
+    /// Resolves once the session has ended and nothing more will move: closed by either side,
+    /// failed, or timed out. Any number of tasks may wait. Each gets what the worker returns:
+    /// `Ok` for an orderly end, else the same [`MuxError`](crate::MuxError) variant (an
+    /// `IoError` rebuilt from the original's kind and message), or `ConnectionClosed` if the
+    /// worker was dropped. Cancel safe.
+    pub async fn closed(&self) -> MuxResult<()> {
+        std::future::poll_fn(|cx| {
+            cooperate::<A::Runtime, _>(&self.budget, cx, |cx| self.conn.poll_closed(cx))
+        })
+        .await
     }
 
     /// Stream handles alive on this connection, in both directions.

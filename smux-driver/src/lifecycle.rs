@@ -15,17 +15,19 @@ impl State {
     pub fn record_error(&mut self, e: io::Error) {
         if self.transport_error_msg.is_none() {
             self.transport_error_msg = Some(e.to_string());
+            self.transport_error_kind = Some(e.kind());
             self.transport_error = Some(e);
         }
     }
 
-    /// What `close()` reports once the session is over.
+    /// What `close()` and `closed()` report once the session is over: the worker's result,
+    /// with a transport error rebuilt from its kind and message (`io::Error` is not `Clone`).
     pub fn close_result(&self) -> MuxResult<()> {
         if self.abandoned {
             return Err(MuxError::ConnectionClosed);
         }
-        if let Some(e) = &self.transport_error {
-            return Err(MuxError::IoError(io::Error::new(e.kind(), e.to_string())));
+        if let (Some(kind), Some(msg)) = (self.transport_error_kind, &self.transport_error_msg) {
+            return Err(MuxError::IoError(io::Error::new(kind, msg.clone())));
         }
         match self.session.end_reason() {
             Some(SessionEnd::Closed | SessionEnd::PeerClosed) | None => Ok(()),
@@ -163,16 +165,8 @@ impl<T: Transport> Conn<T> {
         if more {
             // Stopped for the write budget, not for the transport: go on soon.
             cx.waker().wake_by_ref();
-        } else if !st.close_wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            if st.close_wakers.len() >= 64 {
-                // Closers that gave up leave their wakers here: let the live ones register
-                // again rather than keep them all.
-                let st = &mut *st;
-                for w in st.close_wakers.drain(..) {
-                    st.wakes.push(w);
-                }
-            }
-            st.close_wakers.push(cx.waker().clone());
+        } else {
+            st.register_closer(cx);
         }
         drop(st);
         if !held && self.try_io().is_some() {
@@ -180,6 +174,18 @@ impl<T: Transport> Conn<T> {
             // wakes the closers, but it may have looked before we registered): go on.
             cx.waker().wake_by_ref();
         }
+        Poll::Pending
+    }
+
+    /// Ready once the session has ended and nothing more will move, with what the worker
+    /// reports (or `ConnectionClosed` if the worker was dropped).
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<MuxResult<()>> {
+        let mut wakes = Wakes::default();
+        let mut st = self.state(&mut wakes);
+        if st.finished {
+            return Poll::Ready(st.close_result());
+        }
+        st.register_closer(cx);
         Poll::Pending
     }
 

@@ -6,6 +6,8 @@ use async_std::io::{ReadExt, WriteExt};
 use async_std::net::{TcpListener, TcpStream};
 use smux_futures::{MuxBuilder, Version};
 
+mod production;
+
 /// `poll_close`: FIN, keeping the read side open (async-std's `WriteExt` has no `close`).
 async fn finish<S: futures_io::AsyncWrite + Unpin>(s: &mut S) -> std::io::Result<()> {
     std::future::poll_fn(|cx| std::pin::Pin::new(&mut *s).poll_close(cx)).await
@@ -64,6 +66,22 @@ fn echo_on_20_streams_on_async_std() {
             cw.await.unwrap();
             server.await;
         }
+    }))
+    .expect("timed out");
+}
+
+#[test]
+fn open_closed_and_io_errors_on_async_std() {
+    async_std::task::block_on(async_std::future::timeout(Duration::from_secs(30), async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accept = async_std::task::spawn(async move { listener.accept().await.unwrap().0 });
+        let client = TcpStream::connect(addr).await.unwrap();
+        let server = accept.await;
+        let spawn = |t| {
+            async_std::task::spawn(t);
+        };
+        production::open_closed_and_io_errors(client, server, spawn).await;
     }))
     .expect("timed out");
 }

@@ -10,6 +10,8 @@ use smol::net::TcpStream;
 use smux_futures::{MuxBuilder, MuxError, MuxStream, Version};
 use smux_test_support::smol::tcp_pair;
 
+mod production;
+
 // The helpers the smux-tokio tests use.
 #[path = "../../smux-tokio/tests/common/content.rs"]
 mod common;
@@ -204,5 +206,13 @@ fn streams_opened_by_the_server() {
             ping(sc.connect().unwrap(), pattern(100 + i, 10_000)).await;
         }
         echoer.await;
+    });
+}
+
+#[test]
+fn open_closed_and_io_errors_on_smol() {
+    run(30, async {
+        let (a, b) = tcp_pair().await;
+        production::open_closed_and_io_errors(a, b, |t| smol::spawn(t).detach()).await;
     });
 }

@@ -23,6 +23,8 @@ async fn futures_of_the_handles_are_send() {
     let (connector, mut acceptor, worker) = MuxBuilder::client().with_connection(c).build();
     is_send(&worker);
     is_send(&connector.close());
+    is_send(&connector.open());
+    is_send(&connector.closed());
     is_send(&acceptor.accept());
     let stream = connector.connect().unwrap();
     is_send(&stream);

@@ -1,0 +1,234 @@
+//! What production users ask for around the data path: `open()` waiting at the stream limit,
+//! `closed()` as the "peer went away" signal, and `MuxError` as an `io::Error`.
+//!
+//! Every scenario runs on the current-thread runtime and on the multi-thread runtime with 2
+//! and with 4 workers; the keep-alive case runs on the paused clock. Order is set by polling
+//! futures from the test's own task, never by sleeping.
+
+use std::future::Future;
+use std::io;
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use smux_tokio::{MuxBuilder, MuxConnector, MuxError, MuxStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::time::timeout;
+
+mod common;
+
+use common::{on_paused_clock, on_runtimes};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Polls `fut` once from the calling task: `Some` if it finished.
+async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match Pin::new(&mut *fut).poll(cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+/// A client limited to `max` streams, against a server that reads each stream to its end and
+/// then drops it (so the stream leaves both tables).
+fn limited_client(max: usize) -> MuxConnector<DuplexStream> {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let mut client = MuxBuilder::client();
+    client.with_max_streams(NonZeroUsize::new(max).unwrap());
+    let (conn, _, worker) = client.with_connection(a).build();
+    let (_, mut acc, server) = MuxBuilder::server().with_connection(b).build();
+    tokio::spawn(worker);
+    tokio::spawn(server);
+    tokio::spawn(async move {
+        while let Some(mut s) = acc.accept().await {
+            tokio::spawn(async move {
+                let mut sink = Vec::new();
+                let _ = s.read_to_end(&mut sink).await;
+            });
+        }
+    });
+    conn
+}
+
+#[test]
+fn open_waits_at_the_limit_first_come_first_served_and_a_dropped_waiter_leaks_nothing() {
+    on_runtimes(|| async {
+        let conn = limited_client(4);
+        let mut open: Vec<MuxStream<DuplexStream>> =
+            (0..4).map(|_| open_at_once(conn.open())).collect();
+        assert!(matches!(conn.connect(), Err(MuxError::TooManyStreams)));
+        // Three wait, in this order; the second gives up.
+        let mut first = Box::pin(conn.open());
+        let mut second = Box::pin(conn.open());
+        let mut third = Box::pin(conn.open());
+        assert!(poll_once(&mut first).await.is_none());
+        assert!(poll_once(&mut second).await.is_none());
+        assert!(poll_once(&mut third).await.is_none());
+        drop(second);
+        // While they wait, connect() does not jump the line.
+        assert!(matches!(conn.connect(), Err(MuxError::TooManyStreams)));
+        // A stream goes: the first in line gets its place, the third still waits.
+        drop(open.pop());
+        let s1 = timeout(LIMIT, &mut first)
+            .await
+            .expect("first served")
+            .unwrap();
+        assert!(
+            poll_once(&mut third).await.is_none(),
+            "one place, one stream"
+        );
+        drop(open.pop());
+        let s3 = timeout(LIMIT, &mut third)
+            .await
+            .expect("third served")
+            .unwrap();
+        assert!(s3.get_stream_id() > s1.get_stream_id(), "served in order");
+        // The dropped waiter took nothing: with two streams gone, one more fits now.
+        drop(open.pop());
+        let s4 = timeout(LIMIT, conn.open()).await.expect("room").unwrap();
+        assert!(matches!(conn.connect(), Err(MuxError::TooManyStreams)));
+        drop((s1, s3, s4, open));
+    });
+}
+
+/// The stream an `open()` gives at once (there is room).
+fn open_at_once<F: Future<Output = Result<MuxStream<DuplexStream>, MuxError>>>(
+    f: F,
+) -> MuxStream<DuplexStream> {
+    let mut f = Box::pin(f);
+    let waker = std::task::Waker::noop();
+    match f.as_mut().poll(&mut std::task::Context::from_waker(waker)) {
+        Poll::Ready(r) => r.expect("opened"),
+        Poll::Pending => panic!("open() waited with room under the limit"),
+    }
+}
+
+#[test]
+fn a_waiting_open_fails_once_the_session_is_closed() {
+    on_runtimes(|| async {
+        let conn = limited_client(1);
+        let _only = conn.connect().unwrap();
+        let mut waiting = Box::pin(conn.open());
+        assert!(poll_once(&mut waiting).await.is_none());
+        let closer = conn.clone();
+        tokio::spawn(async move { closer.close().await });
+        let r = timeout(LIMIT, waiting).await.expect("woken by the close");
+        assert!(matches!(r, Err(MuxError::ConnectionClosed)), "{r:?}");
+        assert!(matches!(conn.open().await, Err(MuxError::ConnectionClosed)));
+    });
+}
+
+#[test]
+fn closed_resolves_for_every_waiter_when_the_peer_closes() {
+    on_runtimes(|| async {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let ((conn, _, client), (peer, _, _)) = common::sessions(a, b);
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let c = conn.clone();
+                tokio::spawn(async move { c.closed().await })
+            })
+            .collect();
+        let mut early = Box::pin(conn.closed());
+        assert!(poll_once(&mut early).await.is_none(), "not closed yet");
+        peer.close().await.unwrap();
+        for w in waiters {
+            assert!(matches!(timeout(LIMIT, w).await.unwrap().unwrap(), Ok(())));
+        }
+        assert!(matches!(timeout(LIMIT, early).await.unwrap(), Ok(())));
+        assert!(matches!(client.await.unwrap(), Ok(())));
+        // And after the end, at once.
+        assert!(matches!(conn.closed().await, Ok(())));
+    });
+}
+
+#[test]
+fn closed_reports_a_protocol_error_like_the_worker() {
+    on_runtimes(|| async {
+        let (a, mut raw) = tokio::io::duplex(64 * 1024);
+        let (conn, _acc, worker) = MuxBuilder::client().with_connection(a).build();
+        let worker = tokio::spawn(worker);
+        let waiter = {
+            let c = conn.clone();
+            tokio::spawn(async move { c.closed().await })
+        };
+        // A frame of version 9.
+        raw.write_all(&[9, 3, 0, 0, 0, 0, 0, 0]).await.unwrap();
+        let by_worker = worker.await.unwrap();
+        let by_waiter = timeout(LIMIT, waiter).await.unwrap().unwrap();
+        assert!(
+            matches!(by_worker, Err(MuxError::Protocol(_))),
+            "{by_worker:?}"
+        );
+        match (by_worker, by_waiter) {
+            (Err(MuxError::Protocol(a)), Err(MuxError::Protocol(b))) => assert_eq!(a, b),
+            (w, c) => panic!("worker {w:?}, closed() {c:?}"),
+        }
+    });
+}
+
+#[test]
+fn closed_reports_the_keep_alive_timeout_and_a_transport_error() {
+    on_paused_clock(async {
+        let (a, _silent) = tokio::io::duplex(64 * 1024);
+        let mut b = MuxBuilder::client();
+        b.with_keep_alive_interval(NonZeroU64::new(1).unwrap())
+            .with_keep_alive_timeout(NonZeroU64::new(3).unwrap());
+        let (conn, _acc, worker) = b.with_connection(a).build();
+        let worker = tokio::spawn(worker);
+        let r = timeout(Duration::from_secs(10), conn.closed())
+            .await
+            .unwrap();
+        assert!(matches!(r, Err(MuxError::KeepAliveTimeout)), "{r:?}");
+        assert!(matches!(
+            worker.await.unwrap(),
+            Err(MuxError::KeepAliveTimeout)
+        ));
+    });
+    on_runtimes(|| async {
+        let (a, raw) = tokio::io::duplex(64 * 1024);
+        let (conn, _acc, worker) = MuxBuilder::client().with_connection(a).build();
+        let worker = tokio::spawn(worker);
+        let mut s = conn.connect().unwrap();
+        // The peer goes away with our data unread: our writes fail.
+        drop(raw);
+        let _ = s.write_all(b"lost").await;
+        let _ = s.flush().await;
+        let by_waiter = timeout(LIMIT, conn.closed()).await.unwrap();
+        let by_worker = worker.await.unwrap();
+        match (&by_worker, &by_waiter) {
+            (Err(MuxError::IoError(w)), Err(MuxError::IoError(c))) => {
+                assert_eq!(w.kind(), c.kind());
+                assert_eq!(w.to_string(), c.to_string());
+            }
+            (w, c) => panic!("worker {w:?}, closed() {c:?}"),
+        }
+    });
+}
+
+/// `?` on a `MuxError` in a function returning `io::Result`.
+async fn open_and_greet(conn: &MuxConnector<DuplexStream>) -> io::Result<()> {
+    let mut s = conn.connect()?;
+    s.write_all(b"hi").await?;
+    Ok(())
+}
+
+#[test]
+fn mux_errors_convert_to_io_errors() {
+    on_runtimes(|| async {
+        let conn = limited_client(1);
+        let held = conn.connect().unwrap();
+        let err = open_and_greet(&conn).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Other);
+        let inner = err.get_ref().and_then(|e| e.downcast_ref::<MuxError>());
+        assert!(matches!(inner, Some(MuxError::TooManyStreams)), "{err:?}");
+        drop(held);
+        conn.close().await.unwrap();
+        let err = open_and_greet(&conn).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
+    });
+}
