@@ -355,6 +355,15 @@ impl State {
         self.close_wakers.push(cx.waker().clone());
     }
 
+    /// While draining, wakes `drain()` (among the closers) to look again.
+    pub fn wake_drainer(&mut self) {
+        if self.session.is_draining() {
+            for w in self.close_wakers.drain(..) {
+                self.wakes.push(w);
+            }
+        }
+    }
+
     /// Wakes the first `open()` waiter if the stream limit leaves room.
     pub fn wake_opener(&mut self) {
         if self.session.num_streams() < self.session.config().max_streams() {
@@ -378,6 +387,7 @@ impl State {
 
     /// A read freed room: the session may send an UPD or take input again.
     pub fn after_read(&mut self) {
+        self.wake_drainer();
         if self.session.has_output() || self.paused_input_can_go_on() {
             self.notify_worker();
         }
@@ -416,6 +426,10 @@ impl State {
         if !self.open_waiters.is_empty() {
             // A stream may have left the table.
             self.wake_opener();
+        }
+        if self.session.is_draining() && !self.close_wakers.is_empty() {
+            // A stream may have finished.
+            self.wake_drainer();
         }
         while let Some(event) = self.session.poll_event() {
             match event {

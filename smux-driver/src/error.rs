@@ -15,6 +15,9 @@ pub enum MuxError {
     /// The configured limit of open streams is reached.
     #[error("too many streams")]
     TooManyStreams,
+    /// `drain()` was called: no new streams.
+    #[error("connection draining: no new streams")]
+    Draining,
     /// Every stream id of our parity has been used (Go's `ErrGoAway`); open a new connection.
     #[error("stream ids exhausted")]
     StreamIdsExhausted,
@@ -38,7 +41,7 @@ pub type MuxResult<T> = Result<T, MuxError>;
 /// `MuxError` as the error's source, with the kind stream operations use for the same
 /// condition: `ConnectionAborted` for a closed session, `TimedOut` for the keep-alive timeout,
 /// `InvalidData` for a protocol error; `AddrNotAvailable` for exhausted stream ids (as for
-/// exhausted ports) and `Other` for the stream limit.
+/// exhausted ports), `ConnectionRefused` while draining and `Other` for the stream limit.
 impl From<MuxError> for io::Error {
     fn from(e: MuxError) -> io::Error {
         let kind = match &e {
@@ -53,6 +56,7 @@ impl From<MuxError> for io::Error {
             MuxError::Protocol(_) => io::ErrorKind::InvalidData,
             MuxError::StreamIdsExhausted => io::ErrorKind::AddrNotAvailable,
             MuxError::TooManyStreams => io::ErrorKind::Other,
+            MuxError::Draining => io::ErrorKind::ConnectionRefused,
         };
         io::Error::new(kind, e)
     }
@@ -132,6 +136,7 @@ mod tests {
                 io::ErrorKind::AddrNotAvailable,
             ),
             (MuxError::TooManyStreams, io::ErrorKind::Other),
+            (MuxError::Draining, io::ErrorKind::ConnectionRefused),
         ] {
             let text = e.to_string();
             let io = io::Error::from(e);

@@ -176,6 +176,36 @@ impl<A: Adapter> Connector<A> {
         .await
     }
 
+    /// Drains the connection, then closes it. From the first call on, `connect()` and `open()`
+    /// fail with [`MuxError::Draining`](crate::MuxError::Draining), and a stream the peer opens
+    /// is refused with a FIN (smux has no GOAWAY, so the peer reads a clean end of stream with
+    /// no data). Streams already open go on in both directions; once every one of them is
+    /// over both ways (FIN sent and received) and its data read (or its handle dropped), the
+    /// session closes as [`close`](Self::close) does, and this returns what `close` would.
+    /// Streams that arrived before the call can still be accepted.
+    ///
+    /// There is no deadline of its own: wrap it in a timeout, then close.
+    ///
+    /// With Tokio (`tests/production.rs` runs the same):
+    ///
+    /// ```ignore
+    /// # async fn f(connector: smux_tokio::MuxConnector<tokio::net::TcpStream>) {
+    /// use std::time::Duration;
+    /// if tokio::time::timeout(Duration::from_secs(10), connector.drain()).await.is_err() {
+    ///     // Streams still open after 10 s get FIN now; their peers read a clean end.
+    ///     let _ = connector.close().await;
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// Cancel safe: the session stays draining.
+    pub async fn drain(&self) -> MuxResult<()> {
+        std::future::poll_fn(|cx| {
+            cooperate::<A::Runtime, _>(&self.budget, cx, |cx| self.conn.poll_drain(cx))
+        })
+        .await
+    }
+
     /// Stream handles alive on this connection, in both directions.
     pub fn get_num_streams(&self) -> usize {
         self.conn.num_streams()

@@ -177,6 +177,28 @@ impl<T: Transport> Conn<T> {
         Poll::Pending
     }
 
+    /// Drains, then closes: no new streams either way from the first call; once every open
+    /// stream is over in both directions and read, the session closes as `poll_close` does.
+    pub fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<MuxResult<()>> {
+        let mut wakes = Wakes::default();
+        {
+            let mut st = self.state(&mut wakes);
+            if !st.session.is_draining() {
+                st.session.drain();
+                // Waiting opens fail now; the acceptor still takes streams that arrived before.
+                let st = &mut *st;
+                for (_, w) in &mut st.open_waiters {
+                    st.wakes.take(w);
+                }
+            }
+            if !st.finished && !st.session.is_closing() && !st.session.is_drained() {
+                st.register_closer(cx);
+                return Poll::Pending;
+            }
+        }
+        self.poll_close(cx)
+    }
+
     /// Ready once the session has ended and nothing more will move, with what the worker
     /// reports (or `ConnectionClosed` if the worker was dropped).
     pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<MuxResult<()>> {

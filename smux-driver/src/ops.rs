@@ -17,6 +17,7 @@ fn open_stream(st: &mut State) -> MuxResult<StreamId> {
     let id = st.session.open().map_err(|e| match e {
         OpenError::IdsExhausted => MuxError::StreamIdsExhausted,
         OpenError::TooManyStreams { .. } => MuxError::TooManyStreams,
+        OpenError::Draining => MuxError::Draining,
         _ => MuxError::ConnectionClosed,
     })?;
     st.slots.insert(id.0, Slot::default());
@@ -52,6 +53,12 @@ impl<T: Transport> Conn<T> {
                 st.open_waiters.retain(|w| w.0 != t);
             }
             return Poll::Ready(Err(MuxError::ConnectionClosed));
+        }
+        if st.session.is_draining() {
+            if let Some(t) = ticket.take() {
+                st.open_waiters.retain(|w| w.0 != t);
+            }
+            return Poll::Ready(Err(MuxError::Draining));
         }
         let front = st.open_waiters.front().map(|w| w.0);
         if front.is_none() || front == *ticket {

@@ -73,15 +73,32 @@ fn echo_on_20_streams_on_async_std() {
 #[test]
 fn open_closed_and_io_errors_on_async_std() {
     async_std::task::block_on(async_std::future::timeout(Duration::from_secs(30), async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accept = async_std::task::spawn(async move { listener.accept().await.unwrap().0 });
-        let client = TcpStream::connect(addr).await.unwrap();
-        let server = accept.await;
+        let (client, server) = tcp_pair().await;
         let spawn = |t| {
             async_std::task::spawn(t);
         };
         production::open_closed_and_io_errors(client, server, spawn).await;
     }))
     .expect("timed out");
+}
+
+#[test]
+fn drain_on_async_std() {
+    async_std::task::block_on(async_std::future::timeout(Duration::from_secs(30), async {
+        let (client, server) = tcp_pair().await;
+        let spawn = |t| {
+            async_std::task::spawn(t);
+        };
+        production::drain_lets_the_open_stream_finish(client, server, spawn).await;
+    }))
+    .expect("timed out");
+}
+
+/// Both ends of a loopback TCP connection.
+async fn tcp_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = async_std::task::spawn(async move { listener.accept().await.unwrap().0 });
+    let client = TcpStream::connect(addr).await.unwrap();
+    (client, accept.await)
 }

@@ -216,3 +216,11 @@ fn open_closed_and_io_errors_on_smol() {
         production::open_closed_and_io_errors(a, b, |t| smol::spawn(t).detach()).await;
     });
 }
+
+#[test]
+fn drain_on_smol() {
+    run(30, async {
+        let (a, b) = tcp_pair().await;
+        production::drain_lets_the_open_stream_finish(a, b, |t| smol::spawn(t).detach()).await;
+    });
+}

@@ -104,6 +104,9 @@ pub enum OpenError {
     /// The session is closing or has ended.
     #[error("session is closed")]
     SessionClosed,
+    /// [`Session::drain`](crate::Session::drain) was called.
+    #[error("session is draining")]
+    Draining,
 }
 
 /// Why a stream command ([`Session::write`](crate::Session::write),

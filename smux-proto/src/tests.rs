@@ -1335,3 +1335,31 @@ fn a_stream_released_mid_frame_drops_the_rest_of_the_frame() {
     assert_eq!(s.stream_unread(StreamId(5)), Some(4));
     assert_eq!(s.unread_held(), 4 + std::mem::size_of::<Bytes>());
 }
+
+#[test]
+fn a_draining_session_refuses_new_streams_both_ways_and_lets_open_ones_finish() {
+    let mut p = pair(Config::default());
+    let ours = p.client.open().unwrap();
+    p.client.write(ours, b"request").unwrap();
+    p.drive();
+    let theirs = p.server.accept().unwrap();
+    p.client.drain();
+    assert!(p.client.is_draining());
+    assert_eq!(p.client.open(), Err(OpenError::Draining));
+    // The peer's new stream gets a FIN: a clean end, no data.
+    let late = p.server.open().unwrap();
+    p.server.write(late, b"too late").unwrap();
+    p.drive();
+    assert_eq!(p.client.accept(), None);
+    let mut buf = [0u8; 16];
+    assert_eq!(p.server.read(late, &mut buf), Ok(0));
+    // The open stream goes on both ways, and the session is drained once it is over and read.
+    p.server.write(theirs, b"reply").unwrap();
+    p.server.shutdown(theirs).unwrap();
+    p.client.shutdown(ours).unwrap();
+    p.drive();
+    assert!(!p.client.is_drained(), "the reply is unread");
+    assert_eq!(read_all(&mut p, Side::Client, ours), b"reply");
+    assert!(p.client.is_drained());
+    assert!(!p.client.is_closing());
+}

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::io;
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -230,5 +231,119 @@ fn mux_errors_convert_to_io_errors() {
         conn.close().await.unwrap();
         let err = open_and_greet(&conn).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
+    });
+}
+
+#[test]
+fn drain_lets_open_streams_finish_both_ways_and_refuses_new_ones() {
+    on_runtimes(|| async {
+        const SIZE: usize = 1 << 20;
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let ((conn, _ca, client), (peer, mut acc, server)) = common::sessions(a, b);
+        // Three streams each way; each side writes half its 1 MiB, waits for the drain to
+        // begin, then writes the rest, while reading all of the other side's.
+        let halfway = Arc::new(tokio::sync::Barrier::new(7));
+        let go = Arc::new(tokio::sync::Notify::new());
+        let mut tasks = Vec::new();
+        for i in 0..3u64 {
+            let s = conn.connect().unwrap();
+            tasks.push(tokio::spawn(exchange(
+                s,
+                i,
+                SIZE,
+                halfway.clone(),
+                go.clone(),
+            )));
+        }
+        for _ in 0..3 {
+            let s = acc.accept().await.unwrap();
+            let i = u64::from(s.get_stream_id());
+            tasks.push(tokio::spawn(exchange(
+                s,
+                100 + i,
+                SIZE,
+                halfway.clone(),
+                go.clone(),
+            )));
+        }
+        halfway.wait().await;
+        let mut draining = Box::pin(conn.drain());
+        assert!(poll_once(&mut draining).await.is_none(), "streams are open");
+        assert!(matches!(conn.connect(), Err(MuxError::Draining)));
+        assert!(matches!(conn.open().await, Err(MuxError::Draining)));
+        let mut refused = peer.connect().unwrap();
+        refused.write_all(b"too late").await.unwrap();
+        let mut got = Vec::new();
+        refused.read_to_end(&mut got).await.unwrap();
+        assert!(got.is_empty(), "a refused stream reads a clean, empty end");
+        // The second halves go out after the drain began; nothing is lost.
+        go.notify_waiters();
+        for t in tasks {
+            timeout(LIMIT, t).await.unwrap().unwrap();
+        }
+        assert!(matches!(timeout(LIMIT, draining).await.unwrap(), Ok(())));
+        assert!(matches!(client.await.unwrap(), Ok(())));
+        assert!(matches!(server.await.unwrap(), Ok(())));
+        drop(refused);
+    });
+}
+
+/// Writes half of `size` bytes of pattern `seed`, meets the others `halfway`, waits for `go`,
+/// writes the rest and shuts down; meanwhile reads the peer's to the end.
+async fn exchange(
+    s: MuxStream<DuplexStream>,
+    seed: u64,
+    size: usize,
+    halfway: Arc<tokio::sync::Barrier>,
+    go: Arc<tokio::sync::Notify>,
+) {
+    let (mut r, mut w) = tokio::io::split(s);
+    let data = common::pattern(seed, size);
+    let writer = async move {
+        let (first, rest) = data.split_at(size / 2);
+        w.write_all(first).await.unwrap();
+        let going = go.notified();
+        tokio::pin!(going);
+        going.as_mut().enable();
+        halfway.wait().await;
+        going.await;
+        w.write_all(rest).await.unwrap();
+        w.shutdown().await.unwrap();
+    };
+    let reader = async move {
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), size, "all the peer's bytes");
+    };
+    tokio::join!(writer, reader);
+}
+
+#[test]
+fn drain_waits_for_an_unfinished_stream_until_the_caller_closes() {
+    on_runtimes(|| async {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let ((conn, _ca, client), (_peer, mut acc, _server)) = common::sessions(a, b);
+        let ours = conn.connect().unwrap();
+        // The peer accepts the stream and never finishes it.
+        let theirs = acc.accept().await.unwrap();
+        let mut draining = Box::pin(conn.drain());
+        assert!(poll_once(&mut draining).await.is_none());
+        assert!(matches!(conn.connect(), Err(MuxError::Draining)));
+        // The stream still works both ways, and the drain still waits.
+        let (mut ours, mut theirs) = (ours, theirs);
+        ours.write_all(b"ping").await.unwrap();
+        ours.flush().await.unwrap();
+        let mut buf = [0u8; 4];
+        theirs.read_exact(&mut buf).await.unwrap();
+        theirs.write_all(b"pong").await.unwrap();
+        theirs.flush().await.unwrap();
+        ours.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"pong");
+        assert!(poll_once(&mut draining).await.is_none());
+        // The caller's deadline passes: it closes, and the drain ends with the close.
+        conn.close().await.unwrap();
+        assert!(matches!(timeout(LIMIT, draining).await.unwrap(), Ok(())));
+        assert!(matches!(client.await.unwrap(), Ok(())));
+        drop((ours, theirs));
     });
 }

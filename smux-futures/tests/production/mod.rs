@@ -113,3 +113,65 @@ async fn yield_now() {
     })
     .await
 }
+
+/// Reads exactly `buf.len()` bytes.
+async fn read_exact<S: AsyncRead + Unpin>(s: &mut S, buf: &mut [u8]) {
+    let mut at = 0;
+    while at < buf.len() {
+        let n = std::future::poll_fn(|cx| Pin::new(&mut *s).poll_read(cx, &mut buf[at..]))
+            .await
+            .unwrap();
+        assert!(n > 0, "early end");
+        at += n;
+    }
+}
+
+/// Writes all of `data`, then flushes.
+async fn write_all<S: AsyncWrite + Unpin>(s: &mut S, mut data: &[u8]) {
+    while !data.is_empty() {
+        let n = std::future::poll_fn(|cx| Pin::new(&mut *s).poll_write(cx, data))
+            .await
+            .unwrap();
+        data = &data[n..];
+    }
+    std::future::poll_fn(|cx| Pin::new(&mut *s).poll_flush(cx))
+        .await
+        .unwrap();
+}
+
+/// `drain()`: new streams fail with `Draining`, the open one goes on both ways, and the
+/// drain ends with the session once both sides have finished it.
+pub async fn drain_lets_the_open_stream_finish<T>(client: T, server: T, spawn: impl Fn(Task))
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (conn, _ca, cw) = MuxBuilder::client().with_connection(client).build();
+    let (_peer, mut sa, sw) = MuxBuilder::server().with_connection(server).build();
+    spawn(Box::pin(async move {
+        let _ = cw.await;
+    }));
+    spawn(Box::pin(async move {
+        let _ = sw.await;
+    }));
+    let mut ours = conn.connect().unwrap();
+    write_all(&mut ours, b"ping").await;
+    let mut theirs = sa.accept().await.unwrap();
+    let mut draining = Box::pin(conn.drain());
+    assert!(poll_once(&mut draining).await.is_none(), "a stream is open");
+    assert!(matches!(conn.connect(), Err(MuxError::Draining)));
+    let mut buf = [0u8; 4];
+    read_exact(&mut theirs, &mut buf).await;
+    write_all(&mut theirs, b"pong").await;
+    read_exact(&mut ours, &mut buf).await;
+    assert_eq!(&buf, b"pong");
+    std::future::poll_fn(|cx| Pin::new(&mut ours).poll_close(cx))
+        .await
+        .unwrap();
+    std::future::poll_fn(|cx| Pin::new(&mut theirs).poll_close(cx))
+        .await
+        .unwrap();
+    drain(&mut ours).await;
+    drain(&mut theirs).await;
+    assert!(draining.await.is_ok());
+    assert!(matches!(conn.open().await, Err(MuxError::ConnectionClosed)));
+}

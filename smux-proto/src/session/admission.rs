@@ -15,6 +15,9 @@ impl Session {
         if self.state != State::Open {
             return Err(OpenError::SessionClosed);
         }
+        if self.draining {
+            return Err(OpenError::Draining);
+        }
         if self.streams.len() >= self.config.max_streams() {
             return Err(OpenError::TooManyStreams {
                 limit: self.config.max_streams(),
@@ -92,6 +95,7 @@ impl Session {
         !self.streams.contains_key(&id.0)
             && (self.is_local_id(id)
                 || self.state != State::Open
+                || self.draining
                 || self.streams.len() >= self.config.max_streams()
                 || self.accept_queue.len() >= self.config.max_accept_backlog())
     }
@@ -107,6 +111,7 @@ impl Session {
             && id.0 != 0
             && !self.is_local_id(id)
             && self.state == State::Open
+            && !self.draining
             && self.streams.len() < self.config.max_streams();
         only_backlog || self.refusals_full()
     }

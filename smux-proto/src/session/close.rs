@@ -46,6 +46,27 @@ impl Session {
         self.queue_fin(id);
     }
 
+    /// Drains the session: from now on [`Session::open`] fails with [`OpenError::Draining`](crate::OpenError::Draining)
+    /// and a peer SYN gets a FIN (smux has no GOAWAY: the peer reads a clean end of stream),
+    /// while open streams go on in both directions. Once [`Session::is_drained`], close the
+    /// session with [`Session::close`].
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether [`Session::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Whether every stream is over in both directions (both FINs, or the idle timeout) and
+    /// holds no unread data: after [`Session::drain`], nothing is left to wait for. O(streams).
+    pub fn is_drained(&self) -> bool {
+        self.streams
+            .values()
+            .all(|s| s.is_done() && s.unread() == 0)
+    }
+
     /// Closes the session: no new streams or writes; every open stream gets a FIN after its
     /// queued data; once all of it has been handed out by [`Session::poll_transmit`], the
     /// session ends with [`SessionEnd::Closed`] and the transport can be shut down.

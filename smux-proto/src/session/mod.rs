@@ -119,6 +119,8 @@ pub struct Session {
     /// Nothing was accepted for `accept_stall_timeout` while a SYN waited: SYNs past the
     /// backlog are refused until something is.
     accept_stalled: bool,
+    /// [`Session::drain`] was called: no new streams either way.
+    draining: bool,
     sched: Scheduler,
     events: VecDeque<Event>,
     decoder: Decoder,
@@ -162,6 +164,7 @@ impl Session {
             accept_queue: IdQueue::new(Queue::Accept),
             hold_opens: false,
             accept_stalled: false,
+            draining: false,
             sched: Scheduler::new(),
             events: VecDeque::new(),
             decoder: Decoder::default(),
