@@ -386,6 +386,105 @@ impl<A: Adapter> StreamHandle<A> {
     }
 }
 
+/// The read half of a stream ([`split`]). Dropping it drops the stream's unread data and what
+/// arrives later (in version 2 the peer's window keeps moving); the write half goes on.
+pub struct ReadHalf<A: Adapter> {
+    /// `None` once reunited.
+    inner: Option<Arc<StreamHandle<A>>>,
+}
+
+/// The write half of a stream ([`split`]). Dropping it queues FIN after the data it wrote; the
+/// read half goes on.
+pub struct WriteHalf<A: Adapter> {
+    /// `None` once reunited.
+    inner: Option<Arc<StreamHandle<A>>>,
+}
+
+/// Splits a stream into halves that can go to different tasks, like Tokio's
+/// `TcpStream::into_split`. The stream is released once both are gone.
+pub fn split<A: Adapter>(stream: StreamHandle<A>) -> (ReadHalf<A>, WriteHalf<A>) {
+    let inner = Arc::new(stream);
+    (
+        ReadHalf {
+            inner: Some(Arc::clone(&inner)),
+        },
+        WriteHalf { inner: Some(inner) },
+    )
+}
+
+impl<A: Adapter> ReadHalf<A> {
+    /// The stream both halves share.
+    pub fn stream(&self) -> &StreamHandle<A> {
+        self.inner.as_ref().expect("only reunite takes it")
+    }
+
+    /// Whether `write` is this stream's other half.
+    pub fn is_pair_of(&self, write: &WriteHalf<A>) -> bool {
+        match (&self.inner, &write.inner) {
+            (Some(r), Some(w)) => Arc::ptr_eq(r, w),
+            _ => false,
+        }
+    }
+
+    /// Puts the stream back together; gives both halves back if they are not of one stream.
+    #[allow(clippy::result_large_err)]
+    pub fn reunite(
+        mut self,
+        mut write: WriteHalf<A>,
+    ) -> Result<StreamHandle<A>, (ReadHalf<A>, WriteHalf<A>)> {
+        if !self.is_pair_of(&write) {
+            return Err((self, write));
+        }
+        let (r, w) = (self.inner.take(), write.inner.take());
+        drop(w);
+        let inner = r.expect("checked by is_pair_of");
+        match Arc::try_unwrap(inner) {
+            Ok(stream) => Ok(stream),
+            Err(_) => unreachable!("the two halves held the only references"),
+        }
+    }
+}
+
+impl<A: Adapter> WriteHalf<A> {
+    /// The stream both halves share.
+    pub fn stream(&self) -> &StreamHandle<A> {
+        self.inner.as_ref().expect("only reunite takes it")
+    }
+}
+
+impl<A: Adapter> Drop for ReadHalf<A> {
+    fn drop(&mut self) {
+        if let Some(h) = self.inner.take() {
+            h.conn.stop_reading(h.id);
+        }
+    }
+}
+
+impl<A: Adapter> Drop for WriteHalf<A> {
+    fn drop(&mut self) {
+        if let Some(h) = self.inner.take() {
+            h.write_turn.set_waiting(&h.conn, false);
+            h.conn.finish_writing(h.id);
+        }
+    }
+}
+
+impl<A: Adapter> fmt::Debug for ReadHalf<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MuxReadHalf")
+            .field("id", &self.inner.as_ref().map(|h| h.id.0))
+            .finish()
+    }
+}
+
+impl<A: Adapter> fmt::Debug for WriteHalf<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MuxWriteHalf")
+            .field("id", &self.inner.as_ref().map(|h| h.id.0))
+            .finish()
+    }
+}
+
 impl<A: Adapter> Drop for StreamHandle<A> {
     fn drop(&mut self) {
         self.write_turn.set_waiting(&self.conn, false);

@@ -308,6 +308,28 @@ impl<T: Transport> Conn<T> {
         Poll::Pending
     }
 
+    /// The write half of `id` is gone: FIN goes out after the data it wrote.
+    pub fn finish_writing(&self, id: StreamId) {
+        let mut wakes = Wakes::default();
+        let mut st = self.state(&mut wakes);
+        if st.session.shutdown(id).is_ok() {
+            st.notify_worker();
+        }
+    }
+
+    /// The read half of `id` is gone: its unread data is dropped, and so is what arrives
+    /// later (counted as read, so that a version-2 peer's window keeps moving).
+    pub fn stop_reading(&self, id: StreamId) {
+        let mut wakes = Wakes::default();
+        let mut st = self.state(&mut wakes);
+        if st.session.stop_reading(id).is_ok() {
+            if let Some(slot) = st.slots.get_mut(&id.0) {
+                slot.reader = None;
+            }
+            st.after_read();
+        }
+    }
+
     /// The stream handle is gone: data it wrote still goes out, then FIN; unread data is
     /// dropped.
     pub fn release_stream(&self, id: StreamId) {

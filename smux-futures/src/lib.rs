@@ -42,6 +42,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod split;
+
 use std::io::{self, IoSlice};
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -54,6 +56,7 @@ use smux_driver::{Adapter, Bind, ReadTarget, Runtime, StreamHandle, Transport, W
 
 pub use smux_driver::{Begin, MuxError, MuxResult, WithConfig, WithConnection};
 pub use smux_proto::{ProtocolError, Version};
+pub use split::{MuxReadHalf, MuxWriteHalf, ReuniteError};
 
 /// A transport the handles run over: any futures-io `AsyncRead + AsyncWrite + Unpin`.
 pub trait FuturesConn: AsyncRead + AsyncWrite + Unpin {}
@@ -222,16 +225,23 @@ impl ReadTarget for SliceTarget<'_> {
     }
 }
 
+/// A read of `stream` into `buf`, as futures-io reads: how many bytes, 0 at the end.
+pub(crate) fn poll_read_into<A: Adapter>(
+    stream: &StreamHandle<A>,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<usize>> {
+    let mut target = SliceTarget { buf, filled: 0 };
+    stream.poll_read(cx, &mut target).map_ok(|()| target.filled)
+}
+
 impl<T: FuturesConn> AsyncRead for MuxStream<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let mut target = SliceTarget { buf, filled: 0 };
-        self.inner
-            .poll_read(cx, &mut target)
-            .map_ok(|()| target.filled)
+        poll_read_into(&self.inner, cx, buf)
     }
 }
 

@@ -224,3 +224,11 @@ fn drain_on_smol() {
         production::drain_lets_the_open_stream_finish(a, b, |t| smol::spawn(t).detach()).await;
     });
 }
+
+#[test]
+fn halves_on_smol() {
+    run(30, async {
+        let (a, b) = tcp_pair().await;
+        production::halves(a, b, |t| smol::spawn(t).detach()).await;
+    });
+}

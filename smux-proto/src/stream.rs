@@ -55,6 +55,8 @@ pub(crate) struct Stream {
     write_blocked: bool,
     /// The application released the stream; it is removed once its FIN is out.
     released: bool,
+    /// The application stopped reading: data that arrives is consumed and dropped.
+    reads_dropped: bool,
     /// The idle timeout closed it.
     expired: bool,
     /// `Closed` has been reported.
@@ -87,6 +89,7 @@ impl Stream {
             upd_pending: false,
             write_blocked: false,
             released: false,
+            reads_dropped: false,
             expired: false,
             closed_reported: false,
             last_activity: None,
@@ -98,6 +101,15 @@ impl Stream {
 
     pub fn is_released(&self) -> bool {
         self.released
+    }
+
+    /// The application stops reading: what arrives from now on is consumed and dropped.
+    pub fn drop_reads(&mut self) {
+        self.reads_dropped = true;
+    }
+
+    pub fn reads_dropped(&self) -> bool {
+        self.reads_dropped
     }
 
     pub fn is_expired(&self) -> bool {

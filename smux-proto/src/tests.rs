@@ -1363,3 +1363,40 @@ fn a_draining_session_refuses_new_streams_both_ways_and_lets_open_ones_finish() 
     assert!(p.client.is_drained());
     assert!(!p.client.is_closing());
 }
+
+#[test]
+fn a_stream_that_stops_reading_drops_what_arrives_and_keeps_the_window_moving() {
+    for c in [Config::default(), v2()] {
+        let mut p = pair(c);
+        let id = p.client.open().unwrap();
+        p.client.write(id, b"hello").unwrap();
+        p.drive();
+        let sid = p.server.accept().unwrap();
+        p.server.write(sid, &[1u8; 1000]).unwrap();
+        p.drive();
+        p.client.stop_reading(id).unwrap();
+        assert_eq!(p.client.stream_unread(id), Some(0));
+        // Far more than a version-2 window (and a version-1 stream's unread limit): all of it
+        // goes through, and nothing is held.
+        let mut sent = 0;
+        for _ in 0..4000 {
+            match p.server.write(sid, &[2u8; 4096]) {
+                Ok(n) => sent += n,
+                Err(StreamError::Blocked) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+            p.drive();
+            if sent >= 4 << 20 {
+                break;
+            }
+        }
+        assert!(sent >= 4 << 20, "the writer got stuck after {sent} bytes");
+        assert_eq!(p.client.stream_unread(id), Some(0));
+        assert_eq!(p.client.unread_held(), 0);
+        // Our direction still works.
+        p.client.write(id, b" world").unwrap();
+        p.client.shutdown(id).unwrap();
+        p.drive();
+        assert_eq!(read_all(&mut p, Side::Server, sid), b"hello world");
+    }
+}

@@ -85,6 +85,7 @@
 #![deny(missing_docs)]
 
 mod io;
+mod split;
 
 use std::io::IoSlice;
 use std::marker::PhantomData;
@@ -96,6 +97,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub use smux_driver::{Begin, MuxError, MuxResult, WithConfig, WithConnection};
 pub use smux_proto::{ProtocolError, Version};
+pub use split::{MuxReadHalf, MuxWriteHalf, ReuniteError};
 
 use crate::io::{TokioIo, TokioReadBuf, TokioRuntime};
 
@@ -145,8 +147,8 @@ impl<T: TokioConn> Bind<T> for Tokio {
 ///   TCP's `shutdown`, it does not wait for the FIN to be written (`flush` does);
 /// - dropping it sends what it already accepted, then FIN; unread data is dropped.
 ///
-/// Split it (`tokio::io::split`) to read and write from two tasks: reader and writer wait on
-/// separate wakers.
+/// Split it ([`MuxStream::into_split`], or `tokio::io::split`) to read and write from two
+/// tasks: reader and writer wait on separate wakers.
 pub struct MuxStream<T: TokioConn> {
     inner: StreamHandle<TokioAdapter<T>>,
 }

@@ -347,3 +347,117 @@ fn drain_waits_for_an_unfinished_stream_until_the_caller_closes() {
         drop((ours, theirs));
     });
 }
+
+/// A version-2 pair of sessions with both workers spawned: (client connector, server
+/// acceptor).
+fn v2_pair() -> (
+    MuxConnector<DuplexStream>,
+    smux_tokio::MuxAcceptor<DuplexStream>,
+) {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let mut client = MuxBuilder::client();
+    client.with_version(smux_tokio::Version::V2);
+    let mut server = MuxBuilder::server();
+    server.with_version(smux_tokio::Version::V2);
+    let (conn, _, cw) = client.with_connection(a).build();
+    let (_, acc, sw) = server.with_connection(b).build();
+    tokio::spawn(cw);
+    tokio::spawn(sw);
+    (conn, acc)
+}
+
+#[test]
+fn halves_work_from_two_tasks_and_reunite() {
+    on_runtimes(|| async {
+        let (conn, mut acc) = v2_pair();
+        let s = conn.connect().unwrap();
+        let id = s.get_stream_id();
+        let (mut r, mut w) = s.into_split();
+        let peer = tokio::spawn(async move {
+            let mut p = acc.accept().await.unwrap();
+            let mut buf = vec![0u8; 300_000];
+            p.read_exact(&mut buf).await.unwrap();
+            p.write_all(&buf).await.unwrap();
+            p.flush().await.unwrap();
+            (p, buf)
+        });
+        let data = common::pattern(9, 300_000);
+        let writer = tokio::spawn({
+            let data = data.clone();
+            async move {
+                w.write_all(&data).await.unwrap();
+                w.flush().await.unwrap();
+                w
+            }
+        });
+        let reader = tokio::spawn(async move {
+            let mut back = vec![0u8; 300_000];
+            r.read_exact(&mut back).await.unwrap();
+            (r, back)
+        });
+        let w = writer.await.unwrap();
+        let (r, back) = reader.await.unwrap();
+        assert!(back == data);
+        // Halves of different streams are refused, and given back whole.
+        let (r2, w2) = conn.connect().unwrap().into_split();
+        let err = r.reunite(w2).unwrap_err();
+        let (r, w2) = (err.0, err.1);
+        assert!(r2.reunite(w2).is_ok());
+        let mut s = r.reunite(w).expect("the halves of one stream");
+        assert_eq!(s.get_stream_id(), id);
+        s.shutdown().await.unwrap();
+        let (mut p, _) = peer.await.unwrap();
+        let mut rest = Vec::new();
+        p.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+    });
+}
+
+#[test]
+fn dropping_the_read_half_first_keeps_the_peer_writing_and_our_half_writing() {
+    on_runtimes(|| async {
+        const BIG: usize = 4 << 20;
+        let (conn, mut acc) = v2_pair();
+        let mut s = conn.connect().unwrap();
+        s.write_all(b"x").await.unwrap();
+        let mut p = acc.accept().await.unwrap();
+        let (r, mut w) = s.into_split();
+        drop(r);
+        // The peer writes 16 times our 256 KiB window; nobody reads it, and it is not stuck.
+        let peer_writer = tokio::spawn(async move {
+            p.write_all(&vec![7u8; BIG]).await.unwrap();
+            p.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            p.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        w.write_all(b"yz").await.unwrap();
+        w.shutdown().await.unwrap();
+        let got = timeout(LIMIT, peer_writer)
+            .await
+            .expect("not stuck")
+            .unwrap();
+        assert_eq!(got, b"xyz");
+        drop(w);
+    });
+}
+
+#[test]
+fn dropping_the_write_half_first_sends_fin_and_the_read_half_goes_on() {
+    on_runtimes(|| async {
+        let (conn, mut acc) = v2_pair();
+        let mut s = conn.connect().unwrap();
+        s.write_all(b"request").await.unwrap();
+        let (mut r, w) = s.into_split();
+        drop(w);
+        let mut p = acc.accept().await.unwrap();
+        let mut got = Vec::new();
+        p.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"request", "FIN after the data");
+        p.write_all(b"reply").await.unwrap();
+        p.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"reply");
+    });
+}

@@ -3,7 +3,9 @@
 //! compile time: this file does not build if one of them stops being `Send`.
 
 use smux_test_support::tokio::tcp_pair;
-use smux_tokio::{MuxAcceptor, MuxBuilder, MuxConnector, MuxStream, MuxWorker};
+use smux_tokio::{
+    MuxAcceptor, MuxBuilder, MuxConnector, MuxReadHalf, MuxStream, MuxWorker, MuxWriteHalf,
+};
 use tokio::net::TcpStream;
 
 fn is_send<T: Send>(_: &T) {}
@@ -15,6 +17,8 @@ fn handle_types_are_send() {
     send::<MuxAcceptor<TcpStream>>();
     send::<MuxStream<TcpStream>>();
     send::<MuxWorker<TcpStream>>();
+    send::<MuxReadHalf<TcpStream>>();
+    send::<MuxWriteHalf<TcpStream>>();
 }
 
 #[tokio::test]
@@ -25,6 +29,7 @@ async fn futures_of_the_handles_are_send() {
     is_send(&connector.close());
     is_send(&connector.open());
     is_send(&connector.closed());
+    is_send(&connector.drain());
     is_send(&acceptor.accept());
     let stream = connector.connect().unwrap();
     is_send(&stream);

@@ -175,3 +175,63 @@ where
     assert!(draining.await.is_ok());
     assert!(matches!(conn.open().await, Err(MuxError::ConnectionClosed)));
 }
+
+/// The halves: written and read from two tasks, reunited; then on a second stream the read
+/// half is dropped first and the peer writes far past its version-2 window unhindered.
+pub async fn halves<T>(client: T, server: T, spawn: impl Fn(Task))
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut cb = MuxBuilder::client();
+    cb.with_version(smux_futures::Version::V2);
+    let mut sb = MuxBuilder::server();
+    sb.with_version(smux_futures::Version::V2);
+    let (conn, _ca, cw) = cb.with_connection(client).build();
+    let (_peer, mut sa, sw) = sb.with_connection(server).build();
+    spawn(Box::pin(async move {
+        let _ = cw.await;
+    }));
+    spawn(Box::pin(async move {
+        let _ = sw.await;
+    }));
+    let s = conn.connect().unwrap();
+    let (mut r, mut w) = s.into_split();
+    let (wtx, wrx) = std::sync::mpsc::channel();
+    spawn(Box::pin(async move {
+        write_all(&mut w, b"ping").await;
+        let _ = wtx.send(w);
+    }));
+    let mut p = sa.accept().await.unwrap();
+    let mut buf = [0u8; 4];
+    read_exact(&mut p, &mut buf).await;
+    write_all(&mut p, b"pong").await;
+    read_exact(&mut r, &mut buf).await;
+    assert_eq!(&buf, b"pong");
+    let w = loop {
+        match wrx.try_recv() {
+            Ok(w) => break w,
+            Err(_) => yield_now().await,
+        }
+    };
+    let mut s = r.reunite(w).expect("one stream's halves");
+    std::future::poll_fn(|cx| Pin::new(&mut s).poll_close(cx))
+        .await
+        .unwrap();
+    drain(&mut p).await;
+
+    let mut s = conn.connect().unwrap();
+    write_all(&mut s, b"x").await;
+    let mut p = sa.accept().await.unwrap();
+    let (r, mut w) = s.into_split();
+    drop(r);
+    let big = vec![7u8; 4 << 20];
+    write_all(&mut p, &big).await;
+    std::future::poll_fn(|cx| Pin::new(&mut p).poll_close(cx))
+        .await
+        .unwrap();
+    write_all(&mut w, b"yz").await;
+    drop(w);
+    let mut got = [0u8; 3];
+    read_exact(&mut p, &mut got).await;
+    assert_eq!(&got, b"xyz");
+}

@@ -193,7 +193,9 @@ impl Session {
             self.rx_reserved = s.rx_cost(rest);
             self.rx_held += self.rx_reserved;
         }
-        if was_empty {
+        if s.reads_dropped() {
+            self.discard_unread(id);
+        } else if was_empty {
             self.events.push_back(Event::Readable(id));
         }
     }

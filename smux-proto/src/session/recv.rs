@@ -64,6 +64,29 @@ impl Session {
         }
     }
 
+    /// The application stops reading `id` (its read half is gone) but may go on writing: its
+    /// unread data is dropped, and data that arrives later is dropped as it comes. Both count
+    /// as read, so in version 2 the peer's window keeps moving and a writer on the other side
+    /// is never stuck. Idempotent.
+    pub fn stop_reading(&mut self, id: StreamId) -> Result<(), StreamError> {
+        self.command_target(id)?;
+        self.streams
+            .get_mut(&id.0)
+            .expect("checked by command_target")
+            .drop_reads();
+        self.discard_unread(id);
+        Ok(())
+    }
+
+    /// Reads and drops everything `id` holds.
+    pub(super) fn discard_unread(&mut self, id: StreamId) {
+        while let Ok(Some(chunk)) = self.read_chunk(id, usize::MAX) {
+            if chunk.is_empty() {
+                break;
+            }
+        }
+    }
+
     /// Whether `id` has data or its end to report; errors if neither will ever come.
     fn readable(&self, id: StreamId) -> Result<(), StreamError> {
         let s = self.command_target(id)?;
