@@ -9,6 +9,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use smux_proto::StreamId;
 
 use crate::conn::Conn;
@@ -373,6 +374,43 @@ impl<A: Adapter> StreamHandle<A> {
         out
     }
 
+    /// Polls for up to `max` unread bytes, without copying them: a slice of what was
+    /// received. `None` is the end of the stream.
+    pub fn poll_read_chunk(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<io::Result<Option<Bytes>>> {
+        cooperate::<A::Runtime, _>(&self.budget, cx, |cx| {
+            self.conn.poll_read_chunk(self.id, cx, max)
+        })
+    }
+
+    /// Up to `max` unread bytes, without copying them; `None` at the end of the stream. Cancel
+    /// safe: nothing is taken unless it is returned.
+    pub async fn read_chunk(&self, max: usize) -> io::Result<Option<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_read_chunk(cx, max)).await
+    }
+
+    /// Sends all of `data` as frames that slice it, with no copy (frames of a full frame's
+    /// size or more go straight to the transport when nothing is queued ahead; the rest
+    /// waits in the stream's queue as slices of `data`). The whole of `data` counts against
+    /// the stream's queue limit; a chunk larger than the room there goes out in pieces while
+    /// the call waits.
+    ///
+    /// Not cancel safe in the way `write_all` is not: if the future is dropped before it
+    /// completes, a prefix of `data` has been taken and will be sent, and the rest will not;
+    /// the stream's `stats().sent_bytes` tells how much was taken in all.
+    pub async fn write_chunk(&self, mut data: Bytes) -> io::Result<()> {
+        while !data.is_empty() {
+            std::future::poll_fn(|cx| {
+                self.take_turn(cx, |cx| self.conn.poll_write_chunk(self.id, cx, &mut data))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Ready once everything written so far (and FIN, after a shutdown) is written to the
     /// transport and the transport flushed.
     pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -383,6 +421,65 @@ impl<A: Adapter> StreamHandle<A> {
     /// `shutdown`, it does not wait for the FIN to be written; `poll_flush` does.
     pub fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         cooperate::<A::Runtime, _>(&self.budget, cx, |cx| self.conn.poll_shutdown(self.id, cx))
+    }
+}
+
+/// The chunk a buffered read (`AsyncBufRead`) holds, for a stream or its read half: reads and
+/// chunks are served from it first, so that the bytes keep their order however the
+/// application mixes the calls.
+#[derive(Debug, Default)]
+pub struct ReadBuffer {
+    held: Bytes,
+}
+
+impl ReadBuffer {
+    /// Reads into `dst`, from the held chunk first.
+    pub fn poll_read<A: Adapter>(
+        &mut self,
+        stream: &StreamHandle<A>,
+        cx: &mut Context<'_>,
+        dst: &mut dyn ReadTarget,
+    ) -> Poll<io::Result<()>> {
+        if self.held.is_empty() {
+            return stream.poll_read(cx, dst);
+        }
+        let n = dst.remaining().min(self.held.len());
+        dst.put(&self.held.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+
+    /// The held chunk, or the next one received; empty at the end of the stream.
+    pub fn poll_fill_buf<A: Adapter>(
+        &mut self,
+        stream: &StreamHandle<A>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<&[u8]>> {
+        if self.held.is_empty() {
+            match stream.poll_read_chunk(cx, usize::MAX) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(chunk)) => self.held = chunk.unwrap_or_default(),
+            }
+        }
+        Poll::Ready(Ok(&self.held))
+    }
+
+    /// `n` bytes of the held chunk were used.
+    pub fn consume(&mut self, n: usize) {
+        let _ = self.held.split_to(n.min(self.held.len()));
+    }
+
+    /// Up to `max` bytes without copying, from the held chunk first; `None` at the end.
+    pub async fn read_chunk<A: Adapter>(
+        &mut self,
+        stream: &StreamHandle<A>,
+        max: usize,
+    ) -> io::Result<Option<Bytes>> {
+        if self.held.is_empty() {
+            return stream.read_chunk(max).await;
+        }
+        let n = max.min(self.held.len());
+        Ok(Some(self.held.split_to(n)))
     }
 }
 

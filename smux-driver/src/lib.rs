@@ -47,7 +47,9 @@ use std::time::Instant;
 
 pub use builder::{Begin, MuxBuilder, WithConfig, WithConnection};
 pub use error::{MuxError, MuxResult};
-pub use handles::{split, Acceptor, Connector, ReadHalf, ReadTarget, StreamHandle, WriteHalf};
+pub use handles::{
+    split, Acceptor, Connector, ReadBuffer, ReadHalf, ReadTarget, StreamHandle, WriteHalf,
+};
 #[doc(hidden)]
 pub use smux_proto;
 pub use worker::Worker;

@@ -1,6 +1,8 @@
 //! What the handles do: open, accept, read, write, flush, shut down, release.
 
 use std::io::{self, IoSlice};
+
+use bytes::{Buf, Bytes};
 use std::task::{Context, Poll};
 
 use smux_proto::{OpenError, StreamError, StreamId};
@@ -156,6 +158,94 @@ impl<T: Transport> Conn<T> {
             st.after_read();
         }
         result
+    }
+
+    /// Takes up to `max` unread bytes of `id` without copying them; `None` at the end of the
+    /// stream.
+    pub fn poll_read_chunk(
+        &self,
+        id: StreamId,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<io::Result<Option<Bytes>>> {
+        let mut wakes = Wakes::default();
+        let mut st = self.state(&mut wakes);
+        match st.session.read_chunk(id, max) {
+            Ok(chunk) => {
+                if chunk.as_ref().is_some_and(|c| !c.is_empty()) {
+                    st.after_read();
+                }
+                Poll::Ready(Ok(chunk))
+            }
+            Err(StreamError::Blocked) => {
+                let st = &mut *st;
+                if let Some(slot) = st.slots.get_mut(&id.0) {
+                    st.wakes.register(&mut slot.reader, cx);
+                }
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(st.stream_io_error(&e, StreamOp::Read))),
+        }
+    }
+
+    /// Sends the front of `data` on `id` without copying it (a frame or more goes straight to
+    /// the transport when it can, the rest is queued as slices of `data`); what was taken is
+    /// split off `data`. Returns how many bytes were taken.
+    pub fn poll_write_chunk(
+        &self,
+        id: StreamId,
+        cx: &mut Context<'_>,
+        data: &mut Bytes,
+    ) -> Poll<io::Result<usize>> {
+        if data.len() >= self.frame {
+            match self.write_direct(id, cx, data) {
+                Direct::Wrote(n) => {
+                    data.advance(n);
+                    return Poll::Ready(Ok(n));
+                }
+                Direct::Failed(e) => return Poll::Ready(Err(e)),
+                Direct::Full => return Poll::Pending,
+                Direct::Declined => {}
+            }
+        }
+        match self.queue_chunk(id, cx, data, false) {
+            Poll::Pending => {}
+            ready => return ready,
+        }
+        let mut wakes = Wakes::default();
+        self.try_drive_output(&mut wakes, cx);
+        drop(wakes);
+        self.queue_chunk(id, cx, data, true)
+    }
+
+    /// One attempt to queue the front of `data`; registers the writer when `park`.
+    fn queue_chunk(
+        &self,
+        id: StreamId,
+        cx: &mut Context<'_>,
+        data: &mut Bytes,
+        park: bool,
+    ) -> Poll<io::Result<usize>> {
+        let mut wakes = Wakes::default();
+        let mut st = self.state(&mut wakes);
+        match st.session.write_bytes(id, data) {
+            Ok(n) => {
+                if n > 0 {
+                    st.notify_worker();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Err(StreamError::Blocked) => {
+                if park {
+                    let st = &mut *st;
+                    if let Some(slot) = st.slots.get_mut(&id.0) {
+                        st.wakes.register(&mut slot.writer, cx);
+                    }
+                }
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(st.stream_io_error(&e, StreamOp::Write))),
+        }
     }
 
     /// Writes to stream `id`; what is taken reaches the wire in order. A write of a full frame

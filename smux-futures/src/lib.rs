@@ -51,8 +51,11 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures_io::{AsyncRead, AsyncWrite};
-use smux_driver::{Adapter, Bind, ReadTarget, Runtime, StreamHandle, Transport, WriteMode};
+use bytes::Bytes;
+use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
+use smux_driver::{
+    Adapter, Bind, ReadBuffer, ReadTarget, Runtime, StreamHandle, Transport, WriteMode,
+};
 
 pub use smux_driver::{Begin, MuxError, MuxResult, WithConfig, WithConnection};
 pub use smux_proto::{ProtocolError, Version};
@@ -99,11 +102,16 @@ impl<T: FuturesConn> Bind<T> for Futures {
 /// the read side open.
 pub struct MuxStream<T: FuturesConn> {
     inner: StreamHandle<FuturesAdapter<T>>,
+    /// The chunk `AsyncBufRead` holds.
+    buffer: ReadBuffer,
 }
 
 impl<T: FuturesConn> From<StreamHandle<FuturesAdapter<T>>> for MuxStream<T> {
     fn from(inner: StreamHandle<FuturesAdapter<T>>) -> Self {
-        MuxStream { inner }
+        MuxStream {
+            inner,
+            buffer: ReadBuffer::default(),
+        }
     }
 }
 
@@ -122,6 +130,32 @@ impl<T: FuturesConn> MuxStream<T> {
     /// Whether the stream can carry no more data in either direction.
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()
+    }
+
+    /// Up to `max` bytes of what arrived, without copying: a slice of the received data.
+    /// `None` is the end of the stream. Cancel safe.
+    pub async fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
+        self.buffer.read_chunk(&self.inner, max).await
+    }
+
+    /// Sends all of `data` as frames that slice it, with no copy. The whole of `data` counts
+    /// against the stream's queue limit; a chunk larger than the room there goes out in
+    /// pieces while the call waits. If the future is dropped before it completes, a prefix of
+    /// `data` has been taken and will be sent, and the rest will not.
+    pub async fn write_chunk(&mut self, data: Bytes) -> io::Result<()> {
+        self.inner.write_chunk(data).await
+    }
+}
+
+/// Reads from the chunks the stream already holds, without copying them until `consume`.
+impl<T: FuturesConn> AsyncBufRead for MuxStream<T> {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        this.buffer.poll_fill_buf(&this.inner, cx)
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        self.get_mut().buffer.consume(amt);
     }
 }
 
@@ -225,14 +259,18 @@ impl ReadTarget for SliceTarget<'_> {
     }
 }
 
-/// A read of `stream` into `buf`, as futures-io reads: how many bytes, 0 at the end.
+/// A read of `stream` into `buf` (from `buffer` first), as futures-io reads: how many bytes,
+/// 0 at the end.
 pub(crate) fn poll_read_into<A: Adapter>(
+    buffer: &mut ReadBuffer,
     stream: &StreamHandle<A>,
     cx: &mut Context<'_>,
     buf: &mut [u8],
 ) -> Poll<io::Result<usize>> {
     let mut target = SliceTarget { buf, filled: 0 };
-    stream.poll_read(cx, &mut target).map_ok(|()| target.filled)
+    buffer
+        .poll_read(stream, cx, &mut target)
+        .map_ok(|()| target.filled)
 }
 
 impl<T: FuturesConn> AsyncRead for MuxStream<T> {
@@ -241,7 +279,8 @@ impl<T: FuturesConn> AsyncRead for MuxStream<T> {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        poll_read_into(&self.inner, cx, buf)
+        let this = self.get_mut();
+        poll_read_into(&mut this.buffer, &this.inner, cx, buf)
     }
 }
 

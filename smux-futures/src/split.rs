@@ -5,8 +5,9 @@ use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures_io::{AsyncRead, AsyncWrite};
-use smux_driver::{ReadHalf, WriteHalf};
+use bytes::Bytes;
+use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
+use smux_driver::{ReadBuffer, ReadHalf, WriteHalf};
 
 use crate::{FuturesAdapter, FuturesConn, MuxStream};
 
@@ -16,7 +17,9 @@ use crate::{FuturesAdapter, FuturesConn, MuxStream};
 /// version 2 that data still counts as read, so the peer's window keeps moving and its writer
 /// is never stuck); the write half goes on.
 pub struct MuxReadHalf<T: FuturesConn> {
-    pub(crate) inner: ReadHalf<FuturesAdapter<T>>,
+    inner: ReadHalf<FuturesAdapter<T>>,
+    /// The chunk `AsyncBufRead` holds (the stream's, if it held one).
+    buffer: ReadBuffer,
 }
 
 /// The write half of a [`MuxStream`] ([`MuxStream::into_split`]), a futures-io `AsyncWrite`.
@@ -24,7 +27,7 @@ pub struct MuxReadHalf<T: FuturesConn> {
 /// Dropping it queues FIN after the data it wrote, as `poll_close` does; the read half goes
 /// on.
 pub struct MuxWriteHalf<T: FuturesConn> {
-    pub(crate) inner: WriteHalf<FuturesAdapter<T>>,
+    inner: WriteHalf<FuturesAdapter<T>>,
 }
 
 impl<T: FuturesConn> std::fmt::Debug for MuxReadHalf<T> {
@@ -65,17 +68,31 @@ impl<T: FuturesConn> MuxStream<T> {
     /// separate wakers, and the halves need no lock of their own.
     pub fn into_split(self) -> (MuxReadHalf<T>, MuxWriteHalf<T>) {
         let (r, w) = smux_driver::split(self.inner);
-        (MuxReadHalf { inner: r }, MuxWriteHalf { inner: w })
+        let read = MuxReadHalf {
+            inner: r,
+            buffer: self.buffer,
+        };
+        (read, MuxWriteHalf { inner: w })
     }
 }
 
 impl<T: FuturesConn> MuxReadHalf<T> {
     /// Puts the stream back together, or gives both halves back if they are not its halves.
     pub fn reunite(self, write: MuxWriteHalf<T>) -> Result<MuxStream<T>, ReuniteError<T>> {
-        self.inner
-            .reunite(write.inner)
-            .map(MuxStream::from)
-            .map_err(|(r, w)| ReuniteError(MuxReadHalf { inner: r }, MuxWriteHalf { inner: w }))
+        let buffer = self.buffer;
+        match self.inner.reunite(write.inner) {
+            Ok(inner) => Ok(MuxStream { inner, buffer }),
+            Err((r, w)) => Err(ReuniteError(
+                MuxReadHalf { inner: r, buffer },
+                MuxWriteHalf { inner: w },
+            )),
+        }
+    }
+
+    /// Up to `max` bytes of what arrived, without copying; `None` at the end of the stream.
+    /// Cancel safe. As [`MuxStream::read_chunk`].
+    pub async fn read_chunk(&mut self, max: usize) -> std::io::Result<Option<Bytes>> {
+        self.buffer.read_chunk(self.inner.stream(), max).await
     }
 
     /// The stream id on the wire.
@@ -89,6 +106,12 @@ impl<T: FuturesConn> MuxWriteHalf<T> {
     pub fn get_stream_id(&self) -> u32 {
         self.inner.stream().id()
     }
+
+    /// Sends all of `data` as frames that slice it, with no copy. As
+    /// [`MuxStream::write_chunk`].
+    pub async fn write_chunk(&mut self, data: Bytes) -> std::io::Result<()> {
+        self.inner.stream().write_chunk(data).await
+    }
 }
 
 impl<T: FuturesConn> AsyncRead for MuxReadHalf<T> {
@@ -97,7 +120,20 @@ impl<T: FuturesConn> AsyncRead for MuxReadHalf<T> {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<std::io::Result<usize>> {
-        crate::poll_read_into(self.inner.stream(), cx, buf)
+        let this = self.get_mut();
+        crate::poll_read_into(&mut this.buffer, this.inner.stream(), cx, buf)
+    }
+}
+
+/// Reads from the chunks the stream already holds, without copying them until `consume`.
+impl<T: FuturesConn> AsyncBufRead for MuxReadHalf<T> {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
+        let this = self.get_mut();
+        this.buffer.poll_fill_buf(this.inner.stream(), cx)
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        self.get_mut().buffer.consume(amt);
     }
 }
 

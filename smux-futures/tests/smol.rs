@@ -232,3 +232,11 @@ fn halves_on_smol() {
         production::halves(a, b, |t| smol::spawn(t).detach()).await;
     });
 }
+
+#[test]
+fn chunks_on_smol() {
+    run(30, async {
+        let (a, b) = tcp_pair().await;
+        production::chunks(a, b, |t| smol::spawn(t).detach()).await;
+    });
+}

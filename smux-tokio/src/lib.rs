@@ -92,8 +92,9 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use smux_driver::{Adapter, Bind, StreamHandle};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::Bytes;
+use smux_driver::{Adapter, Bind, ReadBuffer, StreamHandle};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 
 pub use smux_driver::{Begin, MuxError, MuxResult, WithConfig, WithConnection};
 pub use smux_proto::{ProtocolError, Version};
@@ -151,6 +152,8 @@ impl<T: TokioConn> Bind<T> for Tokio {
 /// tasks: reader and writer wait on separate wakers.
 pub struct MuxStream<T: TokioConn> {
     inner: StreamHandle<TokioAdapter<T>>,
+    /// The chunk `AsyncBufRead` holds.
+    buffer: ReadBuffer,
 }
 
 impl<T: TokioConn> std::fmt::Debug for MuxStream<T> {
@@ -161,7 +164,10 @@ impl<T: TokioConn> std::fmt::Debug for MuxStream<T> {
 
 impl<T: TokioConn> From<StreamHandle<TokioAdapter<T>>> for MuxStream<T> {
     fn from(inner: StreamHandle<TokioAdapter<T>>) -> Self {
-        MuxStream { inner }
+        MuxStream {
+            inner,
+            buffer: ReadBuffer::default(),
+        }
     }
 }
 
@@ -176,6 +182,32 @@ impl<T: TokioConn> MuxStream<T> {
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()
     }
+
+    /// Up to `max` bytes of what arrived, without copying: a slice of the received data.
+    /// `None` is the end of the stream. Cancel safe.
+    pub async fn read_chunk(&mut self, max: usize) -> std::io::Result<Option<Bytes>> {
+        self.buffer.read_chunk(&self.inner, max).await
+    }
+
+    /// Sends all of `data` as frames that slice it, with no copy. The whole of `data` counts
+    /// against the stream's queue limit; a chunk larger than the room there goes out in
+    /// pieces while the call waits. If the future is dropped before it completes, a prefix of
+    /// `data` has been taken and will be sent, and the rest will not.
+    pub async fn write_chunk(&mut self, data: Bytes) -> std::io::Result<()> {
+        self.inner.write_chunk(data).await
+    }
+}
+
+/// Reads from the chunks the stream already holds, without copying them until `consume`.
+impl<T: TokioConn> AsyncBufRead for MuxStream<T> {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
+        let this = self.get_mut();
+        this.buffer.poll_fill_buf(&this.inner, cx)
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        self.get_mut().buffer.consume(amt);
+    }
 }
 
 impl<T: TokioConn> AsyncRead for MuxStream<T> {
@@ -184,7 +216,9 @@ impl<T: TokioConn> AsyncRead for MuxStream<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        self.inner.poll_read(cx, &mut TokioReadBuf(buf))
+        let this = self.get_mut();
+        this.buffer
+            .poll_read(&this.inner, cx, &mut TokioReadBuf(buf))
     }
 }
 

@@ -4,8 +4,9 @@ use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use smux_driver::{ReadHalf, WriteHalf};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::Bytes;
+use smux_driver::{ReadBuffer, ReadHalf, WriteHalf};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::io::TokioReadBuf;
 use crate::{MuxStream, TokioAdapter, TokioConn};
@@ -16,14 +17,16 @@ use crate::{MuxStream, TokioAdapter, TokioConn};
 /// version 2 that data still counts as read, so the peer's window keeps moving and its writer
 /// is never stuck); the write half goes on.
 pub struct MuxReadHalf<T: TokioConn> {
-    pub(crate) inner: ReadHalf<TokioAdapter<T>>,
+    inner: ReadHalf<TokioAdapter<T>>,
+    /// The chunk `AsyncBufRead` holds (the stream's, if it held one).
+    buffer: ReadBuffer,
 }
 
 /// The write half of a [`MuxStream`] ([`MuxStream::into_split`]), an `AsyncWrite`.
 ///
 /// Dropping it queues FIN after the data it wrote, as `shutdown` does; the read half goes on.
 pub struct MuxWriteHalf<T: TokioConn> {
-    pub(crate) inner: WriteHalf<TokioAdapter<T>>,
+    inner: WriteHalf<TokioAdapter<T>>,
 }
 
 impl<T: TokioConn> std::fmt::Debug for MuxReadHalf<T> {
@@ -64,17 +67,31 @@ impl<T: TokioConn> MuxStream<T> {
     /// separate wakers, and the halves need no lock of their own.
     pub fn into_split(self) -> (MuxReadHalf<T>, MuxWriteHalf<T>) {
         let (r, w) = smux_driver::split(self.inner);
-        (MuxReadHalf { inner: r }, MuxWriteHalf { inner: w })
+        let read = MuxReadHalf {
+            inner: r,
+            buffer: self.buffer,
+        };
+        (read, MuxWriteHalf { inner: w })
     }
 }
 
 impl<T: TokioConn> MuxReadHalf<T> {
     /// Puts the stream back together, or gives both halves back if they are not its halves.
     pub fn reunite(self, write: MuxWriteHalf<T>) -> Result<MuxStream<T>, ReuniteError<T>> {
-        self.inner
-            .reunite(write.inner)
-            .map(MuxStream::from)
-            .map_err(|(r, w)| ReuniteError(MuxReadHalf { inner: r }, MuxWriteHalf { inner: w }))
+        let buffer = self.buffer;
+        match self.inner.reunite(write.inner) {
+            Ok(inner) => Ok(MuxStream { inner, buffer }),
+            Err((r, w)) => Err(ReuniteError(
+                MuxReadHalf { inner: r, buffer },
+                MuxWriteHalf { inner: w },
+            )),
+        }
+    }
+
+    /// Up to `max` bytes of what arrived, without copying; `None` at the end of the stream.
+    /// Cancel safe. As [`MuxStream::read_chunk`].
+    pub async fn read_chunk(&mut self, max: usize) -> std::io::Result<Option<Bytes>> {
+        self.buffer.read_chunk(self.inner.stream(), max).await
     }
 
     /// The stream id on the wire.
@@ -88,6 +105,12 @@ impl<T: TokioConn> MuxWriteHalf<T> {
     pub fn get_stream_id(&self) -> u32 {
         self.inner.stream().id()
     }
+
+    /// Sends all of `data` as frames that slice it, with no copy. As
+    /// [`MuxStream::write_chunk`].
+    pub async fn write_chunk(&mut self, data: Bytes) -> std::io::Result<()> {
+        self.inner.stream().write_chunk(data).await
+    }
 }
 
 impl<T: TokioConn> AsyncRead for MuxReadHalf<T> {
@@ -96,7 +119,21 @@ impl<T: TokioConn> AsyncRead for MuxReadHalf<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        self.inner.stream().poll_read(cx, &mut TokioReadBuf(buf))
+        let this = self.get_mut();
+        this.buffer
+            .poll_read(this.inner.stream(), cx, &mut TokioReadBuf(buf))
+    }
+}
+
+/// Reads from the chunks the stream already holds, without copying them until `consume`.
+impl<T: TokioConn> AsyncBufRead for MuxReadHalf<T> {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
+        let this = self.get_mut();
+        this.buffer.poll_fill_buf(this.inner.stream(), cx)
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        self.get_mut().buffer.consume(amt);
     }
 }
 

@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::task::Poll;
 
-use futures_io::{AsyncRead, AsyncWrite};
+use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use smux_futures::{MuxBuilder, MuxError};
 
 /// A task to spawn.
@@ -234,4 +234,61 @@ where
     let mut got = [0u8; 3];
     read_exact(&mut p, &mut got).await;
     assert_eq!(&got, b"xyz");
+}
+
+/// `write_chunk` and `read_chunk` carry a transfer in order; `AsyncBufRead` serves lines and
+/// mixes with the other reads.
+pub async fn chunks<T>(client: T, server: T, spawn: impl Fn(Task))
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (conn, _ca, cw) = MuxBuilder::client().with_connection(client).build();
+    let (_peer, mut sa, sw) = MuxBuilder::server().with_connection(server).build();
+    spawn(Box::pin(async move {
+        let _ = cw.await;
+    }));
+    spawn(Box::pin(async move {
+        let _ = sw.await;
+    }));
+    let data = bytes::Bytes::from((0..(1u32 << 20)).map(|i| i as u8).collect::<Vec<u8>>());
+    let mut s = conn.connect().unwrap();
+    let mut rest = data.clone();
+    while !rest.is_empty() {
+        let n = rest.len().min(50_000);
+        s.write_chunk(rest.split_to(n)).await.unwrap();
+    }
+    s.write_chunk(bytes::Bytes::from_static(b"\nline two\n"))
+        .await
+        .unwrap();
+    std::future::poll_fn(|cx| Pin::new(&mut s).poll_close(cx))
+        .await
+        .unwrap();
+    let mut p = sa.accept().await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < data.len() {
+        let want = (data.len() - got.len()).min(7_000);
+        let chunk = p.read_chunk(want).await.unwrap().expect("more to come");
+        assert!(chunk.len() <= want);
+        got.extend_from_slice(&chunk);
+    }
+    assert!(got == data[..]);
+    // The rest through the buffered-read trait: "\n", then "line two\n", then the end.
+    let mut lines = Vec::new();
+    loop {
+        let buf =
+            std::future::poll_fn(|cx| Pin::new(&mut p).poll_fill_buf(cx).map_ok(<[u8]>::to_vec))
+                .await
+                .unwrap();
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(buf.len(), |i| i + 1);
+        lines.push(buf[..n].to_vec());
+        Pin::new(&mut p).consume(n);
+    }
+    assert_eq!(lines, [b"\n".to_vec(), b"line two\n".to_vec()]);
+    assert!(p.read_chunk(10).await.unwrap().is_none());
 }
