@@ -10,7 +10,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use smux_proto::StreamId;
+use smux_proto::{StreamId, StreamStats};
+
+use crate::MuxStats;
 
 use crate::conn::Conn;
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -207,6 +209,14 @@ impl<A: Adapter> Connector<A> {
         .await
     }
 
+    /// The connection's counters (bytes and frames each way, streams opened, accepted and
+    /// refused, keep-alives sent) and gauges (streams open and waiting for accept, bytes
+    /// unread and queued). O(1); it takes the session's state lock briefly, never a lock
+    /// held across transport I/O.
+    pub fn stats(&self) -> MuxStats {
+        self.conn.stats()
+    }
+
     /// Stream handles alive on this connection, in both directions.
     pub fn get_num_streams(&self) -> usize {
         self.conn.num_streams()
@@ -326,6 +336,13 @@ impl<A: Adapter> StreamHandle<A> {
         self.id.0
     }
 
+    /// The stream's counters and gauges: payload bytes each way, bytes unread and queued,
+    /// and in version 2 the windows and the time writes waited for the peer's. O(1), as
+    /// [`Connector::stats`].
+    pub fn stats(&self) -> StreamStats {
+        self.conn.stream_stats(self.id)
+    }
+
     /// Whether the stream can carry no more data in either direction: both sides sent FIN,
     /// the idle timeout closed it, or the session ended.
     pub fn is_closed(&self) -> bool {
@@ -400,7 +417,7 @@ impl<A: Adapter> StreamHandle<A> {
     ///
     /// Not cancel safe in the way `write_all` is not: if the future is dropped before it
     /// completes, a prefix of `data` has been taken and will be sent, and the rest will not;
-    /// the stream's `stats().sent_bytes` tells how much was taken in all.
+    /// the stream's `stats().bytes_sent` and `queued_bytes` tell how much was taken in all.
     pub async fn write_chunk(&self, mut data: Bytes) -> io::Result<()> {
         while !data.is_empty() {
             std::future::poll_fn(|cx| {

@@ -52,6 +52,9 @@ pub use handles::{
 };
 #[doc(hidden)]
 pub use smux_proto;
+/// A connection's statistics ([`Connector::stats`]).
+pub use smux_proto::SessionStats as MuxStats;
+pub use smux_proto::StreamStats;
 pub use worker::Worker;
 
 /// The I/O a transport offers, in the shape both Tokio's and futures-io's traits reduce to.

@@ -5,7 +5,7 @@ use std::io::{self, IoSlice};
 use bytes::{Buf, Bytes};
 use std::task::{Context, Poll};
 
-use smux_proto::{OpenError, StreamError, StreamId};
+use smux_proto::{OpenError, SessionStats, StreamError, StreamId, StreamStats};
 
 use crate::conn::{Conn, State, WriterWait};
 use crate::direct::Direct;
@@ -396,6 +396,20 @@ impl<T: Transport> Conn<T> {
         }
         self.park_writer(&mut st, id, WriterWait::Room, cx);
         Poll::Pending
+    }
+
+    /// The session's counters and gauges.
+    pub fn stats(&self) -> SessionStats {
+        let mut wakes = Wakes::default();
+        let st = self.state(&mut wakes);
+        st.session.stats()
+    }
+
+    /// Stream `id`'s counters and gauges.
+    pub fn stream_stats(&self, id: StreamId) -> StreamStats {
+        let mut wakes = Wakes::default();
+        let st = self.state(&mut wakes);
+        st.session.stream_stats(id).unwrap_or_default()
     }
 
     /// The write half of `id` is gone: FIN goes out after the data it wrote.

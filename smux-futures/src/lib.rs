@@ -57,7 +57,9 @@ use smux_driver::{
     Adapter, Bind, ReadBuffer, ReadTarget, Runtime, StreamHandle, Transport, WriteMode,
 };
 
-pub use smux_driver::{Begin, MuxError, MuxResult, WithConfig, WithConnection};
+pub use smux_driver::{
+    Begin, MuxError, MuxResult, MuxStats, StreamStats, WithConfig, WithConnection,
+};
 pub use smux_proto::{ProtocolError, Version};
 pub use split::{MuxReadHalf, MuxWriteHalf, ReuniteError};
 
@@ -132,6 +134,12 @@ impl<T: FuturesConn> MuxStream<T> {
         self.inner.is_closed()
     }
 
+    /// Payload bytes each way, bytes unread and queued, and in version 2 the windows and the
+    /// time writes waited for the peer's. O(1).
+    pub fn stats(&self) -> StreamStats {
+        self.inner.stats()
+    }
+
     /// Up to `max` bytes of what arrived, without copying: a slice of the received data.
     /// `None` is the end of the stream. Cancel safe.
     pub async fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
@@ -141,7 +149,8 @@ impl<T: FuturesConn> MuxStream<T> {
     /// Sends all of `data` as frames that slice it, with no copy. The whole of `data` counts
     /// against the stream's queue limit; a chunk larger than the room there goes out in
     /// pieces while the call waits. If the future is dropped before it completes, a prefix of
-    /// `data` has been taken and will be sent, and the rest will not.
+    /// `data` has been taken and will be sent, and the rest will not; [`MuxStream::stats`]
+    /// (`bytes_sent` + `queued_bytes`) counts what the stream has taken in all.
     pub async fn write_chunk(&mut self, data: Bytes) -> io::Result<()> {
         self.inner.write_chunk(data).await
     }

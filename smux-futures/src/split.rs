@@ -99,12 +99,22 @@ impl<T: FuturesConn> MuxReadHalf<T> {
     pub fn get_stream_id(&self) -> u32 {
         self.inner.stream().id()
     }
+
+    /// The stream's statistics, as [`MuxStream::stats`].
+    pub fn stats(&self) -> crate::StreamStats {
+        self.inner.stream().stats()
+    }
 }
 
 impl<T: FuturesConn> MuxWriteHalf<T> {
     /// The stream id on the wire.
     pub fn get_stream_id(&self) -> u32 {
         self.inner.stream().id()
+    }
+
+    /// The stream's statistics, as [`MuxStream::stats`].
+    pub fn stats(&self) -> crate::StreamStats {
+        self.inner.stream().stats()
     }
 
     /// Sends all of `data` as frames that slice it, with no copy. As

@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::scheduler::Membership;
+use crate::session::StreamCounters;
 use crate::wire::INITIAL_PEER_WINDOW;
 
 /// Memory one slot of a receive queue takes.
@@ -65,6 +66,8 @@ pub(crate) struct Stream {
     pub last_activity: Option<Instant>,
     /// The scheduler's queues this stream is in; only the scheduler changes it.
     pub sched: Membership,
+    /// What [`Session::stream_stats`](crate::Session::stream_stats) reports.
+    pub counters: StreamCounters,
 }
 
 impl Stream {
@@ -94,6 +97,7 @@ impl Stream {
             closed_reported: false,
             last_activity: None,
             sched: Membership::default(),
+            counters: StreamCounters::default(),
         }
     }
 

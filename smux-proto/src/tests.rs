@@ -1400,3 +1400,70 @@ fn a_stream_that_stops_reading_drops_what_arrives_and_keeps_the_window_moving() 
         assert_eq!(read_all(&mut p, Side::Server, sid), b"hello world");
     }
 }
+
+#[test]
+fn stats_add_up_against_a_transfer_of_known_size() {
+    const SIZE: usize = 1 << 20;
+    let mut p = pair(v2());
+    let id = p.client.open().unwrap();
+    let data = vec![3u8; SIZE];
+    let mut written = 0;
+    let mut waited = false;
+    let mut received = 0;
+    while written < SIZE {
+        match p.client.write(id, &data[written..]) {
+            Ok(n) => written += n,
+            Err(StreamError::Blocked) => {
+                // The window is shut: a second passes before the reader makes room.
+                if p.client.stream_stats(id).unwrap().peer_window == Some(0) {
+                    p.advance(Duration::from_secs(1));
+                    waited = true;
+                }
+                p.drive();
+                if let Some(sid) = p.server.accept() {
+                    assert_eq!(sid, id);
+                }
+                let mut sink = vec![0u8; SIZE];
+                while let Ok(n @ 1..) = p.server.read(id, &mut sink) {
+                    received += n;
+                }
+                p.drive();
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    p.client.shutdown(id).unwrap();
+    p.drive();
+    received += read_all(&mut p, Side::Server, id).len();
+    assert_eq!(received, SIZE);
+    p.drive();
+    let (c, s) = (p.client.stats(), p.server.stats());
+    let frame = Config::default().max_frame_size();
+    assert_eq!(c.payload_bytes_sent, SIZE as u64);
+    assert_eq!(c.payload_frames_sent, SIZE.div_ceil(frame) as u64);
+    assert_eq!(s.payload_bytes_received, SIZE as u64);
+    assert_eq!(s.payload_frames_received, c.payload_frames_sent);
+    // Everything sent arrived: the wire counts agree both ways, and the client's is its
+    // payload, its data frames' headers, its SYN and FIN.
+    assert_eq!(c.wire_bytes_sent, s.wire_bytes_received);
+    assert_eq!(s.wire_bytes_sent, c.wire_bytes_received);
+    assert_eq!(
+        c.wire_bytes_sent,
+        (SIZE + crate::frame::HEADER_LEN * (SIZE.div_ceil(frame) + 2)) as u64
+    );
+    assert!(s.wire_bytes_sent > 0, "the server's UPDs");
+    assert_eq!(
+        (c.streams_opened, s.streams_accepted, s.streams_refused),
+        (1, 1, 0)
+    );
+    assert_eq!(c.keep_alives_sent, 0);
+    // The server has not finished the stream: both ends still know it.
+    let cs = p.client.stream_stats(id).unwrap();
+    let ss = p.server.stream_stats(id).unwrap();
+    assert_eq!(cs.bytes_sent, SIZE as u64);
+    assert!(waited, "the transfer never waited for the window");
+    assert!(cs.window_wait >= Duration::from_secs(1), "{cs:?}");
+    assert_eq!(ss.bytes_received, SIZE as u64);
+    assert_eq!(ss.unread_bytes, 0);
+    assert_eq!(ss.peer_window, Some(u64::from(crate::INITIAL_PEER_WINDOW)));
+}

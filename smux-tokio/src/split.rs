@@ -98,12 +98,22 @@ impl<T: TokioConn> MuxReadHalf<T> {
     pub fn get_stream_id(&self) -> u32 {
         self.inner.stream().id()
     }
+
+    /// The stream's statistics, as [`MuxStream::stats`].
+    pub fn stats(&self) -> crate::StreamStats {
+        self.inner.stream().stats()
+    }
 }
 
 impl<T: TokioConn> MuxWriteHalf<T> {
     /// The stream id on the wire.
     pub fn get_stream_id(&self) -> u32 {
         self.inner.stream().id()
+    }
+
+    /// The stream's statistics, as [`MuxStream::stats`].
+    pub fn stats(&self) -> crate::StreamStats {
+        self.inner.stream().stats()
     }
 
     /// Sends all of `data` as frames that slice it, with no copy. As

@@ -461,3 +461,78 @@ fn dropping_the_write_half_first_sends_fin_and_the_read_half_goes_on() {
         assert_eq!(back, b"reply");
     });
 }
+
+#[test]
+fn stats_add_up_against_a_transfer_of_known_size() {
+    on_runtimes(|| async {
+        const SIZE: usize = 3 << 20;
+        for version in [smux_tokio::Version::V1, smux_tokio::Version::V2] {
+            let (a, b) = tokio::io::duplex(64 * 1024);
+            let mut cb = MuxBuilder::client();
+            cb.with_version(version);
+            let mut sb = MuxBuilder::server();
+            sb.with_version(version);
+            let (conn, _ca, cw) = cb.with_connection(a).build();
+            let (peer, mut acc, sw) = sb.with_connection(b).build();
+            let (cw, sw) = (tokio::spawn(cw), tokio::spawn(sw));
+            let s = conn.connect().unwrap();
+            let ours = tokio::spawn(send_and_receive(s, 1, SIZE));
+            let p = acc.accept().await.unwrap();
+            let theirs = tokio::spawn(send_and_receive(p, 2, SIZE));
+            let (ours, n) = timeout(LIMIT, ours).await.unwrap().unwrap();
+            assert_eq!(n, SIZE);
+            assert_eq!(conn.stats().streams_open, 1, "until the handle goes");
+            drop(ours);
+            let (p, n) = timeout(LIMIT, theirs).await.unwrap().unwrap();
+            assert_eq!(n, SIZE);
+            let ps = p.stats();
+            assert_eq!(
+                (ps.bytes_sent, ps.bytes_received),
+                (SIZE as u64, SIZE as u64)
+            );
+            assert_eq!((ps.unread_bytes, ps.queued_bytes), (0, 0));
+            assert_eq!(ps.peer_window.is_some(), version == smux_tokio::Version::V2);
+            drop(p);
+            conn.close().await.unwrap();
+            cw.await.unwrap().unwrap();
+            sw.await.unwrap().unwrap();
+            let (c, s) = (conn.stats(), peer.stats());
+            for x in [&c, &s] {
+                assert_eq!(x.payload_bytes_sent, SIZE as u64, "{x:?}");
+                assert_eq!(x.payload_bytes_received, SIZE as u64, "{x:?}");
+                assert!(x.payload_frames_sent >= (SIZE / (32 * 1024)) as u64);
+            }
+            assert_eq!(c.wire_bytes_sent, s.wire_bytes_received);
+            assert_eq!(s.wire_bytes_sent, c.wire_bytes_received);
+            assert_eq!(c.payload_frames_sent, s.payload_frames_received);
+            assert_eq!(
+                (c.streams_opened, s.streams_accepted, s.streams_refused),
+                (1, 1, 0)
+            );
+            assert_eq!((c.streams_open, c.unread_bytes, c.queued_bytes), (0, 0, 0));
+        }
+    });
+}
+
+/// Writes `size` bytes of pattern `seed` and shuts down, while reading the peer's bytes to
+/// the end; gives the stream back with how many bytes it read.
+async fn send_and_receive(
+    s: MuxStream<DuplexStream>,
+    seed: u64,
+    size: usize,
+) -> (MuxStream<DuplexStream>, usize) {
+    let (mut r, mut w) = s.into_split();
+    let data = common::pattern(seed, size);
+    let writer = async move {
+        w.write_all(&data).await.unwrap();
+        w.shutdown().await.unwrap();
+        w
+    };
+    let reader = async move {
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.unwrap();
+        (r, got.len())
+    };
+    let (w, (r, n)) = tokio::join!(writer, reader);
+    (r.reunite(w).unwrap(), n)
+}

@@ -291,4 +291,11 @@ where
     }
     assert_eq!(lines, [b"\n".to_vec(), b"line two\n".to_vec()]);
     assert!(p.read_chunk(10).await.unwrap().is_none());
+    // The statistics add up: every byte written was sent and received.
+    let total = (data.len() + 10) as u64;
+    assert_eq!(s.stats().bytes_sent, total);
+    assert_eq!(p.stats().bytes_received, total);
+    assert_eq!(p.stats().unread_bytes, 0);
+    assert_eq!(conn.stats().payload_bytes_sent, total);
+    assert_eq!(conn.stats().streams_opened, 1);
 }

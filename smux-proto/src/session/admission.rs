@@ -28,6 +28,7 @@ impl Session {
             return Err(OpenError::IdsExhausted);
         };
         self.last_id = next;
+        self.counters.streams_opened += 1;
         let id = StreamId(next);
         let mut s = self.new_stream();
         s.owe_syn();
@@ -138,8 +139,10 @@ impl Session {
         if self.streams.contains_key(&id.0) {
             // Duplicate SYN: ignored, as Go does.
         } else if self.syn_refused(id) {
+            self.counters.streams_refused += 1;
             self.sched.refusals.push(id);
         } else {
+            self.counters.streams_accepted += 1;
             let mut s = self.new_stream();
             if self.config.idle_timeout().is_some() {
                 s.last_activity = Some(now);

@@ -26,6 +26,12 @@ impl Session {
     /// [`Session::wants_input`]); the rest stays in `input` for the next call. After the end,
     /// input is dropped.
     pub fn handle_input(&mut self, now: Instant, input: &mut Bytes) {
+        let before = input.len();
+        self.take_input(now, input);
+        self.counters.wire_bytes_received += (before - input.len()) as u64;
+    }
+
+    fn take_input(&mut self, now: Instant, input: &mut Bytes) {
         self.now = self.now.max(now);
         let chunk_len = input.len();
         loop {
@@ -111,6 +117,8 @@ impl Session {
             Cmd::Upd => self.decoder.begin_body(Body::Upd { id }),
             Cmd::Psh => {
                 let len = h.len as usize;
+                self.counters.payload_frames_received += 1;
+                self.counters.payload_bytes_received += len as u64;
                 let body = match self.streams.get(&id.0) {
                     Some(s) if len > 0 && s.accepts_data() => {
                         let unread = s.unread() + len;
@@ -166,6 +174,11 @@ impl Session {
                 let (consumed, window) = decode_upd(&payload);
                 if let Some(s) = self.streams.get_mut(&id.0) {
                     s.apply_upd(consumed, window);
+                    if s.send_window() > 0 {
+                        if let Some(t) = s.counters.window_shut_since.take() {
+                            s.counters.window_wait += now.saturating_duration_since(t);
+                        }
+                    }
                     self.wake_writer(id);
                 }
             }
@@ -187,6 +200,7 @@ impl Session {
             s.last_activity = Some(now);
         }
         let before = s.rx_memory();
+        s.counters.received += data.len() as u64;
         let was_empty = s.push_rx(data);
         self.rx_held += s.rx_memory() - before;
         if rest > 0 {

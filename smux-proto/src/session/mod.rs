@@ -29,6 +29,10 @@ mod close;
 mod input;
 mod recv;
 mod send;
+mod stats;
+
+pub(crate) use stats::StreamCounters;
+pub use stats::{SessionStats, StreamStats};
 mod timers;
 
 /// Something the application should know about. Drain with [`Session::poll_event`].
@@ -121,6 +125,8 @@ pub struct Session {
     accept_stalled: bool,
     /// [`Session::drain`] was called: no new streams either way.
     draining: bool,
+    /// The counters of [`Session::stats`] (its gauges are filled in when read).
+    counters: SessionStats,
     sched: Scheduler,
     events: VecDeque<Event>,
     decoder: Decoder,
@@ -165,6 +171,7 @@ impl Session {
             hold_opens: false,
             accept_stalled: false,
             draining: false,
+            counters: SessionStats::default(),
             sched: Scheduler::new(),
             events: VecDeque::new(),
             decoder: Decoder::default(),

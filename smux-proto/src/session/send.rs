@@ -75,7 +75,12 @@ impl Session {
         if n == 0 {
             return;
         }
+        let frames = n.div_ceil(self.config.max_frame_size());
+        self.counters.payload_bytes_sent += n as u64;
+        self.counters.payload_frames_sent += frames as u64;
+        self.counters.wire_bytes_sent += (n + frames * crate::frame::HEADER_LEN) as u64;
         if let Some(s) = self.streams.get_mut(&id.0) {
+            s.counters.sent += n as u64;
             s.note_sent_direct(n);
             if s.last_activity.is_some() {
                 s.last_activity = Some(now);
@@ -116,7 +121,11 @@ impl Session {
 
     fn block_writer(&mut self, id: StreamId) -> StreamError {
         let session_full = self.tx_queued >= self.config.max_session_queued();
+        let v2 = self.config.version() == Version::V2;
         if let Some(s) = self.streams.get_mut(&id.0) {
+            if v2 && s.send_window() == 0 && s.counters.window_shut_since.is_none() {
+                s.counters.window_shut_since = Some(self.now);
+            }
             s.set_write_blocked(true);
             if session_full {
                 self.sched.tx_blocked.push(id, s);
@@ -174,8 +183,12 @@ impl Session {
                 Next::Ctrl(id) => self.ctrl_frame(id, now),
                 Next::Data(id) => self.data_frame(id, now),
             };
-            if t.is_some() {
-                return t;
+            if let Some(t) = t {
+                self.count_sent(t.payload.len(), t.cmd == Cmd::Psh);
+                if t.cmd == Cmd::Nop {
+                    self.counters.keep_alives_sent += 1;
+                }
+                return Some(t);
             }
         }
         if data && self.state == State::Closing {
@@ -225,6 +238,7 @@ impl Session {
             .get_mut(&id.0)
             .expect("the scheduler checked it");
         let payload = s.pop_tx(self.config.max_frame_size())?;
+        s.counters.sent += payload.len() as u64;
         if s.last_activity.is_some() {
             s.last_activity = Some(now);
         }
