@@ -17,6 +17,17 @@ type Sleep<A> = <<A as Adapter>::Runtime as Runtime>::Sleep;
 /// to the transport, runs the timers. It ends when the session does (all handles dropped,
 /// `close()`, the peer closing the transport, a keep-alive timeout, a protocol or transport
 /// error) with `Ok` for an orderly end.
+///
+/// **Never spawned** (or never polled): nothing reads the transport, so reads, accepts and
+/// `closed()` wait for ever, no timer runs (no keep-alive), and small writes stay queued
+/// until a task flushes (a flushing task writes the queue itself, and a write of a frame or
+/// more goes straight to the transport). `close()` still works: it writes what is queued and
+/// shuts the transport down from the calling task.
+///
+/// **Dropped** (before it finished, polled or not): the session ends at once, as if the
+/// transport had failed: queued output is dropped, the transport is dropped, `connect()` and
+/// `open()` fail with `ConnectionClosed`, reads return what had arrived and then an error,
+/// writes fail, and `close()` and `closed()` report `ConnectionClosed`.
 #[must_use = "the worker does nothing unless polled: spawn it"]
 pub struct Worker<A: Adapter> {
     conn: Arc<Conn<A::Io>>,

@@ -102,6 +102,20 @@ impl<T: FuturesConn> Bind<T> for Futures {
 /// One stream of the connection; it reads and writes like a TCP stream (see
 /// `smux_tokio::MuxStream`). `poll_close` queues FIN after the data written so far and keeps
 /// the read side open.
+///
+/// **Dropping a stream mid-message.** smux has no reset: the peer reads what was sent, then a
+/// clean end of stream, and cannot tell an abandoned message from a finished one.
+///
+/// **What `flush` and `close` wait for.** `poll_flush` returns once everything this stream
+/// wrote (and its FIN, after `poll_close`) has been handed to the transport and the
+/// transport's own `poll_flush` has returned. `poll_close` queues the FIN and returns without
+/// waiting for it to be written, unless the session holds more than half of `max_streams`
+/// with frames unsent.
+///
+/// **Cancel safety.** A read or write that returned `Pending` took nothing.
+/// [`read_chunk`](Self::read_chunk) is cancel safe; [`write_chunk`](Self::write_chunk) is
+/// not, like `write_all`: dropped early, it has sent a prefix of its buffer
+/// ([`stats`](Self::stats) tells how much).
 pub struct MuxStream<T: FuturesConn> {
     inner: StreamHandle<FuturesAdapter<T>>,
     /// The chunk `AsyncBufRead` holds.

@@ -150,6 +150,23 @@ impl<T: TokioConn> Bind<T> for Tokio {
 ///   TCP's `shutdown`, it does not wait for the FIN to be written (`flush` does);
 /// - dropping it sends what it already accepted, then FIN; unread data is dropped.
 ///
+/// **Dropping a stream mid-message.** smux has no reset: the peer reads what was sent, then a
+/// clean end of stream, and cannot tell an abandoned message from a finished one. Frame your
+/// messages (a length prefix, as `tokio_util::codec::LengthDelimitedCodec` does) if the peer
+/// must know.
+///
+/// **What `flush` and `shutdown` wait for.** `flush` returns once everything this stream
+/// wrote (and its FIN, after `shutdown`) has been handed to the transport and the transport's
+/// own `poll_flush` has returned; not for the peer to receive or read it. `shutdown` queues
+/// the FIN and returns without waiting for it to be written (as TCP's `shutdown`), unless the
+/// session holds more than half of `max_streams` with frames unsent.
+///
+/// **Cancel safety.** `poll_read`, `poll_write`, `poll_flush` and `poll_shutdown` are the
+/// usual poll functions: a read or write that returned `Pending` took nothing. Of the
+/// `async` calls, [`read_chunk`](Self::read_chunk) is cancel safe (nothing is taken unless
+/// returned); [`write_chunk`](Self::write_chunk) is not, like `write_all`: dropped early, it
+/// has sent a prefix of its buffer ([`stats`](Self::stats) tells how much).
+///
 /// Split it ([`MuxStream::into_split`], or `tokio::io::split`) to read and write from two
 /// tasks: reader and writer wait on separate wakers.
 pub struct MuxStream<T: TokioConn> {
