@@ -46,7 +46,10 @@ fn check(got: &[Bytes], seed: u8) {
     assert_eq!(got.len(), MESSAGES);
     for (i, m) in got.iter().enumerate() {
         assert_eq!(m.len(), i % 300, "message {i}");
-        assert!(m.iter().all(|&b| b == seed.wrapping_add(i as u8)), "message {i}");
+        assert!(
+            m.iter().all(|&b| b == seed.wrapping_add(i as u8)),
+            "message {i}"
+        );
     }
 }
 
