@@ -139,6 +139,23 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
 /// A stream writer that records whether its last `poll_write` was `Pending` and how many
 /// bytes it has taken, and signals `changed` each time either changes.
+/// A waker that notes being woken, then wakes `inner`.
+struct WokeFlag {
+    inner: std::task::Waker,
+    woken: AtomicBool,
+}
+
+impl std::task::Wake for WokeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        self.inner.wake_by_ref();
+    }
+}
+
 pub struct Probe<W> {
     pub inner: W,
     pub parked: Arc<AtomicBool>,
@@ -152,9 +169,18 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Probe<W> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        // A `Pending` after which the task was already woken is a yield (the writer's turn,
+        // or the cooperative budget), not a wait for room: it does not count as parked.
+        let woke = Arc::new(WokeFlag {
+            inner: cx.waker().clone(),
+            woken: AtomicBool::new(false),
+        });
+        let waker = std::task::Waker::from(Arc::clone(&woke));
+        let r = Pin::new(&mut self.inner).poll_write(&mut Context::from_waker(&waker), buf);
         match &r {
-            Poll::Pending => self.parked.store(true, Ordering::SeqCst),
+            Poll::Pending => self
+                .parked
+                .store(!woke.woken.load(Ordering::SeqCst), Ordering::SeqCst),
             Poll::Ready(Ok(n)) => {
                 self.parked.store(false, Ordering::SeqCst);
                 self.accepted.fetch_add(*n, Ordering::SeqCst);
