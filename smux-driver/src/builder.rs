@@ -141,9 +141,24 @@ impl<F> MuxBuilder<WithConfig, F> {
         self
     }
 
-    /// The protocol version; both sides must agree. Default: version 1.
+    /// The protocol version; both sides must agree (or the server takes the client's, with
+    /// [`with_auto_version`](Self::with_auto_version)). Default: version 1. The last of
+    /// `with_version` and `with_auto_version` called wins.
     pub fn with_version(&mut self, version: crate::smux_proto::Version) -> &mut Self {
         self.state.options.version(version);
+        self
+    }
+
+    /// Server side: speak whichever version (1 or 2) the client's first frame carries. Until
+    /// that frame arrives nothing is sent: keep-alives and the SYNs of streams this side
+    /// opens wait for it, and [`Connector::version`](crate::Connector::version) is `None`.
+    /// The last of `with_version` and `with_auto_version` called wins.
+    ///
+    /// # Panics
+    /// On a client builder: the client's first frame is what sets the version, so a client
+    /// must choose one.
+    pub fn with_auto_version(&mut self) -> &mut Self {
+        self.state.options.auto_version();
         self
     }
 

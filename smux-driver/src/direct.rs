@@ -223,7 +223,7 @@ impl<T: Transport> Conn<T> {
         let (room, version) = {
             let st = self.state(&mut wakes);
             match st.session.direct_room(id) {
-                Ok(room) => (room, st.session.version()),
+                Ok(room) => (room, st.session.config().version()),
                 Err(_) => return Direct::Declined,
             }
         };

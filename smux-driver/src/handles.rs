@@ -217,6 +217,13 @@ impl<A: Adapter> Connector<A> {
         self.conn.stats()
     }
 
+    /// The protocol version the connection speaks: `None` on a server built with
+    /// `with_auto_version` until the client's first frame has arrived; always `Some` for a
+    /// client and without auto.
+    pub fn version(&self) -> Option<crate::smux_proto::Version> {
+        self.conn.version()
+    }
+
     /// Stream handles alive on this connection, in both directions.
     pub fn get_num_streams(&self) -> usize {
         self.conn.num_streams()

@@ -398,6 +398,13 @@ impl<T: Transport> Conn<T> {
         Poll::Pending
     }
 
+    /// The version spoken, once known.
+    pub fn version(&self) -> Option<smux_proto::Version> {
+        let mut wakes = Wakes::default();
+        let st = self.state(&mut wakes);
+        st.session.version()
+    }
+
     /// The session's counters and gauges.
     pub fn stats(&self) -> SessionStats {
         let mut wakes = Wakes::default();

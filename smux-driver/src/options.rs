@@ -78,9 +78,18 @@ impl Options {
         self.max_rx_frames = frames.get();
     }
 
-    /// The protocol version.
+    /// The protocol version (no longer automatic).
     pub fn version(&mut self, version: Version) {
-        self.config.with_version(version);
+        self.config.with_version(version).with_auto_version(false);
+    }
+
+    /// Server side: the version of the client's first frame. Panics for a client.
+    pub fn auto_version(&mut self) {
+        assert!(
+            self.role == Role::Server,
+            "with_auto_version is for a server: a client's first frame sets the version"
+        );
+        self.config.with_auto_version(true);
     }
 
     /// Version 2: the per-stream window we advertise. Panics below 65,535 (one frame) or

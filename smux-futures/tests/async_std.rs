@@ -118,6 +118,18 @@ fn chunks_on_async_std() {
     .expect("timed out");
 }
 
+#[test]
+fn auto_version_on_async_std() {
+    async_std::task::block_on(async_std::future::timeout(Duration::from_secs(30), async {
+        let (client, server) = tcp_pair().await;
+        let spawn = |t| {
+            async_std::task::spawn(t);
+        };
+        production::auto_version(client, server, spawn).await;
+    }))
+    .expect("timed out");
+}
+
 /// Both ends of a loopback TCP connection.
 async fn tcp_pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

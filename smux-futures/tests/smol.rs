@@ -240,3 +240,11 @@ fn chunks_on_smol() {
         production::chunks(a, b, |t| smol::spawn(t).detach()).await;
     });
 }
+
+#[test]
+fn auto_version_on_smol() {
+    run(30, async {
+        let (a, b) = tcp_pair().await;
+        production::auto_version(a, b, |t| smol::spawn(t).detach()).await;
+    });
+}

@@ -41,6 +41,7 @@ pub const MAX_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
 #[non_exhaustive]
 pub struct Config {
     version: Version,
+    auto_version: bool,
     max_frame_size: usize,
     keep_alive_interval: Option<Duration>,
     keep_alive_timeout: Option<Duration>,
@@ -59,6 +60,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             version: Version::V1,
+            auto_version: false,
             max_frame_size: 32_768,
             keep_alive_interval: None,
             keep_alive_timeout: None,
@@ -85,6 +87,21 @@ impl Config {
     /// Sets [`Config::version`].
     pub fn with_version(&mut self, v: Version) -> &mut Self {
         self.version = v;
+        self
+    }
+
+    /// Server side: speak whichever version the client's first frame carries, sending nothing
+    /// before it arrives (keep-alives and the SYNs of streams we open wait for it);
+    /// [`Config::version`] is then that version. A client session refuses it
+    /// ([`Session::new`](crate::Session::new) fails): its first frame sets the version.
+    /// Default: off.
+    pub fn auto_version(&self) -> bool {
+        self.auto_version
+    }
+
+    /// Sets [`Config::auto_version`].
+    pub fn with_auto_version(&mut self, auto: bool) -> &mut Self {
+        self.auto_version = auto;
         self
     }
 

@@ -54,7 +54,10 @@ fn feed(s: &mut Session, now: Instant, bytes: Bytes) -> Bytes {
 fn transmits(s: &mut Session, now: Instant) -> Vec<(Header, Bytes)> {
     let mut out = Vec::new();
     while let Some(t) = s.poll_transmit(now) {
-        out.push((Header::decode(&t.header, s.version()).unwrap(), t.payload));
+        out.push((
+            Header::decode(&t.header, s.config().version()).unwrap(),
+            t.payload,
+        ));
     }
     out
 }
@@ -1466,4 +1469,52 @@ fn stats_add_up_against_a_transfer_of_known_size() {
     assert_eq!(ss.bytes_received, SIZE as u64);
     assert_eq!(ss.unread_bytes, 0);
     assert_eq!(ss.peer_window, Some(u64::from(crate::INITIAL_PEER_WINDOW)));
+}
+
+#[test]
+fn an_auto_version_server_speaks_the_version_of_the_clients_first_frame() {
+    for v in [Version::V1, Version::V2] {
+        let client = cfg(Config::default(), |c| {
+            c.with_version(v);
+        });
+        let server = cfg(Config::default(), |c| {
+            c.with_auto_version(true)
+                .with_keep_alive_interval(Some(Duration::from_secs(1)));
+        });
+        let mut p = Pair::new(client, server, Instant::now()).unwrap();
+        assert_eq!(p.client.version(), Some(v));
+        assert_eq!(p.server.version(), None);
+        // Before the client's first frame the server sends nothing: not its keep-alive, not
+        // the SYN of a stream it opens.
+        let early = p.server.open().unwrap();
+        p.server.write(early, b"early").unwrap();
+        p.advance(Duration::from_secs(3));
+        assert!(!p.server.has_output());
+        assert_eq!(p.transmit(Side::Server), 0);
+        let id = p.client.open().unwrap();
+        p.client.write(id, b"hello").unwrap();
+        p.drive();
+        assert_eq!(p.server.version(), Some(v));
+        assert_eq!(p.server.accept(), Some(id));
+        assert_eq!(p.client.accept(), Some(early));
+        assert_eq!(read_all_now(&mut p, Side::Client, early), b"early");
+        let mut buf = [0u8; 5];
+        assert_eq!(p.server.read(id, &mut buf), Ok(5));
+        assert_eq!(&buf, b"hello");
+    }
+    // A client cannot wait for a version: it sends the first frame.
+    let auto = cfg(Config::default(), |c| {
+        c.with_auto_version(true);
+    });
+    assert!(Session::new(Role::Client, auto, Instant::now()).is_err());
+}
+
+/// What `side` can read of `id` now, without waiting for its end.
+fn read_all_now(p: &mut Pair, side: Side, id: StreamId) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = p.session(side).read(id, &mut buf) {
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
 }

@@ -19,7 +19,8 @@ pub const INITIAL_PEER_WINDOW: u32 = 262_144;
 /// The largest window Go can read: it computes `int32(window) - inflight`.
 pub const MAX_WINDOW: u32 = i32::MAX as u32;
 
-/// The smux protocol version. There is no negotiation: both sides must be configured alike.
+/// The smux protocol version. There is no negotiation: both sides must be configured alike,
+/// or the server told to take the client's ([`Config::auto_version`](crate::Config::auto_version)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
 pub enum Version {
@@ -28,6 +29,17 @@ pub enum Version {
     V1 = 1,
     /// Version 2: adds per-stream windows (UPD frames).
     V2 = 2,
+}
+
+impl Version {
+    /// The version a frame's first byte names, if any.
+    pub(crate) fn from_byte(b: u8) -> Option<Version> {
+        match b {
+            1 => Some(Version::V1),
+            2 => Some(Version::V2),
+            _ => None,
+        }
+    }
 }
 
 /// A stream identifier. Client-opened streams are odd, server-opened streams even; 0 is reserved

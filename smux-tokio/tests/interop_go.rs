@@ -439,6 +439,8 @@ struct Opts {
     keep_alive: Option<(u64, Option<u64>)>,
     window: Option<u32>,
     max_frame: Option<usize>,
+    /// Our server takes the client's version (`with_auto_version`).
+    auto: bool,
 }
 
 impl Opts {
@@ -448,7 +450,13 @@ impl Opts {
             keep_alive: None,
             window: None,
             max_frame: None,
+            auto: false,
         }
+    }
+
+    fn auto_version(mut self) -> Self {
+        self.auto = true;
+        self
     }
 
     fn keep_alive(mut self, interval: u64, timeout: Option<u64>) -> Self {
@@ -473,6 +481,9 @@ impl Opts {
             MuxBuilder::client()
         };
         b.with_version(self.version);
+        if self.auto {
+            b.with_auto_version();
+        }
         if let Some((interval, timeout)) = self.keep_alive {
             b.with_keep_alive_interval(NonZeroU64::new(interval).unwrap());
             if let Some(t) = timeout {
@@ -951,6 +962,44 @@ go_test!(
 go_test!(
     echo_100_streams_go_to_ours_v2,
     go_open_to_ours(Version::V2, 100, MIB, true)
+);
+
+/// A Go client speaking `version` opens 20 streams to our echo server, which was built with
+/// `with_auto_version`: it speaks the client's version, learnt from its first frame.
+async fn go_open_to_auto(version: Version) {
+    let Some(bin) = go_peer() else { return };
+    let opts = Opts::new(Version::V1).auto_version();
+    let go_opts = Opts::new(version);
+    let extra = ["-behavior", "open", "-streams", "20", "-size", "300000"];
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let go = GoPeer::spawn(
+        bin,
+        &go_args("client", Some(&addr), go_opts.version, &extra),
+    );
+    let (io, _) = tokio::time::timeout(PEER_WAIT, listener.accept())
+        .await
+        .unwrap_or_else(|_| panic!("the Go client did not connect; output:\n{}", go.output()))
+        .unwrap();
+    let mut ours = Ours::start(&opts, true, io);
+    let mut results = spawn_echo_server(ours.take_acceptor());
+    let done = echo_results(&mut results, 20, &go).await;
+    let bytes: u64 = done.iter().map(|&(_, n)| n).sum();
+    assert_eq!(bytes, 20 * 300_000);
+    assert_eq!(ours.connector.version(), Some(version));
+    let mut go = go;
+    go.line("OK").await;
+    finish(ours, go).await;
+}
+
+go_test!(
+    auto_version_server_go_client_v1,
+    go_open_to_auto(Version::V1)
+);
+
+go_test!(
+    auto_version_server_go_client_v2,
+    go_open_to_auto(Version::V2)
 );
 
 // ---------------------------------------------------------------------------------------------

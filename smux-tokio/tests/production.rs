@@ -536,3 +536,62 @@ async fn send_and_receive(
     let (w, (r, n)) = tokio::join!(writer, reader);
     (r.reunite(w).unwrap(), n)
 }
+
+#[test]
+fn an_auto_version_server_speaks_the_clients_version() {
+    on_runtimes(|| async {
+        for version in [smux_tokio::Version::V1, smux_tokio::Version::V2] {
+            let (a, b) = tokio::io::duplex(64 * 1024);
+            let mut cb = MuxBuilder::client();
+            cb.with_version(version);
+            let mut sb = MuxBuilder::server();
+            // The last of the two setters wins.
+            sb.with_version(smux_tokio::Version::V2).with_auto_version();
+            let (conn, mut ca, cw) = cb.with_connection(a).build();
+            let (server, mut sa, sw) = sb.with_connection(b).build();
+            tokio::spawn(cw);
+            tokio::spawn(sw);
+            assert_eq!(conn.version(), Some(version));
+            assert_eq!(
+                server.version(),
+                None,
+                "not known before the client's first frame"
+            );
+            // A stream the server opens before it knows waits for the version.
+            let mut early = server.connect().unwrap();
+            early.write_all(b"early").await.unwrap();
+            let mut s = conn.connect().unwrap();
+            s.write_all(b"hello").await.unwrap();
+            s.flush().await.unwrap();
+            let mut p = sa.accept().await.unwrap();
+            assert_eq!(server.version(), Some(version));
+            let mut buf = [0u8; 5];
+            p.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"hello");
+            early.flush().await.unwrap();
+            let mut e = ca.accept().await.unwrap();
+            e.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"early");
+            // Past a version-2 window both ways.
+            let big = common::pattern(3, 1 << 20);
+            let echo = tokio::spawn(async move {
+                let mut got = vec![0u8; 1 << 20];
+                p.read_exact(&mut got).await.unwrap();
+                p.write_all(&got).await.unwrap();
+                p.flush().await.unwrap();
+                p
+            });
+            s.write_all(&big).await.unwrap();
+            let mut back = vec![0u8; 1 << 20];
+            s.read_exact(&mut back).await.unwrap();
+            assert!(back == big);
+            drop(echo.await.unwrap());
+        }
+    });
+}
+
+#[test]
+#[should_panic(expected = "with_auto_version is for a server")]
+fn auto_version_on_a_client_builder_panics() {
+    MuxBuilder::client().with_auto_version();
+}

@@ -299,3 +299,32 @@ where
     assert_eq!(conn.stats().payload_bytes_sent, total);
     assert_eq!(conn.stats().streams_opened, 1);
 }
+
+/// A server built with `with_auto_version` speaks the version of the client's first frame.
+pub async fn auto_version<T>(client: T, server: T, spawn: impl Fn(Task))
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut cb = MuxBuilder::client();
+    cb.with_version(smux_futures::Version::V2);
+    let mut sb = MuxBuilder::server();
+    sb.with_auto_version();
+    let (conn, _ca, cw) = cb.with_connection(client).build();
+    let (peer, mut sa, sw) = sb.with_connection(server).build();
+    spawn(Box::pin(async move {
+        let _ = cw.await;
+    }));
+    spawn(Box::pin(async move {
+        let _ = sw.await;
+    }));
+    assert_eq!(peer.version(), None);
+    let mut s = conn.connect().unwrap();
+    write_all(&mut s, b"hello").await;
+    let mut p = sa.accept().await.unwrap();
+    assert_eq!(peer.version(), Some(smux_futures::Version::V2));
+    let mut buf = [0u8; 5];
+    read_exact(&mut p, &mut buf).await;
+    write_all(&mut p, &buf).await;
+    read_exact(&mut s, &mut buf).await;
+    assert_eq!(&buf, b"hello");
+}

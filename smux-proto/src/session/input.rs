@@ -33,6 +33,9 @@ impl Session {
 
     fn take_input(&mut self, now: Instant, input: &mut Bytes) {
         self.now = self.now.max(now);
+        if self.version().is_none() {
+            self.learn_version(input);
+        }
         let chunk_len = input.len();
         loop {
             if self.is_ended() {
@@ -49,7 +52,7 @@ impl Session {
                 }
                 continue;
             }
-            match self.decoder.header(input, self.version()) {
+            match self.decoder.header(input, self.wire_version()) {
                 None => return,
                 Some(Err(e)) => self.end(SessionEnd::Protocol(e)),
                 Some(Ok(h)) => match self.on_header(h, now) {
@@ -122,7 +125,7 @@ impl Session {
                 let body = match self.streams.get(&id.0) {
                     Some(s) if len > 0 && s.accepts_data() => {
                         let unread = s.unread() + len;
-                        if self.version() == Version::V2 && unread > s.credit() {
+                        if self.wire_version() == Version::V2 && unread > s.credit() {
                             self.decoder.take_header();
                             let allowed = s.credit();
                             self.end(
@@ -225,7 +228,7 @@ impl Session {
         let Some((id, undelivered)) = self.decoder.receiving() else {
             return true;
         };
-        if self.version() == Version::V2 {
+        if self.wire_version() == Version::V2 {
             return true;
         }
         let s = self.streams.get(&id.0).expect("a stream receiving a frame");

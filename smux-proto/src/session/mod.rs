@@ -22,7 +22,7 @@ use crate::hasher::IdHasher;
 use crate::scheduler::{IdQueue, Queue, Scheduler, Streams};
 use crate::stream::Stream;
 use crate::timer::{DeadlineQueue, Timer, TimerTable};
-use crate::wire::{Cmd, StreamId, Version, HEADER_LEN};
+use crate::wire::{Cmd, StreamId, Version, HEADER_LEN, INITIAL_PEER_WINDOW};
 
 mod admission;
 mod close;
@@ -127,6 +127,9 @@ pub struct Session {
     draining: bool,
     /// The counters of [`Session::stats`] (its gauges are filled in when read).
     counters: SessionStats,
+    /// Whether `config.version()` is the version spoken: false until the first frame
+    /// arrives, with [`Config::auto_version`].
+    pub(super) version_known: bool,
     sched: Scheduler,
     events: VecDeque<Event>,
     decoder: Decoder,
@@ -151,6 +154,12 @@ impl Session {
     /// A session for `role` speaking `config`, created at `now`. Fails if the config is invalid.
     pub fn new(role: Role, config: Config, now: Instant) -> Result<Session, ConfigError> {
         config.validate()?;
+        if config.auto_version() && role == Role::Client {
+            return Err(ConfigError {
+                field: "auto_version",
+                reason: "a client chooses the version: its first frame carries it",
+            });
+        }
         let mut timers = TimerTable::default();
         if let Some(i) = config.keep_alive_interval() {
             timers.set(Timer::KeepAlive, now + i);
@@ -171,6 +180,7 @@ impl Session {
             hold_opens: false,
             accept_stalled: false,
             draining: false,
+            version_known: !config.auto_version(),
             counters: SessionStats::default(),
             sched: Scheduler::new(),
             events: VecDeque::new(),
@@ -194,9 +204,33 @@ impl Session {
         self.role
     }
 
-    /// The protocol version this session speaks.
-    pub fn version(&self) -> Version {
+    /// The protocol version this session speaks: `None` while it waits for the client's
+    /// first frame ([`Config::auto_version`]).
+    pub fn version(&self) -> Option<Version> {
+        self.version_known.then(|| self.config.version())
+    }
+
+    /// The version frames are encoded and checked with (the configured one, or the one the
+    /// first frame set).
+    pub(crate) fn wire_version(&self) -> Version {
         self.config.version()
+    }
+
+    /// Auto version: the first byte of the input is the version of the client's first frame.
+    /// A byte that is not a version is left for the decoder to reject.
+    pub(super) fn learn_version(&mut self, input: &[u8]) {
+        let Some(v) = input.first().and_then(|&b| Version::from_byte(b)) else {
+            return;
+        };
+        self.version_known = true;
+        self.config.with_version(v);
+        if v == Version::V2 {
+            // Streams we opened before knowing: the peer may send the initial window on them.
+            for s in self.streams.values_mut() {
+                s.grant(INITIAL_PEER_WINDOW as usize);
+                self.credit_owed += INITIAL_PEER_WINDOW as usize;
+            }
+        }
     }
 
     /// The configuration.
@@ -269,7 +303,7 @@ impl Session {
 
     /// Version 2: bytes the peer's window lets `id` write now (in version 1, `usize::MAX`).
     pub fn send_window(&self, id: StreamId) -> Option<usize> {
-        self.streams.get(&id.0).map(|s| match self.version() {
+        self.streams.get(&id.0).map(|s| match self.wire_version() {
             Version::V1 => usize::MAX,
             Version::V2 => s.send_window(),
         })
@@ -297,7 +331,9 @@ impl Session {
 
     /// Whether [`Session::poll_transmit`] has something to hand out.
     pub fn has_output(&self) -> bool {
-        !self.is_ended() && (self.sched.has_output() || self.state == State::Closing)
+        !self.is_ended()
+            && self.version_known
+            && (self.sched.has_output() || self.state == State::Closing)
     }
 
     // ---------------------------------------------------------------- output

@@ -58,10 +58,10 @@ impl Session {
         if s.fin_queued() || s.is_expired() {
             return Err(StreamError::Finished);
         }
-        if self.has_output() || s.syn_pending() || s.queued() > 0 {
+        if self.version().is_none() || self.has_output() || s.syn_pending() || s.queued() > 0 {
             return Ok(0);
         }
-        Ok(match self.version() {
+        Ok(match self.wire_version() {
             Version::V1 => usize::MAX,
             Version::V2 => s.send_window(),
         })
@@ -113,7 +113,9 @@ impl Session {
             .max_stream_queued()
             .saturating_sub(s.queued())
             .min(c.max_session_queued().saturating_sub(self.tx_queued));
-        if c.version() == Version::V2 {
+        // Before an auto-version session knows its version, a peer speaking version 2 must
+        // not be sent more than its initial window.
+        if c.version() == Version::V2 || !self.version_known {
             room = room.min(s.send_window());
         }
         Ok(room)
@@ -164,10 +166,10 @@ impl Session {
 
     fn transmit(&mut self, now: Instant, data: bool) -> Option<Transmit> {
         self.now = self.now.max(now);
-        if self.is_ended() {
+        if self.is_ended() || self.version().is_none() {
             return None;
         }
-        let v = self.version();
+        let v = self.wire_version();
         loop {
             let next = if data {
                 self.sched.next(&mut self.streams)
@@ -200,7 +202,7 @@ impl Session {
     /// The next control frame `id` owes: SYN, then UPD, then a due FIN, after which it leaves
     /// the control queue.
     fn ctrl_frame(&mut self, id: StreamId, now: Instant) -> Option<Transmit> {
-        let v = self.version();
+        let v = self.wire_version();
         let s = self
             .streams
             .get_mut(&id.0)
@@ -250,7 +252,7 @@ impl Session {
         self.tx_queued -= payload.len();
         self.wake_writer(id);
         self.wake_session_blocked();
-        Some(Transmit::new(self.version(), Cmd::Psh, id, payload))
+        Some(Transmit::new(self.wire_version(), Cmd::Psh, id, payload))
     }
 
     /// Reports `Writable` if `id` was refused a write and now has room.
@@ -262,7 +264,7 @@ impl Session {
             self.config.max_stream_queued() / 2,
             self.tx_queued >= self.config.max_session_queued(),
         );
-        let v2 = self.version() == Version::V2;
+        let v2 = self.wire_version() == Version::V2;
         let Some(s) = self.streams.get_mut(&id.0) else {
             return;
         };

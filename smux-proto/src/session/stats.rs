@@ -90,7 +90,7 @@ impl Session {
     /// Stream `id`'s counters and gauges, `None` for an id the session does not know. O(1).
     pub fn stream_stats(&self, id: StreamId) -> Option<StreamStats> {
         let s = self.streams.get(&id.0)?;
-        let v2 = self.version() == Version::V2;
+        let v2 = self.wire_version() == Version::V2;
         let c = &s.counters;
         let open_wait = c
             .window_shut_since
