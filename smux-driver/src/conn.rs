@@ -76,6 +76,12 @@ pub(crate) struct State {
     pub result_taken: bool,
     /// The latest time the worker saw.
     pub last_now: Instant,
+    /// The session's span (feature `tracing`).
+    #[cfg(feature = "tracing")]
+    pub span: tracing::Span,
+    /// Refusals already reported (feature `tracing`).
+    #[cfg(feature = "tracing")]
+    pub refusals_seen: u64,
 }
 
 /// What a parked writer waits for ([`Conn::park_writer`]).
@@ -144,6 +150,14 @@ impl<T: Transport> Conn<T> {
         session.set_hold_opens(true);
         let frame = session.config().max_frame_size();
         let mode = io.write_mode();
+        #[cfg(feature = "tracing")]
+        let span = {
+            let version = match session.version() {
+                Some(v) => format!("{}", v as u8),
+                None => "auto".to_string(),
+            };
+            tracing::debug_span!("smux", role = ?role, version = %version)
+        };
         Conn {
             state: Mutex::new(State {
                 session,
@@ -167,6 +181,10 @@ impl<T: Transport> Conn<T> {
                 abandoned: false,
                 result_taken: false,
                 last_now: now,
+                #[cfg(feature = "tracing")]
+                span,
+                #[cfg(feature = "tracing")]
+                refusals_seen: 0,
             }),
             io: Mutex::new(IoState {
                 io: Some(io),
@@ -423,6 +441,18 @@ impl State {
 
     /// Wakes the tasks waiting on what the session reported.
     pub fn dispatch_events(&mut self) {
+        #[cfg(feature = "tracing")]
+        {
+            let refused = self.session.stats().streams_refused;
+            if refused > self.refusals_seen {
+                crate::trace::event_debug!(
+                    self,
+                    refused = refused - self.refusals_seen,
+                    "peer streams refused"
+                );
+                self.refusals_seen = refused;
+            }
+        }
         if !self.open_waiters.is_empty() {
             // A stream may have left the table.
             self.wake_opener();

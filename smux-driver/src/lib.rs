@@ -35,6 +35,7 @@ mod ops;
 mod options;
 mod output;
 mod sync;
+mod trace;
 mod wakers;
 mod worker;
 

@@ -41,12 +41,18 @@ impl State {
             return Ok(());
         }
         self.result_taken = true;
-        match (self.session.end_reason(), self.transport_error.take()) {
+        let result = match (self.session.end_reason(), self.transport_error.take()) {
             // Data was lost on the way out: an orderly end is not one.
             (_, Some(e)) => Err(MuxError::IoError(e)),
             (Some(end), None) => worker_result(&end.clone(), None),
             (None, None) => Ok(()),
+        };
+        #[cfg(feature = "tracing")]
+        match &result {
+            Ok(()) => tracing::debug!(parent: &self.span, "session ended"),
+            Err(e) => tracing::warn!(parent: &self.span, error = %e, "session ended"),
         }
+        result
     }
 }
 

@@ -25,6 +25,7 @@ fn open_stream(st: &mut State) -> MuxResult<StreamId> {
     st.slots.insert(id.0, Slot::default());
     st.handles += 1;
     st.notify_worker();
+    crate::trace::event_debug!(st, stream = id.0, "stream opened");
     Ok(id)
 }
 
@@ -105,6 +106,7 @@ impl<T: Transport> Conn<T> {
         let mut st = self.state(&mut wakes);
         match st.session.accept() {
             Some(id) => {
+                crate::trace::event_debug!(st, stream = id.0, "stream accepted");
                 st.slots.insert(id.0, Slot::default());
                 st.handles += 1;
                 // A SYN held for room in the backlog can be taken now.
@@ -446,6 +448,7 @@ impl<T: Transport> Conn<T> {
     pub fn release_stream(&self, id: StreamId) {
         let mut wakes = Wakes::default();
         let mut st = self.state(&mut wakes);
+        crate::trace::event_debug!(st, stream = id.0, "stream closed");
         st.session.close_stream(id);
         if let Some(slot) = st.slots.remove(&id.0) {
             if slot.waiting_flush {

@@ -43,10 +43,15 @@ pub struct Worker<A: Adapter> {
     /// When lingering on the transport after an orderly end we began stops at the latest.
     linger_until: Option<Instant>,
     done: bool,
+    /// The session's span, entered while the worker runs (feature `tracing`).
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
 }
 
 impl<A: Adapter> Worker<A> {
     pub(crate) fn new(conn: Arc<Conn<A::Io>>) -> Self {
+        #[cfg(feature = "tracing")]
+        let span = conn.state(&mut Wakes::default()).span.clone();
         Worker {
             conn,
             reader: Reader::default(),
@@ -56,6 +61,8 @@ impl<A: Adapter> Worker<A> {
             ending: None,
             linger_until: None,
             done: false,
+            #[cfg(feature = "tracing")]
+            span,
         }
     }
 
@@ -151,6 +158,8 @@ impl<A: Adapter> Future for Worker<A> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        #[cfg(feature = "tracing")]
+        let _span = this.span.clone().entered();
         if this.done {
             return Poll::Ready(Ok(()));
         }

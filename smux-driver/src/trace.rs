@@ -1,0 +1,19 @@
+//! Events for the optional `tracing` feature: nothing at all without it.
+//!
+//! Each session has a span (`smux`, with its role and version); events name it as their
+//! parent, whichever task emits them. Streams opened, accepted, closed and refused are
+//! `debug`; the end of the session is `debug` when orderly, `warn` otherwise. Nothing per
+//! frame.
+
+/// A `debug` event in the session's span (`$st`: the state, which holds it). The session's
+/// end is reported where it is decided (`State::take_result`), `warn` unless orderly.
+macro_rules! event_debug {
+    ($st:expr, $($arg:tt)+) => {{
+        #[cfg(feature = "tracing")]
+        {
+            tracing::debug!(parent: &$st.span, $($arg)+);
+        }
+    }};
+}
+
+pub(crate) use event_debug;
