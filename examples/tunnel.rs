@@ -5,8 +5,9 @@
 //! cargo run --release --example tunnel -- client --listen 127.0.0.1:7001 --server 127.0.0.1:7000
 //! ```
 //!
-//! Both take `--version 1|2` and `--keep-alive SECONDS` (0 turns it off; default 10). Ctrl-C
-//! stops accepting and lets open connections finish.
+//! Both take `--version 1|2` (the server also `auto`: each client's), `--keep-alive SECONDS`
+//! (0 turns it off; default 10) and `--drain-timeout SECONDS` (default 10). Ctrl-C stops
+//! accepting and drains: open connections finish, for at most the drain timeout.
 
 use std::num::NonZeroU64;
 use std::process::ExitCode;
@@ -15,8 +16,10 @@ use smux_tokio::Version;
 use tunnel::Options;
 
 const USAGE: &str = "usage:
-  tunnel server --listen ADDR --target HOST:PORT [--version 1|2] [--keep-alive SECONDS]
-  tunnel client --listen ADDR --server HOST:PORT [--version 1|2] [--keep-alive SECONDS]";
+  tunnel server --listen ADDR --target HOST:PORT [--version 1|2|auto] [--keep-alive SECONDS]
+                [--drain-timeout SECONDS]
+  tunnel client --listen ADDR --server HOST:PORT [--version 1|2] [--keep-alive SECONDS]
+                [--drain-timeout SECONDS]";
 
 struct Args {
     server_mode: bool,
@@ -39,12 +42,19 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--listen" => listen = Some(value),
             "--target" if server_mode => remote = Some(value),
             "--server" if !server_mode => remote = Some(value),
-            "--version" => {
-                opts.version = match value.as_str() {
-                    "1" => Version::V1,
-                    "2" => Version::V2,
-                    _ => return Err(format!("--version is 1 or 2, not {value}")),
+            "--version" => match value.as_str() {
+                "1" => opts.version = Version::V1,
+                "2" => opts.version = Version::V2,
+                "auto" if server_mode => opts.auto_version = true,
+                _ => {
+                    return Err(format!(
+                        "--version is 1, 2 (or auto, on the server), not {value}"
+                    ))
                 }
+            },
+            "--drain-timeout" => {
+                let secs: u64 = value.parse().map_err(|e| format!("--drain-timeout: {e}"))?;
+                opts.drain_timeout = std::time::Duration::from_secs(secs);
             }
             "--keep-alive" => {
                 let secs: u64 = value.parse().map_err(|e| format!("--keep-alive: {e}"))?;

@@ -4,7 +4,13 @@
 //! connection to the server, opening a new smux connection when that one dies. The server
 //! dials the target for each stream and copies both ways. Half-close passes through: when one
 //! end shuts down its write side, the other end sees EOF while the reverse direction keeps
-//! flowing. One log line per connection opened and closed.
+//! flowing. One log line per connection opened and closed, the closing one with the bytes
+//! each way from the stream's statistics. When told to stop, both ends stop accepting and
+//! drain their smux connections (open streams finish, new ones are refused) for at most the
+//! drain timeout, then close them.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use std::future::Future;
 use std::io;
@@ -18,21 +24,59 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
-/// Settings both ends must agree on.
+/// Settings of either end.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// smux protocol version.
+    /// smux protocol version (the server's, unless `auto_version`).
     pub version: Version,
+    /// Server: speak the version of each client's first frame.
+    pub auto_version: bool,
     /// Send a keep-alive every so many seconds (and drop a peer silent for three times that).
     pub keep_alive: Option<NonZeroU64>,
+    /// When stopping, how long open streams may take to finish before the smux connections
+    /// are closed under them.
+    pub drain_timeout: Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             version: Version::V1,
+            auto_version: false,
             keep_alive: NonZeroU64::new(10),
+            drain_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// Drains `connector` for at most `deadline`, then closes it (in a task of its own).
+fn drain_then_close(connector: MuxConnector<TcpStream>, deadline: Duration) {
+    tokio::spawn(async move {
+        if tokio::time::timeout(deadline, connector.drain())
+            .await
+            .is_err()
+        {
+            eprintln!("drain timeout: closing with streams still open");
+        }
+        let _ = connector.close().await;
+    });
+}
+
+/// The smux connections open now, by number, to drain when stopping.
+type Live = Arc<std::sync::Mutex<HashMap<u64, MuxConnector<TcpStream>>>>;
+
+/// The closing log line of a stream: bytes each way, from its statistics.
+fn closed_line(stream: &MuxStream<TcpStream>, result: io::Result<(u64, u64)>) -> String {
+    let s = stream.stats();
+    match result {
+        Ok(_) => format!(
+            "closed: {} bytes sent, {} received",
+            s.bytes_sent, s.bytes_received
+        ),
+        Err(e) => format!(
+            "closed: {e} ({} bytes sent, {} received)",
+            s.bytes_sent, s.bytes_received
+        ),
     }
 }
 
@@ -43,6 +87,9 @@ fn builder(client: bool, opts: &Options) -> MuxBuilder<smux_tokio::WithConfig> {
         MuxBuilder::server()
     };
     b.with_version(opts.version);
+    if opts.auto_version && !client {
+        b.with_auto_version();
+    }
     if let Some(k) = opts.keep_alive {
         b.with_keep_alive_interval(k);
     }
@@ -101,19 +148,30 @@ pub async fn run_server(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let target = Arc::new(target);
+    let live: Live = Arc::default();
+    let to_drain = Arc::clone(&live);
+    let shutdown = async move {
+        shutdown.await;
+        for (_, c) in to_drain.lock().unwrap().drain() {
+            drain_then_close(c, opts.drain_timeout);
+        }
+    };
     serve_until(listener, shutdown, move |tcp, n| {
         let target = Arc::clone(&target);
+        let live = Arc::clone(&live);
         async move {
             let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
             eprintln!("smux connection {n} from {peer}");
-            let (_connector, mut acceptor, worker) =
+            let (connector, mut acceptor, worker) =
                 builder(false, &opts).with_connection(tcp).build();
+            live.lock().unwrap().insert(n, connector);
             let worker = tokio::spawn(worker);
             let mut streams = JoinSet::new();
             while let Some(stream) = acceptor.accept().await {
                 streams.spawn(forward_to_target(stream, Arc::clone(&target), n));
             }
             while streams.join_next().await.is_some() {}
+            live.lock().unwrap().remove(&n);
             let result = worker
                 .await
                 .map_err(io::Error::other)
@@ -129,10 +187,8 @@ async fn forward_to_target(mut stream: MuxStream<TcpStream>, target: Arc<String>
     match TcpStream::connect(target.as_str()).await {
         Ok(mut tcp) => {
             eprintln!("[{conn}/{id}] opened to {target}");
-            match relay(&mut stream, &mut tcp).await {
-                Ok((up, down)) => eprintln!("[{conn}/{id}] closed: {up} bytes up, {down} down"),
-                Err(e) => eprintln!("[{conn}/{id}] closed: {e}"),
-            }
+            let result = relay(&mut stream, &mut tcp).await;
+            eprintln!("[{conn}/{id}] {}", closed_line(&stream, result));
         }
         // Dropping the stream finishes it: the client's connection sees EOF.
         Err(e) => eprintln!("[{conn}/{id}] target {target} refused: {e}"),
@@ -152,6 +208,13 @@ pub async fn run_client(
         opts,
         connector: Mutex::new(None),
     });
+    let to_drain = Arc::clone(&session);
+    let shutdown = async move {
+        shutdown.await;
+        if let Some(c) = to_drain.connector.lock().await.take() {
+            drain_then_close(c, opts.drain_timeout);
+        }
+    };
     serve_until(listener, shutdown, move |mut tcp, n| {
         let session = Arc::clone(&session);
         async move {
@@ -164,10 +227,8 @@ pub async fn run_client(
             };
             let id = stream.get_stream_id();
             eprintln!("[{n}] opened as stream {id}");
-            match relay(&mut tcp, &mut stream).await {
-                Ok((up, down)) => eprintln!("[{n}] closed: {up} bytes up, {down} down"),
-                Err(e) => eprintln!("[{n}] closed: {e}"),
-            }
+            let result = relay(&mut tcp, &mut stream).await;
+            eprintln!("[{n}] {}", closed_line(&stream, result));
         }
     })
     .await

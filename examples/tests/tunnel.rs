@@ -371,3 +371,64 @@ async fn stopping_lets_open_connections_finish() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_version_server_takes_either_version_of_client() {
+    let (target, target_addr) = listen().await;
+    tokio::spawn(echo_target(target));
+    let (server_listener, server_addr) = listen().await;
+    let server_opts = Options {
+        auto_version: true,
+        ..Options::default()
+    };
+    let server = tokio::spawn(tunnel::run_server(
+        server_listener,
+        target_addr.to_string(),
+        server_opts,
+        std::future::pending(),
+    ));
+    for version in [smux_tokio::Version::V1, smux_tokio::Version::V2] {
+        let (client_listener, entry) = listen().await;
+        let client_opts = Options {
+            version,
+            ..Options::default()
+        };
+        let client = tokio::spawn(tunnel::run_client(
+            client_listener,
+            server_addr.to_string(),
+            client_opts,
+            std::future::pending(),
+        ));
+        let data = pattern(7, 600_000);
+        let back = timeout(LIMIT, round_trip(entry, data.clone())).await.unwrap();
+        assert!(back == data, "{version:?}");
+        client.abort();
+    }
+    server.abort();
+}
+
+#[tokio::test]
+async fn stopping_closes_what_is_still_open_after_the_drain_timeout() {
+    let (target, target_addr) = listen().await;
+    tokio::spawn(echo_target(target));
+    let opts = Options {
+        drain_timeout: Duration::from_millis(200),
+        ..Options::default()
+    };
+    let (t, _) = Tunnel::start(target_addr, opts, None).await;
+    timeout(LIMIT, async {
+        let tcp = TcpStream::connect(t.entry).await.unwrap();
+        let (mut r, mut w) = tcp.into_split();
+        w.write_all(b"open").await.unwrap();
+        let mut buf = [0u8; 4];
+        r.read_exact(&mut buf).await.unwrap();
+        // The connection never finishes: the stop drains, gives up at the timeout, closes.
+        t.stop().await;
+        let mut rest = Vec::new();
+        let _ = r.read_to_end(&mut rest).await;
+        assert!(rest.is_empty());
+        drop(w);
+    })
+    .await
+    .unwrap();
+}
