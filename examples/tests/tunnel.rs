@@ -400,7 +400,9 @@ async fn an_auto_version_server_takes_either_version_of_client() {
             std::future::pending(),
         ));
         let data = pattern(7, 600_000);
-        let back = timeout(LIMIT, round_trip(entry, data.clone())).await.unwrap();
+        let back = timeout(LIMIT, round_trip(entry, data.clone()))
+            .await
+            .unwrap();
         assert!(back == data, "{version:?}");
         client.abort();
     }

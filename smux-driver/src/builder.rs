@@ -112,6 +112,22 @@ impl<F> MuxBuilder<WithConfig, F> {
         self
     }
 
+    /// Version 1: when input has been paused for `timeout_secs` seconds because unread data
+    /// is at a limit (`with_max_rx_queue` per stream, or the session's), reset one stream so
+    /// that the others go on: the stream whose frame is at its own limit, or, at the
+    /// session's limit, the stream holding the most unread data. Its unread and later data
+    /// is dropped, FIN is sent (the peer reads a clean end), and its reader gets a
+    /// `ConnectionReset` error that says so; input resumes. Default: off, and input waits for
+    /// the slowest reader however long it takes. (Version 2 never stops reading a peer that
+    /// keeps to its windows.)
+    ///
+    /// # Panics
+    /// Above a year.
+    pub fn with_stalled_stream_timeout(&mut self, timeout_secs: std::num::NonZeroU64) -> &mut Self {
+        self.state.options.stalled_stream_timeout(timeout_secs);
+        self
+    }
+
     /// How long a peer SYN past a full accept backlog waits while the acceptor accepts
     /// nothing. While it waits, the session reads no further input; once nothing has
     /// been accepted for this long, SYNs past the backlog are refused with a FIN (the

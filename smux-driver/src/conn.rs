@@ -416,6 +416,7 @@ impl State {
             StreamError::Finished => {
                 io::Error::new(io::ErrorKind::BrokenPipe, "stream is shut down for writing")
             }
+            StreamError::Reset => io::Error::new(io::ErrorKind::ConnectionReset, e.to_string()),
             StreamError::UnknownStream(id) => {
                 io::Error::new(io::ErrorKind::NotConnected, format!("unknown stream {id}"))
             }

@@ -60,6 +60,13 @@ impl Options {
         self.keep_alive_timeout_set = true;
     }
 
+    /// Version 1: reset a stream whose reader holds input back for `secs` seconds. Panics
+    /// above a year.
+    pub fn stalled_stream_timeout(&mut self, secs: NonZeroU64) {
+        self.config
+            .with_stalled_stream_timeout(Some(seconds("stalled-stream timeout", secs)));
+    }
+
     /// Close a stream with no data sent or received for `secs` seconds. Panics above a year.
     pub fn idle_timeout(&mut self, secs: NonZeroU64) {
         self.config

@@ -51,6 +51,7 @@ pub struct Config {
     max_session_unread: usize,
     max_accept_backlog: usize,
     accept_stall_timeout: Duration,
+    stalled_stream_timeout: Option<Duration>,
     max_streams: usize,
     max_stream_queued: usize,
     max_session_queued: usize,
@@ -70,6 +71,7 @@ impl Default for Config {
             max_session_unread: 4 * 1024 * 1024,
             max_accept_backlog: 1024,
             accept_stall_timeout: Duration::from_secs(1),
+            stalled_stream_timeout: None,
             max_streams: 65_536,
             max_stream_queued: 256 * 1024,
             max_session_queued: 2 * 1024 * 1024,
@@ -229,6 +231,23 @@ impl Config {
         self
     }
 
+    /// Version 1: when input has waited this long because unread data is at a limit, one
+    /// stream is reset so that the others go on: the stream whose frame is at its own limit,
+    /// or, at the session's limit, the stream holding the most unread data. Its unread and
+    /// later data is dropped, FIN is sent, and its reads fail with
+    /// [`StreamError::Reset`](crate::StreamError::Reset). Default: off (input waits for the
+    /// readers however long they take). Version 2 never stops reading a peer that keeps to
+    /// its windows, so this does not apply there.
+    pub fn stalled_stream_timeout(&self) -> Option<Duration> {
+        self.stalled_stream_timeout
+    }
+
+    /// Sets [`Config::stalled_stream_timeout`].
+    pub fn with_stalled_stream_timeout(&mut self, d: Option<Duration>) -> &mut Self {
+        self.stalled_stream_timeout = d;
+        self
+    }
+
     /// Streams open at once, both directions together. A peer SYN beyond it is refused with a
     /// FIN; a local open fails with [`OpenError::TooManyStreams`](crate::OpenError). It also
     /// bounds the refusals waiting to be sent (see [`Session::wants_input`](crate::Session)).
@@ -291,6 +310,9 @@ impl Config {
         }
         if out_of_range(self.idle_timeout) {
             return bad("idle_timeout", "must be between 1 ns and a year");
+        }
+        if out_of_range(self.stalled_stream_timeout) {
+            return bad("stalled_stream_timeout", "must be between 1 ns and a year");
         }
         if out_of_range(Some(self.accept_stall_timeout)) {
             return bad("accept_stall_timeout", "must be between 1 ns and a year");

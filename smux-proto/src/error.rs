@@ -126,6 +126,11 @@ pub enum StreamError {
     /// [`Session::end_reason`](crate::Session::end_reason).
     #[error("session ended")]
     SessionEnded,
+    /// The stream was reset because its reader fell behind for the stalled-stream timeout
+    /// ([`Config::stalled_stream_timeout`](crate::Config::stalled_stream_timeout)): its unread
+    /// data was dropped.
+    #[error("stream reset: its reader fell behind for the stalled-stream timeout")]
+    Reset,
     /// No such stream: never opened, or already released with
     /// [`Session::close_stream`](crate::Session::close_stream).
     #[error("unknown stream {0}")]

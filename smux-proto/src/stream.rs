@@ -58,6 +58,8 @@ pub(crate) struct Stream {
     released: bool,
     /// The application stopped reading: data that arrives is consumed and dropped.
     reads_dropped: bool,
+    /// Reset for the stalled-stream timeout: reads fail.
+    reset: bool,
     /// The idle timeout closed it.
     expired: bool,
     /// `Closed` has been reported.
@@ -93,6 +95,7 @@ impl Stream {
             write_blocked: false,
             released: false,
             reads_dropped: false,
+            reset: false,
             expired: false,
             closed_reported: false,
             last_activity: None,
@@ -158,6 +161,15 @@ impl Stream {
     pub fn expire(&mut self) -> usize {
         self.expired = true;
         self.drop_rx()
+    }
+
+    /// Marks it reset (reads fail from now on); it is then expired.
+    pub fn mark_reset(&mut self) {
+        self.reset = true;
+    }
+
+    pub fn is_reset(&self) -> bool {
+        self.reset
     }
 
     /// Whether `Closed` is due now (both directions over, not yet reported, not released); if

@@ -1518,3 +1518,74 @@ fn read_all_now(p: &mut Pair, side: Side, id: StreamId) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn the_stalled_stream_timeout_resets_the_stream_that_holds_input_back() {
+    let c = cfg(Config::default(), |c| {
+        c.with_max_stream_unread(64 * 1024)
+            .with_max_session_unread(1 << 20)
+            .with_stalled_stream_timeout(Some(Duration::from_secs(5)));
+    });
+    let mut p = pair(c);
+    let slow = p.client.open().unwrap();
+    let fast = p.client.open().unwrap();
+    // The server never reads `slow`: its frames stop the input at its 64 KiB limit, and
+    // `fast`'s data behind them waits too.
+    p.client.write(slow, &[1u8; 200 * 1024]).unwrap();
+    p.drive();
+    p.client.write(fast, b"behind").unwrap();
+    p.drive();
+    assert_eq!(p.server.accept(), Some(slow));
+    assert!(!p.server.wants_input());
+    p.advance(Duration::from_secs(4));
+    p.drive();
+    assert!(!p.server.wants_input(), "not before the timeout");
+    p.advance(Duration::from_secs(1));
+    p.drive();
+    // `slow` is reset: its reader hears so, its data is dropped, and input goes on.
+    let mut buf = [0u8; 16];
+    assert_eq!(p.server.read(slow, &mut buf), Err(StreamError::Reset));
+    assert_eq!(p.server.accept(), Some(fast));
+    assert_eq!(p.server.read(fast, &mut buf), Ok(6));
+    assert_eq!(&buf[..6], b"behind");
+    // The client sees the FIN of the reset stream.
+    p.client.shutdown(slow).ok();
+    assert_eq!(read_all(&mut p, Side::Client, slow), b"");
+    // Without the setting, input waits for the reader however long.
+    let mut q = pair(cfg(Config::default(), |c| {
+        c.with_max_stream_unread(64 * 1024);
+    }));
+    let s = q.client.open().unwrap();
+    q.client.write(s, &[1u8; 200 * 1024]).unwrap();
+    q.drive();
+    q.advance(Duration::from_secs(3600));
+    q.drive();
+    assert!(!q.server.wants_input());
+}
+
+#[test]
+fn at_the_session_limit_the_stalled_stream_timeout_resets_the_largest_holder() {
+    let c = cfg(Config::default(), |c| {
+        c.with_max_stream_unread(1 << 20)
+            .with_max_session_unread(160 * 1024)
+            .with_stalled_stream_timeout(Some(Duration::from_secs(1)));
+    });
+    let mut p = pair(c);
+    let (big, small, late) = (
+        p.client.open().unwrap(),
+        p.client.open().unwrap(),
+        p.client.open().unwrap(),
+    );
+    p.client.write(big, &[1u8; 100 * 1024]).unwrap();
+    p.client.write(small, &[2u8; 40 * 1024]).unwrap();
+    p.drive();
+    p.client.write(late, &[3u8; 64 * 1024]).unwrap();
+    p.drive();
+    assert!(!p.server.wants_input());
+    p.advance(Duration::from_secs(1));
+    p.drive();
+    let mut buf = vec![0u8; 128 * 1024];
+    assert_eq!(p.server.read(big, &mut buf), Err(StreamError::Reset));
+    assert_eq!(p.server.read(small, &mut buf), Ok(40 * 1024));
+    assert_eq!(p.server.read(late, &mut buf), Ok(64 * 1024));
+}

@@ -14,9 +14,11 @@ pub(crate) enum Timer {
     KeepAliveTimeout = 1,
     /// Refuse SYNs past the accept backlog if nothing has been accepted by then.
     AcceptStall = 2,
+    /// Version 1: reset a stream if input still waits for readers by then.
+    StalledInput = 3,
 }
 
-const TIMER_COUNT: usize = 3;
+const TIMER_COUNT: usize = 4;
 
 /// Deadlines of the session-wide timers.
 #[derive(Debug, Default)]

@@ -595,3 +595,56 @@ fn an_auto_version_server_speaks_the_clients_version() {
 fn auto_version_on_a_client_builder_panics() {
     MuxBuilder::client().with_auto_version();
 }
+
+/// Version 1, a reader that never reads holds input back: after the stalled-stream timeout
+/// its stream is reset (its read fails with `ConnectionReset`) and another stream's data,
+/// queued behind it, arrives.
+async fn a_stalled_reader_is_reset(timeout_secs: u64) {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let mut sb = MuxBuilder::server();
+    sb.with_max_rx_queue(std::num::NonZeroUsize::new(2).unwrap())
+        .with_stalled_stream_timeout(NonZeroU64::new(timeout_secs).unwrap());
+    let (conn, _ca, cw) = MuxBuilder::client().with_connection(a).build();
+    let (_server, mut sa, sw) = sb.with_connection(b).build();
+    tokio::spawn(cw);
+    tokio::spawn(sw);
+    let mut slow = conn.connect().unwrap();
+    let mut fast = conn.connect().unwrap();
+    let writer = tokio::spawn(async move {
+        let _ = slow.write_all(&vec![1u8; 300 * 1024]).await;
+        slow
+    });
+    let mut unread = sa.accept().await.unwrap();
+    let mut other = sa.accept().await.unwrap();
+    // The server's budget holds one 32 KiB frame of `slow`'s data; the next one stops the
+    // input, and `fast`'s data waits behind it (or goes first: either way `slow` stalls).
+    let held = |s: &MuxStream<DuplexStream>| s.stats().unread_bytes;
+    while held(&unread) < 32 * 1024 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    fast.write_all(b"behind").await.unwrap();
+    fast.flush().await.unwrap();
+    let mut buf = [0u8; 6];
+    timeout(LIMIT, other.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"behind");
+    // Nobody reads `slow`: only the reset empties it.
+    while held(&unread) > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The reader that never read hears why its data is gone.
+    let mut sink = Vec::new();
+    let err = unread.read_to_end(&mut sink).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    assert!(err.to_string().contains("stalled-stream timeout"), "{err}");
+    assert!(sink.is_empty(), "its unread data was dropped");
+    drop(writer);
+}
+
+#[test]
+fn the_stalled_stream_timeout_lets_the_other_streams_go_on() {
+    common::on_paused_clock(a_stalled_reader_is_reset(5));
+    common::on_multi_thread(|| a_stalled_reader_is_reset(1));
+}

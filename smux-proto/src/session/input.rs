@@ -97,9 +97,14 @@ impl Session {
         if self.would_stall(&h) {
             if h.cmd == Cmd::Syn {
                 self.hold_syn(now);
+            } else if let Some(t) = self.config.stalled_stream_timeout() {
+                if self.timers.get(Timer::StalledInput).is_none() {
+                    self.timers.set(Timer::StalledInput, now + t);
+                }
             }
             return Step::Stall;
         }
+        self.timers.stop(Timer::StalledInput);
         self.heard_from_peer(now);
         let id = h.stream_id;
         match h.cmd {

@@ -90,6 +90,9 @@ impl Session {
     /// Whether `id` has data or its end to report; errors if neither will ever come.
     fn readable(&self, id: StreamId) -> Result<(), StreamError> {
         let s = self.command_target(id)?;
+        if s.is_reset() {
+            return Err(StreamError::Reset);
+        }
         if s.has_unread() || s.fin_recv() || s.is_expired() {
             Ok(())
         } else if self.is_ended() {

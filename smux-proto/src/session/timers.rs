@@ -3,8 +3,9 @@
 
 use std::time::Instant;
 
-use super::{Session, SessionEnd};
+use super::{Event, Session, SessionEnd};
 use crate::timer::Timer;
+use crate::wire::Cmd;
 use crate::wire::StreamId;
 
 impl Session {
@@ -34,6 +35,9 @@ impl Session {
         if self.timers.is_due(Timer::AcceptStall, now) {
             self.on_accept_stall();
         }
+        if self.timers.is_due(Timer::StalledInput, now) {
+            self.on_stalled_input();
+        }
         if let Some(idle) = self.config.idle_timeout() {
             while let Some(id) = self.idle.pop_due(now) {
                 let Some(s) = self.streams.get(&id) else {
@@ -58,6 +62,39 @@ impl Session {
                 }
             }
             self.compact_idle();
+        }
+    }
+
+    /// Version 1, input has waited for readers for the stalled-stream timeout: resets the
+    /// stream whose frame is at its own limit, or else the one holding the most unread data,
+    /// so that input goes on.
+    fn on_stalled_input(&mut self) {
+        let Some(h) = self.decoder.pending_header() else {
+            return;
+        };
+        if h.cmd != Cmd::Psh || !self.would_stall(&h) {
+            return;
+        }
+        let own_limit = self
+            .streams
+            .get(&h.stream_id.0)
+            .is_some_and(|s| s.unread() + usize::from(h.len) > self.config.max_stream_unread());
+        let victim = if own_limit {
+            Some(h.stream_id.0)
+        } else {
+            self.streams
+                .iter()
+                .filter(|(_, s)| s.has_unread())
+                .max_by_key(|(_, s)| s.unread())
+                .map(|(&id, _)| id)
+        };
+        if let Some(id) = victim {
+            let id = StreamId(id);
+            if let Some(s) = self.streams.get_mut(&id.0) {
+                s.mark_reset();
+            }
+            self.expire(id);
+            self.events.push_back(Event::Readable(id));
         }
     }
 
