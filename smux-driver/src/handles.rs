@@ -191,7 +191,7 @@ impl<A: Adapter> Connector<A> {
     ///
     /// With Tokio (`tests/production.rs` runs the same):
     ///
-    /// ```ignore
+    /// ```text
     /// # async fn f(connector: smux_tokio::MuxConnector<tokio::net::TcpStream>) {
     /// use std::time::Duration;
     /// if tokio::time::timeout(Duration::from_secs(10), connector.drain()).await.is_err() {
