@@ -192,13 +192,11 @@ impl<A: Adapter> Connector<A> {
     /// With Tokio (`tests/production.rs` runs the same):
     ///
     /// ```text
-    /// # async fn f(connector: smux_tokio::MuxConnector<tokio::net::TcpStream>) {
     /// use std::time::Duration;
     /// if tokio::time::timeout(Duration::from_secs(10), connector.drain()).await.is_err() {
     ///     // Streams still open after 10 s get FIN now; their peers read a clean end.
     ///     let _ = connector.close().await;
     /// }
-    /// # }
     /// ```
     ///
     /// Cancel safe: the session stays draining.
