@@ -33,6 +33,23 @@ async fn accept_and_count(mut sa: MuxAcceptor<DuplexStream>) -> usize {
     got.len()
 }
 
+/// Writes `n` bytes of `byte` that the session queues without a reader. The writes are
+/// smaller than a frame: those are copied into the stream's queue (up to its share, 256 KiB),
+/// while a write of a frame or more may go straight to the transport and, finding it full,
+/// wait for it as a socket write would.
+async fn queue_unread<T>(s: &mut smux_tokio::MuxStream<T>, byte: u8, n: usize)
+where
+    T: smux_tokio::TokioConn,
+{
+    let chunk = [byte; 4096];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(chunk.len());
+        s.write_all(&chunk[..k]).await.unwrap();
+        left -= k;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_worker_ends_after_close_even_if_the_peer_keeps_the_transport_open() {
     let (a, mut b) = tokio::io::duplex(64 * 1024);
@@ -102,8 +119,7 @@ async fn a_cancelled_close_does_not_steal_the_workers_wake_ups() {
     let (_sc, sa, sw) = MuxBuilder::server().with_connection(b).build();
     tokio::spawn(cw);
     let mut s = cc.connect().unwrap();
-    // Within a stream's share of the queue (256 KiB): taken without a reader.
-    s.write_all(&vec![7u8; 192 * 1024]).await.unwrap();
+    queue_unread(&mut s, 7, 192 * 1024).await;
     // The worker is blocked writing: nobody reads the other end yet.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let _ = timeout(Duration::from_millis(20), cc.close()).await;
@@ -126,8 +142,7 @@ fn a_cancelled_close_does_not_steal_the_workers_wake_ups_synced() {
         let (_sc, sa, sw) = MuxBuilder::server().with_connection(b).build();
         tokio::spawn(cw);
         let mut s = cc.connect().unwrap();
-        // Within a stream's share of the queue (256 KiB): taken without a reader.
-        s.write_all(&vec![7u8; 192 * 1024]).await.unwrap();
+        queue_unread(&mut s, 7, 192 * 1024).await;
         timeout(LIMIT, seen.write_parked()).await.unwrap();
         assert!(
             poll_once_then_drop(cc.close()).await.is_none(),
@@ -213,7 +228,7 @@ async fn a_pending_flush_completes_when_close_delivers_the_data() {
     let (_sc, sa, sw) = MuxBuilder::server().with_connection(b).build();
     tokio::spawn(cw);
     let mut s = cc.connect().unwrap();
-    s.write_all(&vec![1u8; 200_000]).await.unwrap();
+    queue_unread(&mut s, 1, 200_000).await;
     let flush = tokio::spawn(async move {
         let r = s.flush().await;
         (r, s)
@@ -239,7 +254,7 @@ fn a_pending_flush_completes_when_close_delivers_the_data_synced() {
         let (_sc, sa, sw) = MuxBuilder::server().with_connection(b).build();
         tokio::spawn(cw);
         let mut s = cc.connect().unwrap();
-        s.write_all(&vec![1u8; 200_000]).await.unwrap();
+        queue_unread(&mut s, 1, 200_000).await;
         let (flush, flush_seen) = when_pending(async move {
             let r = s.flush().await;
             (r, s)
