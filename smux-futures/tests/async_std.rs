@@ -72,60 +72,42 @@ fn echo_on_20_streams_on_async_std() {
 
 #[test]
 fn open_closed_and_io_errors_on_async_std() {
-    async_std::task::block_on(async_std::future::timeout(Duration::from_secs(30), async {
-        let (client, server) = tcp_pair().await;
-        let spawn = |t| {
-            async_std::task::spawn(t);
-        };
-        production::open_closed_and_io_errors(client, server, spawn).await;
-    }))
-    .expect("timed out");
+    scenario(production::open_closed_and_io_errors);
 }
 
 #[test]
 fn drain_on_async_std() {
-    async_std::task::block_on(async_std::future::timeout(Duration::from_secs(30), async {
-        let (client, server) = tcp_pair().await;
-        let spawn = |t| {
-            async_std::task::spawn(t);
-        };
-        production::drain_lets_the_open_stream_finish(client, server, spawn).await;
-    }))
-    .expect("timed out");
+    scenario(production::drain_lets_the_open_stream_finish);
 }
 
 #[test]
 fn halves_on_async_std() {
-    async_std::task::block_on(async_std::future::timeout(Duration::from_secs(30), async {
-        let (client, server) = tcp_pair().await;
-        let spawn = |t| {
-            async_std::task::spawn(t);
-        };
-        production::halves(client, server, spawn).await;
-    }))
-    .expect("timed out");
+    scenario(production::halves);
 }
 
 #[test]
 fn chunks_on_async_std() {
-    async_std::task::block_on(async_std::future::timeout(Duration::from_secs(30), async {
-        let (client, server) = tcp_pair().await;
-        let spawn = |t| {
-            async_std::task::spawn(t);
-        };
-        production::chunks(client, server, spawn).await;
-    }))
-    .expect("timed out");
+    scenario(production::chunks);
 }
 
 #[test]
 fn auto_version_on_async_std() {
+    scenario(production::auto_version);
+}
+
+/// Runs one of the `production` scenarios on async-std over loopback TCP, failing after 30 s
+/// instead of hanging.
+fn scenario<F, Fut>(body: F)
+where
+    F: FnOnce(TcpStream, TcpStream, fn(production::Task)) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    fn spawn(t: production::Task) {
+        async_std::task::spawn(t);
+    }
     async_std::task::block_on(async_std::future::timeout(Duration::from_secs(30), async {
         let (client, server) = tcp_pair().await;
-        let spawn = |t| {
-            async_std::task::spawn(t);
-        };
-        production::auto_version(client, server, spawn).await;
+        body(client, server, spawn).await;
     }))
     .expect("timed out");
 }

@@ -28,6 +28,22 @@ fn run<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
     })
 }
 
+/// Runs one of the `production` scenarios on smol over loopback TCP, failing after 30 s
+/// instead of hanging.
+fn scenario<F, Fut>(body: F)
+where
+    F: FnOnce(TcpStream, TcpStream, fn(production::Task)) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    fn spawn(t: production::Task) {
+        smol::spawn(t).detach();
+    }
+    run(30, async {
+        let (a, b) = tcp_pair().await;
+        body(a, b, spawn).await;
+    });
+}
+
 /// Echoes until end of stream, then finishes.
 async fn echo(mut s: MuxStream<TcpStream>) {
     let mut buf = vec![0u8; 16 * 1024];
@@ -211,40 +227,25 @@ fn streams_opened_by_the_server() {
 
 #[test]
 fn open_closed_and_io_errors_on_smol() {
-    run(30, async {
-        let (a, b) = tcp_pair().await;
-        production::open_closed_and_io_errors(a, b, |t| smol::spawn(t).detach()).await;
-    });
+    scenario(production::open_closed_and_io_errors);
 }
 
 #[test]
 fn drain_on_smol() {
-    run(30, async {
-        let (a, b) = tcp_pair().await;
-        production::drain_lets_the_open_stream_finish(a, b, |t| smol::spawn(t).detach()).await;
-    });
+    scenario(production::drain_lets_the_open_stream_finish);
 }
 
 #[test]
 fn halves_on_smol() {
-    run(30, async {
-        let (a, b) = tcp_pair().await;
-        production::halves(a, b, |t| smol::spawn(t).detach()).await;
-    });
+    scenario(production::halves);
 }
 
 #[test]
 fn chunks_on_smol() {
-    run(30, async {
-        let (a, b) = tcp_pair().await;
-        production::chunks(a, b, |t| smol::spawn(t).detach()).await;
-    });
+    scenario(production::chunks);
 }
 
 #[test]
 fn auto_version_on_smol() {
-    run(30, async {
-        let (a, b) = tcp_pair().await;
-        production::auto_version(a, b, |t| smol::spawn(t).detach()).await;
-    });
+    scenario(production::auto_version);
 }

@@ -8,10 +8,44 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
-use smux_futures::{MuxBuilder, MuxError};
+use smux_futures::{MuxAcceptor, MuxBuilder, MuxConnector, MuxError, WithConfig};
 
 /// A task to spawn.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Builds both ends (`client` and `server` configured by the caller) and spawns their
+/// workers.
+fn start<T>(
+    mut client: MuxBuilder<WithConfig>,
+    mut server: MuxBuilder<WithConfig>,
+    transports: (T, T),
+    spawn: &impl Fn(Task),
+) -> (
+    MuxConnector<T>,
+    MuxAcceptor<T>,
+    MuxConnector<T>,
+    MuxAcceptor<T>,
+)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (conn, ca, cw) = client.with_connection(transports.0).build();
+    let (peer, sa, sw) = server.with_connection(transports.1).build();
+    spawn(Box::pin(async move {
+        let _ = cw.await;
+    }));
+    spawn(Box::pin(async move {
+        let _ = sw.await;
+    }));
+    (conn, ca, peer, sa)
+}
+
+/// Queues FIN on `s` (`poll_close`), keeping its read side open.
+async fn finish<S: AsyncWrite + Unpin>(s: &mut S) {
+    std::future::poll_fn(|cx| Pin::new(&mut *s).poll_close(cx))
+        .await
+        .unwrap();
+}
 
 /// Polls `fut` once from the calling task: `Some` if it finished.
 async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
@@ -145,14 +179,12 @@ pub async fn drain_lets_the_open_stream_finish<T>(client: T, server: T, spawn: i
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (conn, _ca, cw) = MuxBuilder::client().with_connection(client).build();
-    let (_peer, mut sa, sw) = MuxBuilder::server().with_connection(server).build();
-    spawn(Box::pin(async move {
-        let _ = cw.await;
-    }));
-    spawn(Box::pin(async move {
-        let _ = sw.await;
-    }));
+    let (conn, _ca, _peer, mut sa) = start(
+        MuxBuilder::client(),
+        MuxBuilder::server(),
+        (client, server),
+        &spawn,
+    );
     let mut ours = conn.connect().unwrap();
     write_all(&mut ours, b"ping").await;
     let mut theirs = sa.accept().await.unwrap();
@@ -164,12 +196,8 @@ where
     write_all(&mut theirs, b"pong").await;
     read_exact(&mut ours, &mut buf).await;
     assert_eq!(&buf, b"pong");
-    std::future::poll_fn(|cx| Pin::new(&mut ours).poll_close(cx))
-        .await
-        .unwrap();
-    std::future::poll_fn(|cx| Pin::new(&mut theirs).poll_close(cx))
-        .await
-        .unwrap();
+    finish(&mut ours).await;
+    finish(&mut theirs).await;
     drain(&mut ours).await;
     drain(&mut theirs).await;
     assert!(draining.await.is_ok());
@@ -186,14 +214,7 @@ where
     cb.with_version(smux_futures::Version::V2);
     let mut sb = MuxBuilder::server();
     sb.with_version(smux_futures::Version::V2);
-    let (conn, _ca, cw) = cb.with_connection(client).build();
-    let (_peer, mut sa, sw) = sb.with_connection(server).build();
-    spawn(Box::pin(async move {
-        let _ = cw.await;
-    }));
-    spawn(Box::pin(async move {
-        let _ = sw.await;
-    }));
+    let (conn, _ca, _peer, mut sa) = start(cb, sb, (client, server), &spawn);
     let s = conn.connect().unwrap();
     let (mut r, mut w) = s.into_split();
     let (wtx, wrx) = std::sync::mpsc::channel();
@@ -214,9 +235,7 @@ where
         }
     };
     let mut s = r.reunite(w).expect("one stream's halves");
-    std::future::poll_fn(|cx| Pin::new(&mut s).poll_close(cx))
-        .await
-        .unwrap();
+    finish(&mut s).await;
     drain(&mut p).await;
 
     let mut s = conn.connect().unwrap();
@@ -226,9 +245,7 @@ where
     drop(r);
     let big = vec![7u8; 4 << 20];
     write_all(&mut p, &big).await;
-    std::future::poll_fn(|cx| Pin::new(&mut p).poll_close(cx))
-        .await
-        .unwrap();
+    finish(&mut p).await;
     write_all(&mut w, b"yz").await;
     drop(w);
     let mut got = [0u8; 3];
@@ -242,14 +259,12 @@ pub async fn chunks<T>(client: T, server: T, spawn: impl Fn(Task))
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (conn, _ca, cw) = MuxBuilder::client().with_connection(client).build();
-    let (_peer, mut sa, sw) = MuxBuilder::server().with_connection(server).build();
-    spawn(Box::pin(async move {
-        let _ = cw.await;
-    }));
-    spawn(Box::pin(async move {
-        let _ = sw.await;
-    }));
+    let (conn, _ca, _peer, mut sa) = start(
+        MuxBuilder::client(),
+        MuxBuilder::server(),
+        (client, server),
+        &spawn,
+    );
     let data = bytes::Bytes::from((0..(1u32 << 20)).map(|i| i as u8).collect::<Vec<u8>>());
     let mut s = conn.connect().unwrap();
     let mut rest = data.clone();
@@ -260,9 +275,7 @@ where
     s.write_chunk(bytes::Bytes::from_static(b"\nline two\n"))
         .await
         .unwrap();
-    std::future::poll_fn(|cx| Pin::new(&mut s).poll_close(cx))
-        .await
-        .unwrap();
+    finish(&mut s).await;
     let mut p = sa.accept().await.unwrap();
     let mut got = Vec::new();
     while got.len() < data.len() {
@@ -309,14 +322,7 @@ where
     cb.with_version(smux_futures::Version::V2);
     let mut sb = MuxBuilder::server();
     sb.with_auto_version();
-    let (conn, _ca, cw) = cb.with_connection(client).build();
-    let (peer, mut sa, sw) = sb.with_connection(server).build();
-    spawn(Box::pin(async move {
-        let _ = cw.await;
-    }));
-    spawn(Box::pin(async move {
-        let _ = sw.await;
-    }));
+    let (conn, _ca, peer, mut sa) = start(cb, sb, (client, server), &spawn);
     assert_eq!(peer.version(), None);
     let mut s = conn.connect().unwrap();
     write_all(&mut s, b"hello").await;
