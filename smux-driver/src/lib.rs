@@ -28,12 +28,15 @@ mod builder;
 mod conn;
 mod direct;
 mod error;
+mod halves;
 mod handles;
 mod input;
 mod lifecycle;
+mod open;
 mod ops;
 mod options;
 mod output;
+mod stream;
 mod sync;
 mod trace;
 mod wakers;
@@ -48,14 +51,14 @@ use std::time::Instant;
 
 pub use builder::{Begin, MuxBuilder, WithConfig, WithConnection};
 pub use error::{MuxError, MuxResult};
-pub use handles::{
-    split, Acceptor, Connector, ReadBuffer, ReadHalf, ReadTarget, StreamHandle, WriteHalf,
-};
+pub use halves::{split, ReadBuffer, ReadHalf, WriteHalf};
+pub use handles::{Acceptor, Connector};
 #[doc(hidden)]
 pub use smux_proto;
 /// A connection's statistics ([`Connector::stats`]).
 pub use smux_proto::SessionStats as MuxStats;
 pub use smux_proto::StreamStats;
+pub use stream::{ReadTarget, StreamHandle};
 pub use worker::Worker;
 
 /// The I/O a transport offers, in the shape both Tokio's and futures-io's traits reduce to.

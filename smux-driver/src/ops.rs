@@ -1,129 +1,20 @@
-//! What the handles do: open, accept, read, write, flush, shut down, release.
+//! What stream handles do: read, write, flush, shut down, release; and the session's
+//! gauges. Opening and accepting are in `open.rs`.
 
 use std::io::{self, IoSlice};
-
-use bytes::{Buf, Bytes};
 use std::task::{Context, Poll};
 
-use smux_proto::{OpenError, SessionStats, StreamError, StreamId, StreamStats};
+use bytes::{Buf, Bytes};
+use smux_proto::{SessionStats, StreamError, StreamId, StreamStats};
 
-use crate::conn::{Conn, State, WriterWait};
+use crate::conn::{Conn, WriterWait};
 use crate::direct::Direct;
 use crate::error::StreamOp;
-use crate::handles::ReadTarget;
-use crate::wakers::{Slot, Wakes};
-use crate::{MuxError, MuxResult, Transport};
-
-/// Opens a stream in the session, with a slot for its handle.
-fn open_stream(st: &mut State) -> MuxResult<StreamId> {
-    let id = st.session.open().map_err(|e| match e {
-        OpenError::IdsExhausted => MuxError::StreamIdsExhausted,
-        OpenError::TooManyStreams { .. } => MuxError::TooManyStreams,
-        OpenError::Draining => MuxError::Draining,
-        _ => MuxError::ConnectionClosed,
-    })?;
-    st.slots.insert(id.0, Slot::default());
-    st.handles += 1;
-    st.notify_worker();
-    crate::trace::event_debug!(st, stream = id.0, "stream opened");
-    Ok(id)
-}
+use crate::stream::ReadTarget;
+use crate::wakers::Wakes;
+use crate::Transport;
 
 impl<T: Transport> Conn<T> {
-    /// Opens a stream. While `open()` calls wait for room, they go first: this fails with
-    /// `TooManyStreams`.
-    pub fn connect(&self) -> MuxResult<StreamId> {
-        let mut wakes = Wakes::default();
-        let mut st = self.state(&mut wakes);
-        if !st.open_waiters.is_empty() && !st.session.is_closing() {
-            return Err(MuxError::TooManyStreams);
-        }
-        open_stream(&mut st)
-    }
-
-    /// Opens a stream once the stream limit leaves room, after the `open()` calls that came
-    /// first. `ticket` is the caller's place in line, `None` before the first poll; pass it to
-    /// [`Conn::cancel_open`] if the caller gives up.
-    pub fn poll_open(
-        &self,
-        ticket: &mut Option<u64>,
-        cx: &mut Context<'_>,
-    ) -> Poll<MuxResult<StreamId>> {
-        let mut wakes = Wakes::default();
-        let mut st = self.state(&mut wakes);
-        if st.session.is_closing() || st.finished {
-            if let Some(t) = ticket.take() {
-                st.open_waiters.retain(|w| w.0 != t);
-            }
-            return Poll::Ready(Err(MuxError::ConnectionClosed));
-        }
-        if st.session.is_draining() {
-            if let Some(t) = ticket.take() {
-                st.open_waiters.retain(|w| w.0 != t);
-            }
-            return Poll::Ready(Err(MuxError::Draining));
-        }
-        let front = st.open_waiters.front().map(|w| w.0);
-        if front.is_none() || front == *ticket {
-            let opened = open_stream(&mut st);
-            if !matches!(opened, Err(MuxError::TooManyStreams)) {
-                if ticket.take().is_some() {
-                    st.open_waiters.pop_front();
-                }
-                // There may be room for the next one too (or it must hear of the end).
-                st.wake_opener();
-                return Poll::Ready(opened);
-            }
-        }
-        let t = *ticket.get_or_insert_with(|| {
-            st.next_open_ticket += 1;
-            st.next_open_ticket
-        });
-        let st = &mut *st;
-        match st.open_waiters.iter_mut().find(|w| w.0 == t) {
-            Some((_, w)) => st.wakes.register(w, cx),
-            None => st.open_waiters.push_back((t, Some(cx.waker().clone()))),
-        }
-        Poll::Pending
-    }
-
-    /// An `open()` gave up its place in line.
-    pub fn cancel_open(&self, ticket: u64) {
-        let mut wakes = Wakes::default();
-        let mut st = self.state(&mut wakes);
-        if let Some(i) = st.open_waiters.iter().position(|w| w.0 == ticket) {
-            let _ = st.open_waiters.remove(i);
-            if i == 0 {
-                st.wake_opener();
-            }
-        }
-    }
-
-    /// Takes the next peer-opened stream; `None` once the session is closing or over and no
-    /// stream that arrived before waits.
-    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<StreamId>> {
-        let mut wakes = Wakes::default();
-        let mut st = self.state(&mut wakes);
-        match st.session.accept() {
-            Some(id) => {
-                crate::trace::event_debug!(st, stream = id.0, "stream accepted");
-                st.slots.insert(id.0, Slot::default());
-                st.handles += 1;
-                // A SYN held for room in the backlog can be taken now.
-                if st.paused_input_can_go_on() {
-                    st.notify_worker();
-                }
-                Poll::Ready(Some(id))
-            }
-            None if st.session.is_closing() || st.finished => Poll::Ready(None),
-            None => {
-                let st = &mut *st;
-                st.wakes.register(&mut st.accept_waker, cx);
-                Poll::Pending
-            }
-        }
-    }
-
     /// Reads from stream `id` into `dst`. Nothing put and `Ok` is the end of the stream.
     pub fn poll_read(
         &self,
@@ -199,25 +90,13 @@ impl<T: Transport> Conn<T> {
         cx: &mut Context<'_>,
         data: &mut Bytes,
     ) -> Poll<io::Result<usize>> {
-        if data.len() >= self.frame {
-            match self.write_direct(id, cx, data) {
-                Direct::Wrote(n) => {
-                    data.advance(n);
-                    return Poll::Ready(Ok(n));
-                }
-                Direct::Failed(e) => return Poll::Ready(Err(e)),
-                Direct::Full => return Poll::Pending,
-                Direct::Declined => {}
+        if let Some(r) = self.send_direct(id, cx, data) {
+            if let Poll::Ready(Ok(n)) = r {
+                data.advance(n);
             }
+            return r;
         }
-        match self.queue_chunk(id, cx, data, false) {
-            Poll::Pending => {}
-            ready => return ready,
-        }
-        let mut wakes = Wakes::default();
-        self.try_drive_output(&mut wakes, cx);
-        drop(wakes);
-        self.queue_chunk(id, cx, data, true)
+        self.queue_or_park(cx, |cx, park| self.queue_chunk(id, cx, data, park))
     }
 
     /// One attempt to queue the front of `data`; registers the writer when `park`.
@@ -258,13 +137,8 @@ impl<T: Transport> Conn<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if buf.len() >= self.frame {
-            match self.write_direct(id, cx, buf) {
-                Direct::Wrote(n) => return Poll::Ready(Ok(n)),
-                Direct::Failed(e) => return Poll::Ready(Err(e)),
-                Direct::Full => return Poll::Pending,
-                Direct::Declined => {}
-            }
+        if let Some(r) = self.send_direct(id, cx, buf) {
+            return r;
         }
         self.poll_write_queued(id, cx, &[IoSlice::new(buf)])
     }
@@ -283,23 +157,50 @@ impl<T: Transport> Conn<T> {
         }
     }
 
-    /// Copies from `bufs` into the stream's queue and wakes the worker to send it. A writer
-    /// that finds the queue full writes what is queued itself first, when nobody else holds
-    /// the transport (as a flush would).
+    /// Copies from `bufs` into the stream's queue and wakes the worker to send it.
     fn poll_write_queued(
         &self,
         id: StreamId,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.queue_write(id, cx, bufs, false) {
-            Poll::Pending => {}
-            ready => return ready,
+        self.queue_or_park(cx, |cx, park| self.queue_write(id, cx, bufs, park))
+    }
+
+    /// Sends the front of `buf` on `id` straight to the transport when it is a frame or more
+    /// and [`Conn::write_direct`] can; `None` when it is to be queued instead.
+    fn send_direct(
+        &self,
+        id: StreamId,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Option<Poll<io::Result<usize>>> {
+        if buf.len() < self.frame {
+            return None;
+        }
+        match self.write_direct(id, cx, buf) {
+            Direct::Wrote(n) => Some(Poll::Ready(Ok(n))),
+            Direct::Failed(e) => Some(Poll::Ready(Err(e))),
+            Direct::Full => Some(Poll::Pending),
+            Direct::Declined => None,
+        }
+    }
+
+    /// Queues with `attempt` (its flag: whether to park the writer when the queue is full).
+    /// A writer that finds the queue full writes what is queued itself first, when nobody
+    /// else holds the transport (as a flush would), then tries once more, parking this time.
+    fn queue_or_park(
+        &self,
+        cx: &mut Context<'_>,
+        mut attempt: impl FnMut(&mut Context<'_>, bool) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if let ready @ Poll::Ready(_) = attempt(cx, false) {
+            return ready;
         }
         let mut wakes = Wakes::default();
         self.try_drive_output(&mut wakes, cx);
         drop(wakes);
-        self.queue_write(id, cx, bufs, true)
+        attempt(cx, true)
     }
 
     /// One attempt of [`Conn::poll_write_queued`]; registers the writer when `park`.

@@ -1,0 +1,169 @@
+//! A stream's owned halves ([`split`]) and the chunk a buffered read holds ([`ReadBuffer`]),
+//! for both adapters.
+
+use std::fmt;
+use std::io;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+
+use crate::stream::{ReadTarget, StreamHandle};
+use crate::sync::Arc;
+use crate::Adapter;
+
+/// The chunk a buffered read (`AsyncBufRead`) holds, for a stream or its read half: reads and
+/// chunks are served from it first, so that the bytes keep their order however the
+/// application mixes the calls.
+#[derive(Debug, Default)]
+pub struct ReadBuffer {
+    held: Bytes,
+}
+
+impl ReadBuffer {
+    /// Reads into `dst`, from the held chunk first.
+    pub fn poll_read<A: Adapter>(
+        &mut self,
+        stream: &StreamHandle<A>,
+        cx: &mut Context<'_>,
+        dst: &mut dyn ReadTarget,
+    ) -> Poll<io::Result<()>> {
+        if self.held.is_empty() {
+            return stream.poll_read(cx, dst);
+        }
+        let n = dst.remaining().min(self.held.len());
+        dst.put(&self.held.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+
+    /// The held chunk, or the next one received; empty at the end of the stream.
+    pub fn poll_fill_buf<A: Adapter>(
+        &mut self,
+        stream: &StreamHandle<A>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<&[u8]>> {
+        if self.held.is_empty() {
+            match stream.poll_read_chunk(cx, usize::MAX) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(chunk)) => self.held = chunk.unwrap_or_default(),
+            }
+        }
+        Poll::Ready(Ok(&self.held))
+    }
+
+    /// `n` bytes of the held chunk were used.
+    pub fn consume(&mut self, n: usize) {
+        let _ = self.held.split_to(n.min(self.held.len()));
+    }
+
+    /// Up to `max` bytes without copying, from the held chunk first; `None` at the end.
+    pub async fn read_chunk<A: Adapter>(
+        &mut self,
+        stream: &StreamHandle<A>,
+        max: usize,
+    ) -> io::Result<Option<Bytes>> {
+        if self.held.is_empty() {
+            return stream.read_chunk(max).await;
+        }
+        let n = max.min(self.held.len());
+        Ok(Some(self.held.split_to(n)))
+    }
+}
+
+/// The read half of a stream ([`split`]). Dropping it drops the stream's unread data and what
+/// arrives later (in version 2 the peer's window keeps moving); the write half goes on.
+pub struct ReadHalf<A: Adapter> {
+    /// `None` once reunited.
+    inner: Option<Arc<StreamHandle<A>>>,
+}
+
+/// The write half of a stream ([`split`]). Dropping it queues FIN after the data it wrote; the
+/// read half goes on.
+pub struct WriteHalf<A: Adapter> {
+    /// `None` once reunited.
+    inner: Option<Arc<StreamHandle<A>>>,
+}
+
+/// Splits a stream into halves that can go to different tasks, like Tokio's
+/// `TcpStream::into_split`. The stream is released once both are gone.
+pub fn split<A: Adapter>(stream: StreamHandle<A>) -> (ReadHalf<A>, WriteHalf<A>) {
+    let inner = Arc::new(stream);
+    (
+        ReadHalf {
+            inner: Some(Arc::clone(&inner)),
+        },
+        WriteHalf { inner: Some(inner) },
+    )
+}
+
+impl<A: Adapter> ReadHalf<A> {
+    /// The stream both halves share.
+    pub fn stream(&self) -> &StreamHandle<A> {
+        self.inner.as_ref().expect("only reunite takes it")
+    }
+
+    /// Whether `write` is this stream's other half.
+    pub fn is_pair_of(&self, write: &WriteHalf<A>) -> bool {
+        match (&self.inner, &write.inner) {
+            (Some(r), Some(w)) => Arc::ptr_eq(r, w),
+            _ => false,
+        }
+    }
+
+    /// Puts the stream back together; gives both halves back if they are not of one stream.
+    #[allow(clippy::result_large_err)]
+    pub fn reunite(
+        mut self,
+        mut write: WriteHalf<A>,
+    ) -> Result<StreamHandle<A>, (ReadHalf<A>, WriteHalf<A>)> {
+        if !self.is_pair_of(&write) {
+            return Err((self, write));
+        }
+        let (r, w) = (self.inner.take(), write.inner.take());
+        drop(w);
+        let inner = r.expect("checked by is_pair_of");
+        match Arc::try_unwrap(inner) {
+            Ok(stream) => Ok(stream),
+            Err(_) => unreachable!("the two halves held the only references"),
+        }
+    }
+}
+
+impl<A: Adapter> WriteHalf<A> {
+    /// The stream both halves share.
+    pub fn stream(&self) -> &StreamHandle<A> {
+        self.inner.as_ref().expect("only reunite takes it")
+    }
+}
+
+impl<A: Adapter> Drop for ReadHalf<A> {
+    fn drop(&mut self) {
+        if let Some(h) = self.inner.take() {
+            h.stop_reading();
+        }
+    }
+}
+
+impl<A: Adapter> Drop for WriteHalf<A> {
+    fn drop(&mut self) {
+        if let Some(h) = self.inner.take() {
+            h.finish_writing();
+        }
+    }
+}
+
+impl<A: Adapter> fmt::Debug for ReadHalf<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MuxReadHalf")
+            .field("id", &self.inner.as_ref().map(|h| h.id()))
+            .finish()
+    }
+}
+
+impl<A: Adapter> fmt::Debug for WriteHalf<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MuxWriteHalf")
+            .field("id", &self.inner.as_ref().map(|h| h.id()))
+            .finish()
+    }
+}

@@ -1,0 +1,245 @@
+//! A stream handle ([`StreamHandle`]), written once for both adapters, which wrap it in
+//! their `MuxStream<T>`.
+
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use smux_proto::{StreamId, StreamStats};
+
+use crate::conn::Conn;
+use crate::handles::{cooperate, Budget};
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::Arc;
+use crate::Adapter;
+
+/// Bytes a stream may write without its task yielding while another stream's writer waits:
+/// past it, the next write wakes the task and returns `Pending` once. Without this, on a
+/// multi-thread runtime a writer whose writes all complete (its peer drains the transport on
+/// another thread) writes up to its whole cooperative budget, 128 writes of up to 64 KiB, in
+/// one poll, while a writer woken meanwhile waits behind it in its thread's run queue and gets
+/// no share of the wire (8 to 24 MiB in a row in `tests/fairness.rs`); with it, writers take
+/// turns of at most this much. It is the fair share of the session's queue (`options.rs`).
+/// A writer alone does not yield: that cost a single stream 15 % on the current-thread
+/// runtime.
+const TURN: usize = 256 * 1024;
+
+/// A stream's writing, as its turns see it.
+#[derive(Default)]
+struct Turn {
+    /// Bytes written since the task last waited or yielded.
+    written: AtomicUsize,
+    /// The last write returned `Pending` (counted in `Conn::waiting_writers`).
+    waiting: AtomicBool,
+}
+
+impl Turn {
+    /// Whether the turn is over (a turn's worth written, and another writer waits): then the
+    /// task is woken, to be polled again after the others, and the caller returns `Pending`.
+    fn over<T>(&self, conn: &Conn<T>, cx: &Context<'_>) -> bool {
+        if self.written.load(Ordering::Relaxed) < TURN
+            || conn.waiting_writers.load(Ordering::Relaxed) == 0
+        {
+            return false;
+        }
+        self.written.store(0, Ordering::Relaxed);
+        cx.waker().wake_by_ref();
+        true
+    }
+
+    /// Counts a write that took `n` bytes, or waited (`None`).
+    fn count<T>(&self, conn: &Conn<T>, took: Option<usize>) {
+        match took {
+            Some(n) => {
+                self.written.fetch_add(n, Ordering::Relaxed);
+                self.set_waiting(conn, false);
+            }
+            None => {
+                self.written.store(0, Ordering::Relaxed);
+                self.set_waiting(conn, true);
+            }
+        }
+    }
+
+    fn set_waiting<T>(&self, conn: &Conn<T>, waiting: bool) {
+        if self.waiting.load(Ordering::Relaxed) != waiting
+            && self.waiting.swap(waiting, Ordering::Relaxed) != waiting
+        {
+            if waiting {
+                conn.waiting_writers.fetch_add(1, Ordering::Relaxed);
+            } else {
+                conn.waiting_writers.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Where a stream read puts its bytes: Tokio's `ReadBuf` or a plain slice.
+pub trait ReadTarget {
+    /// Bytes that still fit.
+    fn remaining(&self) -> usize;
+    /// Appends `data` (at most `remaining()` bytes).
+    fn put(&mut self, data: &[u8]);
+}
+
+/// One stream of the connection, as the adapters' `MuxStream` wraps it. It reads and writes
+/// like a TCP stream:
+/// - a write of a full frame or more goes straight to the transport when nothing is queued
+///   ahead of it; smaller writes are queued and coalesced;
+/// - flushing writes what is queued (the calling task does it, unless another task is
+///   writing) and flushes the transport;
+/// - shutting down queues FIN after the data written so far; the read side stays open;
+/// - dropping it sends what it already accepted, then FIN; unread data is dropped.
+pub struct StreamHandle<A: Adapter> {
+    conn: Arc<Conn<A::Io>>,
+    id: StreamId,
+    budget: Budget<A>,
+    write_turn: Turn,
+}
+
+impl<A: Adapter> StreamHandle<A> {
+    pub(crate) fn new(conn: Arc<Conn<A::Io>>, id: StreamId) -> Self {
+        StreamHandle {
+            conn,
+            id,
+            budget: Budget::<A>::default(),
+            write_turn: Turn::default(),
+        }
+    }
+
+    /// The stream id on the wire (odd for streams the client opened, even for the server's).
+    pub fn id(&self) -> u32 {
+        self.id.0
+    }
+
+    /// The stream's counters and gauges: payload bytes each way, bytes unread and queued,
+    /// and in version 2 the windows and the time writes waited for the peer's. O(1), as
+    /// [`Connector::stats`].
+    pub fn stats(&self) -> StreamStats {
+        self.conn.stream_stats(self.id)
+    }
+
+    /// Whether the stream can carry no more data in either direction: both sides sent FIN,
+    /// the idle timeout closed it, or the session ended.
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_stream_closed(self.id)
+    }
+
+    /// Reads into `dst`; nothing put and `Ok` is the end of the stream.
+    pub fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        dst: &mut dyn ReadTarget,
+    ) -> Poll<io::Result<()>> {
+        cooperate::<A::Runtime, _>(&self.budget, cx, |cx| self.conn.poll_read(self.id, cx, dst))
+    }
+
+    /// Writes from `buf`; returns how many bytes were taken.
+    pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.take_turn(cx, |cx| self.conn.poll_write(self.id, cx, buf))
+    }
+
+    /// Writes from `bufs`, in order; returns how many bytes were taken.
+    pub fn poll_write_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.take_turn(cx, |cx| self.conn.poll_write_vectored(self.id, cx, bufs))
+    }
+
+    /// Runs a write under the cooperative budget, and yields once the stream has written
+    /// [`TURN`] bytes since it last waited.
+    fn take_turn(
+        &self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if self.write_turn.over(&self.conn, cx) {
+            return Poll::Pending;
+        }
+        let out = cooperate::<A::Runtime, _>(&self.budget, cx, write);
+        match &out {
+            Poll::Ready(Ok(n)) => self.write_turn.count(&self.conn, Some(*n)),
+            Poll::Pending => self.write_turn.count(&self.conn, None),
+            Poll::Ready(Err(_)) => {}
+        }
+        out
+    }
+
+    /// Polls for up to `max` unread bytes, without copying them: a slice of what was
+    /// received. `None` is the end of the stream.
+    pub fn poll_read_chunk(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<io::Result<Option<Bytes>>> {
+        cooperate::<A::Runtime, _>(&self.budget, cx, |cx| {
+            self.conn.poll_read_chunk(self.id, cx, max)
+        })
+    }
+
+    /// Up to `max` unread bytes, without copying them; `None` at the end of the stream. Cancel
+    /// safe: nothing is taken unless it is returned.
+    pub async fn read_chunk(&self, max: usize) -> io::Result<Option<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_read_chunk(cx, max)).await
+    }
+
+    /// Sends all of `data` as frames that slice it, with no copy (frames of a full frame's
+    /// size or more go straight to the transport when nothing is queued ahead; the rest
+    /// waits in the stream's queue as slices of `data`). The whole of `data` counts against
+    /// the stream's queue limit; a chunk larger than the room there goes out in pieces while
+    /// the call waits.
+    ///
+    /// Not cancel safe in the way `write_all` is not: if the future is dropped before it
+    /// completes, a prefix of `data` has been taken and will be sent, and the rest will not;
+    /// the stream's `stats().bytes_sent` and `queued_bytes` tell how much was taken in all.
+    pub async fn write_chunk(&self, mut data: Bytes) -> io::Result<()> {
+        while !data.is_empty() {
+            std::future::poll_fn(|cx| {
+                self.take_turn(cx, |cx| self.conn.poll_write_chunk(self.id, cx, &mut data))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Ready once everything written so far (and FIN, after a shutdown) is written to the
+    /// transport and the transport flushed.
+    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        cooperate::<A::Runtime, _>(&self.budget, cx, |cx| self.conn.poll_flush(self.id, cx))
+    }
+
+    /// Queues FIN after the data written so far; the read side stays open. Like TCP's
+    /// `shutdown`, it does not wait for the FIN to be written; `poll_flush` does.
+    pub fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        cooperate::<A::Runtime, _>(&self.budget, cx, |cx| self.conn.poll_shutdown(self.id, cx))
+    }
+}
+
+impl<A: Adapter> StreamHandle<A> {
+    /// The write half is gone: FIN goes out after the data written.
+    pub(crate) fn finish_writing(&self) {
+        self.write_turn.set_waiting(&self.conn, false);
+        self.conn.finish_writing(self.id);
+    }
+
+    /// The read half is gone: unread data, and what arrives later, is dropped.
+    pub(crate) fn stop_reading(&self) {
+        self.conn.stop_reading(self.id);
+    }
+}
+
+impl<A: Adapter> Drop for StreamHandle<A> {
+    fn drop(&mut self) {
+        self.write_turn.set_waiting(&self.conn, false);
+        self.conn.release_stream(self.id);
+    }
+}
+
+impl<A: Adapter> fmt::Debug for StreamHandle<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MuxStream").field("id", &self.id.0).finish()
+    }
+}
