@@ -95,6 +95,31 @@ fn auto_version_on_async_std() {
     scenario(production::auto_version);
 }
 
+#[test]
+fn open_first_come_first_served_on_async_std() {
+    scenario(production::open_first_come_first_served);
+}
+
+#[test]
+fn closed_reports_the_workers_error_on_async_std() {
+    scenario(production::closed_reports_the_workers_error);
+}
+
+#[test]
+fn closed_reports_the_keep_alive_timeout_on_async_std() {
+    scenario(production::closed_reports_the_keep_alive_timeout);
+}
+
+#[test]
+fn write_half_dropped_first_on_async_std() {
+    scenario(production::write_half_dropped_first);
+}
+
+#[test]
+fn a_stalled_reader_is_reset_on_async_std() {
+    scenario(production::a_stalled_reader_is_reset);
+}
+
 /// Runs one of the `production` scenarios on async-std over loopback TCP, failing after 30 s
 /// instead of hanging.
 fn scenario<F, Fut>(body: F)

@@ -249,3 +249,28 @@ fn chunks_on_smol() {
 fn auto_version_on_smol() {
     scenario(production::auto_version);
 }
+
+#[test]
+fn open_first_come_first_served_on_smol() {
+    scenario(production::open_first_come_first_served);
+}
+
+#[test]
+fn closed_reports_the_workers_error_on_smol() {
+    scenario(production::closed_reports_the_workers_error);
+}
+
+#[test]
+fn closed_reports_the_keep_alive_timeout_on_smol() {
+    scenario(production::closed_reports_the_keep_alive_timeout);
+}
+
+#[test]
+fn write_half_dropped_first_on_smol() {
+    scenario(production::write_half_dropped_first);
+}
+
+#[test]
+fn a_stalled_reader_is_reset_on_smol() {
+    scenario(production::a_stalled_reader_is_reset);
+}

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::io;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::pin::Pin;
 use std::task::Poll;
 
@@ -117,20 +117,8 @@ where
     assert!(closed.await.is_ok());
     assert!(conn.closed().await.is_ok());
     assert!(matches!(conn.open().await, Err(MuxError::ConnectionClosed)));
-    // The spawned waiter and the worker have finished by now or soon: wait without a
-    // runtime-specific timer.
-    while rx.try_recv().is_err() {
-        yield_now().await;
-    }
-    loop {
-        match done_rx.try_recv() {
-            Ok(r) => {
-                assert_eq!(r, Ok(()));
-                break;
-            }
-            Err(_) => yield_now().await,
-        }
-    }
+    assert!(wait_for(&rx).await, "the spawned closed() saw a clean end");
+    assert_eq!(wait_for(&done_rx).await, Ok(()));
 }
 
 /// Lets other tasks run once.
@@ -173,12 +161,14 @@ async fn write_all<S: AsyncWrite + Unpin>(s: &mut S, mut data: &[u8]) {
         .unwrap();
 }
 
-/// `drain()`: new streams fail with `Draining`, the open one goes on both ways, and the
-/// drain ends with the session once both sides have finished it.
+/// `drain()` with a stream mid-transfer both ways: new streams fail with `Draining`, each
+/// side writes the second half of its 1 MiB after the drain began, nothing is lost, and the
+/// drain ends with the session once both sides have finished.
 pub async fn drain_lets_the_open_stream_finish<T>(client: T, server: T, spawn: impl Fn(Task))
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    const SIZE: usize = 1 << 20;
     let (conn, _ca, _peer, mut sa) = start(
         MuxBuilder::client(),
         MuxBuilder::server(),
@@ -186,22 +176,68 @@ where
         &spawn,
     );
     let mut ours = conn.connect().unwrap();
-    write_all(&mut ours, b"ping").await;
-    let mut theirs = sa.accept().await.unwrap();
+    write_all(&mut ours, b"!").await;
+    let theirs = sa.accept().await.unwrap();
+    let (ours_r, mut ours_w) = ours.into_split();
+    let (theirs_r, mut theirs_w) = theirs.into_split();
+    let ours_got = read_to_end_in_task(ours_r, &spawn);
+    let theirs_got = read_to_end_in_task(theirs_r, &spawn);
+    let (up, down) = (pattern(1, SIZE), pattern(2, SIZE));
+    write_all(&mut ours_w, &up[..SIZE / 2]).await;
+    write_all(&mut theirs_w, &down[..SIZE / 2]).await;
     let mut draining = Box::pin(conn.drain());
     assert!(poll_once(&mut draining).await.is_none(), "a stream is open");
     assert!(matches!(conn.connect(), Err(MuxError::Draining)));
-    let mut buf = [0u8; 4];
-    read_exact(&mut theirs, &mut buf).await;
-    write_all(&mut theirs, b"pong").await;
-    read_exact(&mut ours, &mut buf).await;
-    assert_eq!(&buf, b"pong");
-    finish(&mut ours).await;
-    finish(&mut theirs).await;
-    drain(&mut ours).await;
-    drain(&mut theirs).await;
+    assert!(matches!(conn.open().await, Err(MuxError::Draining)));
+    write_all(&mut ours_w, &up[SIZE / 2..]).await;
+    write_all(&mut theirs_w, &down[SIZE / 2..]).await;
+    finish(&mut ours_w).await;
+    finish(&mut theirs_w).await;
+    assert!(wait_for(&theirs_got).await == [b"!".as_slice(), &up].concat());
+    assert!(wait_for(&ours_got).await == down);
     assert!(draining.await.is_ok());
     assert!(matches!(conn.open().await, Err(MuxError::ConnectionClosed)));
+}
+
+/// Deterministic bytes: pattern `seed`, `len` long.
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+/// Reads `s` to its end on a task of its own; the bytes come through the channel.
+fn read_to_end_in_task<S>(mut s: S, spawn: &impl Fn(Task)) -> std::sync::mpsc::Receiver<Vec<u8>>
+where
+    S: AsyncRead + Unpin + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    spawn(Box::pin(async move {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = std::future::poll_fn(|cx| Pin::new(&mut s).poll_read(cx, &mut buf))
+                .await
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        let _ = tx.send(got);
+    }));
+    rx
+}
+
+/// What another task sends on `rx`, waiting without a runtime-specific timer.
+async fn wait_for<V>(rx: &std::sync::mpsc::Receiver<V>) -> V {
+    loop {
+        match rx.try_recv() {
+            Ok(v) => return v,
+            Err(std::sync::mpsc::TryRecvError::Empty) => yield_now().await,
+            Err(e) => panic!("the task ended without sending: {e}"),
+        }
+    }
 }
 
 /// The halves: written and read from two tasks, reunited; then on a second stream the read
@@ -228,12 +264,7 @@ where
     write_all(&mut p, b"pong").await;
     read_exact(&mut r, &mut buf).await;
     assert_eq!(&buf, b"pong");
-    let w = loop {
-        match wrx.try_recv() {
-            Ok(w) => break w,
-            Err(_) => yield_now().await,
-        }
-    };
+    let w = wait_for(&wrx).await;
     let mut s = r.reunite(w).expect("one stream's halves");
     finish(&mut s).await;
     drain(&mut p).await;
@@ -333,4 +364,190 @@ where
     write_all(&mut p, &buf).await;
     read_exact(&mut s, &mut buf).await;
     assert_eq!(&buf, b"hello");
+}
+
+/// At a limit of four streams, `open()` waiters are served in order, a dropped waiter takes
+/// no place, and `connect()` does not jump the line.
+pub async fn open_first_come_first_served<T>(client: T, server: T, spawn: impl Fn(Task))
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut cb = MuxBuilder::client();
+    cb.with_max_streams(NonZeroUsize::new(4).unwrap());
+    let (conn, _ca, _peer, mut sa) = start(cb, MuxBuilder::server(), (client, server), &spawn);
+    spawn(Box::pin(async move {
+        while let Some(s) = sa.accept().await {
+            drain(s).await;
+        }
+    }));
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(conn.open().await.unwrap());
+    }
+    assert!(matches!(conn.connect(), Err(MuxError::TooManyStreams)));
+    let mut first = Box::pin(conn.open());
+    let mut second = Box::pin(conn.open());
+    let mut third = Box::pin(conn.open());
+    assert!(poll_once(&mut first).await.is_none());
+    assert!(poll_once(&mut second).await.is_none());
+    assert!(poll_once(&mut third).await.is_none());
+    drop(second);
+    assert!(matches!(conn.connect(), Err(MuxError::TooManyStreams)));
+    drop(open.pop());
+    let s1 = first.await.unwrap();
+    assert!(
+        poll_once(&mut third).await.is_none(),
+        "one place, one stream"
+    );
+    drop(open.pop());
+    let s3 = third.await.unwrap();
+    assert!(s3.get_stream_id() > s1.get_stream_id(), "served in order");
+    // The dropped waiter took nothing: with two more gone, two fit.
+    drop(open.pop());
+    drop(open.pop());
+    let s5 = conn.open().await.unwrap();
+    let s6 = conn.open().await.unwrap();
+    assert!(matches!(conn.connect(), Err(MuxError::TooManyStreams)));
+    drop((s1, s3, s5, s6));
+}
+
+/// `closed()` gives every waiter the worker's error: a protocol error (a frame of version 9
+/// from a raw peer), then a keep-alive timeout against a silent peer (two seconds).
+pub async fn closed_reports_the_workers_error<T>(client: T, server: T, spawn: impl Fn(Task))
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (conn, _ca, cw) = MuxBuilder::client().with_connection(client).build();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    spawn(Box::pin(async move {
+        let _ = done_tx.send(cw.await);
+    }));
+    let waiter = read_closed_in_task(&conn, &spawn);
+    let mut raw = server;
+    write_all(&mut raw, &[9, 3, 0, 0, 0, 0, 0, 0]).await;
+    let (by_worker, by_waiter) = (wait_for(&done_rx).await, wait_for(&waiter).await);
+    match (by_worker, by_waiter, conn.closed().await) {
+        (Err(MuxError::Protocol(a)), Err(MuxError::Protocol(b)), Err(MuxError::Protocol(c))) => {
+            assert_eq!(a, b);
+            assert_eq!(a, c);
+        }
+        (w, c, again) => panic!("worker {w:?}, closed() {c:?}, then {again:?}"),
+    }
+    drop(raw);
+}
+
+/// The keep-alive half of [`closed_reports_the_workers_error`], on a transport pair of its
+/// own: the server side stays open and silent.
+pub async fn closed_reports_the_keep_alive_timeout<T>(client: T, silent: T, spawn: impl Fn(Task))
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut cb = MuxBuilder::client();
+    cb.with_keep_alive_interval(NonZeroU64::new(1).unwrap())
+        .with_keep_alive_timeout(NonZeroU64::new(2).unwrap());
+    let (conn, _ca, cw) = cb.with_connection(client).build();
+    spawn(Box::pin(async move {
+        let _ = cw.await;
+    }));
+    let waiter = read_closed_in_task(&conn, &spawn);
+    let r = conn.closed().await;
+    assert!(matches!(r, Err(MuxError::KeepAliveTimeout)), "{r:?}");
+    let r = wait_for(&waiter).await;
+    assert!(matches!(r, Err(MuxError::KeepAliveTimeout)), "{r:?}");
+    drop(silent);
+}
+
+/// `conn.closed()` awaited on a task of its own; its outcome comes through the channel.
+fn read_closed_in_task<T>(
+    conn: &MuxConnector<T>,
+    spawn: &impl Fn(Task),
+) -> std::sync::mpsc::Receiver<smux_futures::MuxResult<()>>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    let c = conn.clone();
+    spawn(Box::pin(async move {
+        let _ = tx.send(c.closed().await);
+    }));
+    rx
+}
+
+/// Dropping the write half first sends FIN after the data; the read half goes on.
+pub async fn write_half_dropped_first<T>(client: T, server: T, spawn: impl Fn(Task))
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (conn, _ca, _peer, mut sa) = start(
+        MuxBuilder::client(),
+        MuxBuilder::server(),
+        (client, server),
+        &spawn,
+    );
+    let mut s = conn.connect().unwrap();
+    write_all(&mut s, b"request").await;
+    let (mut r, w) = s.into_split();
+    drop(w);
+    let mut p = sa.accept().await.unwrap();
+    let mut got = [0u8; 7];
+    read_exact(&mut p, &mut got).await;
+    assert_eq!(&got, b"request");
+    let mut rest = [0u8; 1];
+    let n = std::future::poll_fn(|cx| Pin::new(&mut p).poll_read(cx, &mut rest))
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "FIN after the data");
+    write_all(&mut p, b"reply").await;
+    finish(&mut p).await;
+    let mut back = [0u8; 5];
+    read_exact(&mut r, &mut back).await;
+    assert_eq!(&back, b"reply");
+}
+
+/// Version 1, a reader that never reads holds input back: after the stalled-stream timeout
+/// (one second) its stream is reset, its read fails with `ConnectionReset`, and another
+/// stream's data, queued behind it, arrives.
+pub async fn a_stalled_reader_is_reset<T>(client: T, server: T, spawn: impl Fn(Task))
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut sb = MuxBuilder::server();
+    sb.with_max_rx_queue(NonZeroUsize::new(2).unwrap())
+        .with_stalled_stream_timeout(NonZeroU64::new(1).unwrap());
+    let (conn, _ca, _server, mut sa) = start(MuxBuilder::client(), sb, (client, server), &spawn);
+    let mut slow = conn.connect().unwrap();
+    let mut fast = conn.connect().unwrap();
+    let (kept_tx, _kept_rx) = std::sync::mpsc::channel();
+    spawn(Box::pin(async move {
+        let big = vec![1u8; 300 * 1024];
+        let mut at = 0;
+        while at < big.len() {
+            match std::future::poll_fn(|cx| Pin::new(&mut slow).poll_write(cx, &big[at..])).await {
+                Ok(n) => at += n,
+                Err(_) => break,
+            }
+        }
+        let _ = kept_tx.send(slow);
+    }));
+    let mut unread = sa.accept().await.unwrap();
+    let mut other = sa.accept().await.unwrap();
+    // The server's budget holds one 32 KiB frame of `slow`'s data; the next one stops the
+    // input, and `fast`'s data waits behind it (or goes first: either way `slow` stalls).
+    while unread.stats().unread_bytes < 32 * 1024 {
+        yield_now().await;
+    }
+    write_all(&mut fast, b"behind").await;
+    let mut buf = [0u8; 6];
+    read_exact(&mut other, &mut buf).await;
+    assert_eq!(&buf, b"behind");
+    // Nobody reads `slow`: only the reset empties it.
+    while unread.stats().unread_bytes > 0 {
+        yield_now().await;
+    }
+    let mut sink = [0u8; 16];
+    let err = std::future::poll_fn(|cx| Pin::new(&mut unread).poll_read(cx, &mut sink))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+    assert!(err.to_string().contains("stalled-stream timeout"), "{err}");
 }
