@@ -3,7 +3,9 @@
 //! - [`alloc`]: a counting global allocator (live and peak heap bytes of the process), with a
 //!   lock that makes the measuring tests of one binary take turns;
 //! - `tokio` (feature `tokio`): connected pairs of loopback TCP streams on Tokio;
-//! - `smol` (feature `smol`): the same over async-net (`smol::net`), for the futures-io tests.
+//! - `smol` (feature `smol`): the same over async-net (`smol::net`), for the futures-io tests;
+//! - `link` (feature `tokio`): an emulated WAN link (delay, rate, router buffer, stalls)
+//!   between two loopback TCP streams, usable from any runtime.
 //!
 //! Every `tcp_pair` returns `(client, server)`: the stream of the side that connected first,
 //! the stream of the side that accepted second.
@@ -13,6 +15,8 @@
 
 pub mod alloc;
 
+#[cfg(feature = "tokio")]
+pub mod link;
 #[cfg(feature = "smol")]
 pub mod smol;
 #[cfg(feature = "tokio")]

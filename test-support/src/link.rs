@@ -1,0 +1,332 @@
+//! An emulated WAN link between two loopback TCP streams (feature `tokio`): a relay with a
+//! one-way delay, a rate limit and a bounded queue in each direction, and optionally a freeze
+//! now and then, as a lost packet's recovery stalls a real TCP connection.
+//!
+//! [`wan_pair`] returns `(client, server)` as standard streams, to be handed to any runtime
+//! (`tokio::net::TcpStream::from_std`, `async_net::TcpStream::try_from`): the relay runs on a
+//! Tokio runtime of its own, on a thread of its own, so it works under smol too, and its work
+//! is not counted against the runtime being measured.
+//!
+//! Each direction works as a router's output port:
+//! - bytes are read from the sending side in reads of at most [`SEGMENT`] bytes;
+//! - each read is serialised at the link rate, after the bytes before it (a token bucket with
+//!   a bucket of one read), and arrives `delay` after its serialisation ends;
+//! - while more than `queue` of link time waits to be serialised, the relay stops reading, so
+//!   the sender's TCP sees the backpressure a full router buffer causes (a relay that ends
+//!   TCP cannot drop packets instead);
+//! - the relay's own sockets have small kernel buffers (`SO_RCVBUF`, `SO_SNDBUF` of
+//!   [`RELAY_BUFFER`]), so that its queue is the only one it adds. The endpoints' sockets keep
+//!   the system's defaults: the sender's kernel queue is part of what is measured.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
+use ::tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use ::tokio::net::{TcpSocket, TcpStream};
+use ::tokio::sync::mpsc;
+
+/// The largest read the relay serialises as one unit.
+pub const SEGMENT: usize = 16 * 1024;
+/// `SO_RCVBUF` and `SO_SNDBUF` of the relay's sockets (the kernel may double it).
+pub const RELAY_BUFFER: u32 = 32 * 1024;
+
+/// One direction's (and, by default, both directions') link.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkConfig {
+    /// The rate, in bits per second.
+    pub rate_bps: u64,
+    /// One-way delay: the round trip is twice this.
+    pub delay: Duration,
+    /// The router buffer, in link time: how much may wait to be serialised.
+    pub queue: Duration,
+    /// Stalls, if any.
+    pub freeze: Option<Freeze>,
+}
+
+/// Stall the connection for `duration` at random intervals of `mean_interval` on average
+/// (exponentially distributed, from a fixed seed: every run stalls at the same instants).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Freeze {
+    pub mean_interval: Duration,
+    pub duration: Duration,
+}
+
+impl LinkConfig {
+    /// 100 Mbit/s, 50 ms round trip, a 50 ms router buffer, no freeze.
+    pub const DEFAULT: LinkConfig = LinkConfig {
+        rate_bps: 100_000_000,
+        delay: Duration::from_millis(25),
+        queue: Duration::from_millis(50),
+        freeze: None,
+    };
+
+    /// How long `bytes` take to serialise.
+    fn serialise(&self, bytes: usize) -> Duration {
+        Duration::from_nanos((bytes as u64 * 8).saturating_mul(1_000_000_000) / self.rate_bps)
+    }
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig::DEFAULT
+    }
+}
+
+/// What one direction of the link delivered.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    bytes: AtomicU64,
+    /// Nanoseconds after the link's start of the first and the last delivery.
+    first_ns: AtomicU64,
+    last_ns: AtomicU64,
+}
+
+impl Delivered {
+    fn record(&self, n: usize, at: Duration) {
+        let ns = at.as_nanos() as u64;
+        if self.bytes.fetch_add(n as u64, Ordering::Relaxed) == 0 {
+            self.first_ns.store(ns, Ordering::Relaxed);
+        }
+        self.last_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// Bytes delivered so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The rate the link delivered at, in bits per second, from its first delivery to its
+    /// last (`None` before two deliveries at different instants).
+    pub fn rate_bps(&self) -> Option<f64> {
+        let first = self.first_ns.load(Ordering::Relaxed);
+        let last = self.last_ns.load(Ordering::Relaxed);
+        (last > first).then(|| self.bytes() as f64 * 8.0 * 1e9 / (last - first) as f64)
+    }
+}
+
+/// The relay of a [`wan_pair`]: what each direction delivered. The relay runs until both
+/// directions have ended (each ends when its sender shuts down or a socket fails).
+#[derive(Debug)]
+pub struct Link {
+    /// Client to server.
+    pub up: Arc<Delivered>,
+    /// Server to client.
+    pub down: Arc<Delivered>,
+}
+
+/// A pair of loopback TCP streams, `(client, server)`, joined by an emulated link `config`
+/// in each direction. Both endpoint streams have `TCP_NODELAY` set and are non-blocking.
+pub fn wan_pair(
+    config: LinkConfig,
+) -> io::Result<(std::net::TcpStream, std::net::TcpStream, Link)> {
+    let rt = ::tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (client, server, relay_client, relay_server) = rt.block_on(async {
+        let (client, relay_client) = sized_pair(None, Some(RELAY_BUFFER)).await?;
+        let (relay_server, server) = sized_pair(Some(RELAY_BUFFER), None).await?;
+        io::Result::Ok((client, server, relay_client, relay_server))
+    })?;
+    let link = Link {
+        up: Arc::default(),
+        down: Arc::default(),
+    };
+    let (up, down) = (Arc::clone(&link.up), Arc::clone(&link.down));
+    std::thread::Builder::new()
+        .name("wan-link".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let start = Instant::now();
+                let (cr, cw) = relay_client.into_split();
+                let (sr, sw) = relay_server.into_split();
+                let up = ::tokio::spawn(direction(cr, sw, config, start, up));
+                let down = ::tokio::spawn(direction(sr, cw, config, start, down));
+                let _ = ::tokio::join!(up, down);
+            })
+        })?;
+    Ok((client.into_std()?, server.into_std()?, link))
+}
+
+/// A connected pair, `(connecting side, accepting side)`, each with its buffers set when
+/// `Some`.
+async fn sized_pair(
+    connecting: Option<u32>,
+    accepting: Option<u32>,
+) -> io::Result<(TcpStream, TcpStream)> {
+    let listener = TcpSocket::new_v4()?;
+    let client = TcpSocket::new_v4()?;
+    for (s, b) in [(&listener, accepting), (&client, connecting)] {
+        if let Some(b) = b {
+            s.set_send_buffer_size(b)?;
+            s.set_recv_buffer_size(b)?;
+        }
+    }
+    listener.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    let addr = listener.local_addr()?;
+    let listener = listener.listen(1)?;
+    let (connected, accepted) = ::tokio::join!(client.connect(addr), listener.accept());
+    let (client, (server, _)) = (connected?, accepted?);
+    client.set_nodelay(true)?;
+    server.set_nodelay(true)?;
+    Ok((client, server))
+}
+
+/// One direction: reads from `from`, schedules each read on the link, and a second task
+/// writes it to `to` when it arrives.
+async fn direction(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    config: LinkConfig,
+    start: Instant,
+    delivered: Arc<Delivered>,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let writer = ::tokio::spawn(async move {
+        let mut stalls = config.freeze.map(|f| Stalls::new(f, start));
+        while let Some((mut at, bytes)) = rx.recv().await {
+            if let Some(s) = &mut stalls {
+                at = s.delay(at);
+            }
+            ::tokio::time::sleep_until(at.into()).await;
+            if to.write_all(&bytes).await.is_err() {
+                return;
+            }
+            delivered.record(bytes.len(), start.elapsed());
+        }
+        let _ = to.shutdown().await;
+    });
+    // When the link is next free to serialise.
+    let mut free_at = Instant::now();
+    loop {
+        // A full router buffer: wait until it holds no more than `queue`.
+        if let Some(wait) = free_at.checked_sub(config.queue) {
+            if wait > Instant::now() {
+                ::tokio::time::sleep_until(wait.into()).await;
+            }
+        }
+        let mut buf = vec![0u8; SEGMENT];
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.truncate(n);
+        free_at = free_at.max(Instant::now()) + config.serialise(n);
+        if tx.send((free_at + config.delay, buf)).is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// The freeze schedule: stalls of a fixed length at exponentially distributed intervals.
+struct Stalls {
+    freeze: Freeze,
+    /// The next stall begins here.
+    next: Instant,
+    /// The last stall that began ends here.
+    until: Instant,
+    rng: u64,
+}
+
+impl Stalls {
+    fn new(freeze: Freeze, start: Instant) -> Stalls {
+        let mut s = Stalls {
+            freeze,
+            next: start,
+            until: start,
+            rng: 0x9E37_79B9_7F4A_7C15,
+        };
+        s.next = start + s.interval();
+        s
+    }
+
+    /// An exponentially distributed interval of mean `mean_interval` (xorshift64*).
+    fn interval(&mut self) -> Duration {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let u = ((r >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        self.freeze.mean_interval.mul_f64(-u.ln())
+    }
+
+    /// When bytes due at `due` arrive, given the stalls that began by then (call in the
+    /// order of `due`).
+    fn delay(&mut self, due: Instant) -> Instant {
+        while due >= self.next {
+            self.until = self.next + self.freeze.duration;
+            self.next = self.until + self.interval();
+        }
+        due.max(self.until)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Bytes cross both ways, whole and in order, and each direction counts them. (The
+    /// link's rate and delay are checked by the benchmark, which prints them: timings never
+    /// decide a test.)
+    #[test]
+    fn the_link_carries_bytes_both_ways_in_order() {
+        let config = LinkConfig {
+            rate_bps: 1_000_000_000,
+            delay: Duration::from_millis(1),
+            queue: Duration::from_millis(5),
+            freeze: Some(Freeze {
+                mean_interval: Duration::from_millis(20),
+                duration: Duration::from_millis(2),
+            }),
+        };
+        let (mut client, mut server, link) = wan_pair(config).unwrap();
+        client.set_nonblocking(false).unwrap();
+        server.set_nonblocking(false).unwrap();
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let writer = std::thread::spawn(move || {
+            client.write_all(&sent).unwrap();
+            client.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).unwrap();
+            back
+        });
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).unwrap();
+        assert!(got == data, "client to server");
+        server.write_all(b"reply").unwrap();
+        server.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(writer.join().unwrap(), b"reply");
+        assert_eq!(link.up.bytes(), data.len() as u64);
+        assert_eq!(link.down.bytes(), 5);
+    }
+
+    #[test]
+    fn stalls_push_arrivals_past_their_end_and_keep_order() {
+        let start = Instant::now();
+        let freeze = Freeze {
+            mean_interval: Duration::from_millis(10),
+            duration: Duration::from_millis(3),
+        };
+        let mut s = Stalls::new(freeze, start);
+        let mut last = start;
+        let mut stalled = 0;
+        for ms in 0..1000 {
+            let due = start + Duration::from_millis(ms);
+            let at = s.delay(due);
+            assert!(at >= due && at >= last, "never earlier, never out of order");
+            if at > due {
+                stalled += 1;
+            }
+            last = at;
+        }
+        // About 3 ms of every 13 ms is stalled: roughly a quarter of the instants.
+        assert!((100..500).contains(&stalled), "{stalled}");
+    }
+}
