@@ -115,7 +115,7 @@ impl<A: Adapter> StreamHandle<A> {
 
     /// The stream's counters and gauges: payload bytes each way, bytes unread and queued,
     /// and in version 2 the windows and the time writes waited for the peer's. O(1), as
-    /// [`Connector::stats`].
+    /// [`Connector::stats`](crate::Connector::stats).
     pub fn stats(&self) -> StreamStats {
         self.conn.stream_stats(self.id)
     }
