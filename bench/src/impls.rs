@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use smux_test_support::link::{wan_pair, Link, LinkConfig};
 use smux_test_support::tokio::try_tcp_pair;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -187,18 +188,46 @@ impl Acceptor {
 /// Both ends of one connection of `imp`, default settings, with the workers spawned.
 /// `streams` is how many streams the workload keeps open at once: yamux's limit (512 by
 /// default) is raised to it, with the connection window its 256 KiB per stream needs.
-pub async fn connect(imp: Impl, streams: usize) -> io::Result<(Opener, Acceptor)> {
+/// With `link`, the connection crosses an emulated WAN link (not for raw TCP, whose streams
+/// are connections of their own).
+pub async fn connect(
+    imp: Impl,
+    streams: usize,
+    link: Option<LinkConfig>,
+) -> io::Result<(Opener, Acceptor, Option<Link>)> {
     if imp == Impl::Raw {
+        if link.is_some() {
+            return Err(io::Error::other(
+                "raw TCP does not run over the emulated link",
+            ));
+        }
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        return Ok((Opener::Raw(listener.local_addr()?), Acceptor::Raw(listener)));
+        return Ok((
+            Opener::Raw(listener.local_addr()?),
+            Acceptor::Raw(listener),
+            None,
+        ));
     }
+    let (pair, link) = match link {
+        Some(config) => {
+            let (a, b, link) = wan_pair(config)?;
+            (Some((a, b)), Some(link))
+        }
+        None => (None, None),
+    };
     if imp.on_smol() {
         let version = if imp == Impl::FuturesV1 {
             smux_futures::Version::V1
         } else {
             smux_futures::Version::V2
         };
-        let (a, b) = smux_test_support::smol::tcp_pair().await;
+        let (a, b) = match pair {
+            Some((a, b)) => (
+                smol::net::TcpStream::try_from(a)?,
+                smol::net::TcpStream::try_from(b)?,
+            ),
+            None => smux_test_support::smol::tcp_pair().await,
+        };
         let (conn, _, cw) = smux_futures::MuxBuilder::client()
             .with_version(version)
             .with_connection(a)
@@ -209,11 +238,14 @@ pub async fn connect(imp: Impl, streams: usize) -> io::Result<(Opener, Acceptor)
             .build();
         smol::spawn(cw).detach();
         smol::spawn(sw).detach();
-        return Ok((Opener::Futures(conn), Acceptor::Futures(acc)));
+        return Ok((Opener::Futures(conn), Acceptor::Futures(acc), link));
     }
     // Both ends over loopback, (client, server), with Nagle off (as Go does by default).
-    let (a, b) = try_tcp_pair(None).await?;
-    Ok(match imp {
+    let (a, b) = match pair {
+        Some((a, b)) => (TcpStream::from_std(a)?, TcpStream::from_std(b)?),
+        None => try_tcp_pair(None).await?,
+    };
+    let (opener, acceptor) = match imp {
         Impl::Raw | Impl::FuturesV1 | Impl::FuturesV2 => unreachable!("handled above"),
         Impl::SmuxV1 | Impl::SmuxV2 => {
             let version = if imp == Impl::SmuxV1 {
@@ -254,7 +286,8 @@ pub async fn connect(imp: Impl, streams: usize) -> io::Result<(Opener, Acceptor)
             tokio::spawn(drive_yamux(server, None, Some(in_tx)));
             (Opener::Yamux(open_tx), Acceptor::Yamux(in_rx))
         }
-    })
+    };
+    Ok((opener, acceptor, link))
 }
 
 /// yamux 0.13 makes progress only while `poll_next_inbound` is polled, and opens streams

@@ -12,8 +12,13 @@
 //! ```text
 //! cargo run --release -p smux-bench [-- --reps 3 --quick --runtimes ct,mt --no-go
 //!                                       --before COMMIT --impls raw-tcp,smux-tokio-v1,...
-//!                                       --workloads stream,... --timeout 180]
+//!                                       --workloads stream,... --timeout 180
+//!                                       --link 100,50,50]
 //! ```
+//!
+//! The `wan-*` workloads cross an emulated WAN link (`smux_test_support::link`; see
+//! `bench/src/wan.rs`): `--link MBIT,RTT_MS,QUEUE_MS` sets its rate, round trip and router
+//! buffer (default `100,50,50`). Raw TCP and Go do not run them.
 //!
 //! `--multi-thread`, the flag of old, is `--runtimes mt`. A measurement still running after
 //! `--timeout` seconds (180) is killed and shows as "timeout" in its row.
@@ -25,12 +30,13 @@
 //! ratios against raw TCP and against `async_smux` on the same Tokio runtime.
 //!
 //! `--before COMMIT` checks COMMIT out in a git worktree `target/bench-before/<hash>` (made
-//! once, then reused), copies this tree's `bench/` and `Cargo.lock` over it, so that the
+//! once, then reused), copies this tree's `bench/`, `test-support/` and `Cargo.lock` over it, so that the
 //! benchmark code and the dependencies are this run's and only the libraries are COMMIT's,
 //! builds `smux-bench` there (release, target dir `target/bench-before/<hash>/target`) and
 //! runs that binary's children beside ours.
 
 mod impls;
+mod wan;
 mod workloads;
 
 use std::collections::BTreeMap;
@@ -208,6 +214,22 @@ fn parse(args: &[String]) -> Options {
             // The flag of old, kept for old command lines.
             "--multi-thread" => o.runtimes = vec![Runtime::Mt],
             "--no-go" => o.go = false,
+            "--link" => {
+                let v: Vec<u64> = value()
+                    .split(',')
+                    .map(|n| {
+                        n.parse()
+                            .unwrap_or_else(|_| usage("--link MBIT,RTT_MS,QUEUE_MS"))
+                    })
+                    .collect();
+                let [mbit, rtt, queue] = v[..] else {
+                    usage("--link MBIT,RTT_MS,QUEUE_MS")
+                };
+                if mbit == 0 {
+                    usage("--link: the rate must be above 0");
+                }
+                (o.params.mbit, o.params.rtt_ms, o.params.queue_ms) = (mbit, rtt, queue);
+            }
             "--before" => o.before = Some(value()),
             "--impls" => o.only = Some(value().split(',').map(str::to_string).collect()),
             "--workloads" => {
@@ -471,10 +493,12 @@ fn build_before(commit: &str) -> Result<(PathBuf, String), String> {
             return Err(format!("git worktree add failed ({added})"));
         }
     }
-    // Our benchmark code and our dependencies' versions: only the libraries are the commit's.
+    // Our benchmark code (with its helpers, the link emulator among them) and our
+    // dependencies' versions: only the libraries are the commit's.
     mirror(&root.join("bench"), &dir.join("bench"))
+        .and_then(|()| mirror(&root.join("test-support"), &dir.join("test-support")))
         .and_then(|()| copy_if_changed(&root.join("Cargo.lock"), &dir.join("Cargo.lock")))
-        .map_err(|e| format!("copying bench/ and Cargo.lock: {e}"))?;
+        .map_err(|e| format!("copying bench/, test-support/ and Cargo.lock: {e}"))?;
     let target = dir.join("target");
     eprintln!(
         "before: cargo build --release -p smux-bench in {}",
@@ -532,6 +556,11 @@ fn not_applicable(s: Subject, w: Workload) -> Option<&'static str> {
             "yamux 0.13 sends a stream's SYN with its first frame, and a close before any \
              data goes out without it: the peer never sees the stream",
         ),
+        (Some(Impl::Raw), w) if w.over_link() => Some(
+            "raw TCP opens a connection per stream, and the link emulates one connection: \
+             the link's own rate, beside each row, is the ceiling",
+        ),
+        (None, w) if w.over_link() => Some("the Go program has no link emulator"),
         (None, w) if w.go_name().is_none() => Some(
             "Go's writes go out at once, with nothing to flush: its pingpong row is this \
              measurement",
@@ -754,6 +783,12 @@ fn metrics(w: Workload) -> Vec<Metric> {
         higher_better: false,
         value: |f| field(f, "peak_rss_kib") / 1024.0,
     };
+    let link = Metric {
+        name: "link's own rate",
+        unit: "Mbit/s",
+        higher_better: true,
+        value: |f| field(f, "link_mbit"),
+    };
     let rate = Metric {
         name: "rate",
         unit: "K/s",
@@ -775,6 +810,56 @@ fn metrics(w: Workload) -> Vec<Metric> {
                 unit: "µs",
                 higher_better: false,
                 value: |f| field(f, "p99_us"),
+            },
+        ],
+        Workload::WanStream => vec![
+            Metric {
+                name: "fraction of the link rate",
+                unit: "x",
+                higher_better: true,
+                value: |f| field(f, "link_fraction"),
+            },
+            Metric {
+                name: "time to 80% of the rate",
+                unit: "s",
+                higher_better: false,
+                value: |f| field(f, "t80_secs"),
+            },
+            link,
+        ],
+        Workload::WanMixed => vec![
+            Metric {
+                name: "bulk rate",
+                unit: "Mbit/s",
+                higher_better: true,
+                value: |f| field(f, "bulk_mbit"),
+            },
+            Metric {
+                name: "interactive p50",
+                unit: "ms",
+                higher_better: false,
+                value: |f| field(f, "p50_ms"),
+            },
+            Metric {
+                name: "interactive p99",
+                unit: "ms",
+                higher_better: false,
+                value: |f| field(f, "p99_ms"),
+            },
+            link,
+        ],
+        Workload::WanFetch => vec![
+            Metric {
+                name: "1 MiB fetch, cold",
+                unit: "RTT",
+                higher_better: false,
+                value: |f| field(f, "cold_rtts"),
+            },
+            Metric {
+                name: "1 MiB fetch, warm",
+                unit: "RTT",
+                higher_better: false,
+                value: |f| field(f, "warm_rtts"),
             },
         ],
         Workload::Idle => vec![
@@ -811,6 +896,19 @@ fn describe(w: Workload, p: &Params) -> String {
             format!("64-byte ping-pong, no flush, {} round trips", p.iters)
         }
         Workload::Idle => format!("{} idle streams, both ends", p.idle),
+        Workload::WanStream => format!(
+            "over a {} Mbit/s, {} ms link: one stream, {} MiB",
+            p.mbit, p.rtt_ms, p.wan_mib
+        ),
+        Workload::WanMixed => format!(
+            "over a {} Mbit/s, {} ms link: 8 bulk streams and 64-byte requests on a ninth, {} s",
+            p.mbit, p.rtt_ms, p.wan_secs
+        ),
+        Workload::WanFetch => format!(
+            "over a {} Mbit/s, {} ms link: a new stream fetching 1 MiB, on a new connection \
+             (cold) and after 16 MiB and 1 s idle (warm)",
+            p.mbit, p.rtt_ms
+        ),
     }
 }
 

@@ -10,7 +10,10 @@ use smux_test_support::alloc::live;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+use smux_test_support::link::LinkConfig;
+
 use crate::impls::{connect, sleep, spawn, Acceptor, BoxIo, Impl, Opener};
+use crate::wan;
 
 const CHUNK: usize = 64 * 1024;
 const MIB: u64 = 1024 * 1024;
@@ -32,10 +35,16 @@ pub enum Workload {
     /// The same without the flushes.
     PingPongNoFlush,
     Idle,
+    /// Over the emulated WAN link: one stream's bulk transfer.
+    WanStream,
+    /// Over the link: 8 bulk streams and one interactive request/response stream.
+    WanMixed,
+    /// Over the link: a fresh stream fetching 1 MiB, on a new and on a warm connection.
+    WanFetch,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 10] = [
         Workload::Stream,
         Workload::Streams64,
         Workload::Handshake,
@@ -43,6 +52,9 @@ impl Workload {
         Workload::PingPong,
         Workload::PingPongNoFlush,
         Workload::Idle,
+        Workload::WanStream,
+        Workload::WanMixed,
+        Workload::WanFetch,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,16 +66,28 @@ impl Workload {
             Workload::PingPong => "pingpong",
             Workload::PingPongNoFlush => "pingpong-noflush",
             Workload::Idle => "idle",
+            Workload::WanStream => "wan-stream",
+            Workload::WanMixed => "wan-mixed",
+            Workload::WanFetch => "wan-fetch",
         }
     }
 
     /// The Go program's name for it: its writes go out at once, so its `pingpong` is the
-    /// flushing one, and it has no other.
+    /// flushing one, and it has no other. It has no link emulator either.
     pub fn go_name(self) -> Option<&'static str> {
         match self {
             Workload::PingPongNoFlush => None,
+            w if w.over_link() => None,
             w => Some(w.name()),
         }
+    }
+
+    /// Runs over the emulated WAN link.
+    pub fn over_link(self) -> bool {
+        matches!(
+            self,
+            Workload::WanStream | Workload::WanMixed | Workload::WanFetch
+        )
     }
 
     pub fn parse(s: &str) -> Option<Workload> {
@@ -81,6 +105,13 @@ pub struct Params {
     pub openclose: usize,
     pub iters: usize,
     pub idle: usize,
+    /// The emulated link: rate, round trip, router buffer.
+    pub mbit: u64,
+    pub rtt_ms: u64,
+    pub queue_ms: u64,
+    /// MiB of the WAN bulk transfer, and seconds of the mixed workload.
+    pub wan_mib: u64,
+    pub wan_secs: u64,
 }
 
 impl Params {
@@ -91,6 +122,11 @@ impl Params {
         openclose: 200_000,
         iters: 20_000,
         idle: 10_000,
+        mbit: 100,
+        rtt_ms: 50,
+        queue_ms: 50,
+        wan_mib: 64,
+        wan_secs: 8,
     };
     pub const QUICK: Params = Params {
         mib: 64,
@@ -99,6 +135,11 @@ impl Params {
         openclose: 20_000,
         iters: 2_000,
         idle: 2_000,
+        mbit: 100,
+        rtt_ms: 50,
+        queue_ms: 50,
+        wan_mib: 16,
+        wan_secs: 4,
     };
 
     /// The `key=value` arguments a child gets for `w` (the Go program reads the same).
@@ -115,6 +156,23 @@ impl Params {
                 vec![format!("iters={}", self.iters)]
             }
             Workload::Idle => vec![format!("streams={}", self.idle)],
+            Workload::WanStream | Workload::WanMixed | Workload::WanFetch => vec![
+                format!("mbit={}", self.mbit),
+                format!("rtt={}", self.rtt_ms),
+                format!("queue={}", self.queue_ms),
+                format!("wanmib={}", self.wan_mib),
+                format!("secs={}", self.wan_secs),
+            ],
+        }
+    }
+
+    /// The emulated link these parameters describe.
+    pub fn link(&self) -> LinkConfig {
+        LinkConfig {
+            rate_bps: self.mbit * 1_000_000,
+            delay: Duration::from_millis(self.rtt_ms) / 2,
+            queue: Duration::from_millis(self.queue_ms),
+            freeze: None,
         }
     }
 
@@ -139,6 +197,11 @@ impl Params {
                     p.openclose = n as usize;
                 }
                 "iters" => p.iters = n as usize,
+                "mbit" => p.mbit = n,
+                "rtt" => p.rtt_ms = n,
+                "queue" => p.queue_ms = n,
+                "wanmib" => p.wan_mib = n,
+                "secs" => p.wan_secs = n,
                 _ => panic!("unknown parameter {k}"),
             }
         }
@@ -153,7 +216,11 @@ pub async fn run(imp: Impl, w: Workload, p: Params) -> io::Result<Fields> {
     } else {
         p.streams
     };
-    let (opener, acceptor) = connect(imp, open_at_once).await?;
+    let link = w.over_link().then(|| p.link());
+    let (opener, acceptor, link) = connect(imp, open_at_once, link).await?;
+    if let Some(link) = link {
+        return wan::run(w, opener, acceptor, link, &p).await;
+    }
     match w {
         Workload::Stream => bulk(opener, acceptor, p.mib * MIB, 1).await,
         Workload::Streams64 => bulk(opener, acceptor, p.mib * MIB, p.streams).await,
@@ -162,6 +229,7 @@ pub async fn run(imp: Impl, w: Workload, p: Params) -> io::Result<Fields> {
         Workload::PingPong => ping_pong(opener, acceptor, p.iters, true).await,
         Workload::PingPongNoFlush => ping_pong(opener, acceptor, p.iters, false).await,
         Workload::Idle => idle(opener, acceptor, p.idle).await,
+        _ => unreachable!("the WAN workloads have a link"),
     }
 }
 

@@ -119,26 +119,39 @@ pub struct Link {
 }
 
 /// A pair of loopback TCP streams, `(client, server)`, joined by an emulated link `config`
-/// in each direction. Both endpoint streams have `TCP_NODELAY` set and are non-blocking.
+/// in each direction. Both endpoint streams have `TCP_NODELAY` set and are non-blocking. The
+/// calling thread waits while the relay's thread sets the connections up (a few loopback
+/// connects), so this may be called from async code of any runtime.
 pub fn wan_pair(
     config: LinkConfig,
 ) -> io::Result<(std::net::TcpStream, std::net::TcpStream, Link)> {
-    let rt = ::tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (client, server, relay_client, relay_server) = rt.block_on(async {
-        let (client, relay_client) = sized_pair(None, Some(RELAY_BUFFER)).await?;
-        let (relay_server, server) = sized_pair(Some(RELAY_BUFFER), None).await?;
-        io::Result::Ok((client, server, relay_client, relay_server))
-    })?;
     let link = Link {
         up: Arc::default(),
         down: Arc::default(),
     };
     let (up, down) = (Arc::clone(&link.up), Arc::clone(&link.down));
+    let (ends_tx, ends_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("wan-link".into())
         .spawn(move || {
+            let relay = async move {
+                let (client, relay_client) = sized_pair(None, Some(RELAY_BUFFER)).await?;
+                let (relay_server, server) = sized_pair(Some(RELAY_BUFFER), None).await?;
+                let ends = (client.into_std()?, server.into_std()?);
+                io::Result::Ok((ends, relay_client, relay_server))
+            };
+            let rt = ::tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let (rt, (ends, relay_client, relay_server)) =
+                match rt.and_then(|rt| rt.block_on(relay).map(|r| (rt, r))) {
+                    Ok(ready) => ready,
+                    Err(e) => {
+                        let _ = ends_tx.send(Err(e));
+                        return;
+                    }
+                };
+            let _ = ends_tx.send(Ok(ends));
             rt.block_on(async move {
                 let start = Instant::now();
                 let (cr, cw) = relay_client.into_split();
@@ -148,7 +161,10 @@ pub fn wan_pair(
                 let _ = ::tokio::join!(up, down);
             })
         })?;
-    Ok((client.into_std()?, server.into_std()?, link))
+    let (client, server) = ends_rx
+        .recv()
+        .map_err(|_| io::Error::other("the relay's thread ended"))??;
+    Ok((client, server, link))
 }
 
 /// A connected pair, `(connecting side, accepting side)`, each with its buffers set when
