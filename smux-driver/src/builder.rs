@@ -178,12 +178,35 @@ impl<F> MuxBuilder<WithConfig, F> {
         self
     }
 
-    /// Version 2: the per-stream window we advertise, in bytes. Default: 256 KiB.
+    /// Version 2: the per-stream window we advertise, in bytes; with window tuning, where a
+    /// stream's window starts. Default: 256 KiB.
     ///
     /// # Panics
     /// Below 65,535 or above 2^31 - 1 (what a Go peer can read).
     pub fn with_stream_window(&mut self, bytes: u32) -> &mut Self {
         self.state.options.stream_window(bytes);
+        self
+    }
+
+    /// Version 2: how far a stream's window may grow when it tunes itself
+    /// ([`MuxBuilder::with_window_tuning`]), in bytes; never below the starting window, and
+    /// within the session's receive budget (4 MiB). Default: 16 MiB.
+    ///
+    /// # Panics
+    /// Above 2^31 - 1 (what a Go peer can read).
+    pub fn with_max_stream_window(&mut self, bytes: u32) -> &mut Self {
+        self.state.options.max_stream_window(bytes);
+        self
+    }
+
+    /// Version 2: whether stream windows tune themselves. When the peer is held back by a
+    /// stream's window while our reader keeps up, the window doubles (up to
+    /// [`MuxBuilder::with_max_stream_window`] and within the session's receive budget), so a
+    /// stream across a link with a long round trip is not capped at window / round trip.
+    /// Fresh streams start from the largest window the session tuned. Windows never shrink;
+    /// Go peers honour whatever window we advertise. Default: on.
+    pub fn with_window_tuning(&mut self, on: bool) -> &mut Self {
+        self.state.options.window_tuning(on);
         self
     }
 

@@ -109,6 +109,21 @@ impl Options {
         self.config.with_stream_window(bytes);
     }
 
+    /// Version 2: how far a stream's window may grow when it tunes itself. Panics above
+    /// 2^31 - 1 (what Go can read).
+    pub fn max_stream_window(&mut self, bytes: u32) {
+        assert!(
+            bytes <= i32::MAX as u32,
+            "max stream window must be at most 2^31 - 1 bytes, got {bytes}"
+        );
+        self.config.with_max_stream_window(bytes);
+    }
+
+    /// Version 2: whether stream windows tune themselves.
+    pub fn window_tuning(&mut self, on: bool) {
+        self.config.with_window_tuning(on);
+    }
+
     /// Largest payload of one frame we send. Panics outside 1..=65,535.
     pub fn max_frame_size(&mut self, bytes: usize) {
         assert!(
@@ -252,6 +267,12 @@ mod tests {
     #[should_panic(expected = "stream window")]
     fn window_too_large_for_go_panics() {
         Options::new(Role::Client).stream_window(u32::MAX);
+    }
+
+    #[test]
+    #[should_panic(expected = "max stream window")]
+    fn max_window_too_large_for_go_panics() {
+        Options::new(Role::Client).max_stream_window(u32::MAX);
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct Config {
     keep_alive_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     stream_window: u32,
+    max_stream_window: u32,
+    window_tuning: bool,
     max_stream_unread: usize,
     max_session_unread: usize,
     max_accept_backlog: usize,
@@ -67,6 +69,8 @@ impl Default for Config {
             keep_alive_timeout: None,
             idle_timeout: None,
             stream_window: 256 * 1024,
+            max_stream_window: 16 * 1024 * 1024,
+            window_tuning: true,
             max_stream_unread: 4 * 1024 * 1024,
             max_session_unread: 4 * 1024 * 1024,
             max_accept_backlog: 1024,
@@ -165,6 +169,40 @@ impl Config {
     /// Sets [`Config::stream_window`].
     pub fn with_stream_window(&mut self, bytes: u32) -> &mut Self {
         self.stream_window = bytes;
+        self
+    }
+
+    /// Version 2: how far a stream's window may grow when it tunes itself
+    /// ([`Config::window_tuning`]); never below [`Config::stream_window`], and never beyond
+    /// what the session's budget ([`Config::max_session_unread`]) has room for. Up to
+    /// 2^31 - 1. Default: 16 MiB.
+    pub fn max_stream_window(&self) -> u32 {
+        self.max_stream_window.max(self.stream_window)
+    }
+
+    /// Sets [`Config::max_stream_window`].
+    pub fn with_max_stream_window(&mut self, bytes: u32) -> &mut Self {
+        self.max_stream_window = bytes;
+        self
+    }
+
+    /// Version 2: whether stream windows tune themselves. A stream starts at
+    /// [`Config::stream_window`] (or, once the session has tuned a stream's window, at that
+    /// window: a fresh stream on a warm connection does not start slow). When the window held
+    /// the peer back (it sent three quarters of a window or more within a round trip, or came
+    /// within an eighth of a window of our edge) while our reader kept up (half a window read
+    /// within one and a half round trips), the window doubles, up to
+    /// [`Config::max_stream_window`] and as far as the session's budget allows. The round trip
+    /// is the shortest measured from an UPD to the first data beyond the edge it moved. A
+    /// window never shrinks, and the edge we advertised never moves left. Go peers honour any
+    /// window we advertise. Default: on.
+    pub fn window_tuning(&self) -> bool {
+        self.window_tuning
+    }
+
+    /// Sets [`Config::window_tuning`].
+    pub fn with_window_tuning(&mut self, on: bool) -> &mut Self {
+        self.window_tuning = on;
         self
     }
 
@@ -329,6 +367,12 @@ impl Config {
                 "must not exceed 2^31 - 1 (Go reads it as int32)",
             );
         }
+        if self.max_stream_window > MAX_WINDOW {
+            return bad(
+                "max_stream_window",
+                "must not exceed 2^31 - 1 (Go reads it as int32)",
+            );
+        }
         if self.max_stream_unread < MAX_PAYLOAD {
             return bad(
                 "max_stream_unread",
@@ -406,6 +450,12 @@ mod tests {
                     c.with_stream_window(1 << 31);
                 },
                 "stream_window",
+            ),
+            (
+                |c| {
+                    c.with_max_stream_window(1 << 31);
+                },
+                "max_stream_window",
             ),
             (
                 |c| {

@@ -32,10 +32,11 @@ impl Side {
     }
 }
 
-/// One direction of the pair: bytes sent by one side and not yet taken by the other.
+/// One direction of the pair: bytes sent by one side and not yet taken by the other, each
+/// with the instant from which it may be delivered.
 #[derive(Debug, Default)]
 struct Link {
-    segments: VecDeque<Bytes>,
+    segments: VecDeque<(Instant, Bytes)>,
     bytes: usize,
     stalled: bool,
 }
@@ -57,6 +58,9 @@ pub struct Pair {
     pub link_capacity: usize,
     /// Largest input chunk delivered at once (re-chunking); `usize::MAX` for whole segments.
     pub chunk: usize,
+    /// One-way delay of both links: a frame handed to a link at `now` is delivered from
+    /// `now + delay` on. Zero by default.
+    pub delay: Duration,
     to_server: Link,
     to_client: Link,
     headers: BytesMut,
@@ -73,6 +77,7 @@ impl Pair {
             server_events: VecDeque::new(),
             link_capacity: 256 * 1024,
             chunk: usize::MAX,
+            delay: Duration::ZERO,
             to_server: Link::default(),
             to_client: Link::default(),
             headers: BytesMut::new(),
@@ -130,6 +135,7 @@ impl Pair {
     /// bytes moved.
     pub fn transmit(&mut self, from: Side) -> usize {
         let now = self.now;
+        let due = now + self.delay;
         let cap = self.link_capacity;
         let mut moved = 0;
         loop {
@@ -144,9 +150,9 @@ impl Pair {
             moved += t.wire_len();
             let link = self.link(from);
             link.bytes += t.wire_len();
-            link.segments.push_back(header);
+            link.segments.push_back((due, header));
             if !t.payload.is_empty() {
-                link.segments.push_back(t.payload);
+                link.segments.push_back((due, t.payload));
             }
         }
         moved
@@ -169,7 +175,11 @@ impl Pair {
             if link.stalled {
                 break;
             }
-            let Some(mut input) = link.segments.pop_front() else {
+            if link.segments.front().is_some_and(|(due, _)| *due > now) {
+                // What is still on its way.
+                break;
+            }
+            let Some((due, mut input)) = link.segments.pop_front() else {
                 // A drained link gives back what a burst made it hold.
                 if link.segments.capacity() > 64 {
                     link.segments = VecDeque::new();
@@ -182,7 +192,7 @@ impl Pair {
                 break;
             };
             if input.len() > max {
-                link.segments.push_front(input.split_off(max));
+                link.segments.push_front((due, input.split_off(max)));
             }
             link.bytes -= input.len();
             let session = self.session(to);
@@ -194,7 +204,7 @@ impl Pair {
             if !input.is_empty() {
                 let link = self.link(from);
                 link.bytes += input.len();
-                link.segments.push_front(input);
+                link.segments.push_front((due, input));
                 break;
             }
         }

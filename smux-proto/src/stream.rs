@@ -70,6 +70,30 @@ pub(crate) struct Stream {
     pub sched: Membership,
     /// What [`Session::stream_stats`](crate::Session::stream_stats) reports.
     pub counters: StreamCounters,
+    /// Version 2: the window grants top the credit up to, and how it tunes itself.
+    pub tuning: Tuning,
+}
+
+/// Version 2: one stream's receive window as it tunes itself (`Config::window_tuning`).
+#[derive(Debug, Default)]
+pub(crate) struct Tuning {
+    /// What a grant tops the credit up to: the starting window, or more once grown.
+    pub window: usize,
+    /// Since the last grant, the window held the peer back: data arrived that left it within
+    /// an eighth of the window of our edge, or it sent three quarters of a window or more
+    /// within a round trip (all a window lets through).
+    pub held_back: bool,
+    /// The round trip over which arrivals are being counted began here.
+    pub rate_since: Option<Instant>,
+    /// Bytes that arrived since `rate_since`.
+    pub rate_bytes: usize,
+    /// When the last grant was made.
+    pub last_grant: Option<Instant>,
+    /// A grant whose UPD is not yet sent: the edge it moved from, in bytes received.
+    pub probe_edge: Option<u64>,
+    /// That UPD went out at this instant: the first data beyond the old edge gives a round
+    /// trip.
+    pub probe: Option<(Instant, u64)>,
 }
 
 impl Stream {
@@ -101,6 +125,7 @@ impl Stream {
             last_activity: None,
             sched: Membership::default(),
             counters: StreamCounters::default(),
+            tuning: Tuning::default(),
         }
     }
 
@@ -348,10 +373,14 @@ impl Stream {
     }
 
     /// Whether the window should grow now, towards `window`: on the first read, then each
-    /// time half a window has been read since the last grant (as Go sends UPDs).
+    /// time half a window has been read since the last grant (as Go sends UPDs), or once
+    /// less than half a window is left ahead of the reader. The last case matters after a
+    /// grant the budget cut short: the stream must not wait for half a window it was never
+    /// given.
     pub fn grant_due(&self, window: usize) -> bool {
         let first = self.consumed as usize == self.since_grant && self.since_grant > 0;
-        self.since_grant > 0 && (first || self.since_grant >= window / 2)
+        self.since_grant > 0
+            && (first || self.since_grant >= window / 2 || self.credit <= window / 2)
     }
 
     /// Moves the edge right by `extra` bytes.

@@ -441,6 +441,8 @@ struct Opts {
     max_frame: Option<usize>,
     /// Our server takes the client's version (`with_auto_version`).
     auto: bool,
+    /// Version 2: our windows tune themselves (the default).
+    tuning: bool,
 }
 
 impl Opts {
@@ -451,7 +453,14 @@ impl Opts {
             window: None,
             max_frame: None,
             auto: false,
+            tuning: true,
         }
+    }
+
+    /// Our windows stay at the configured one.
+    fn fixed_window(mut self) -> Self {
+        self.tuning = false;
+        self
     }
 
     fn auto_version(mut self) -> Self {
@@ -493,6 +502,7 @@ impl Opts {
         if let Some(w) = self.window {
             b.with_stream_window(w);
         }
+        b.with_window_tuning(self.tuning);
         if let Some(f) = self.max_frame {
             b.with_max_frame_size(f);
         }
@@ -1465,7 +1475,8 @@ async fn v2_our_sender_respects_go_default_window() {
 /// protocol error. Then we read all of it, and a clean end at Go's FIN.
 async fn go_sender_honours_our_window(window: Option<u32>) {
     let Some(bin) = go_peer() else { return };
-    let mut opts = Opts::new(Version::V2);
+    // The window as configured: this checks what Go does with it, not how it tunes.
+    let mut opts = Opts::new(Version::V2).fixed_window();
     if let Some(w) = window {
         opts = opts.window(w);
     }
@@ -1522,6 +1533,49 @@ go_test!(
     /// our first UPD are accepted.
     v2_go_sender_honours_our_64_kib_window,
     go_sender_honours_our_window(Some(65_536)));
+
+go_test!(
+    /// Window tuning against Go: a Go client sends 64 MiB on one stream and we read as it
+    /// comes. Our window grows past the 256 KiB it starts at, Go sends into the grown window
+    /// (more than 256 KiB in flight), and never past what we advertised.
+    v2_go_sender_reaches_our_tuned_window,
+    go_sender_reaches_our_tuned_window()
+);
+
+async fn go_sender_reaches_our_tuned_window() {
+    let Some(bin) = go_peer() else { return };
+    let opts = Opts::new(Version::V2);
+    let size = 64 * MIB;
+    let size_arg = size.to_string();
+    let extra = ["-behavior", "send", "-size", size_arg.as_str()];
+    let (mut ours, mut go, tap) = go_to_ours(bin, &opts, &extra, true).await;
+    let tap = tap.unwrap();
+    let mut s = ours.accept().await.expect("Go's stream");
+    let (got, end) = read_pattern_to_end(&mut s, 0).await;
+    end.unwrap_or_else(|e| panic!("read after {got} bytes: {e}; Go:\n{}", go.output()));
+    assert_eq!(got, size);
+    go.line(&format!("SENT {size}")).await;
+    let tuned = s.stats().receive_window.expect("version 2");
+    drop(s);
+    finish(ours, go).await;
+    tap.assert_windows_respected("tuned windows");
+    let stats = tap.stats();
+    let largest = *stats[TO_GO].windows.last().expect("UPDs went out");
+    assert!(
+        largest > 262_144 && tuned > 262_144,
+        "our window did not grow: largest UPD window {largest}, stream window {tuned}"
+    );
+    assert!(
+        stats[TO_US].max_in_flight > 262_144,
+        "Go kept within the starting window: at most {} in flight",
+        stats[TO_US].max_in_flight
+    );
+    eprintln!(
+        "v2, tuned: our window grew to {tuned}, the largest UPD window {largest}, Go had up to \
+         {} in flight",
+        stats[TO_US].max_in_flight
+    );
+}
 
 /// 1 MiB windows on both sides (`-max-stream-buffer 1048576`, `with_stream_window(1 << 20)`):
 /// 64 MiB echoed on one stream, windows respected both ways.

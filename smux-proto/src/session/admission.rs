@@ -83,7 +83,9 @@ impl Session {
             Version::V2 => INITIAL_PEER_WINDOW as usize,
         };
         self.credit_owed += credit;
-        Stream::new(credit)
+        let mut s = Stream::new(credit);
+        s.tuning.window = self.starting_window();
+        s
     }
 
     /// More refusals wait than a peer opening its ids in order can cause.

@@ -209,6 +209,7 @@ impl Session {
         }
         let before = s.rx_memory();
         s.counters.received += data.len() as u64;
+        let arrived = data.len();
         let was_empty = s.push_rx(data);
         self.rx_held += s.rx_memory() - before;
         if rest > 0 {
@@ -220,6 +221,7 @@ impl Session {
         } else if was_empty {
             self.events.push_back(Event::Readable(id));
         }
+        self.note_arrival(id, arrived, now);
     }
 
     /// Whether the piece of a payload in the input may go to its stream before the rest of the

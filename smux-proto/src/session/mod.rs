@@ -142,6 +142,12 @@ pub struct Session {
     credit_owed: usize,
     /// Version 2: streams whose window could not grow for lack of budget.
     credit_wait: IdQueue,
+    /// Version 2, window tuning: the shortest round trip measured (an UPD, to the first data
+    /// beyond the edge it moved).
+    round_trip: Option<std::time::Duration>,
+    /// Version 2, window tuning: the largest window a stream has grown to, where fresh
+    /// streams start.
+    tuned_window: usize,
     /// Bytes written by all streams and not yet handed out.
     tx_queued: usize,
     timers: TimerTable,
@@ -189,6 +195,8 @@ impl Session {
             rx_reserved: 0,
             credit_owed: 0,
             credit_wait: IdQueue::new(Queue::CreditWait),
+            round_trip: None,
+            tuned_window: 0,
             tx_queued: 0,
             timers,
             idle: DeadlineQueue::default(),

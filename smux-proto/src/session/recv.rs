@@ -119,10 +119,80 @@ impl Session {
         }
         s.note_consumed(n);
         self.credit_owed -= n;
-        if self.state == State::Open && s.grant_due(self.config.stream_window() as usize) {
+        if self.state == State::Open && s.grant_due(s.tuning.window) {
+            self.tune_window(id);
             self.grow_window(id);
         }
         self.serve_credit_waiters();
+    }
+
+    /// Version 2: where a fresh stream's window starts: the configured window or, with
+    /// tuning, the largest one a stream of this session grew to.
+    pub(super) fn starting_window(&self) -> usize {
+        let configured = self.config.stream_window() as usize;
+        if self.config.window_tuning() {
+            configured.max(self.tuned_window)
+        } else {
+            configured
+        }
+    }
+
+    /// Version 2, window tuning: a grant is due on `id`. If the window held the peer back
+    /// since the last grant while our reader kept up (half a window read within one and a
+    /// half round trips), the window doubles, up to `max_stream_window`.
+    fn tune_window(&mut self, id: StreamId) {
+        if !self.config.window_tuning() {
+            return;
+        }
+        let Some(rtt) = self.round_trip else {
+            return;
+        };
+        let cap = self.config.max_stream_window() as usize;
+        let s = self.streams.get_mut(&id.0).expect("a live stream");
+        let kept_up = s
+            .tuning
+            .last_grant
+            .is_some_and(|t| self.now.saturating_duration_since(t) <= rtt * 3 / 2);
+        if s.tuning.held_back && kept_up && s.tuning.window < cap {
+            s.tuning.window = (2 * s.tuning.window).min(cap);
+            self.tuned_window = self.tuned_window.max(s.tuning.window);
+        }
+    }
+
+    /// Version 2, window tuning: `n` bytes arrived on `id` (already counted in `received`).
+    /// Notes whether the window held the peer back, and takes a round trip from an UPD to the
+    /// first data beyond the edge it moved.
+    pub(super) fn note_arrival(&mut self, id: StreamId, n: usize, now: std::time::Instant) {
+        if self.wire_version() != Version::V2 || !self.config.window_tuning() {
+            return;
+        }
+        let Some(s) = self.streams.get_mut(&id.0) else {
+            return;
+        };
+        let left = s.credit().saturating_sub(s.unread());
+        let t = &mut s.tuning;
+        if left <= t.window / 8 {
+            t.held_back = true;
+        }
+        if let Some(rtt) = self.round_trip {
+            match t.rate_since {
+                Some(since) if now.saturating_duration_since(since) < rtt => {}
+                Some(_) if t.rate_bytes * 4 >= t.window * 3 => {
+                    t.held_back = true;
+                    (t.rate_since, t.rate_bytes) = (Some(now), 0);
+                }
+                _ => (t.rate_since, t.rate_bytes) = (Some(now), 0),
+            }
+            t.rate_bytes += n;
+        }
+        let sample = match t.probe {
+            Some((sent, edge)) if s.counters.received > edge => {
+                t.probe = None;
+                now.saturating_duration_since(sent)
+            }
+            _ => return,
+        };
+        self.round_trip = Some(self.round_trip.map_or(sample, |r| r.min(sample)));
     }
 
     /// Whether `len` more unread bytes on `s` must wait. Only in version 1: the session budget
@@ -143,14 +213,23 @@ impl Session {
             .config
             .max_session_unread()
             .saturating_sub(self.credit_owed);
-        let window = self.config.stream_window() as usize;
         let s = self.streams.get_mut(&id.0).expect("a live stream");
+        let window = s.tuning.window;
         let wanted = window.saturating_sub(s.credit());
         let floor = MIN_CREDIT.min(window).saturating_sub(s.credit());
         let extra = wanted.min(room.max(floor));
         // Growing by a sliver costs an UPD for little: wait for room worth sending.
         let worth = extra == wanted || extra >= (window / 4).min(MIN_CREDIT);
         if extra > 0 && worth {
+            if s.tuning.probe.is_none() && s.tuning.probe_edge.is_none() {
+                // The edge this grant moves from, in bytes received: the first data beyond
+                // it, after the UPD goes out, comes a round trip later or more (later if the
+                // peer had not reached the old edge yet: the session keeps the shortest).
+                let consumed = s.counters.received - s.unread() as u64;
+                s.tuning.probe_edge = Some(consumed + s.credit() as u64);
+            }
+            s.tuning.held_back = false;
+            s.tuning.last_grant = Some(self.now);
             s.grant(extra);
             self.credit_owed += extra;
             s.set_upd_pending(true);

@@ -41,6 +41,9 @@ pub struct SessionStats {
     pub unread_bytes: usize,
     /// Bytes written by the streams and not yet handed to the transport now.
     pub queued_bytes: usize,
+    /// Version 2 with window tuning: the shortest round trip measured so far (from an UPD to
+    /// the first data beyond the edge it moved); `None` before one.
+    pub round_trip: Option<Duration>,
 }
 
 /// What one stream has moved and holds.
@@ -63,6 +66,9 @@ pub struct StreamStats {
     /// Version 2: time writes spent refused for want of the peer's window (up to the last
     /// UPD that opened it, or now while it is still shut).
     pub window_wait: Duration,
+    /// Version 2: the window our grants top the peer's allowance up to: the starting window,
+    /// or more once it tuned itself (`Config::window_tuning`); `None` in version 1.
+    pub receive_window: Option<u64>,
 }
 
 /// The per-stream counters a [`Stream`](crate::stream::Stream) keeps.
@@ -83,6 +89,7 @@ impl Session {
             streams_waiting_accept: self.accept_queue.len(),
             unread_bytes: self.rx_held,
             queued_bytes: self.tx_queued,
+            round_trip: self.round_trip,
             ..self.counters
         }
     }
@@ -103,6 +110,7 @@ impl Session {
             peer_window: v2.then(|| s.send_window() as u64),
             advertised_window: v2.then(|| s.credit().saturating_sub(s.unread()) as u64),
             window_wait: c.window_wait + open_wait,
+            receive_window: v2.then_some(s.tuning.window as u64),
         })
     }
 
