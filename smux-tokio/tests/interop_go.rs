@@ -1440,15 +1440,20 @@ async fn keepalive_ours_drops_silent_go_v1() {
 // ---------------------------------------------------------------------------------------------
 
 /// Bulk transfer to a Go echo server with Go's default 64 KiB window, through the tap: we
-/// never send beyond what Go allowed, and Go never beyond our 256 KiB.
+/// never send beyond what Go allowed, and Go never beyond our 256 KiB (fixed: tuning off).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the Go peer"]
 async fn v2_our_sender_respects_go_default_window() {
     let Some(bin) = go_peer() else { return };
     with_timeout("v2_our_sender_respects_go_default_window", async {
         let started = Instant::now();
-        let (ours, go, tap) =
-            ours_to_go(bin, &Opts::new(Version::V2), &["-behavior", "echo"], true).await;
+        let (ours, go, tap) = ours_to_go(
+            bin,
+            &Opts::new(Version::V2).fixed_window(),
+            &["-behavior", "echo"],
+            true,
+        )
+        .await;
         let tap = tap.unwrap();
         let plans = vec![(1, 32 * MIB), (2, 8 * MIB), (3, 8 * MIB), (4, 8 * MIB)];
         run_round_trips(&ours, &go, plans, 256 * 1024, Fin::AfterEcho).await;
@@ -1578,14 +1583,14 @@ async fn go_sender_reaches_our_tuned_window() {
 }
 
 /// 1 MiB windows on both sides (`-max-stream-buffer 1048576`, `with_stream_window(1 << 20)`):
-/// 64 MiB echoed on one stream, windows respected both ways.
+/// 64 MiB echoed on one stream, windows respected both ways (ours fixed: tuning off).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the Go peer"]
 async fn v2_1_mib_windows_bulk() {
     let Some(bin) = go_peer() else { return };
     with_timeout("v2_1_mib_windows_bulk", async {
         let started = Instant::now();
-        let opts = Opts::new(Version::V2).window(1 << 20);
+        let opts = Opts::new(Version::V2).window(1 << 20).fixed_window();
         let extra = ["-behavior", "echo", "-max-stream-buffer", "1048576"];
         let (ours, go, tap) = ours_to_go(bin, &opts, &extra, true).await;
         let tap = tap.unwrap();
