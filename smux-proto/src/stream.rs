@@ -80,8 +80,9 @@ pub(crate) struct Tuning {
     /// What a grant tops the credit up to: the starting window, or more once grown.
     pub window: usize,
     /// Since the last grant, the window held the peer back: data arrived that left it within
-    /// an eighth of the window of our edge, or it sent three quarters of a window or more
-    /// within a round trip (all a window lets through).
+    /// an eighth of the window of our edge, or it sent half a window or more within a round
+    /// trip (with grants every half window, a window lets through between half and all of
+    /// itself per round trip).
     pub held_back: bool,
     /// The round trip over which arrivals are being counted began here.
     pub rate_since: Option<Instant>,

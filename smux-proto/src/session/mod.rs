@@ -145,6 +145,9 @@ pub struct Session {
     /// Version 2, window tuning: the shortest round trip measured (an UPD, to the first data
     /// beyond the edge it moved).
     round_trip: Option<std::time::Duration>,
+    /// Version 2, window tuning: the round trip as recently measured (a moving average of the
+    /// samples, 1/8 each): under load it includes what the path queues.
+    loaded_round_trip: Option<std::time::Duration>,
     /// Version 2, window tuning: the largest window a stream has grown to, where fresh
     /// streams start.
     tuned_window: usize,
@@ -196,6 +199,7 @@ impl Session {
             credit_owed: 0,
             credit_wait: IdQueue::new(Queue::CreditWait),
             round_trip: None,
+            loaded_round_trip: None,
             tuned_window: 0,
             tx_queued: 0,
             timers,

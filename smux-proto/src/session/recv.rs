@@ -139,12 +139,14 @@ impl Session {
 
     /// Version 2, window tuning: a grant is due on `id`. If the window held the peer back
     /// since the last grant while our reader kept up (half a window read within one and a
-    /// half round trips), the window doubles, up to `max_stream_window`.
+    /// half round trips), the window doubles, up to `max_stream_window`. Both tests use the
+    /// round trip as recently measured: a window-limited stream on a path that queues
+    /// delivers about a window per loaded round trip, and less per shortest one.
     fn tune_window(&mut self, id: StreamId) {
         if !self.config.window_tuning() {
             return;
         }
-        let Some(rtt) = self.round_trip else {
+        let Some(rtt) = self.loaded_round_trip else {
             return;
         };
         let cap = self.config.max_stream_window() as usize;
@@ -174,10 +176,10 @@ impl Session {
         if left <= t.window / 8 {
             t.held_back = true;
         }
-        if let Some(rtt) = self.round_trip {
+        if let Some(rtt) = self.loaded_round_trip {
             match t.rate_since {
                 Some(since) if now.saturating_duration_since(since) < rtt => {}
-                Some(_) if t.rate_bytes * 4 >= t.window * 3 => {
+                Some(_) if t.rate_bytes * 2 >= t.window => {
                     t.held_back = true;
                     (t.rate_since, t.rate_bytes) = (Some(now), 0);
                 }
@@ -193,6 +195,10 @@ impl Session {
             _ => return,
         };
         self.round_trip = Some(self.round_trip.map_or(sample, |r| r.min(sample)));
+        self.loaded_round_trip = Some(
+            self.loaded_round_trip
+                .map_or(sample, |r| (r * 7 + sample) / 8),
+        );
     }
 
     /// Whether `len` more unread bytes on `s` must wait. Only in version 1: the session budget
