@@ -189,13 +189,13 @@ impl Config {
     /// Version 2: whether stream windows tune themselves. A stream starts at
     /// [`Config::stream_window`] (or, once the session has tuned a stream's window, at that
     /// window: a fresh stream on a warm connection does not start slow). When the window held
-    /// the peer back (it sent three quarters of a window or more within a round trip, or came
-    /// within an eighth of a window of our edge) while our reader kept up (half a window read
-    /// within one and a half round trips), the window doubles, up to
-    /// [`Config::max_stream_window`] and as far as the session's budget allows. The round trip
-    /// is the shortest measured from an UPD to the first data beyond the edge it moved. A
-    /// window never shrinks, and the edge we advertised never moves left. Go peers honour any
-    /// window we advertise. Default: on.
+    /// the peer back (it sent half a window or more within a round trip, or came within an
+    /// eighth of a window of our edge) while our reader kept up (half a window read within one
+    /// and a half round trips), the window doubles, up to [`Config::max_stream_window`] and as
+    /// far as the session's budget allows. The round trip is measured from an UPD to the first
+    /// data beyond the edge it moved, averaged over the samples (so that it includes what the
+    /// path queues). A window never shrinks, and the edge we advertised never moves left. Go
+    /// peers honour any window we advertise. Default: on.
     pub fn window_tuning(&self) -> bool {
         self.window_tuning
     }
