@@ -19,15 +19,15 @@
 //!   the system's defaults: the sender's kernel queue is part of what is measured.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ::tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use ::tokio::net::{TcpSocket, TcpStream};
 use ::tokio::sync::mpsc;
+
+use crate::tokio::sized_pair;
 
 /// The largest read the relay serialises as one unit.
 pub const SEGMENT: usize = 16 * 1024;
@@ -165,30 +165,6 @@ pub fn wan_pair(
         .recv()
         .map_err(|_| io::Error::other("the relay's thread ended"))??;
     Ok((client, server, link))
-}
-
-/// A connected pair, `(connecting side, accepting side)`, each with its buffers set when
-/// `Some`.
-async fn sized_pair(
-    connecting: Option<u32>,
-    accepting: Option<u32>,
-) -> io::Result<(TcpStream, TcpStream)> {
-    let listener = TcpSocket::new_v4()?;
-    let client = TcpSocket::new_v4()?;
-    for (s, b) in [(&listener, accepting), (&client, connecting)] {
-        if let Some(b) = b {
-            s.set_send_buffer_size(b)?;
-            s.set_recv_buffer_size(b)?;
-        }
-    }
-    listener.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
-    let addr = listener.local_addr()?;
-    let listener = listener.listen(1)?;
-    let (connected, accepted) = ::tokio::join!(client.connect(addr), listener.accept());
-    let (client, (server, _)) = (connected?, accepted?);
-    client.set_nodelay(true)?;
-    server.set_nodelay(true)?;
-    Ok((client, server))
 }
 
 /// One direction: reads from `from`, schedules each read on the link, and a second task

@@ -25,10 +25,19 @@ pub async fn tcp_pair_with_buffers(buffers: Option<u32>) -> (TcpStream, TcpStrea
 
 /// [`tcp_pair_with_buffers`], returning the error instead of panicking.
 pub async fn try_tcp_pair(buffers: Option<u32>) -> io::Result<(TcpStream, TcpStream)> {
+    sized_pair(buffers, buffers).await
+}
+
+/// A connected pair, `(connecting side, accepting side)`, each side's send and receive buffers
+/// set when `Some`, both with `TCP_NODELAY`.
+pub(crate) async fn sized_pair(
+    connecting: Option<u32>,
+    accepting: Option<u32>,
+) -> io::Result<(TcpStream, TcpStream)> {
     let listener = TcpSocket::new_v4()?;
     let client = TcpSocket::new_v4()?;
-    if let Some(b) = buffers {
-        for s in [&listener, &client] {
+    for (s, b) in [(&listener, accepting), (&client, connecting)] {
+        if let Some(b) = b {
             s.set_send_buffer_size(b)?;
             s.set_recv_buffer_size(b)?;
         }
@@ -37,8 +46,7 @@ pub async fn try_tcp_pair(buffers: Option<u32>) -> io::Result<(TcpStream, TcpStr
     let addr = listener.local_addr()?;
     let listener = listener.listen(16)?;
     let (connected, accepted) = ::tokio::join!(client.connect(addr), listener.accept());
-    let client = connected?;
-    let (server, _) = accepted?;
+    let (client, (server, _)) = (connected?, accepted?);
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;
     Ok((client, server))
