@@ -4,8 +4,10 @@
 //!
 //! Control frames other than FIN are queued ahead of the data frames waiting here when those
 //! are more than one write's worth, behind only the frame the transport has begun (and control
-//! frames queued before them): a control frame never waits for more than one write. A FIN is
-//! queued at the back: it must follow its stream's data.
+//! frames queued before them): a control frame never waits for more than one write. Control
+//! frames keep their order among themselves: a stream's UPDs each carry its edge, and the
+//! peer takes the last one it reads, so two of them swapped would move the edge left. A FIN
+//! is queued at the back: it must follow its stream's data.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -59,8 +61,8 @@ pub(crate) struct OutQueue {
     /// Data payload bytes in `segs`, for the high-water mark.
     payload: usize,
     /// Segments at the front that go before a control frame queued now: the rest of the
-    /// frame the transport began, and control frames queued earlier. Behind them, data
-    /// frames in pull order.
+    /// frame the transport began, control frames queued earlier, and the data frames queued
+    /// before a control frame that went to the back. Behind them, data frames in pull order.
     ahead: usize,
     /// Where headers are encoded, so that they share allocations.
     headers: BytesMut,
@@ -119,6 +121,10 @@ impl OutQueue {
         self.push(header, false, !has_payload, at);
         if has_payload {
             self.push(payload, data, true, at.map(|i| i + 1));
+        }
+        if control && at.is_none() {
+            // It went to the back: a control frame queued later must not overtake it.
+            self.ahead = self.segs.len();
         }
         self.pulled
     }
@@ -422,6 +428,10 @@ mod tests {
         wire.extend(written(&mut q, WriteMode::Vectored, BULK));
         // With a write's worth or less waiting, a control frame keeps its place in line.
         q.push_frame(&header(12), Bytes::new(), true);
+        // More than a write's worth behind it: a control frame queued now overtakes that data,
+        // but not the control frame at the back.
+        q.push_frame(&header(13), Bytes::from(vec![13u8; BULK]), false);
+        q.push_frame(&header(14), Bytes::from(vec![14u8; 8]), true);
         while !q.is_empty() {
             wire.extend(written(&mut q, WriteMode::Vectored, 300));
         }
@@ -436,7 +446,9 @@ mod tests {
                 (2, 1000),
                 (3, 1000),
                 (11, 0),
-                (12, 0)
+                (12, 0),
+                (14, 8),
+                (13, BULK)
             ]
         );
         assert_eq!(q.done(), q.pulled());
@@ -553,7 +565,7 @@ mod tests {
 
         proptest! {
             /// Over any interleaving of frames and partial writes: frames are never split;
-            /// data frames and FINs keep their order; on a vectored transport, a control frame
+            /// data frames and FINs keep their order, and so do control frames; on a vectored transport, a control frame
             /// is written behind at most a write's worth of the data frames not begun when it
             /// was queued; and
             /// `done` passes a frame's end only when it and every frame queued before it are
@@ -604,6 +616,8 @@ mod tests {
                 let pos = |id: usize| order.iter().position(|&g| usize::from(g) == id).unwrap();
                 let data: Vec<usize> = (1..=frames.len()).filter(|&i| !frames[i - 1].control).collect();
                 prop_assert!(data.windows(2).all(|w| pos(w[0]) < pos(w[1])), "data out of order");
+                let control: Vec<usize> = (1..=frames.len()).filter(|&i| frames[i - 1].control).collect();
+                prop_assert!(control.windows(2).all(|w| pos(w[0]) < pos(w[1])), "control frames out of order");
                 // Gathering copies a run of small frames (at most 64 KiB) into one buffer, and a
                 // control frame may wait behind that; a vectored transport has no such run.
                 let gathers = mode != WriteMode::Vectored;
