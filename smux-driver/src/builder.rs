@@ -204,7 +204,7 @@ impl<F> MuxBuilder<WithConfig, F> {
     /// [`MuxBuilder::with_max_stream_window`] and within the session's receive budget), so a
     /// stream across a link with a long round trip is not capped at window / round trip.
     /// Fresh streams start from the largest window the session tuned. Windows never shrink;
-    /// Go peers honour whatever window we advertise. Default: off, until a stall seen with it on (2 of 25 runs of a two-way transfer, multi-thread) is explained.
+    /// Go peers honour whatever window we advertise. Default: on.
     pub fn with_window_tuning(&mut self, on: bool) -> &mut Self {
         self.state.options.window_tuning(on);
         self
