@@ -57,7 +57,7 @@ pub use handles::{Acceptor, Connector};
 pub use smux_proto;
 /// A connection's statistics ([`Connector::stats`]).
 pub use smux_proto::SessionStats as MuxStats;
-pub use smux_proto::StreamStats;
+pub use smux_proto::{QueuedAhead, StreamStats};
 pub use stream::{ReadTarget, StreamHandle};
 pub use worker::Worker;
 

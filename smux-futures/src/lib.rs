@@ -58,7 +58,7 @@ use smux_driver::{
 };
 
 pub use smux_driver::{
-    Begin, MuxError, MuxResult, MuxStats, StreamStats, WithConfig, WithConnection,
+    Begin, MuxError, MuxResult, MuxStats, QueuedAhead, StreamStats, WithConfig, WithConnection,
 };
 pub use smux_proto::{ProtocolError, Version};
 pub use split::{MuxReadHalf, MuxWriteHalf, ReuniteError};

@@ -28,13 +28,18 @@ pub(crate) enum Next {
 }
 
 /// The send scheduler: control frames first (NOP, refusals, then each stream's SYN, UPD and
-/// due FIN), then one data frame per stream in turn. It also keeps the writers waiting for the
-/// session's output queue to drain.
+/// due FIN), then the first frame of each stream that had nothing queued (`fresh`, in the
+/// order they got data), then one data frame per stream in turn (`ready`). A stream that
+/// sends now and then (requests, keystrokes) thus waits for no bulk stream's frame, while a
+/// stream that keeps data queued goes round with the others: each gets one frame per turn,
+/// and a fresh stream's head start is one frame. (FQ-CoDel serves its sparse flows first
+/// the same way.) It also keeps the writers waiting for the session's output queue to drain.
 #[derive(Debug)]
 pub(crate) struct Scheduler {
     nop_pending: bool,
     pub refusals: Refusals,
     pub ctrl: IdQueue,
+    pub fresh: IdQueue,
     pub ready: IdQueue,
     pub tx_blocked: IdQueue,
 }
@@ -45,6 +50,7 @@ impl Scheduler {
             nop_pending: false,
             refusals: Refusals::default(),
             ctrl: IdQueue::new(Queue::Ctrl),
+            fresh: IdQueue::new(Queue::Fresh),
             ready: IdQueue::new(Queue::Ready),
             tx_blocked: IdQueue::new(Queue::TxBlocked),
         }
@@ -59,15 +65,37 @@ impl Scheduler {
         self.nop_pending
             || !self.refusals.is_empty()
             || !self.ctrl.is_empty()
+            || !self.fresh.is_empty()
             || !self.ready.is_empty()
     }
 
     /// What to send next. A `Ctrl` stream stays at the front until the caller pops it (once
-    /// it owes nothing more); a `Data` stream has left the ready queue, and the caller puts
-    /// it back if it has more.
+    /// it owes nothing more); a `Data` stream has left its queue, and the caller puts it in
+    /// the ready queue if it has more.
     pub fn next(&mut self, streams: &mut Streams) -> Option<Next> {
         self.next_control(streams)
+            .or_else(|| self.fresh.pop(streams).map(Next::Data))
             .or_else(|| self.ready.pop(streams).map(Next::Data))
+    }
+
+    /// Queues `s`, which has data to send, unless it is queued already: at the back of the
+    /// fresh queue if it had nothing queued before (`was_idle`), else of the ready queue.
+    /// Returns whether it was not queued before.
+    pub fn push_data(&mut self, id: StreamId, s: &mut Stream, was_idle: bool) -> bool {
+        if s.sched.contains(Queue::Fresh) || s.sched.contains(Queue::Ready) {
+            return false;
+        }
+        if was_idle {
+            self.fresh.push(id, s);
+        } else {
+            self.ready.push(id, s);
+        }
+        true
+    }
+
+    /// Streams with data to send.
+    pub fn sending(&self) -> usize {
+        self.fresh.len() + self.ready.len()
     }
 
     /// What to send next, if it is a control frame (`Nop`, `Refusal` or `Ctrl`).
@@ -83,7 +111,12 @@ impl Scheduler {
 
     /// A stream is removed from the table.
     pub fn forget(&mut self, s: &Stream, streams_left: &Streams) {
-        for q in [&mut self.ctrl, &mut self.ready, &mut self.tx_blocked] {
+        for q in [
+            &mut self.ctrl,
+            &mut self.fresh,
+            &mut self.ready,
+            &mut self.tx_blocked,
+        ] {
             q.forget(s);
             q.tidy(streams_left);
         }
@@ -94,6 +127,7 @@ impl Scheduler {
         self.nop_pending = false;
         self.refusals.clear();
         self.ctrl.clear(streams);
+        self.fresh.clear(streams);
         self.ready.clear(streams);
         self.tx_blocked.clear(streams);
     }
@@ -120,6 +154,9 @@ pub(crate) enum Queue {
     Accept = 8,
     /// Version 2: streams whose window could not grow because the receive budget was spent.
     CreditWait = 16,
+    /// Streams that got data to send while they had none queued: their first frame goes
+    /// before the ready queue's.
+    Fresh = 32,
 }
 
 impl Membership {

@@ -97,7 +97,7 @@ use smux_driver::{Adapter, Bind, ReadBuffer, StreamHandle};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 
 pub use smux_driver::{
-    Begin, MuxError, MuxResult, MuxStats, StreamStats, WithConfig, WithConnection,
+    Begin, MuxError, MuxResult, MuxStats, QueuedAhead, StreamStats, WithConfig, WithConnection,
 };
 pub use smux_proto::{ProtocolError, Version};
 pub use split::{MuxReadHalf, MuxWriteHalf, ReuniteError};

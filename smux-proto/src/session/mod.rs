@@ -32,7 +32,7 @@ mod send;
 mod stats;
 
 pub(crate) use stats::StreamCounters;
-pub use stats::{SessionStats, StreamStats};
+pub use stats::{QueuedAhead, SessionStats, StreamStats};
 mod timers;
 
 /// Something the application should know about. Drain with [`Session::poll_event`].
@@ -338,7 +338,7 @@ impl Session {
     /// Streams with data queued to send (each gets one frame per turn of
     /// [`Session::poll_transmit`]).
     pub fn sending_streams(&self) -> usize {
-        self.sched.ready.len()
+        self.sched.sending()
     }
 
     /// Whether [`Session::poll_transmit`] has something to hand out.
@@ -414,6 +414,7 @@ impl Session {
             &self.accept_queue,
             &self.credit_wait,
             &s.ctrl,
+            &s.fresh,
             &s.ready,
             &s.tx_blocked,
         ]

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::stats::QueuedAhead;
 use super::{Event, Session, State, Transmit};
 use crate::error::{SessionEnd, StreamError};
 use crate::frame::encode_upd;
@@ -139,16 +140,20 @@ impl Session {
     /// `n` bytes were queued on `id`: it is ready to send.
     fn after_queue(&mut self, id: StreamId, n: usize) {
         self.tx_queued += n;
+        let sent = self.data_sent();
         let s = self
             .streams
             .get_mut(&id.0)
             .expect("queued on a live stream");
-        self.sched.ready.push(id, s);
+        if self.sched.push_data(id, s, s.queued() == n) {
+            s.counters.ready_since = sent;
+        }
     }
 
     /// The next frame to write to the transport, or `None` when there is nothing to send.
     /// Order: NOP and control frames (refusals, then each stream's SYN, UPD and due FIN)
-    /// first, then one data frame per stream in turn. A stream's FIN always follows its data.
+    /// first; then the first frame of each stream that had nothing queued when it got data;
+    /// then one data frame per stream in turn. A stream's FIN always follows its data.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         self.transmit(now, true)
     }
@@ -238,16 +243,27 @@ impl Session {
 
     /// One data frame of `id`, which has just left the ready queue.
     fn data_frame(&mut self, id: StreamId, now: Instant) -> Option<Transmit> {
+        let sent = self.data_sent();
         let s = self
             .streams
             .get_mut(&id.0)
             .expect("the scheduler checked it");
         let payload = s.pop_tx(self.config.max_frame_size())?;
-        s.counters.sent += payload.len() as u64;
+        let c = &mut s.counters;
+        c.sent += payload.len() as u64;
+        c.queued_ahead = QueuedAhead {
+            frames: sent.frames - c.ready_since.frames,
+            bytes: sent.bytes - c.ready_since.bytes,
+        };
         if s.last_activity.is_some() {
             s.last_activity = Some(now);
         }
         if s.queued() > 0 {
+            // Its next frame is ready once this one is counted.
+            s.counters.ready_since = QueuedAhead {
+                frames: sent.frames + 1,
+                bytes: sent.bytes + payload.len() as u64,
+            };
             self.sched.ready.push(id, s);
         } else if s.fin_due() {
             self.sched.ctrl.push(id, s);
@@ -363,6 +379,44 @@ mod tests {
             .map(|t| (t.cmd, t.stream_id))
             .collect();
         assert_eq!(order, [(Cmd::Psh, a), (Cmd::Fin, a)]);
+    }
+
+    #[test]
+    fn a_stream_with_nothing_queued_goes_first_and_queued_ahead_says_what_went_before() {
+        use crate::frame::Cmd;
+        let (mut s, now) = client(Version::V1);
+        let frame = s.config.max_frame_size();
+        let bulk: Vec<_> = (0..3).map(|_| s.open().unwrap()).collect();
+        let small = s.open().unwrap();
+        for &b in &bulk {
+            s.write(b, &vec![1u8; 4 * frame]).unwrap();
+        }
+        while s.poll_control(now).is_some() {}
+        // Each bulk stream's first frame, in the order they got data.
+        for &b in &bulk {
+            assert_eq!(s.poll_transmit(now).unwrap().stream_id, b);
+        }
+        // Then bulk0 and bulk1 go round; a write on the idle stream goes before the rest.
+        for &b in &bulk[..2] {
+            assert_eq!(s.poll_transmit(now).unwrap().stream_id, b);
+        }
+        s.write(small, &[2u8; 64]).unwrap();
+        let t = s.poll_transmit(now).unwrap();
+        assert_eq!((t.cmd, t.stream_id), (Cmd::Psh, small));
+        let first = s.stream_stats(small).unwrap().queued_ahead;
+        assert_eq!((first.frames, first.bytes), (0, 0));
+        // A stream that keeps data queued takes its turn with the others: bulk2 went first
+        // (it was waiting), then bulk0 and bulk1 had one frame each before its second.
+        s.write(small, &vec![3u8; 2 * frame]).unwrap();
+        let order: Vec<_> = (0..4)
+            .map(|_| s.poll_transmit(now).unwrap().stream_id)
+            .collect();
+        assert_eq!(order, [small, bulk[2], bulk[0], bulk[1]]);
+        let next = s.poll_transmit(now).unwrap();
+        assert_eq!(next.stream_id, small);
+        let ahead = s.stream_stats(small).unwrap().queued_ahead;
+        assert_eq!(ahead.frames, 3, "one frame of each bulk stream");
+        assert_eq!(ahead.bytes, 3 * frame as u64);
     }
 
     #[test]

@@ -69,6 +69,22 @@ pub struct StreamStats {
     /// Version 2: the window our grants top the peer's allowance up to: the starting window,
     /// or more once it tuned itself (`Config::window_tuning`); `None` in version 1.
     pub receive_window: Option<u64>,
+    /// What the scheduler sent ahead of this stream's last data frame: the data frames (and
+    /// their payload bytes) the session handed out, for any stream, from the moment that
+    /// frame's data was ready until its turn. Round-robin keeps it to about one frame per
+    /// other stream with data to send. (A driver's own output queue and the kernel's come
+    /// on top.)
+    pub queued_ahead: QueuedAhead,
+}
+
+/// Data frames and payload bytes handed out ahead of a stream's frame
+/// ([`StreamStats::queued_ahead`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueuedAhead {
+    /// Data frames.
+    pub frames: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
 }
 
 /// The per-stream counters a [`Stream`](crate::stream::Stream) keeps.
@@ -79,6 +95,11 @@ pub(crate) struct StreamCounters {
     pub window_wait: Duration,
     /// A write was refused for want of the peer's window at this instant.
     pub window_shut_since: Option<std::time::Instant>,
+    /// The session's data frames and payload bytes sent when this stream's next frame became
+    /// ready to go.
+    pub ready_since: QueuedAhead,
+    /// What went ahead of its last data frame.
+    pub queued_ahead: QueuedAhead,
 }
 
 impl Session {
@@ -111,7 +132,16 @@ impl Session {
             advertised_window: v2.then(|| s.credit().saturating_sub(s.unread()) as u64),
             window_wait: c.window_wait + open_wait,
             receive_window: v2.then_some(s.tuning.window as u64),
+            queued_ahead: c.queued_ahead,
         })
+    }
+
+    /// The data frames and payload bytes sent so far.
+    pub(super) fn data_sent(&self) -> QueuedAhead {
+        QueuedAhead {
+            frames: self.counters.payload_frames_sent,
+            bytes: self.counters.payload_bytes_sent,
+        }
     }
 
     /// A frame with `payload` bytes went out (`data`: a PSH).
