@@ -96,7 +96,10 @@ impl<T: Transport> Conn<T> {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(false),
+                Poll::Pending => {
+                    io.out.set_backlogged();
+                    return Ok(false);
+                }
             };
             io.out.advance(n);
             budget = budget.saturating_sub(n);
@@ -256,7 +259,10 @@ impl<T: Transport> Conn<T> {
                 return Direct::Declined
             }
             Poll::Ready(Err(e)) => return self.fail_direct(io, &mut wakes, e),
-            Poll::Pending => return self.wait_room_unless_closed(id, &mut wakes, cx),
+            Poll::Pending => {
+                io.out.set_backlogged();
+                return self.wait_room_unless_closed(id, &mut wakes, cx);
+            }
         };
         // Whole frames the transport took, then the one it began: it must be finished before
         // anything else goes out.
