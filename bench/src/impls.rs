@@ -18,11 +18,31 @@ use smux_test_support::tokio::try_tcp_pair;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
+use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
 /// A byte stream of any implementation.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Ours only: what the session's scheduler sent ahead of this stream's last data frame.
+    fn queued_ahead(&self) -> Option<smux_tokio::QueuedAhead> {
+        None
+    }
+}
+
+impl Io for TcpStream {}
+impl Io for async_smux::MuxStream<TcpStream> {}
+impl Io for Compat<yamux::Stream> {}
+
+impl Io for smux_tokio::MuxStream<TcpStream> {
+    fn queued_ahead(&self) -> Option<smux_tokio::QueuedAhead> {
+        Some(self.stats().queued_ahead)
+    }
+}
+
+impl Io for Compat<smux_futures::MuxStream<smol::net::TcpStream>> {
+    fn queued_ahead(&self) -> Option<smux_tokio::QueuedAhead> {
+        Some(self.get_ref().stats().queued_ahead)
+    }
+}
 
 pub type BoxIo = Box<dyn Io>;
 
@@ -189,11 +209,12 @@ impl Acceptor {
 /// `streams` is how many streams the workload keeps open at once: yamux's limit (512 by
 /// default) is raised to it, with the connection window its 256 KiB per stream needs.
 /// With `link`, the connection crosses an emulated WAN link (not for raw TCP, whose streams
-/// are connections of their own).
+/// are connections of their own), and `lowat` sets `TCP_NOTSENT_LOWAT` on both ends' sockets.
 pub async fn connect(
     imp: Impl,
     streams: usize,
     link: Option<LinkConfig>,
+    lowat: Option<u32>,
 ) -> io::Result<(Opener, Acceptor, Option<Link>)> {
     if imp == Impl::Raw {
         if link.is_some() {
@@ -211,6 +232,10 @@ pub async fn connect(
     let (pair, link) = match link {
         Some(config) => {
             let (a, b, link) = wan_pair(config)?;
+            if let Some(lowat) = lowat {
+                set_notsent_lowat(&a, lowat)?;
+                set_notsent_lowat(&b, lowat)?;
+            }
             (Some((a, b)), Some(link))
         }
         None => (None, None),
@@ -335,4 +360,15 @@ async fn drive_yamux<T>(
         }
     })
     .await
+}
+
+/// Caps the bytes the kernel holds unsent on `s` at about `bytes` (Linux `TCP_NOTSENT_LOWAT`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_notsent_lowat(s: &std::net::TcpStream, bytes: u32) -> io::Result<()> {
+    socket2::SockRef::from(s).set_tcp_notsent_lowat(bytes)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_notsent_lowat(_: &std::net::TcpStream, _: u32) -> io::Result<()> {
+    Err(io::Error::other("TCP_NOTSENT_LOWAT is set on Linux only"))
 }

@@ -5,7 +5,8 @@
 //!   transfer, and the time until a window of four round trips first ran at 80 % of it.
 //! - `wan-mixed`: 8 streams send bulk data for `wan_secs` seconds while a ninth sends 64-byte
 //!   requests, one at a time, that the server echoes. The bulk rate, and the requests' round
-//!   trips (p50, p99), after the first second.
+//!   trips (p50, p99), after the first second; for ours, the most data frames (and bytes)
+//!   the session's scheduler sent ahead of a request (`StreamStats::queued_ahead`).
 //! - `wan-fetch`: a new stream asks for 1 MiB and reads it, first on the new connection, then
 //!   again on the same connection after it has carried 16 MiB and sat idle for a second. The
 //!   time of each, in round trips.
@@ -188,6 +189,8 @@ async fn mixed(opener: Opener, mut acceptor: Acceptor, p: &Params) -> io::Result
     let warm = Duration::from_secs(1);
     let end = Duration::from_secs(p.wan_secs);
     let mut lat = Vec::new();
+    // Ours: the most the scheduler sent ahead of one request (frames, bytes).
+    let mut ahead_max: Option<(u64, u64)> = None;
     let mut measured_from = None;
     let msg = [7u8; MESSAGE];
     let mut back = [0u8; MESSAGE];
@@ -199,6 +202,10 @@ async fn mixed(opener: Opener, mut acceptor: Acceptor, p: &Params) -> io::Result
         if start.elapsed() >= warm {
             measured_from.get_or_insert((t, bulk_bytes.load(Ordering::Relaxed)));
             lat.push(t.elapsed());
+            if let Some(a) = s.queued_ahead() {
+                let (f, b) = ahead_max.unwrap_or_default();
+                ahead_max = Some((f.max(a.frames), b.max(a.bytes)));
+            }
         }
         // An interactive user: a request every 20 ms at most.
         sleep(Duration::from_millis(20).saturating_sub(t.elapsed())).await;
@@ -214,12 +221,17 @@ async fn mixed(opener: Opener, mut acceptor: Acceptor, p: &Params) -> io::Result
     }
     lat.sort_unstable();
     let at = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
-    Ok(vec![
+    let mut fields = vec![
         ("bulk_mbit", bulk_bps / 1e6),
         ("p50_ms", at(0.50)),
         ("p99_ms", at(0.99)),
         ("requests", lat.len() as f64),
-    ])
+    ];
+    if let Some((frames, bytes)) = ahead_max {
+        fields.push(("ahead_max_frames", frames as f64));
+        fields.push(("ahead_max_kib", bytes as f64 / 1024.0));
+    }
+    Ok(fields)
 }
 
 async fn fetch(opener: Opener, mut acceptor: Acceptor, rtt: Duration) -> io::Result<Fields> {

@@ -112,6 +112,8 @@ pub struct Params {
     /// MiB of the WAN bulk transfer, and seconds of the mixed workload.
     pub wan_mib: u64,
     pub wan_secs: u64,
+    /// `TCP_NOTSENT_LOWAT` on both ends' sockets of the WAN connection, in KiB (0: not set).
+    pub lowat_kib: u64,
 }
 
 impl Params {
@@ -127,6 +129,7 @@ impl Params {
         queue_ms: 50,
         wan_mib: 64,
         wan_secs: 8,
+        lowat_kib: 0,
     };
     pub const QUICK: Params = Params {
         mib: 64,
@@ -140,6 +143,7 @@ impl Params {
         queue_ms: 50,
         wan_mib: 16,
         wan_secs: 4,
+        lowat_kib: 0,
     };
 
     /// The `key=value` arguments a child gets for `w` (the Go program reads the same).
@@ -156,13 +160,20 @@ impl Params {
                 vec![format!("iters={}", self.iters)]
             }
             Workload::Idle => vec![format!("streams={}", self.idle)],
-            Workload::WanStream | Workload::WanMixed | Workload::WanFetch => vec![
-                format!("mbit={}", self.mbit),
-                format!("rtt={}", self.rtt_ms),
-                format!("queue={}", self.queue_ms),
-                format!("wanmib={}", self.wan_mib),
-                format!("secs={}", self.wan_secs),
-            ],
+            Workload::WanStream | Workload::WanMixed | Workload::WanFetch => {
+                let mut args = vec![
+                    format!("mbit={}", self.mbit),
+                    format!("rtt={}", self.rtt_ms),
+                    format!("queue={}", self.queue_ms),
+                    format!("wanmib={}", self.wan_mib),
+                    format!("secs={}", self.wan_secs),
+                ];
+                // Only when set: a "before" build may not know it.
+                if self.lowat_kib > 0 {
+                    args.push(format!("lowat={}", self.lowat_kib));
+                }
+                args
+            }
         }
     }
 
@@ -202,6 +213,7 @@ impl Params {
                 "queue" => p.queue_ms = n,
                 "wanmib" => p.wan_mib = n,
                 "secs" => p.wan_secs = n,
+                "lowat" => p.lowat_kib = n,
                 _ => panic!("unknown parameter {k}"),
             }
         }
@@ -217,7 +229,8 @@ pub async fn run(imp: Impl, w: Workload, p: Params) -> io::Result<Fields> {
         p.streams
     };
     let link = w.over_link().then(|| p.link());
-    let (opener, acceptor, link) = connect(imp, open_at_once, link).await?;
+    let lowat = (p.lowat_kib > 0).then(|| (p.lowat_kib * 1024) as u32);
+    let (opener, acceptor, link) = connect(imp, open_at_once, link, lowat).await?;
     if let Some(link) = link {
         return wan::run(w, opener, acceptor, link, &p).await;
     }
