@@ -156,6 +156,8 @@ pub fn wan_pair(
                 let start = Instant::now();
                 let (cr, cw) = relay_client.into_split();
                 let (sr, sw) = relay_server.into_split();
+                let up = Port::new(up, &config, start, 0);
+                let down = Port::new(down, &config, start, 1);
                 let up = ::tokio::spawn(direction(cr, sw, config, start, up));
                 let down = ::tokio::spawn(direction(sr, cw, config, start, down));
                 let _ = ::tokio::join!(up, down);
@@ -167,22 +169,155 @@ pub fn wan_pair(
     Ok((client, server, link))
 }
 
-/// One direction: reads from `from`, schedules each read on the link, and a second task
-/// writes it to `to` when it arrives.
+/// A listening end of an emulated link, for programs that dial an address (a tunnel client):
+/// each connection accepted on [`WanForward::addr`] is carried to `target` across one shared
+/// link `config`. The connections share each direction's rate, router buffer and stalls, as
+/// connections across one path share its bottleneck: a stall holds up only the connection
+/// whose bytes cross when it begins (a lost packet stalls only its connection). Runs on a thread and runtime of its own for as long as
+/// the process.
+#[derive(Debug)]
+pub struct WanForward {
+    /// Where to connect.
+    pub addr: std::net::SocketAddr,
+    /// What the link delivered, over all its connections.
+    pub link: Link,
+}
+
+/// Starts a [`WanForward`] to `target`.
+pub fn wan_forward(config: LinkConfig, target: std::net::SocketAddr) -> io::Result<WanForward> {
+    let link = Link {
+        up: Arc::default(),
+        down: Arc::default(),
+    };
+    let start = Instant::now();
+    let (up, down) = (
+        Port::new(Arc::clone(&link.up), &config, start, 0),
+        Port::new(Arc::clone(&link.down), &config, start, 1),
+    );
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("wan-forward".into())
+        .spawn(move || {
+            let rt = match ::tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = addr_tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match relay_listener() {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = addr_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = addr_tx.send(listener.local_addr());
+                while let Ok((near, _)) = listener.accept().await {
+                    let Ok(far) = relay_connect(target).await else {
+                        continue;
+                    };
+                    let _ = (near.set_nodelay(true), far.set_nodelay(true));
+                    let (nr, nw) = near.into_split();
+                    let (fr, fw) = far.into_split();
+                    let (up, down) = (Arc::clone(&up), Arc::clone(&down));
+                    ::tokio::spawn(direction(nr, fw, config, start, up));
+                    ::tokio::spawn(direction(fr, nw, config, start, down));
+                }
+            });
+        })?;
+    let addr = addr_rx
+        .recv()
+        .map_err(|_| io::Error::other("the forwarder's thread ended"))??;
+    Ok(WanForward { addr, link })
+}
+
+/// A loopback listener whose sockets have the relay's small buffers.
+fn relay_listener() -> io::Result<::tokio::net::TcpListener> {
+    let s = ::tokio::net::TcpSocket::new_v4()?;
+    s.set_send_buffer_size(RELAY_BUFFER)?;
+    s.set_recv_buffer_size(RELAY_BUFFER)?;
+    s.bind((std::net::Ipv4Addr::LOCALHOST, 0).into())?;
+    s.listen(64)
+}
+
+/// A connection to `target` with the relay's small buffers.
+async fn relay_connect(target: std::net::SocketAddr) -> io::Result<::tokio::net::TcpStream> {
+    let s = ::tokio::net::TcpSocket::new_v4()?;
+    s.set_send_buffer_size(RELAY_BUFFER)?;
+    s.set_recv_buffer_size(RELAY_BUFFER)?;
+    s.connect(target).await
+}
+
+/// One direction of the link: the router port its connections share. `free_at` is when it is
+/// next free to serialise. The stalls are the link's too: each hits the connection whose bytes
+/// cross when it begins (a loss hits the packet on the wire), so more connections do not
+/// mean more stalls.
+#[derive(Debug)]
+struct Port {
+    free_at: std::sync::Mutex<Instant>,
+    delivered: Arc<Delivered>,
+    stalls: Option<std::sync::Mutex<Stalls>>,
+}
+
+impl Port {
+    fn new(delivered: Arc<Delivered>, config: &LinkConfig, start: Instant, seed: u64) -> Arc<Port> {
+        Arc::new(Port {
+            free_at: std::sync::Mutex::new(Instant::now()),
+            delivered,
+            stalls: config
+                .freeze
+                .map(|f| std::sync::Mutex::new(Stalls::new(f, start, seed))),
+        })
+    }
+
+    /// The end of the last stall that began by `due`, if any did since the last call: it is
+    /// the caller's (call in the order of `due`).
+    fn claim_stall(&self, due: Instant) -> Option<Instant> {
+        let mut s = self.stalls.as_ref()?.lock().expect("not poisoned");
+        let before = s.until;
+        s.delay(due);
+        (s.until != before).then_some(s.until)
+    }
+
+    /// While more than `queue` of link time waits, how long to wait before reading more.
+    fn full_until(&self, queue: Duration) -> Option<Instant> {
+        let free_at = *self.free_at.lock().expect("not poisoned");
+        free_at.checked_sub(queue).filter(|&t| t > Instant::now())
+    }
+
+    /// Queues `n` bytes: returns when their serialisation ends.
+    fn serialise(&self, config: &LinkConfig, n: usize) -> Instant {
+        let mut free_at = self.free_at.lock().expect("not poisoned");
+        *free_at = (*free_at).max(Instant::now()) + config.serialise(n);
+        *free_at
+    }
+}
+
+/// One direction of one connection: reads from `from`, schedules each read on `port`, and a
+/// second task writes it to `to` when it arrives (after the stalls it claimed).
 async fn direction(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     config: LinkConfig,
     start: Instant,
-    delivered: Arc<Delivered>,
+    port: Arc<Port>,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let delivered = Arc::clone(&port.delivered);
+    let stalls = Arc::clone(&port);
     let writer = ::tokio::spawn(async move {
-        let mut stalls = config.freeze.map(|f| Stalls::new(f, start));
+        // This connection's deliveries wait until here (its last stall's end).
+        let mut until = start;
         while let Some((mut at, bytes)) = rx.recv().await {
-            if let Some(s) = &mut stalls {
-                at = s.delay(at);
+            if let Some(end) = stalls.claim_stall(at) {
+                until = until.max(end);
             }
+            at = at.max(until);
             ::tokio::time::sleep_until(at.into()).await;
             if to.write_all(&bytes).await.is_err() {
                 return;
@@ -191,14 +326,18 @@ async fn direction(
         }
         let _ = to.shutdown().await;
     });
-    // When the link is next free to serialise.
-    let mut free_at = Instant::now();
+    // When this connection's bytes in the router buffer finish serialising.
+    let mut mine_done = Instant::now();
     loop {
-        // A full router buffer: wait until it holds no more than `queue`.
-        if let Some(wait) = free_at.checked_sub(config.queue) {
-            if wait > Instant::now() {
-                ::tokio::time::sleep_until(wait.into()).await;
+        // A full router buffer: wait until it holds no more than `queue`, unless none of it
+        // is this connection's. A router does not let other connections' backlog starve a
+        // connection that sends now and then: its packet joins the queue (where drop-tail
+        // would have dropped one of theirs).
+        while let Some(wait) = port.full_until(config.queue) {
+            if mine_done <= Instant::now() {
+                break;
             }
+            ::tokio::time::sleep_until(wait.min(mine_done).into()).await;
         }
         let mut buf = vec![0u8; SEGMENT];
         let n = match from.read(&mut buf).await {
@@ -206,8 +345,9 @@ async fn direction(
             Ok(n) => n,
         };
         buf.truncate(n);
-        free_at = free_at.max(Instant::now()) + config.serialise(n);
-        if tx.send((free_at + config.delay, buf)).is_err() {
+        let done = port.serialise(&config, n);
+        mine_done = done;
+        if tx.send((done + config.delay, buf)).is_err() {
             break;
         }
     }
@@ -216,6 +356,7 @@ async fn direction(
 }
 
 /// The freeze schedule: stalls of a fixed length at exponentially distributed intervals.
+#[derive(Debug)]
 struct Stalls {
     freeze: Freeze,
     /// The next stall begins here.
@@ -226,12 +367,13 @@ struct Stalls {
 }
 
 impl Stalls {
-    fn new(freeze: Freeze, start: Instant) -> Stalls {
+    fn new(freeze: Freeze, start: Instant, seed: u64) -> Stalls {
         let mut s = Stalls {
             freeze,
             next: start,
             until: start,
-            rng: 0x9E37_79B9_7F4A_7C15,
+            // Never zero (xorshift's fixed point).
+            rng: 0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1,
         };
         s.next = start + s.interval();
         s
@@ -299,6 +441,43 @@ mod tests {
         assert_eq!(link.down.bytes(), 5);
     }
 
+    /// Each connection through the forwarder reaches the target and carries its bytes both
+    /// ways; the link counts all of them.
+    #[test]
+    fn the_forwarder_carries_each_connection_to_the_target() {
+        let config = LinkConfig {
+            rate_bps: 1_000_000_000,
+            delay: Duration::from_millis(1),
+            ..LinkConfig::DEFAULT
+        };
+        let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let forward = wan_forward(config, target.local_addr().unwrap()).unwrap();
+        // The target answers each connection with what it read, reversed, once it ends.
+        let server = std::thread::spawn(move || {
+            for _ in 0..3 {
+                let (mut s, _) = target.accept().unwrap();
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).unwrap();
+                got.reverse();
+                s.write_all(&got).unwrap();
+            }
+        });
+        let mut total = 0;
+        for i in 0..3u8 {
+            let mut c = std::net::TcpStream::connect(forward.addr).unwrap();
+            let data = vec![i; 10_000 * (usize::from(i) + 1)];
+            c.write_all(&data).unwrap();
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut back = Vec::new();
+            c.read_to_end(&mut back).unwrap();
+            assert!(back == data, "connection {i}");
+            total += data.len() as u64;
+        }
+        server.join().unwrap();
+        assert_eq!(forward.link.up.bytes(), total);
+        assert_eq!(forward.link.down.bytes(), total);
+    }
+
     #[test]
     fn stalls_push_arrivals_past_their_end_and_keep_order() {
         let start = Instant::now();
@@ -306,7 +485,7 @@ mod tests {
             mean_interval: Duration::from_millis(10),
             duration: Duration::from_millis(3),
         };
-        let mut s = Stalls::new(freeze, start);
+        let mut s = Stalls::new(freeze, start, 0);
         let mut last = start;
         let mut stalled = 0;
         for ms in 0..1000 {
