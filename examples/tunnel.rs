@@ -6,8 +6,11 @@
 //! ```
 //!
 //! Both take `--version 1|2` (the server also `auto`: each client's), `--keep-alive SECONDS`
-//! (0 turns it off; default 10) and `--drain-timeout SECONDS` (default 10). Ctrl-C stops
-//! accepting and drains: open connections finish, for at most the drain timeout.
+//! (0 turns it off; default 10), `--drain-timeout SECONDS` (default 10) and
+//! `--notsent-lowat KIB` (Linux's `TCP_NOTSENT_LOWAT` on the smux connections; default 128,
+//! 0 leaves the system's). The client also takes `--conns N` (default 1): it spreads the
+//! connections it accepts over N smux connections, in turn. Ctrl-C stops accepting and
+//! drains: open connections finish, for at most the drain timeout.
 
 use std::num::NonZeroU64;
 use std::process::ExitCode;
@@ -17,9 +20,9 @@ use tunnel::Options;
 
 const USAGE: &str = "usage:
   tunnel server --listen ADDR --target HOST:PORT [--version 1|2|auto] [--keep-alive SECONDS]
-                [--drain-timeout SECONDS]
+                [--drain-timeout SECONDS] [--notsent-lowat KIB]
   tunnel client --listen ADDR --server HOST:PORT [--version 1|2] [--keep-alive SECONDS]
-                [--drain-timeout SECONDS]";
+                [--drain-timeout SECONDS] [--notsent-lowat KIB] [--conns N]";
 
 struct Args {
     server_mode: bool,
@@ -55,6 +58,16 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--drain-timeout" => {
                 let secs: u64 = value.parse().map_err(|e| format!("--drain-timeout: {e}"))?;
                 opts.drain_timeout = std::time::Duration::from_secs(secs);
+            }
+            "--conns" if !server_mode => {
+                opts.conns = value.parse().map_err(|e| format!("--conns: {e}"))?;
+                if opts.conns == 0 {
+                    return Err("--conns is at least 1".into());
+                }
+            }
+            "--notsent-lowat" => {
+                let kib: u32 = value.parse().map_err(|e| format!("--notsent-lowat: {e}"))?;
+                opts.notsent_lowat = (kib > 0).then(|| kib.saturating_mul(1024));
             }
             "--keep-alive" => {
                 let secs: u64 = value.parse().map_err(|e| format!("--keep-alive: {e}"))?;

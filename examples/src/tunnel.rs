@@ -1,7 +1,9 @@
-//! A TCP port forwarder over one smux connection, as kcptun, gost and v2ray use smux.
+//! A TCP port forwarder over smux connections, as kcptun, gost and v2ray use smux.
 //!
-//! The client listens for TCP connections and carries each as a stream over one smux
-//! connection to the server, opening a new smux connection when that one dies. The server
+//! The client listens for TCP connections and carries each as a stream over one of
+//! `Options::conns` smux connections to the server, taking them in turn (as kcptun's `--conn`
+//! does), so that a stall of one TCP connection holds up only its share of the streams. Each
+//! smux connection is made on first use and made anew when it dies, on its own. The server
 //! dials the target for each stream and copies both ways. Half-close passes through: when one
 //! end shuts down its write side, the other end sees EOF while the reverse direction keeps
 //! flowing. One log line per connection opened and closed, the closing one with the bytes
@@ -36,6 +38,13 @@ pub struct Options {
     /// When stopping, how long open streams may take to finish before the smux connections
     /// are closed under them.
     pub drain_timeout: Duration,
+    /// Client: smux connections to spread the streams over (at least 1).
+    pub conns: usize,
+    /// Linux's `TCP_NOTSENT_LOWAT` on the smux connections' sockets, in bytes: how much the
+    /// kernel holds unsent before the socket stops taking writes. A small value keeps the
+    /// kernel's queue from adding its megabytes of delay ahead of an interactive stream's
+    /// frame; `None` leaves the system's default. Ignored elsewhere.
+    pub notsent_lowat: Option<u32>,
 }
 
 impl Default for Options {
@@ -45,6 +54,8 @@ impl Default for Options {
             auto_version: false,
             keep_alive: NonZeroU64::new(10),
             drain_timeout: Duration::from_secs(10),
+            conns: 1,
+            notsent_lowat: Some(128 * 1024),
         }
     }
 }
@@ -78,6 +89,18 @@ fn closed_line(stream: &MuxStream<TcpStream>, result: io::Result<(u64, u64)>) ->
             s.bytes_sent, s.bytes_received
         ),
     }
+}
+
+/// Sets the socket options of a smux connection's socket.
+fn tune_socket(tcp: &TcpStream, opts: &Options) -> io::Result<()> {
+    tcp.set_nodelay(true)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(lowat) = opts.notsent_lowat {
+        socket2::SockRef::from(tcp).set_tcp_notsent_lowat(lowat)?;
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = opts;
+    Ok(())
 }
 
 fn builder(client: bool, opts: &Options) -> MuxBuilder<smux_tokio::WithConfig> {
@@ -162,6 +185,9 @@ pub async fn run_server(
         async move {
             let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
             eprintln!("smux connection {n} from {peer}");
+            if let Err(e) = tune_socket(&tcp, &opts) {
+                eprintln!("smux connection {n}: socket options: {e}");
+            }
             let (connector, mut acceptor, worker) =
                 builder(false, &opts).with_connection(tcp).build();
             live.lock().unwrap().insert(n, connector);
@@ -196,28 +222,38 @@ async fn forward_to_target(mut stream: MuxStream<TcpStream>, target: Arc<String>
 }
 
 /// The tunnel client: each TCP connection arriving on `listener` is carried as a stream over
-/// one smux connection to `server`, made anew when it dies.
+/// one of `opts.conns` smux connections to `server`, in turn; each is made anew when it dies.
 pub async fn run_client(
     listener: TcpListener,
     server: String,
     opts: Options,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let session = Arc::new(Session {
-        server,
-        opts,
-        connector: Mutex::new(None),
-    });
-    let to_drain = Arc::clone(&session);
+    let sessions: Arc<Vec<Session>> = Arc::new(
+        (0..opts.conns.max(1))
+            .map(|_| Session {
+                server: server.clone(),
+                opts,
+                connector: Mutex::new(None),
+            })
+            .collect(),
+    );
+    let to_drain = Arc::clone(&sessions);
     let shutdown = async move {
         shutdown.await;
-        if let Some(c) = to_drain.connector.lock().await.take() {
-            drain_then_close(c, opts.drain_timeout);
+        for session in to_drain.iter() {
+            if let Some(c) = session.connector.lock().await.take() {
+                drain_then_close(c, opts.drain_timeout);
+            }
         }
     };
+    let mut turn = 0;
     serve_until(listener, shutdown, move |mut tcp, n| {
-        let session = Arc::clone(&session);
+        let sessions = Arc::clone(&sessions);
+        let which = turn;
+        turn = (turn + 1) % sessions.len();
         async move {
+            let session = &sessions[which];
             let mut stream = match session.open().await {
                 Ok(s) => s,
                 Err(e) => {
@@ -226,7 +262,7 @@ pub async fn run_client(
                 }
             };
             let id = stream.get_stream_id();
-            eprintln!("[{n}] opened as stream {id}");
+            eprintln!("[{n}] opened as stream {id} of smux connection {which}");
             let result = relay(&mut tcp, &mut stream).await;
             eprintln!("[{n}] {}", closed_line(&stream, result));
         }
@@ -254,7 +290,7 @@ impl Session {
             }
         }
         let tcp = TcpStream::connect(&self.server).await?;
-        tcp.set_nodelay(true)?;
+        tune_socket(&tcp, &self.opts)?;
         let (connector, acceptor, worker) = builder(true, &self.opts).with_connection(tcp).build();
         // The server opens no streams.
         drop(acceptor);

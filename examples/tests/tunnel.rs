@@ -181,20 +181,25 @@ async fn a_refusing_target_closes_that_connection_and_the_tunnel_goes_on() {
     t.stop().await;
 }
 
-/// A TCP relay between the tunnel client and server whose connections can be cut.
+/// A TCP relay between the tunnel client and server whose connections can be cut: sending
+/// `n` on `cut` cuts the `n`th connection it accepted (from 1).
 struct Relay {
     addr: SocketAddr,
     cut: tokio::sync::watch::Sender<u64>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 async fn relay(to: SocketAddr) -> Relay {
     let (l, addr) = listen().await;
     let (cut, rx) = tokio::sync::watch::channel(0u64);
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = std::sync::Arc::clone(&accepted);
     tokio::spawn(async move {
         loop {
             let Ok((mut a, _)) = l.accept().await else {
                 return;
             };
+            let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             let mut rx = rx.clone();
             rx.mark_unchanged();
             tokio::spawn(async move {
@@ -203,12 +208,92 @@ async fn relay(to: SocketAddr) -> Relay {
                 };
                 tokio::select! {
                     _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
-                    _ = rx.changed() => {}
+                    _ = rx.wait_for(|&c| c == n) => {}
                 }
             });
         }
     });
-    Relay { addr, cut }
+    Relay {
+        addr,
+        cut,
+        accepted,
+    }
+}
+
+/// Writes `msg` on `tcp` and reads its echo: whether it came back whole.
+async fn echoes(tcp: &mut TcpStream, msg: &[u8]) -> bool {
+    let mut back = vec![0u8; msg.len()];
+    tcp.write_all(msg).await.is_ok() && tcp.read_exact(&mut back).await.is_ok() && back == msg
+}
+
+/// `--conns 4`: connections go to four smux connections in turn; when one of them dies, only
+/// its streams end, and it alone reconnects.
+#[test]
+fn four_smux_connections_share_the_streams_and_reconnect_on_their_own() {
+    common::on_runtimes(|| async {
+        let (target, target_addr) = listen().await;
+        tokio::spawn(echo_target(target));
+        let (server_listener, server_addr) = listen().await;
+        let r = relay(server_addr).await;
+        let opts = Options {
+            conns: 4,
+            ..Options::default()
+        };
+        let (s_stop, s_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(tunnel::run_server(
+            server_listener,
+            target_addr.to_string(),
+            opts,
+            async move {
+                let _ = s_rx.await;
+            },
+        ));
+        let (client_listener, entry) = listen().await;
+        let (c_stop, c_rx) = oneshot::channel::<()>();
+        let client = tokio::spawn(tunnel::run_client(
+            client_listener,
+            r.addr.to_string(),
+            opts,
+            async move {
+                let _ = c_rx.await;
+            },
+        ));
+        timeout(LIMIT, async {
+            // Eight connections, one after another: user i rides smux connection i % 4, and
+            // the relay accepted those in the order of their first use.
+            let mut users = Vec::new();
+            for i in 0..8u8 {
+                let mut tcp = TcpStream::connect(entry).await.unwrap();
+                assert!(echoes(&mut tcp, &[i; 100]).await, "user {i}");
+                users.push(tcp);
+            }
+            let seen = |r: &Relay| r.accepted.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(seen(&r), 4, "four smux connections");
+            // Cut the second: users 1 and 5 lose their streams, the others go on.
+            r.cut.send(2).unwrap();
+            for (i, tcp) in users.iter_mut().enumerate() {
+                if i % 4 == 1 {
+                    let mut rest = Vec::new();
+                    let _ = tcp.read_to_end(&mut rest).await;
+                    assert!(rest.is_empty(), "user {i}");
+                } else {
+                    assert!(echoes(tcp, b"still here").await, "user {i}");
+                }
+            }
+            // Four more users: the one on the dead connection's turn gets a new one.
+            for i in 8..12u8 {
+                let mut tcp = TcpStream::connect(entry).await.unwrap();
+                assert!(echoes(&mut tcp, &[i; 100]).await, "user {i}");
+            }
+            assert_eq!(seen(&r), 5, "only the cut connection was made anew");
+        })
+        .await
+        .unwrap();
+        let _ = c_stop.send(());
+        let _ = s_stop.send(());
+        timeout(LIMIT, client).await.unwrap().unwrap().unwrap();
+        timeout(LIMIT, server).await.unwrap().unwrap().unwrap();
+    });
 }
 
 #[tokio::test]
