@@ -37,6 +37,7 @@
 //! runs that binary's children beside ours.
 
 mod impls;
+mod tunnel;
 mod wan;
 mod workloads;
 
@@ -562,6 +563,12 @@ fn not_applicable(s: Subject, w: Workload) -> Option<&'static str> {
             "yamux 0.13 sends a stream's SYN with its first frame, and a close before any \
              data goes out without it: the peer never sees the stream",
         ),
+        (Some(i), Workload::WanTunnel) if !matches!(i, Impl::SmuxV1 | Impl::SmuxV2) => {
+            Some("the tunnel example is built on smux-tokio")
+        }
+        (Some(_), Workload::WanTunnel) if matches!(s.kind, Kind::Before(_)) => {
+            Some("the \"before\" build has no tunnel workload")
+        }
         (Some(Impl::Raw), w) if w.over_link() => Some(
             "raw TCP opens a connection per stream, and the link emulates one connection: \
              the link's own rate, beside each row, is the ceiling",
@@ -866,6 +873,44 @@ fn metrics(w: Workload) -> Vec<Metric> {
             },
             link,
         ],
+        Workload::WanTunnel => vec![
+            Metric {
+                name: "N=1: interactive p50",
+                unit: "ms",
+                higher_better: false,
+                value: |f| field(f, "n1_p50_ms"),
+            },
+            Metric {
+                name: "N=4: interactive p50",
+                unit: "ms",
+                higher_better: false,
+                value: |f| field(f, "n4_p50_ms"),
+            },
+            Metric {
+                name: "N=1: interactive p99",
+                unit: "ms",
+                higher_better: false,
+                value: |f| field(f, "n1_p99_ms"),
+            },
+            Metric {
+                name: "N=4: interactive p99",
+                unit: "ms",
+                higher_better: false,
+                value: |f| field(f, "n4_p99_ms"),
+            },
+            Metric {
+                name: "N=1: bulk rate",
+                unit: "Mbit/s",
+                higher_better: true,
+                value: |f| field(f, "n1_bulk_mbit"),
+            },
+            Metric {
+                name: "N=4: bulk rate",
+                unit: "Mbit/s",
+                higher_better: true,
+                value: |f| field(f, "n4_bulk_mbit"),
+            },
+        ],
         Workload::WanFetch => vec![
             Metric {
                 name: "1 MiB fetch, cold",
@@ -921,6 +966,20 @@ fn describe(w: Workload, p: &Params) -> String {
         Workload::WanMixed => format!(
             "over a {} Mbit/s, {} ms link ({} ms router buffer{}): 8 bulk streams and 64-byte \
              requests on a ninth, {} s",
+            p.mbit,
+            p.rtt_ms,
+            p.queue_ms,
+            if p.lowat_kib > 0 {
+                format!(", TCP_NOTSENT_LOWAT {} KiB", p.lowat_kib)
+            } else {
+                String::new()
+            },
+            p.wan_secs
+        ),
+        Workload::WanTunnel => format!(
+            "the tunnel over a {} Mbit/s, {} ms link ({} ms router buffer{}) whose connections \
+             each freeze for 200 ms about every second: 4 bulk and 4 interactive users (64-byte \
+             requests), {} s, on N smux connections",
             p.mbit,
             p.rtt_ms,
             p.queue_ms,

@@ -41,10 +41,13 @@ pub enum Workload {
     WanMixed,
     /// Over the link: a fresh stream fetching 1 MiB, on a new and on a warm connection.
     WanFetch,
+    /// The tunnel example over a link whose connections freeze, on 1 and on 4 smux
+    /// connections.
+    WanTunnel,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 10] = [
+    pub const ALL: [Workload; 11] = [
         Workload::Stream,
         Workload::Streams64,
         Workload::Handshake,
@@ -55,6 +58,7 @@ impl Workload {
         Workload::WanStream,
         Workload::WanMixed,
         Workload::WanFetch,
+        Workload::WanTunnel,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +73,7 @@ impl Workload {
             Workload::WanStream => "wan-stream",
             Workload::WanMixed => "wan-mixed",
             Workload::WanFetch => "wan-fetch",
+            Workload::WanTunnel => "wan-tunnel",
         }
     }
 
@@ -86,7 +91,7 @@ impl Workload {
     pub fn over_link(self) -> bool {
         matches!(
             self,
-            Workload::WanStream | Workload::WanMixed | Workload::WanFetch
+            Workload::WanStream | Workload::WanMixed | Workload::WanFetch | Workload::WanTunnel
         )
     }
 
@@ -160,7 +165,7 @@ impl Params {
                 vec![format!("iters={}", self.iters)]
             }
             Workload::Idle => vec![format!("streams={}", self.idle)],
-            Workload::WanStream | Workload::WanMixed | Workload::WanFetch => {
+            Workload::WanStream | Workload::WanMixed | Workload::WanFetch | Workload::WanTunnel => {
                 let mut args = vec![
                     format!("mbit={}", self.mbit),
                     format!("rtt={}", self.rtt_ms),
@@ -228,6 +233,14 @@ pub async fn run(imp: Impl, w: Workload, p: Params) -> io::Result<Fields> {
     } else {
         p.streams
     };
+    if w == Workload::WanTunnel {
+        let version = match imp {
+            Impl::SmuxV1 => smux_tokio::Version::V1,
+            Impl::SmuxV2 => smux_tokio::Version::V2,
+            _ => return Err(io::Error::other("the tunnel is built on smux-tokio")),
+        };
+        return crate::tunnel::run(version, &p).await;
+    }
     let link = w.over_link().then(|| p.link());
     let lowat = (p.lowat_kib > 0).then(|| (p.lowat_kib * 1024) as u32);
     let (opener, acceptor, link) = connect(imp, open_at_once, link, lowat).await?;
