@@ -205,3 +205,94 @@ fn unsent_data_holds_no_more_than_the_limit_and_a_frame() {
         "{held} bytes for 10,000 one-byte writes"
     );
 }
+
+/// Version 2 with window tuning: 64 streams read at full speed across a 50 ms round trip
+/// until their windows grew, then their readers stop while the peer keeps writing. What the
+/// receiving session then holds (measured as what dropping it frees, against an idle session
+/// with as many streams) stays within its receive budget and one minimum window.
+#[test]
+fn grown_windows_whose_readers_stop_hold_the_budget_and_no_more() {
+    use smux_proto::pair::Pair;
+    use smux_proto::{Event, StreamError};
+    use std::time::Duration;
+    let _turn = serial();
+    const STREAMS: usize = 64;
+    let config = {
+        let mut c = Config::default();
+        c.with_version(Version::V2).with_window_tuning(true);
+        c
+    };
+    let budget = config.max_session_unread();
+    let pair = || {
+        let mut p = Pair::new(config.clone(), config.clone(), Instant::now()).unwrap();
+        p.delay = Duration::from_millis(25);
+        p.link_capacity = usize::MAX;
+        let ours: Vec<StreamId> = (0..STREAMS).map(|_| p.client.open().unwrap()).collect();
+        let mut theirs = Vec::new();
+        while theirs.len() < STREAMS {
+            p.drive();
+            p.advance(Duration::from_millis(1));
+            while let Some(e) = p.server_events.pop_front() {
+                if let Event::Opened(_) = e {
+                    theirs.push(p.server.accept().unwrap());
+                }
+            }
+        }
+        p.client_events.clear();
+        (p, ours, theirs)
+    };
+    // What a session with 64 idle streams frees when dropped.
+    let (idle, _, _) = pair();
+    let before = thread_live();
+    drop(idle.server);
+    let idle_held = before - thread_live();
+
+    let (mut p, ours, theirs) = pair();
+    let chunk = vec![0x5au8; 64 * 1024];
+    let mut buf = vec![0u8; 64 * 1024];
+    let starting = config.stream_window() as u64;
+    for step in 0..2000 {
+        let reading = step < 1000;
+        // The writers keep their queues full.
+        for id in &ours {
+            loop {
+                match p.client.write(*id, &chunk) {
+                    Ok(_) => {}
+                    Err(StreamError::Blocked) => break,
+                    Err(e) => panic!("write: {e}"),
+                }
+            }
+        }
+        p.drive();
+        if reading {
+            for id in &theirs {
+                while p.server.read(*id, &mut buf).is_ok_and(|n| n > 0) {}
+            }
+            p.drive();
+        }
+        p.server_events.clear();
+        p.client_events.clear();
+        p.advance(Duration::from_millis(1));
+        if step == 999 {
+            let grown = theirs
+                .iter()
+                .filter(|id| p.server.stream_stats(**id).unwrap().receive_window > Some(starting))
+                .count();
+            assert!(grown > 0, "no window grew");
+            eprintln!("{grown} of {STREAMS} windows grew");
+        }
+    }
+    let unread: usize = theirs
+        .iter()
+        .map(|id| p.server.stream_unread(*id).unwrap())
+        .sum();
+    let before = thread_live();
+    drop(p.server);
+    let held = (before - thread_live() - idle_held) as usize;
+    eprintln!("{held} bytes held for {unread} unread; budget {budget}");
+    assert!(unread > 0);
+    assert!(
+        held <= budget + 64 * 1024,
+        "{held} bytes held, budget {budget}"
+    );
+}
