@@ -19,7 +19,9 @@
 //! The `wan-*` workloads cross an emulated WAN link (`smux_test_support::link`; see
 //! `bench/src/wan.rs`): `--link MBIT,RTT_MS,QUEUE_MS` sets its rate, round trip and router
 //! buffer (default `100,50,50`), and `--notsent-lowat KIB` sets Linux's `TCP_NOTSENT_LOWAT`
-//! on both ends' sockets (not set by default). Raw TCP and Go do not run them.
+//! on both ends' sockets (not set by default). Raw TCP does not run them (it opens a
+//! connection per stream); the Go program runs them across a link this process runs
+//! (`wan_forward`), and `wan-tunnel` is ours only.
 //!
 //! `--multi-thread`, the flag of old, is `--runtimes mt`. A measurement still running after
 //! `--timeout` seconds (180) is killed and shows as "timeout" in its row.
@@ -548,6 +550,19 @@ fn run_child(mut cmd: Command, limit: Duration) -> Option<Output> {
     child.wait_with_output().ok()
 }
 
+/// Starts an emulated link for a Go child of a WAN workload: it listens on a free port and
+/// dials the link's end, which connects to that port.
+fn go_link(cmd: &mut Command, p: &Params) -> std::io::Result<smux_test_support::link::Link> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let forward = smux_test_support::link::wan_forward(p.link(), target)?;
+    cmd.arg(format!("listen={port}"))
+        .arg(format!("dial={}", forward.addr.port()));
+    Ok(forward.link)
+}
+
 /// Pairs of implementation and workload that cannot run as specified, and why.
 fn not_applicable(s: Subject, w: Workload) -> Option<&'static str> {
     let imp = match s.kind {
@@ -573,7 +588,7 @@ fn not_applicable(s: Subject, w: Workload) -> Option<&'static str> {
             "raw TCP opens a connection per stream, and the link emulates one connection: \
              the link's own rate, beside each row, is the ceiling",
         ),
-        (None, w) if w.over_link() => Some("the Go program has no link emulator"),
+        (None, Workload::WanTunnel) => Some("the tunnel example is built on smux-tokio"),
         (None, w) if w.go_name().is_none() => Some(
             "Go's writes go out at once, with nothing to flush: its pingpong row is this \
              measurement",
@@ -711,7 +726,20 @@ fn parent(o: &Options) {
                 }
                 let runs = results.entry((wi, s)).or_default();
                 let t = Instant::now();
-                let Some(out) = run_child(programs.command(s, w, &o.params), o.limit) else {
+                let mut cmd = programs.command(s, w, &o.params);
+                // The Go program crosses a link that runs here (ours runs in the child).
+                let go_link = match s.kind {
+                    Kind::Go(_) if w.over_link() => match go_link(&mut cmd, &o.params) {
+                        Ok(link) => Some(link),
+                        Err(e) => {
+                            eprintln!("{} {}: no link: {e}", s.label(), w.name());
+                            runs.failed += 1;
+                            continue;
+                        }
+                    },
+                    _ => None,
+                };
+                let Some(out) = run_child(cmd, o.limit) else {
                     eprintln!(
                         "{} {}: no result in {:?}, killed",
                         s.label(),
@@ -733,11 +761,16 @@ fn parent(o: &Options) {
                     runs.failed += 1;
                     continue;
                 };
-                let fields: BTreeMap<String, f64> = line
+                let mut fields: BTreeMap<String, f64> = line
                     .split_whitespace()
                     .filter_map(|kv| kv.split_once('='))
                     .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
                     .collect();
+                if let Some(link) = go_link {
+                    for (k, v) in wan::link_fields(&link, &o.params) {
+                        fields.insert(k.to_string(), v);
+                    }
+                }
                 eprintln!(
                     "rep {} {:>16} {:>17} {:>4} ({:.1} s):{line}",
                     rep + 1,
@@ -1061,7 +1094,8 @@ fn report(o: &Options, h: &Header, subjects: &[Subject], results: &Results) {
         );
     }
     println!(
-        "- \"timeout\": no result within {} s, killed; \"failed\": the run ended without one",
+        "- \"timeout\": no result within {} s, killed; \"failed\": the run ended without one; \
+         \"–\" as a median: not reported (queued ahead is ours only) or never reached (time to 80 %)",
         o.limit.as_secs()
     );
     for (wi, &w) in o.workloads.iter().enumerate() {

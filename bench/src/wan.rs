@@ -46,15 +46,22 @@ pub async fn run(
         Workload::WanFetch => fetch(opener, acceptor, rtt).await?,
         _ => unreachable!("not a WAN workload"),
     };
-    // The direction that carried the bulk of the bytes.
+    fields.extend(link_fields(&link, p));
+    Ok(fields)
+}
+
+/// The link's own delivered rate, in the direction that carried the bulk of the bytes, and
+/// its configured rate.
+pub fn link_fields(link: &Link, p: &Params) -> Fields {
     let busiest = if link.up.bytes() >= link.down.bytes() {
         &link.up
     } else {
         &link.down
     };
-    fields.push(("link_mbit", busiest.rate_bps().unwrap_or(f64::NAN) / 1e6));
-    fields.push(("rate_mbit", p.mbit as f64));
-    Ok(fields)
+    vec![
+        ("link_mbit", busiest.rate_bps().unwrap_or(f64::NAN) / 1e6),
+        ("rate_mbit", p.mbit as f64),
+    ]
 }
 
 /// Reads `s` to its end; returns the bytes and, per read, (seconds since `start`, bytes so

@@ -78,11 +78,10 @@ impl Workload {
     }
 
     /// The Go program's name for it: its writes go out at once, so its `pingpong` is the
-    /// flushing one, and it has no other. It has no link emulator either.
+    /// flushing one, and it has no other. The tunnel is ours.
     pub fn go_name(self) -> Option<&'static str> {
         match self {
-            Workload::PingPongNoFlush => None,
-            w if w.over_link() => None,
+            Workload::PingPongNoFlush | Workload::WanTunnel => None,
             w => Some(w.name()),
         }
     }

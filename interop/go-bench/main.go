@@ -52,6 +52,18 @@
 //	    mem_per_stream is (after-before)/N bytes, both ends of a stream together; first_secs
 //	    and last_secs time the first and the last batch of min(1000, N) opens.
 //	    Prints: mem_per_stream=M first_secs=S last_secs=S
+//
+// The WAN workloads (bench/src/wan.rs describes them; the figures are computed the same way)
+// run across the harness's emulated link: the server session listens on 127.0.0.1:listen and
+// the client dials 127.0.0.1:dial, the link's end, which connects to it. Each takes mbit, rtt
+// (ms), queue (ms), wanmib, secs, listen, dial, and lowat (KiB of TCP_NOTSENT_LOWAT on both
+// sockets; not set when absent).
+//
+//	wan-stream: one stream of wanmib MiB. Prints: link_fraction=F t80_secs=S secs=S
+//	wan-mixed: 8 bulk streams and 64-byte requests on a ninth, secs seconds.
+//	    Prints: bulk_mbit=R p50_ms=X p99_ms=Y requests=N
+//	wan-fetch: a fresh stream fetching 1 MiB, on the new connection and after 16 MiB and a
+//	    second idle. Prints: cold_rtts=X warm_rtts=Y
 package main
 
 import (
@@ -67,6 +79,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/xtaci/smux"
@@ -84,12 +98,20 @@ const (
 
 // workloads maps a workload's name to its keys and their defaults (besides v and timeout).
 var workloads = map[string]map[string]int{
-	"stream":    {"mib": 1024},
-	"streams64": {"mib": 1024, "streams": 64},
-	"handshake": {"ops": 20000},
-	"openclose": {"ops": 50000},
-	"pingpong":  {"iters": 20000},
-	"idle":      {"streams": 10000},
+	"stream":     {"mib": 1024},
+	"streams64":  {"mib": 1024, "streams": 64},
+	"handshake":  {"ops": 20000},
+	"openclose":  {"ops": 50000},
+	"pingpong":   {"iters": 20000},
+	"idle":       {"streams": 10000},
+	"wan-stream": wanKeys,
+	"wan-mixed":  wanKeys,
+	"wan-fetch":  wanKeys,
+}
+
+// wanKeys: the WAN workloads' keys; listen and dial have no default (0 is refused).
+var wanKeys = map[string]int{
+	"mbit": 100, "rtt": 50, "queue": 50, "wanmib": 64, "secs": 8, "lowat": 0, "listen": 0, "dial": 0,
 }
 
 func main() {
@@ -112,9 +134,24 @@ func main() {
 		fail("%s: timed out after %d s", name, p["timeout"])
 	})
 
-	client, server := sessions(p["v"])
+	var client, server *smux.Session
+	if strings.HasPrefix(name, "wan-") {
+		if p["listen"] == 0 || p["dial"] == 0 {
+			fail("%s: listen= and dial= are required", name)
+		}
+		client, server = sessionsVia(p["v"], p["listen"], p["dial"], p["lowat"])
+	} else {
+		client, server = sessions(p["v"])
+	}
+	rtt := time.Duration(p["rtt"]) * time.Millisecond
 	var result string
 	switch name {
+	case "wan-stream":
+		result = wanStream(client, server, int64(p["wanmib"])*mib, rtt, float64(p["mbit"])*1e6)
+	case "wan-mixed":
+		result = wanMixed(client, server, time.Duration(p["secs"])*time.Second)
+	case "wan-fetch":
+		result = wanFetch(client, server, rtt)
 	case "stream":
 		result = stream(client, server, int64(p["mib"])*mib)
 	case "streams64":
@@ -461,4 +498,233 @@ func check(what string, err error) {
 func fail(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "go-bench: "+format+"\n", args...)
 	os.Exit(1)
+}
+
+// sessionsVia connects a client and a server session across the harness's link: the server
+// listens on 127.0.0.1:listen, the client dials 127.0.0.1:dial. lowat > 0 sets
+// TCP_NOTSENT_LOWAT (KiB) on both sockets.
+func sessionsVia(version, listen, dial, lowat int) (client, server *smux.Session) {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", listen))
+	check("listen", err)
+	defer ln.Close()
+	type accepted struct {
+		conn net.Conn
+		err  error
+	}
+	ch := make(chan accepted, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- accepted{c, err}
+	}()
+	cc, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", dial))
+	check("dial", err)
+	a := <-ch
+	check("accept", a.err)
+	if lowat > 0 {
+		for _, c := range []net.Conn{cc, a.conn} {
+			raw, err := c.(*net.TCPConn).SyscallConn()
+			check("raw conn", err)
+			var serr error
+			err = raw.Control(func(fd uintptr) {
+				// TCP_NOTSENT_LOWAT is 25 on Linux.
+				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, 25, lowat*1024)
+			})
+			check("control", err)
+			check("TCP_NOTSENT_LOWAT", serr)
+		}
+	}
+	cfg := smux.DefaultConfig()
+	cfg.Version = version
+	client, err = smux.Client(cc, cfg)
+	check("client session", err)
+	server, err = smux.Server(a.conn, cfg)
+	check("server session", err)
+	return client, server
+}
+
+type sample struct {
+	t float64
+	n int64
+}
+
+// timeToRate: the first instant at which the bytes of the preceding window reached bps.
+func timeToRate(samples []sample, window, bps float64) float64 {
+	j := 0
+	for _, s := range samples {
+		for s.t-samples[j].t > window {
+			j++
+		}
+		t0, n0 := samples[j].t, samples[j].n
+		if s.t-t0 >= window/2 && float64(s.n-n0)*8/(s.t-t0) >= bps {
+			return s.t
+		}
+	}
+	return math.NaN()
+}
+
+func wanStream(client, server *smux.Session, total int64, rtt time.Duration, bps float64) string {
+	start := time.Now()
+	done := make(chan []sample, 1)
+	go func() {
+		s, err := server.AcceptStream()
+		check("accept stream", err)
+		buf := make([]byte, chunk)
+		var got int64
+		var samples []sample
+		for {
+			n, err := s.Read(buf)
+			if n > 0 {
+				got += int64(n)
+				samples = append(samples, sample{time.Since(start).Seconds(), got})
+			}
+			if err == io.EOF {
+				break
+			}
+			check("server read", err)
+		}
+		s.Close()
+		done <- samples
+	}()
+	s, err := client.OpenStream()
+	check("open stream", err)
+	writeN(s, make([]byte, chunk), total)
+	check("client close", s.Close())
+	samples := <-done
+	secs := time.Since(start).Seconds()
+	if len(samples) == 0 || samples[len(samples)-1].n != total {
+		fail("wan-stream: the server did not read %d bytes", total)
+	}
+	window := math.Max(4*rtt.Seconds(), 0.1)
+	return fmt.Sprintf("link_fraction=%.6f t80_secs=%.6f secs=%.6f",
+		float64(total)*8/secs/bps, timeToRate(samples, window, 0.8*bps), secs)
+}
+
+func wanMixed(client, server *smux.Session, length time.Duration) string {
+	var bulkBytes atomic.Int64
+	go func() {
+		for {
+			s, err := server.AcceptStream()
+			if err != nil {
+				return
+			}
+			go func() {
+				kind := make([]byte, 1)
+				if _, err := io.ReadFull(s, kind); err != nil {
+					return
+				}
+				if kind[0] == 'B' {
+					buf := make([]byte, chunk)
+					for {
+						n, err := s.Read(buf)
+						bulkBytes.Add(int64(n))
+						if err != nil {
+							return
+						}
+					}
+				}
+				m := make([]byte, msgSize)
+				for {
+					if _, err := io.ReadFull(s, m); err != nil {
+						return
+					}
+					if _, err := s.Write(m); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	var stop atomic.Bool
+	for i := 0; i < 8; i++ {
+		s, err := client.OpenStream()
+		check("open stream", err)
+		go func() {
+			_, err := s.Write([]byte{'B'})
+			check("bulk write", err)
+			buf := bytes.Repeat([]byte{0x5a}, chunk)
+			for !stop.Load() {
+				if _, err := s.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	s, err := client.OpenStream()
+	check("open stream", err)
+	_, err = s.Write([]byte{'I'})
+	check("interactive write", err)
+	start := time.Now()
+	var lat []time.Duration
+	var t0 time.Time
+	var n0 int64
+	msg, back := bytes.Repeat([]byte{7}, msgSize), make([]byte, msgSize)
+	for time.Since(start) < length {
+		t := time.Now()
+		_, err := s.Write(msg)
+		check("request", err)
+		_, err = io.ReadFull(s, back)
+		check("response", err)
+		if time.Since(start) >= time.Second {
+			if t0.IsZero() {
+				t0, n0 = t, bulkBytes.Load()
+			}
+			lat = append(lat, time.Since(t))
+		}
+		time.Sleep(20*time.Millisecond - time.Since(t))
+	}
+	if len(lat) == 0 {
+		fail("wan-mixed: no request after warm-up")
+	}
+	bulk := float64(bulkBytes.Load()-n0) * 8 / time.Since(t0).Seconds()
+	stop.Store(true)
+	sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
+	at := func(q float64) float64 {
+		return lat[int(math.Round(float64(len(lat)-1)*q))].Seconds() * 1e3
+	}
+	return fmt.Sprintf("bulk_mbit=%.6f p50_ms=%.6f p99_ms=%.6f requests=%d", bulk/1e6, at(0.5), at(0.99), len(lat))
+}
+
+func wanFetch(client, server *smux.Session, rtt time.Duration) string {
+	go func() {
+		for {
+			s, err := server.AcceptStream()
+			if err != nil {
+				return
+			}
+			go func() {
+				size := make([]byte, 8)
+				if _, err := io.ReadFull(s, size); err != nil {
+					return
+				}
+				writeN(s, make([]byte, chunk), int64(binary.LittleEndian.Uint64(size)))
+				s.Close()
+			}()
+		}
+	}()
+	get := func(size int64) float64 {
+		t := time.Now()
+		s, err := client.OpenStream()
+		check("open stream", err)
+		req := make([]byte, 8)
+		binary.LittleEndian.PutUint64(req, uint64(size))
+		_, err = s.Write(req)
+		check("request", err)
+		buf := make([]byte, chunk)
+		var n int64
+		for n < size {
+			k, err := s.Read(buf)
+			n += int64(k)
+			if err != nil && n < size {
+				fail("wan-fetch: early end after %d of %d bytes: %v", n, size, err)
+			}
+		}
+		secs := time.Since(t).Seconds()
+		s.Close()
+		return secs
+	}
+	cold := get(mib)
+	get(16 * mib)
+	time.Sleep(time.Second)
+	warm := get(mib)
+	return fmt.Sprintf("cold_rtts=%.6f warm_rtts=%.6f", cold/rtt.Seconds(), warm/rtt.Seconds())
 }
