@@ -205,17 +205,30 @@ impl Acceptor {
     }
 }
 
-/// Both ends of one connection of `imp`, default settings, with the workers spawned.
-/// `streams` is how many streams the workload keeps open at once: yamux's limit (512 by
-/// default) is raised to it, with the connection window its 256 KiB per stream needs.
-/// With `link`, the connection crosses an emulated WAN link (not for raw TCP, whose streams
-/// are connections of their own), and `lowat` sets `TCP_NOTSENT_LOWAT` on both ends' sockets.
+/// How [`connect`] sets a connection up besides the defaults.
+pub struct Setup {
+    /// The connection crosses an emulated WAN link (not for raw TCP, whose streams are
+    /// connections of their own).
+    pub link: Option<LinkConfig>,
+    /// `TCP_NOTSENT_LOWAT` on both ends' sockets of the link's connection.
+    pub lowat: Option<u32>,
+    /// Ours: version-2 window tuning (on by default).
+    pub window_tuning: bool,
+}
+
+/// Both ends of one connection of `imp`, default settings but for `setup`, with the workers
+/// spawned. `streams` is how many streams the workload keeps open at once: yamux's limit (512
+/// by default) is raised to it, with the connection window its 256 KiB per stream needs.
 pub async fn connect(
     imp: Impl,
     streams: usize,
-    link: Option<LinkConfig>,
-    lowat: Option<u32>,
+    setup: Setup,
 ) -> io::Result<(Opener, Acceptor, Option<Link>)> {
+    let Setup {
+        link,
+        lowat,
+        window_tuning,
+    } = setup;
     if imp == Impl::Raw {
         if link.is_some() {
             return Err(io::Error::other(
@@ -255,10 +268,12 @@ pub async fn connect(
         };
         let (conn, _, cw) = smux_futures::MuxBuilder::client()
             .with_version(version)
+            .with_window_tuning(window_tuning)
             .with_connection(a)
             .build();
         let (_, acc, sw) = smux_futures::MuxBuilder::server()
             .with_version(version)
+            .with_window_tuning(window_tuning)
             .with_connection(b)
             .build();
         smol::spawn(cw).detach();
@@ -280,10 +295,12 @@ pub async fn connect(
             };
             let (conn, _, cw) = smux_tokio::MuxBuilder::client()
                 .with_version(version)
+                .with_window_tuning(window_tuning)
                 .with_connection(a)
                 .build();
             let (_, acc, sw) = smux_tokio::MuxBuilder::server()
                 .with_version(version)
+                .with_window_tuning(window_tuning)
                 .with_connection(b)
                 .build();
             tokio::spawn(cw);

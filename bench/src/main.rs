@@ -13,7 +13,8 @@
 //! cargo run --release -p smux-bench [-- --reps 3 --quick --runtimes ct,mt --no-go
 //!                                       --before COMMIT --impls raw-tcp,smux-tokio-v1,...
 //!                                       --workloads stream,... --timeout 180
-//!                                       --link 100,50,50 --notsent-lowat 128]
+//!                                       --link 100,50,50 --notsent-lowat 128
+//!                                       --no-window-tuning]
 //! ```
 //!
 //! The `wan-*` workloads cross an emulated WAN link (`smux_test_support::link`; see
@@ -239,6 +240,7 @@ fn parse(args: &[String]) -> Options {
                     .parse()
                     .unwrap_or_else(|_| usage("--notsent-lowat KIB"))
             }
+            "--no-window-tuning" => o.params.no_tuning = true,
             "--before" => o.before = Some(value()),
             "--impls" => o.only = Some(value().split(',').map(str::to_string).collect()),
             "--workloads" => {
@@ -976,6 +978,15 @@ fn metrics(w: Workload) -> Vec<Metric> {
 }
 
 fn describe(w: Workload, p: &Params) -> String {
+    let line = describe_workload(w, p);
+    if p.no_tuning && w.over_link() {
+        format!("{line}; ours with window tuning off")
+    } else {
+        line
+    }
+}
+
+fn describe_workload(w: Workload, p: &Params) -> String {
     match w {
         Workload::Stream => format!("one stream, {} MiB in 64 KiB writes", p.mib),
         Workload::Streams64 => format!("{} streams at once, {} MiB in all", p.streams, p.mib),

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use smux_test_support::link::LinkConfig;
 
-use crate::impls::{connect, sleep, spawn, Acceptor, BoxIo, Impl, Opener};
+use crate::impls::{connect, sleep, spawn, Acceptor, BoxIo, Impl, Opener, Setup};
 use crate::wan;
 
 const CHUNK: usize = 64 * 1024;
@@ -118,6 +118,8 @@ pub struct Params {
     pub wan_secs: u64,
     /// `TCP_NOTSENT_LOWAT` on both ends' sockets of the WAN connection, in KiB (0: not set).
     pub lowat_kib: u64,
+    /// Ours, version 2: window tuning off (`--no-window-tuning`).
+    pub no_tuning: bool,
 }
 
 impl Params {
@@ -134,6 +136,7 @@ impl Params {
         wan_mib: 64,
         wan_secs: 8,
         lowat_kib: 0,
+        no_tuning: false,
     };
     pub const QUICK: Params = Params {
         mib: 64,
@@ -148,6 +151,7 @@ impl Params {
         wan_mib: 16,
         wan_secs: 4,
         lowat_kib: 0,
+        no_tuning: false,
     };
 
     /// The `key=value` arguments a child gets for `w` (the Go program reads the same).
@@ -175,6 +179,9 @@ impl Params {
                 // Only when set: a "before" build may not know it.
                 if self.lowat_kib > 0 {
                     args.push(format!("lowat={}", self.lowat_kib));
+                }
+                if self.no_tuning {
+                    args.push("notuning=1".into());
                 }
                 args
             }
@@ -218,6 +225,7 @@ impl Params {
                 "wanmib" => p.wan_mib = n,
                 "secs" => p.wan_secs = n,
                 "lowat" => p.lowat_kib = n,
+                "notuning" => p.no_tuning = n > 0,
                 _ => panic!("unknown parameter {k}"),
             }
         }
@@ -241,8 +249,12 @@ pub async fn run(imp: Impl, w: Workload, p: Params) -> io::Result<Fields> {
         return crate::tunnel::run(version, &p).await;
     }
     let link = w.over_link().then(|| p.link());
-    let lowat = (p.lowat_kib > 0).then(|| (p.lowat_kib * 1024) as u32);
-    let (opener, acceptor, link) = connect(imp, open_at_once, link, lowat).await?;
+    let setup = Setup {
+        link,
+        lowat: (p.lowat_kib > 0).then(|| (p.lowat_kib * 1024) as u32),
+        window_tuning: !p.no_tuning,
+    };
+    let (opener, acceptor, link) = connect(imp, open_at_once, setup).await?;
     if let Some(link) = link {
         return wan::run(w, opener, acceptor, link, &p).await;
     }
