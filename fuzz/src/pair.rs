@@ -93,6 +93,10 @@ impl Limits {
                         .then(|| Duration::from_millis(1 + u64::from(self.idle_ms % 10_000))),
                 )
                 .with_stream_window(65_535 + u32::from(self.window))
+                .with_window_tuning(self.timers & 4 == 0)
+                .with_max_stream_window(
+                    (65_535 + u32::from(self.window)) << (2 * (self.timers >> 6)),
+                )
                 .with_max_stream_unread(65_535 + usize::from(self.stream_unread))
                 .with_max_session_unread(65_535 + 64 + (self.session_unread % 200_000) as usize)
                 .with_max_accept_backlog(1 + usize::from(self.backlog % 4))
@@ -696,9 +700,22 @@ impl Model {
     fn check_limits(&mut self) {
         for side in [Side::Client, Side::Server] {
             let c = self.configs[idx(side)].clone();
-            let stream_limit = match c.version() {
+            // Version 2: a stream holds at most its window (tuned or not) or the protocol's
+            // initial one; a tuned window stays within `max_stream_window`.
+            let max_window = c.max_stream_window().max(c.stream_window());
+            let stream_limit = |s: &mut smux_proto::Session, id: u32| match c.version() {
                 Version::V1 => c.max_stream_unread(),
-                Version::V2 => (c.stream_window().max(INITIAL_PEER_WINDOW)) as usize,
+                Version::V2 => {
+                    let w = s
+                        .stream_stats(StreamId(id))
+                        .and_then(|st| st.receive_window)
+                        .unwrap_or(0);
+                    assert!(
+                        w <= u64::from(max_window),
+                        "stream {id}: window {w} > {max_window}"
+                    );
+                    w.max(u64::from(INITIAL_PEER_WINDOW)) as usize
+                }
             };
             // A link takes frames while it holds less than its capacity (which may have just
             // shrunk): one frame over, at most.
@@ -737,7 +754,8 @@ impl Model {
             }
             for id in ids {
                 if let Some(u) = s.stream_unread(StreamId(id)) {
-                    assert!(u <= stream_limit, "stream {id} holds {u} > {stream_limit}");
+                    let limit = stream_limit(s, id);
+                    assert!(u <= limit, "stream {id} holds {u} > {limit}");
                 }
             }
         }

@@ -82,11 +82,12 @@ impl OutQueue {
 
     /// Whether another frame of any kind may be pulled from the session, while `sending`
     /// streams have data to send there: one write's worth per such stream, up to the
-    /// high-water mark (one write's worth while the transport is backlogged). What is pulled is one stream's turn after another, so a stream that
+    /// high-water mark (one frame while the transport is backlogged). What is pulled is one stream's turn after another, so a stream that
     /// starts writing later finds at most a write's worth of any other stream ahead of it.
     pub fn has_room(&self, sending: usize) -> bool {
         let mark = if self.backlogged {
-            ONE_WRITE
+            // One frame: pull only while no data waits.
+            1
         } else {
             HIGH_WATER.min(ONE_WRITE * sending.max(1))
         };
@@ -94,10 +95,10 @@ impl OutQueue {
     }
 
     /// The transport refused to take more (it returned `Pending`): until the queue empties,
-    /// it holds one write's worth of data only. A frame that becomes ready meanwhile then
-    /// waits behind that, not behind a few writes' worth (on a slow link, 256 KiB is 21 ms
-    /// at 100 Mbit/s); the syscall batching the high-water mark buys matters only while the
-    /// transport keeps up.
+    /// it takes one data frame at a time. A frame that becomes ready meanwhile then waits
+    /// behind one frame, not behind a few writes' worth (on a slow link, 256 KiB is 21 ms at
+    /// 100 Mbit/s); the syscall batching the high-water mark buys matters only while the
+    /// transport keeps up, and a backlogged socket's own buffer batches meanwhile.
     pub fn set_backlogged(&mut self) {
         self.backlogged = true;
     }
@@ -387,20 +388,17 @@ mod tests {
     }
 
     #[test]
-    fn a_backlogged_transport_gets_one_write_of_data_queued_until_it_catches_up() {
+    fn a_backlogged_transport_gets_one_frame_queued_until_it_catches_up() {
         let mut q = OutQueue::default();
-        for _ in 0..4 {
-            q.push_frame(&header(1), Bytes::from(vec![0u8; 32 * 1024]), false);
-        }
+        q.push_frame(&header(1), Bytes::from(vec![0u8; 32 * 1024]), false);
         assert!(q.has_room(8));
         q.set_backlogged();
-        assert!(
-            !q.has_room(8),
-            "one write's worth while the transport pushes back"
-        );
-        // A partial write does not end it; emptying the queue does.
-        let _ = written(&mut q, WriteMode::Vectored, 40 * 1024);
+        assert!(!q.has_room(8), "one frame while the transport pushes back");
+        assert!(q.has_control_room(), "control frames still go");
+        // A partial write does not end it: the rest of the frame is still data.
+        let _ = written(&mut q, WriteMode::Vectored, 1000);
         assert!(!q.has_room(8));
+        // Emptying the queue does.
         while !q.is_empty() {
             let _ = written(&mut q, WriteMode::Vectored, 64 * 1024);
         }
