@@ -91,6 +91,7 @@ impl<T: Transport> Conn<T> {
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let n = io.out.slices(self.mode, &mut slices);
+            let offered = self.offered(&slices[..n]);
             let n = match t.poll_write_vectored(cx, &slices[..n]) {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => n,
@@ -102,8 +103,19 @@ impl<T: Transport> Conn<T> {
                 }
             };
             io.out.advance(n);
+            io.out.wrote(offered, n);
             budget = budget.saturating_sub(n);
             self.wrote(io, wakes, cx)?;
+        }
+    }
+
+    /// What a write of `slices` can take when the transport has room: all of them if it
+    /// writes vectored, else the first (so that a transport that writes one buffer at a time
+    /// does not look backlogged).
+    fn offered(&self, slices: &[IoSlice<'_>]) -> usize {
+        match self.mode {
+            WriteMode::Vectored => slices.iter().map(|s| s.len()).sum(),
+            _ => slices.first().map_or(0, |s| s.len()),
         }
     }
 
@@ -268,6 +280,7 @@ impl<T: Transport> Conn<T> {
         // anything else goes out.
         let wire = took;
         io.out.skip(wire);
+        io.out.wrote(self.offered(&slices[..2 * count]), took);
         let mut sent = 0;
         for (h, p) in headers.iter().zip(frames) {
             if took == 0 {

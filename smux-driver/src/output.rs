@@ -34,6 +34,9 @@ pub(crate) const MAX_IOV: usize = 64;
 const SMALL: usize = 1024;
 /// Gathered buffers are at most this long.
 const GATHER: usize = 64 * 1024;
+/// Writes in a row that take all they offer, after which a backlogged transport is taken to
+/// have caught up: a socket with room for 8 frames at once is not the bottleneck.
+const CAUGHT_UP: u8 = 8;
 
 /// One queued segment.
 #[derive(Debug)]
@@ -70,9 +73,11 @@ pub(crate) struct OutQueue {
     pulled: u64,
     /// The front segment is a gathered run: do not gather it again.
     front_gathered: bool,
-    /// The transport refused to take more since the queue was last empty: it is the
-    /// bottleneck, and what waits here only adds latency.
+    /// The transport pushes back: it is the bottleneck, and what waits here only adds
+    /// latency ([`OutQueue::wrote`]).
     backlogged: bool,
+    /// Writes in a row, while backlogged, that took all they offered.
+    full_writes: u8,
 }
 
 impl OutQueue {
@@ -82,8 +87,9 @@ impl OutQueue {
 
     /// Whether another frame of any kind may be pulled from the session, while `sending`
     /// streams have data to send there: one write's worth per such stream, up to the
-    /// high-water mark (one frame while the transport is backlogged). What is pulled is one stream's turn after another, so a stream that
-    /// starts writing later finds at most a write's worth of any other stream ahead of it.
+    /// high-water mark (one frame while the transport is backlogged). What is pulled is one
+    /// stream's turn after another, so a stream that starts writing later finds at most a
+    /// write's worth of any other stream ahead of it.
     pub fn has_room(&self, sending: usize) -> bool {
         let mark = if self.backlogged {
             // One frame: pull only while no data waits.
@@ -94,13 +100,27 @@ impl OutQueue {
         self.payload < mark && self.has_control_room()
     }
 
-    /// The transport refused to take more (it returned `Pending`): until the queue empties,
-    /// it takes one data frame at a time. A frame that becomes ready meanwhile then waits
-    /// behind one frame, not behind a few writes' worth (on a slow link, 256 KiB is 21 ms at
-    /// 100 Mbit/s); the syscall batching the high-water mark buys matters only while the
-    /// transport keeps up, and a backlogged socket's own buffer batches meanwhile.
+    /// The transport refused to take more (it returned `Pending`): it is backlogged.
     pub fn set_backlogged(&mut self) {
         self.backlogged = true;
+        self.full_writes = 0;
+    }
+
+    /// The transport took `took` of the `offered` bytes of a write. While it is backlogged (it
+    /// took less than offered, or refused: [`OutQueue::set_backlogged`]) the queue takes one
+    /// data frame at a time: a frame that becomes ready then waits behind one frame, not
+    /// behind a few writes' worth (on a slow link, 256 KiB is 21 ms at 100 Mbit/s), and the
+    /// socket's own buffer does the batching. It is taken to have caught up after
+    /// [`CAUGHT_UP`] writes in a row that took all they offered.
+    pub fn wrote(&mut self, offered: usize, took: usize) {
+        if took < offered {
+            self.set_backlogged();
+        } else if self.backlogged {
+            self.full_writes += 1;
+            if self.full_writes >= CAUGHT_UP {
+                self.backlogged = false;
+            }
+        }
     }
 
     /// Whether another control frame may be pulled from the session.
@@ -292,12 +312,8 @@ impl OutQueue {
             self.ahead = self.ahead.max(1);
             self.cover_frame();
         }
-        if self.segs.is_empty() {
-            // The transport caught up.
-            self.backlogged = false;
-            if self.segs.capacity() > 256 {
-                self.segs = VecDeque::new();
-            }
+        if self.segs.is_empty() && self.segs.capacity() > 256 {
+            self.segs = VecDeque::new();
         }
     }
 
@@ -309,6 +325,7 @@ impl OutQueue {
         self.ahead = 0;
         self.front_gathered = false;
         self.backlogged = false;
+        self.full_writes = 0;
     }
 
     /// Bytes queued.
@@ -392,20 +409,24 @@ mod tests {
         let mut q = OutQueue::default();
         q.push_frame(&header(1), Bytes::from(vec![0u8; 32 * 1024]), false);
         assert!(q.has_room(8));
-        q.set_backlogged();
+        // A partial write: the transport is backlogged.
+        let n = written(&mut q, WriteMode::Vectored, 1000).len();
+        q.wrote(8 + 32 * 1024, n);
         assert!(!q.has_room(8), "one frame while the transport pushes back");
         assert!(q.has_control_room(), "control frames still go");
-        // A partial write does not end it: the rest of the frame is still data.
-        let _ = written(&mut q, WriteMode::Vectored, 1000);
-        assert!(!q.has_room(8));
-        // Emptying the queue does.
-        while !q.is_empty() {
-            let _ = written(&mut q, WriteMode::Vectored, 64 * 1024);
-        }
-        for _ in 0..4 {
+        // Emptying the queue does not end it; eight writes in a row that take all do.
+        for i in 0..CAUGHT_UP {
+            let n = written(&mut q, WriteMode::Vectored, 64 * 1024).len();
+            q.wrote(n, n);
+            assert!(q.is_empty());
+            assert!(q.has_room(8), "an empty queue takes a frame");
             q.push_frame(&header(1), Bytes::from(vec![0u8; 32 * 1024]), false);
+            let caught_up = i + 1 == CAUGHT_UP;
+            assert_eq!(q.has_room(8), caught_up, "after {} full writes", i + 1);
         }
-        assert!(q.has_room(8));
+        // Refusing (Pending) makes it backlogged again.
+        q.set_backlogged();
+        assert!(!q.has_room(8));
     }
 
     #[test]
