@@ -986,6 +986,15 @@ fn describe(w: Workload, p: &Params) -> String {
     }
 }
 
+/// The `TCP_NOTSENT_LOWAT` setting, for a description.
+fn lowat(p: &Params) -> String {
+    if p.lowat_kib > 0 {
+        format!(", TCP_NOTSENT_LOWAT {} KiB", p.lowat_kib)
+    } else {
+        String::new()
+    }
+}
+
 fn describe_workload(w: Workload, p: &Params) -> String {
     match w {
         Workload::Stream => format!("one stream, {} MiB in 64 KiB writes", p.mib),
@@ -1013,25 +1022,17 @@ fn describe_workload(w: Workload, p: &Params) -> String {
             p.mbit,
             p.rtt_ms,
             p.queue_ms,
-            if p.lowat_kib > 0 {
-                format!(", TCP_NOTSENT_LOWAT {} KiB", p.lowat_kib)
-            } else {
-                String::new()
-            },
+            lowat(p),
             p.wan_secs
         ),
         Workload::WanTunnel => format!(
-            "the tunnel over a {} Mbit/s, {} ms link ({} ms router buffer{}) whose connections \
-             each freeze for 200 ms about every second: 4 bulk and 4 interactive users (64-byte \
-             requests), {} s, on N smux connections",
+            "the tunnel over a {} Mbit/s, {} ms link ({} ms router buffer{}) that stalls for \
+             200 ms about every second: 4 bulk and 4 interactive users (64-byte requests), {} s, \
+             on N smux connections",
             p.mbit,
             p.rtt_ms,
             p.queue_ms,
-            if p.lowat_kib > 0 {
-                format!(", TCP_NOTSENT_LOWAT {} KiB", p.lowat_kib)
-            } else {
-                String::new()
-            },
+            lowat(p),
             p.wan_secs
         ),
         Workload::WanFetch => format!(

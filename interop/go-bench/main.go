@@ -198,6 +198,13 @@ func parseArgs(args []string, defaults map[string]int) (map[string]int, error) {
 func sessions(version int) (client, server *smux.Session) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	check("listen", err)
+	return connect(version, ln, ln.Addr().String(), 0)
+}
+
+// connect dials addr, which leads to ln, and makes the client session on the dialled
+// connection and the server session on the accepted one; it closes ln. lowat > 0 sets
+// TCP_NOTSENT_LOWAT (KiB) on both sockets.
+func connect(version int, ln net.Listener, addr string, lowat int) (client, server *smux.Session) {
 	defer ln.Close()
 	type accepted struct {
 		conn net.Conn
@@ -208,11 +215,23 @@ func sessions(version int) (client, server *smux.Session) {
 		c, err := ln.Accept()
 		ch <- accepted{c, err}
 	}()
-	cc, err := net.Dial("tcp", ln.Addr().String())
+	cc, err := net.Dial("tcp", addr)
 	check("dial", err)
 	a := <-ch
 	check("accept", a.err)
-
+	if lowat > 0 {
+		for _, c := range []net.Conn{cc, a.conn} {
+			raw, err := c.(*net.TCPConn).SyscallConn()
+			check("raw conn", err)
+			var serr error
+			err = raw.Control(func(fd uintptr) {
+				// TCP_NOTSENT_LOWAT is 25 on Linux.
+				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, 25, lowat*1024)
+			})
+			check("control", err)
+			check("TCP_NOTSENT_LOWAT", serr)
+		}
+	}
 	cfg := smux.DefaultConfig()
 	cfg.Version = version
 	client, err = smux.Client(cc, cfg)
@@ -503,45 +522,11 @@ func fail(format string, args ...any) {
 }
 
 // sessionsVia connects a client and a server session across the harness's link: the server
-// listens on 127.0.0.1:listen, the client dials 127.0.0.1:dial. lowat > 0 sets
-// TCP_NOTSENT_LOWAT (KiB) on both sockets.
+// listens on 127.0.0.1:listen, the client dials 127.0.0.1:dial.
 func sessionsVia(version, listen, dial, lowat int) (client, server *smux.Session) {
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", listen))
 	check("listen", err)
-	defer ln.Close()
-	type accepted struct {
-		conn net.Conn
-		err  error
-	}
-	ch := make(chan accepted, 1)
-	go func() {
-		c, err := ln.Accept()
-		ch <- accepted{c, err}
-	}()
-	cc, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", dial))
-	check("dial", err)
-	a := <-ch
-	check("accept", a.err)
-	if lowat > 0 {
-		for _, c := range []net.Conn{cc, a.conn} {
-			raw, err := c.(*net.TCPConn).SyscallConn()
-			check("raw conn", err)
-			var serr error
-			err = raw.Control(func(fd uintptr) {
-				// TCP_NOTSENT_LOWAT is 25 on Linux.
-				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, 25, lowat*1024)
-			})
-			check("control", err)
-			check("TCP_NOTSENT_LOWAT", serr)
-		}
-	}
-	cfg := smux.DefaultConfig()
-	cfg.Version = version
-	client, err = smux.Client(cc, cfg)
-	check("client session", err)
-	server, err = smux.Server(a.conn, cfg)
-	check("server session", err)
-	return client, server
+	return connect(version, ln, fmt.Sprintf("127.0.0.1:%d", dial), lowat)
 }
 
 type sample struct {
