@@ -630,9 +630,9 @@ mod tests {
 
         proptest! {
             /// Over any interleaving of frames and partial writes: frames are never split;
-            /// data frames and FINs keep their order, and so do control frames; on a vectored transport, a control frame
-            /// is written behind at most a write's worth of the data frames not begun when it
-            /// was queued; and
+            /// data frames and FINs keep their order, and so do control frames; on a vectored
+            /// transport, a control frame is written behind at most a write's worth of the data
+            /// frames not begun when it was queued; and
             /// `done` passes a frame's end only when it and every frame queued before it are
             /// wholly written (and, without gathering, as soon as they are).
             #[test]
