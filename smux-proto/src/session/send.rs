@@ -252,8 +252,8 @@ impl Session {
         let c = &mut s.counters;
         c.sent += payload.len() as u64;
         c.queued_ahead = QueuedAhead {
-            frames: sent.frames - c.ready_since.frames,
-            bytes: sent.bytes - c.ready_since.bytes,
+            frames: sent.frames.saturating_sub(c.ready_since.frames),
+            bytes: sent.bytes.saturating_sub(c.ready_since.bytes),
         };
         if s.last_activity.is_some() {
             s.last_activity = Some(now);
