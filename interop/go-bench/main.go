@@ -529,6 +529,20 @@ func sessionsVia(version, listen, dial, lowat int) (client, server *smux.Session
 	return connect(version, ln, fmt.Sprintf("127.0.0.1:%d", dial), lowat)
 }
 
+// serve accepts the streams of server until it ends, each handled by handle in a goroutine
+// of its own.
+func serve(server *smux.Session, handle func(*smux.Stream)) {
+	go func() {
+		for {
+			s, err := server.AcceptStream()
+			if err != nil {
+				return
+			}
+			go handle(s)
+		}
+	}()
+}
+
 type sample struct {
 	t float64
 	n int64
@@ -588,39 +602,31 @@ func wanStream(client, server *smux.Session, total int64, rtt time.Duration, bps
 
 func wanMixed(client, server *smux.Session, length time.Duration) string {
 	var bulkBytes atomic.Int64
-	go func() {
-		for {
-			s, err := server.AcceptStream()
-			if err != nil {
-				return
-			}
-			go func() {
-				kind := make([]byte, 1)
-				if _, err := io.ReadFull(s, kind); err != nil {
+	serve(server, func(s *smux.Stream) {
+		kind := make([]byte, 1)
+		if _, err := io.ReadFull(s, kind); err != nil {
+			return
+		}
+		if kind[0] == 'B' {
+			buf := make([]byte, chunk)
+			for {
+				n, err := s.Read(buf)
+				bulkBytes.Add(int64(n))
+				if err != nil {
 					return
 				}
-				if kind[0] == 'B' {
-					buf := make([]byte, chunk)
-					for {
-						n, err := s.Read(buf)
-						bulkBytes.Add(int64(n))
-						if err != nil {
-							return
-						}
-					}
-				}
-				m := make([]byte, msgSize)
-				for {
-					if _, err := io.ReadFull(s, m); err != nil {
-						return
-					}
-					if _, err := s.Write(m); err != nil {
-						return
-					}
-				}
-			}()
+			}
 		}
-	}()
+		m := make([]byte, msgSize)
+		for {
+			if _, err := io.ReadFull(s, m); err != nil {
+				return
+			}
+			if _, err := s.Write(m); err != nil {
+				return
+			}
+		}
+	})
 	var stop atomic.Bool
 	for i := 0; i < 8; i++ {
 		s, err := client.OpenStream()
@@ -672,22 +678,14 @@ func wanMixed(client, server *smux.Session, length time.Duration) string {
 }
 
 func wanFetch(client, server *smux.Session, rtt time.Duration) string {
-	go func() {
-		for {
-			s, err := server.AcceptStream()
-			if err != nil {
-				return
-			}
-			go func() {
-				size := make([]byte, 8)
-				if _, err := io.ReadFull(s, size); err != nil {
-					return
-				}
-				writeN(s, make([]byte, chunk), int64(binary.LittleEndian.Uint64(size)))
-				s.Close()
-			}()
+	serve(server, func(s *smux.Stream) {
+		size := make([]byte, 8)
+		if _, err := io.ReadFull(s, size); err != nil {
+			return
 		}
-	}()
+		writeN(s, make([]byte, chunk), int64(binary.LittleEndian.Uint64(size)))
+		s.Close()
+	})
 	get := func(size int64) float64 {
 		t := time.Now()
 		s, err := client.OpenStream()
