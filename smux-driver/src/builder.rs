@@ -104,22 +104,39 @@ impl<F> MuxBuilder<WithConfig, F> {
         self
     }
 
-    /// Unread frames (of the maximum frame size) the session may hold before it stops
-    /// reading the transport (the version-1 receive budget); at most 4 MiB. Default:
-    /// 1,024.
+    /// The session's receive budget, in frames of the maximum frame size (32 KiB by
+    /// default; at least one frame of 65,535 bytes): the memory all streams together may hold
+    /// for data received and not yet read, streams waiting to be accepted included. `n`
+    /// frames are `n × max frame size` bytes. Default: 128 frames (4 MiB) in version 1, 1,024
+    /// frames (32 MiB) in version 2.
+    ///
+    /// Version 1 stops reading the transport at the budget until the application reads.
+    /// Version 2 never stops reading a peer that keeps to its windows (that can deadlock both
+    /// sides); when a frame would take it past the budget, the stream holding the most unread
+    /// data is reset instead (its reads fail with `ConnectionReset`, the peer gets a FIN, and
+    /// the other streams go on). The version-2 default holds the initial windows (256 KiB
+    /// each, which the protocol lets a peer send before it hears from us) of 128 fresh
+    /// streams.
     pub fn with_max_rx_queue(&mut self, size: std::num::NonZeroUsize) -> &mut Self {
         self.state.options.max_rx_queue(size);
         self
     }
 
-    /// Version 1: when input has been paused for `timeout_secs` seconds because unread data
-    /// is at a limit (`with_max_rx_queue` per stream, or the session's), reset one stream so
-    /// that the others go on: the stream whose frame is at its own limit, or, at the
-    /// session's limit, the stream holding the most unread data. Its unread and later data
-    /// is dropped, FIN is sent (the peer reads a clean end), and its reader gets a
-    /// `ConnectionReset` error that says so; input resumes. Default: off, and input waits for
-    /// the slowest reader however long it takes. (Version 2 never stops reading a peer that
-    /// keeps to its windows.)
+    /// Reset a stream that holds the session up for `timeout_secs` seconds: its unread data
+    /// is dropped, FIN is sent (the peer reads a clean end), and its reads and writes fail
+    /// with a `ConnectionReset` error that says why. Default: off.
+    ///
+    /// Version 1: when input has been paused that long because unread data is at a limit
+    /// (per stream, or the session's: `with_max_rx_queue`), the stream whose frame is at its
+    /// own limit, or, at the session's limit, the stream holding the most unread data is
+    /// reset, and input resumes. Off, input waits for the slowest reader however long it
+    /// takes.
+    ///
+    /// Version 2 never stops reading; there the timeout is for our writers. A stream whose
+    /// writer has waited that long for the peer's window is reset. A slow reader on the other
+    /// side is back-pressure: its window reopens as it reads, and the wait starts over. A
+    /// gone one never reopens it: a Go peer that closes a stream drops the data that still
+    /// arrives without a window update, and without this timeout our writer waits for good.
     ///
     /// # Panics
     /// Above a year.

@@ -252,7 +252,7 @@ impl State {
             StreamError::Finished => {
                 io::Error::new(io::ErrorKind::BrokenPipe, "stream is shut down for writing")
             }
-            StreamError::Reset => io::Error::new(io::ErrorKind::ConnectionReset, e.to_string()),
+            StreamError::Reset(_) => io::Error::new(io::ErrorKind::ConnectionReset, e.to_string()),
             StreamError::UnknownStream(id) => {
                 io::Error::new(io::ErrorKind::NotConnected, format!("unknown stream {id}"))
             }
@@ -316,6 +316,15 @@ impl State {
                 }
                 Event::Writable(id) => {
                     if let Some(slot) = self.slots.get_mut(&id.0) {
+                        self.wakes.take(&mut slot.writer);
+                    }
+                }
+                Event::Reset { id, reason } => {
+                    crate::trace::event_warn!(self, stream = id.0, %reason, "stream reset");
+                    #[cfg(not(feature = "tracing"))]
+                    let _ = reason;
+                    if let Some(slot) = self.slots.get_mut(&id.0) {
+                        self.wakes.take(&mut slot.reader);
                         self.wakes.take(&mut slot.writer);
                     }
                 }

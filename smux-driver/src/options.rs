@@ -20,7 +20,7 @@ pub struct Options {
     config: Config,
     keep_alive_timeout_set: bool,
     max_tx_frames: usize,
-    max_rx_frames: usize,
+    max_rx_frames: Option<usize>,
     close_linger: Duration,
 }
 
@@ -41,7 +41,7 @@ impl Options {
             config: Config::default(),
             keep_alive_timeout_set: false,
             max_tx_frames: 1024,
-            max_rx_frames: 1024,
+            max_rx_frames: None,
             close_linger: DEFAULT_CLOSE_LINGER,
         }
     }
@@ -79,10 +79,10 @@ impl Options {
         self.max_tx_frames = frames.get();
     }
 
-    /// Unread frames (counted as frames of the maximum frame size) the session may hold before
-    /// it stops reading the transport; the byte budget (4 MiB) applies as well.
+    /// The session's receive budget, in frames of the maximum frame size (at least one frame
+    /// of 65,535 bytes): `Config::max_session_unread`, in both versions.
     pub fn max_rx_queue(&mut self, frames: NonZeroUsize) {
-        self.max_rx_frames = frames.get();
+        self.max_rx_frames = Some(frames.get());
     }
 
     /// The protocol version (no longer automatic).
@@ -189,13 +189,11 @@ impl Options {
             .saturating_mul(frame)
             .min(c.max_session_queued() / FAIR_SHARE)
             .max(frame);
-        let floor = 65_535 + 64;
-        let session_unread = self
-            .max_rx_frames
-            .saturating_mul(frame)
-            .clamp(floor, c.max_session_unread().max(floor));
-        c.with_max_stream_queued(stream_queued)
-            .with_max_session_unread(session_unread);
+        c.with_max_stream_queued(stream_queued);
+        if let Some(frames) = self.max_rx_frames {
+            let floor = 65_535 + 64;
+            c.with_max_session_unread(frames.saturating_mul(frame).max(floor));
+        }
         if let (Some(i), Some(t)) = (c.keep_alive_interval(), c.keep_alive_timeout()) {
             assert!(
                 t >= i,
@@ -239,6 +237,9 @@ mod tests {
         assert_eq!(c.idle_timeout(), None);
         assert_eq!(c.version(), Version::V1);
         assert_eq!(c.max_session_unread(), 4 * 1024 * 1024);
+        let mut o = Options::new(Role::Server);
+        o.version(Version::V2);
+        assert_eq!(o.config().max_session_unread(), 32 * 1024 * 1024);
     }
 
     #[test]
@@ -249,6 +250,10 @@ mod tests {
         let c = o.config();
         assert_eq!(c.max_stream_queued(), 4 * 32_768);
         assert_eq!(c.max_session_unread(), 8 * 32_768);
+        // The same in version 2, and not capped by either version's default.
+        o.version(Version::V2);
+        o.max_rx_queue(NonZeroUsize::new(2048).unwrap());
+        assert_eq!(o.config().max_session_unread(), 2048 * 32_768);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! Each session has a span (`smux`, with its role and version); events name it as their
 //! parent, whichever task emits them. Streams opened, accepted, closed and refused are
-//! `debug`; the end of the session is `debug` when orderly, `warn` otherwise. Nothing per
-//! frame.
+//! `debug`; a stream the session reset is `warn`; the end of the session is `debug` when
+//! orderly, `warn` otherwise. Nothing per frame.
 
 /// A `debug` event in the session's span (`$st`: the state, which holds it). The session's
 /// end is reported where it is decided (`State::take_result`), `warn` unless orderly.
@@ -16,4 +16,14 @@ macro_rules! event_debug {
     }};
 }
 
-pub(crate) use event_debug;
+/// A `warn` event in the session's span, as [`event_debug`].
+macro_rules! event_warn {
+    ($st:expr, $($arg:tt)+) => {{
+        #[cfg(feature = "tracing")]
+        {
+            tracing::warn!(parent: &$st.span, $($arg)+);
+        }
+    }};
+}
+
+pub(crate) use {event_debug, event_warn};

@@ -50,7 +50,7 @@ pub struct Config {
     max_stream_window: u32,
     window_tuning: bool,
     max_stream_unread: usize,
-    max_session_unread: usize,
+    max_session_unread: Option<usize>,
     max_accept_backlog: usize,
     accept_stall_timeout: Duration,
     stalled_stream_timeout: Option<Duration>,
@@ -72,7 +72,7 @@ impl Default for Config {
             max_stream_window: 16 * 1024 * 1024,
             window_tuning: true,
             max_stream_unread: 4 * 1024 * 1024,
-            max_session_unread: 4 * 1024 * 1024,
+            max_session_unread: None,
             max_accept_backlog: 1024,
             accept_stall_timeout: Duration::from_secs(1),
             stalled_stream_timeout: None,
@@ -219,26 +219,38 @@ impl Config {
         self
     }
 
-    /// The session's receive budget (Go's `MaxReceiveBuffer`). Default: 4 MiB.
+    /// The session's receive budget: the memory all streams together may hold for data
+    /// received and not yet read (payloads and the queue slots holding them), streams waiting
+    /// in the accept backlog included. Default: 4 MiB in version 1 (Go's `MaxReceiveBuffer`),
+    /// 32 MiB in version 2 (see below); a value set here applies to both.
     ///
-    /// Version 1: memory all streams together may hold for unread data, the payloads and the
-    /// queue slots holding them; when a frame would go above it we stop reading input until
-    /// the application reads.
+    /// Version 1: when a frame would go above it we stop reading input until the application
+    /// reads (head-of-line blocking, as the protocol implies; see
+    /// [`Config::stalled_stream_timeout`]).
     ///
     /// Version 2: we never stop reading a peer that keeps to our windows (that can deadlock
-    /// both sides); instead the windows we advertise come out of this budget. Every stream
-    /// the peer may still send to is owed what the protocol lets it send unasked
-    /// ([`INITIAL_PEER_WINDOW`](crate::INITIAL_PEER_WINDOW)) or what we advertised, whichever reaches further; a window
-    /// grows only while the total owed stays within this budget. Unread data is therefore at
-    /// most this budget, or [`INITIAL_PEER_WINDOW`](crate::INITIAL_PEER_WINDOW) per open stream when more streams than
-    /// the budget covers are opened at once.
+    /// both sides). The windows we grant come out of this budget: a window grows only while
+    /// what the peer may still send on all streams stays within it (every stream may have
+    /// 64 KiB whatever the budget, so that idle open windows cannot starve the rest). But
+    /// every fresh stream may carry [`INITIAL_PEER_WINDOW`](crate::INITIAL_PEER_WINDOW) bytes
+    /// before the peer hears from us, which no budget can refuse. So when a frame would take
+    /// the memory held above the budget, the stream holding the most unread data (or, if no
+    /// stream holds 16 KiB, the frame's own stream) is reset
+    /// ([`ResetReason::ReceiveBudget`](crate::ResetReason::ReceiveBudget)): its unread data is
+    /// dropped, FIN is sent, its reads fail, and data the peer still sends on it is dropped and
+    /// counted as read, so the peer's writer is never left without window. The default of
+    /// 32 MiB holds 128 fresh streams' initial windows at once: a burst of 100 streams that
+    /// each send their whole initial window before our reader runs (25 MiB) needs no reset.
     pub fn max_session_unread(&self) -> usize {
-        self.max_session_unread
+        self.max_session_unread.unwrap_or(match self.version {
+            Version::V1 => 4 * 1024 * 1024,
+            Version::V2 => 32 * 1024 * 1024,
+        })
     }
 
     /// Sets [`Config::max_session_unread`].
     pub fn with_max_session_unread(&mut self, bytes: usize) -> &mut Self {
-        self.max_session_unread = bytes;
+        self.max_session_unread = Some(bytes);
         self
     }
 
@@ -269,13 +281,21 @@ impl Config {
         self
     }
 
-    /// Version 1: when input has waited this long because unread data is at a limit, one
-    /// stream is reset so that the others go on: the stream whose frame is at its own limit,
-    /// or, at the session's limit, the stream holding the most unread data. Its unread and
-    /// later data is dropped, FIN is sent, and its reads fail with
-    /// [`StreamError::Reset`](crate::StreamError::Reset). Default: off (input waits for the
-    /// readers however long they take). Version 2 never stops reading a peer that keeps to
-    /// its windows, so this does not apply there.
+    /// How long a stream may hold the session up before it is reset: its unread data is
+    /// dropped, FIN is sent, and its reads and writes fail with
+    /// [`StreamError::Reset`](crate::StreamError::Reset). Default: off.
+    ///
+    /// Version 1: when input has waited this long because unread data is at a limit, the
+    /// stream whose frame is at its own limit is reset, or, at the session's limit, the stream
+    /// holding the most unread data ([`ResetReason::StalledReader`](crate::ResetReason)), and
+    /// input goes on. Off, input waits for the readers however long they take.
+    ///
+    /// Version 2 never stops reading (see [`Config::max_session_unread`]); there the timeout is
+    /// for our writers: a stream whose writer has waited this long for the peer's window
+    /// ([`ResetReason::StalledWriter`](crate::ResetReason)) is reset. A slow reader on the
+    /// other side is back-pressure, and its window reopens as it reads; a reader that is
+    /// gone (a peer that dropped the stream and drops its data without a window update, as
+    /// Go does) never reopens it, and without this timeout our writer waits for good.
     pub fn stalled_stream_timeout(&self) -> Option<Duration> {
         self.stalled_stream_timeout
     }
@@ -379,7 +399,7 @@ impl Config {
                 "must hold at least one full frame (65,535)",
             );
         }
-        if self.max_session_unread < MAX_PAYLOAD + std::mem::size_of::<bytes::Bytes>() {
+        if self.max_session_unread() < MAX_PAYLOAD + std::mem::size_of::<bytes::Bytes>() {
             return bad("max_session_unread", "must hold at least one full frame");
         }
         if self.max_accept_backlog == 0 {

@@ -109,6 +109,26 @@ pub enum OpenError {
     Draining,
 }
 
+/// Why the session reset a stream ([`StreamError::Reset`], [`Event::Reset`](crate::Event::Reset)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResetReason {
+    /// Version 1: input waited for this stream's reader for the stalled-stream timeout
+    /// ([`Config::stalled_stream_timeout`](crate::Config::stalled_stream_timeout)).
+    #[error("its reader fell behind for the stalled-stream timeout")]
+    StalledReader,
+    /// Version 2: the session's receive budget
+    /// ([`Config::max_session_unread`](crate::Config::max_session_unread)) was full and this
+    /// stream held the most unread data.
+    #[error("the session's receive budget was full and it held the most unread data")]
+    ReceiveBudget,
+    /// Version 2: its writer waited for the peer's window for the stalled-stream timeout
+    /// ([`Config::stalled_stream_timeout`](crate::Config::stalled_stream_timeout)): the peer
+    /// stopped reading the stream, or dropped it.
+    #[error("its writer waited for the peer's window for the stalled-stream timeout")]
+    StalledWriter,
+}
+
 /// Why a stream command ([`Session::write`](crate::Session::write),
 /// [`Session::read`](crate::Session::read), ...) did not go through.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,11 +146,10 @@ pub enum StreamError {
     /// [`Session::end_reason`](crate::Session::end_reason).
     #[error("session ended")]
     SessionEnded,
-    /// The stream was reset because its reader fell behind for the stalled-stream timeout
-    /// ([`Config::stalled_stream_timeout`](crate::Config::stalled_stream_timeout)): its unread
-    /// data was dropped.
-    #[error("stream reset: its reader fell behind for the stalled-stream timeout")]
-    Reset,
+    /// The stream was reset: its unread data was dropped, our FIN was sent, and reads and
+    /// writes fail from then on. The reason says which limit it hit.
+    #[error("stream reset: {0}")]
+    Reset(ResetReason),
     /// No such stream: never opened, or already released with
     /// [`Session::close_stream`](crate::Session::close_stream).
     #[error("unknown stream {0}")]

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::error::ResetReason;
 use crate::scheduler::Membership;
 use crate::session::StreamCounters;
 use crate::wire::INITIAL_PEER_WINDOW;
@@ -56,10 +57,15 @@ pub(crate) struct Stream {
     write_blocked: bool,
     /// The application released the stream; it is removed once its FIN is out.
     released: bool,
-    /// The application stopped reading: data that arrives is consumed and dropped.
+    /// Nobody will read it (the application dropped its read half or the stream, or it was
+    /// reset): data that arrives is counted as read and dropped.
     reads_dropped: bool,
-    /// Reset for the stalled-stream timeout: reads fail.
-    reset: bool,
+    /// In the session's list of streams that may hold the most unread data.
+    pub heavy: bool,
+    /// Version 2: a deadline for its writer's wait for the peer's window is armed.
+    pub stall_watched: bool,
+    /// Reset by the session: reads and writes fail with this reason.
+    reset: Option<ResetReason>,
     /// The idle timeout closed it.
     expired: bool,
     /// `Closed` has been reported.
@@ -120,7 +126,9 @@ impl Stream {
             write_blocked: false,
             released: false,
             reads_dropped: false,
-            reset: false,
+            heavy: false,
+            stall_watched: false,
+            reset: None,
             expired: false,
             closed_reported: false,
             last_activity: None,
@@ -136,9 +144,12 @@ impl Stream {
         self.released
     }
 
-    /// The application stops reading: what arrives from now on is consumed and dropped.
-    pub fn drop_reads(&mut self) {
+    /// Nobody will read the stream: unread data is dropped (returns the receive memory freed
+    /// and the bytes dropped), and what arrives from now on is counted as read and dropped.
+    pub fn drop_reads(&mut self) -> (usize, usize) {
         self.reads_dropped = true;
+        let unread = self.rx_bytes;
+        (self.drop_rx(), unread)
     }
 
     pub fn reads_dropped(&self) -> bool {
@@ -189,12 +200,12 @@ impl Stream {
         self.drop_rx()
     }
 
-    /// Marks it reset (reads fail from now on); it is then expired.
-    pub fn mark_reset(&mut self) {
-        self.reset = true;
+    /// Marks it reset: reads and writes fail from now on.
+    pub fn mark_reset(&mut self, reason: ResetReason) {
+        self.reset = Some(reason);
     }
 
-    pub fn is_reset(&self) -> bool {
+    pub fn reset_reason(&self) -> Option<ResetReason> {
         self.reset
     }
 
@@ -260,9 +271,15 @@ impl Stream {
         !self.rx.is_empty()
     }
 
-    /// Whether this stream still accepts payload from the peer.
+    /// Whether this stream queues payload from the peer for reading.
     pub fn accepts_data(&self) -> bool {
-        !self.fin_recv && !self.released && !self.expired
+        !self.fin_recv && !self.released && !self.expired && !self.reads_dropped
+    }
+
+    /// Whether payload from the peer is counted as read and dropped (version 2 keeps the
+    /// peer's window moving for it until the peer's FIN).
+    pub fn discards_data(&self) -> bool {
+        self.reads_dropped && !self.fin_recv && !self.expired
     }
 
     /// Memory the receive side holds: unread payload plus the queue's slots.
@@ -390,9 +407,15 @@ impl Stream {
         self.since_grant = 0;
     }
 
-    /// The stream no longer takes data: the credit it held is returned.
+    /// The stream no longer takes data: returns the credit it held in the session's budget
+    /// (none once it discards what arrives).
     pub fn take_credit(&mut self) -> usize {
-        std::mem::take(&mut self.credit)
+        if self.reads_dropped {
+            // Its window keeps moving for the data it discards.
+            0
+        } else {
+            std::mem::take(&mut self.credit)
+        }
     }
 
     /// Version 2: the `consumed` value for an UPD.

@@ -1544,7 +1544,10 @@ fn the_stalled_stream_timeout_resets_the_stream_that_holds_input_back() {
     p.drive();
     // `slow` is reset: its reader hears so, its data is dropped, and input goes on.
     let mut buf = [0u8; 16];
-    assert_eq!(p.server.read(slow, &mut buf), Err(StreamError::Reset));
+    assert_eq!(
+        p.server.read(slow, &mut buf),
+        Err(StreamError::Reset(crate::ResetReason::StalledReader))
+    );
     assert_eq!(p.server.accept(), Some(fast));
     assert_eq!(p.server.read(fast, &mut buf), Ok(6));
     assert_eq!(&buf[..6], b"behind");
@@ -1585,7 +1588,10 @@ fn at_the_session_limit_the_stalled_stream_timeout_resets_the_largest_holder() {
     p.advance(Duration::from_secs(1));
     p.drive();
     let mut buf = vec![0u8; 128 * 1024];
-    assert_eq!(p.server.read(big, &mut buf), Err(StreamError::Reset));
+    assert_eq!(
+        p.server.read(big, &mut buf),
+        Err(StreamError::Reset(crate::ResetReason::StalledReader))
+    );
     assert_eq!(p.server.read(small, &mut buf), Ok(40 * 1024));
     assert_eq!(p.server.read(late, &mut buf), Ok(64 * 1024));
 }

@@ -28,17 +28,18 @@ impl Session {
     /// every command afterwards. Releasing an unknown id does nothing.
     pub fn close_stream(&mut self, id: StreamId) {
         let ended = self.is_ended();
-        let Some(s) = self.streams.get_mut(&id.0).filter(|s| !s.is_released()) else {
+        if self.streams.get(&id.0).is_none_or(|s| s.is_released()) {
             return;
-        };
-        self.rx_held -= s.release();
+        }
+        self.discard_reads(id);
+        let s = self.streams.get_mut(&id.0).expect("checked above");
+        s.release();
         self.accept_queue.leave(s);
         self.sched.tx_blocked.leave(s);
         let fin_sent = s.fin_sent();
         self.accept_queue.tidy(&self.streams);
         self.sched.tx_blocked.tidy(&self.streams);
-        self.stop_receiving(id);
-        if ended || fin_sent {
+        if ended || (fin_sent && !self.keeps_tombstone(id)) {
             self.remove(id);
             return;
         }
@@ -88,7 +89,7 @@ impl Session {
     }
 
     /// Asks for FIN on `id` after its queued data, unless asked before.
-    fn queue_fin(&mut self, id: StreamId) {
+    pub(super) fn queue_fin(&mut self, id: StreamId) {
         let Some(s) = self.streams.get_mut(&id.0) else {
             return;
         };
@@ -104,8 +105,13 @@ impl Session {
             return;
         };
         self.rx_held -= s.expire();
+        let gone = s.is_released() && s.fin_sent();
         self.stop_receiving(id);
         self.return_credit(id);
+        if gone {
+            self.remove(id);
+            return;
+        }
         self.queue_fin(id);
         self.check_done(id);
     }
@@ -128,6 +134,8 @@ impl Session {
         self.sched.clear(&mut self.streams);
         self.credit_wait.clear(&mut self.streams);
         self.decoder = Decoder::default();
+        self.stalled_writers.clear();
+        self.heavy = Vec::new();
         self.rx_held -= std::mem::take(&mut self.rx_reserved);
         // Streams waiting in the accept queue stay there: what the peer sent on them before the
         // end can still be accepted and read. Output is dropped with the transport.

@@ -127,8 +127,12 @@ impl Session {
                 let len = h.len as usize;
                 self.counters.payload_frames_received += 1;
                 self.counters.payload_bytes_received += len as u64;
+                if self.wire_version() == Version::V2 && len > 0 {
+                    // Never stop reading a peer that keeps to our windows: make room instead.
+                    self.make_room(id, len);
+                }
                 let body = match self.streams.get(&id.0) {
-                    Some(s) if len > 0 && s.accepts_data() => {
+                    Some(s) if len > 0 && (s.accepts_data() || s.discards_data()) => {
                         let unread = s.unread() + len;
                         if self.wire_version() == Version::V2 && unread > s.credit() {
                             self.decoder.take_header();
@@ -141,6 +145,11 @@ impl Session {
                                 }
                                 .into(),
                             );
+                            return Step::Done;
+                        }
+                        if s.discards_data() {
+                            self.consume_discarded(id, len);
+                            self.decoder.begin_body(Body::Discard { len });
                             return Step::Done;
                         }
                         // Charged now, for the whole frame: its pieces are queued as they
@@ -168,7 +177,14 @@ impl Session {
         if !s.recv_fin() {
             return;
         }
-        if !s.is_released() && !s.closed_reported() {
+        if s.is_released() {
+            if s.fin_sent() {
+                // A tombstone: the peer has finished too.
+                self.remove(id);
+            }
+            return;
+        }
+        if !s.closed_reported() {
             self.events.push_back(Event::Finished(id));
         }
         self.return_credit(id);
@@ -216,10 +232,11 @@ impl Session {
             self.rx_reserved = s.rx_cost(rest);
             self.rx_held += self.rx_reserved;
         }
-        if s.reads_dropped() {
-            self.discard_unread(id);
-        } else if was_empty {
+        if was_empty {
             self.events.push_back(Event::Readable(id));
+        }
+        if self.wire_version() == Version::V2 {
+            self.note_heavy(id);
         }
         self.note_arrival(id, arrived, now);
     }
@@ -246,9 +263,12 @@ impl Session {
     /// `id` takes no more data (released, or expired): the rest of a frame arriving for it is
     /// read and dropped, and the room reserved for it is given back.
     pub(super) fn stop_receiving(&mut self, id: StreamId) {
-        if self.decoder.receiving().is_some_and(|(r, _)| r == id) {
-            self.decoder.discard_rest();
-            self.rx_held -= std::mem::take(&mut self.rx_reserved);
-        }
+        let Some((_, rest)) = self.decoder.receiving().filter(|(r, _)| *r == id) else {
+            return;
+        };
+        self.decoder.discard_rest();
+        self.rx_held -= std::mem::take(&mut self.rx_reserved);
+        // Discarded, but counted as read if the stream discards what arrives.
+        self.consume_discarded(id, rest);
     }
 }

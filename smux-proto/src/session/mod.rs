@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 use crate::config::{Config, Role};
 use crate::decode::Decoder;
-use crate::error::{ConfigError, SessionEnd, StreamError};
+use crate::error::{ConfigError, ResetReason, SessionEnd, StreamError};
 use crate::frame::Header;
 use crate::hasher::IdHasher;
 use crate::scheduler::{IdQueue, Queue, Scheduler, Streams};
@@ -28,6 +28,7 @@ mod admission;
 mod close;
 mod input;
 mod recv;
+mod reset;
 mod send;
 mod stats;
 
@@ -50,6 +51,14 @@ pub enum Event {
     /// The stream is over in both directions (both FINs, or the idle timeout). Release it with
     /// [`Session::close_stream`] once its unread data is read.
     Closed(StreamId),
+    /// The session reset a stream ([`ResetReason`]): its reads and writes fail from now on,
+    /// and the peer got a FIN.
+    Reset {
+        /// The stream.
+        id: StreamId,
+        /// Why.
+        reason: ResetReason,
+    },
     /// The session ended. Streams keep what they received: reads return it, then end of
     /// stream (if the peer had sent FIN) or [`StreamError::SessionEnded`](crate::StreamError).
     SessionEnded(SessionEnd),
@@ -142,6 +151,10 @@ pub struct Session {
     credit_owed: usize,
     /// Version 2: streams whose window could not grow for lack of budget.
     credit_wait: IdQueue,
+    /// Version 2: streams that held 16 KiB or more unread when last seen (see `reset.rs`).
+    heavy: Vec<StreamId>,
+    /// Version 2: deadlines of writers waiting for the peer's window (see `reset.rs`).
+    stalled_writers: DeadlineQueue,
     /// Version 2, window tuning: the shortest round trip measured (an UPD, to the first data
     /// beyond the edge it moved).
     round_trip: Option<std::time::Duration>,
@@ -198,6 +211,8 @@ impl Session {
             rx_reserved: 0,
             credit_owed: 0,
             credit_wait: IdQueue::new(Queue::CreditWait),
+            heavy: Vec::new(),
+            stalled_writers: DeadlineQueue::default(),
             round_trip: None,
             loaded_round_trip: None,
             tuned_window: 0,
@@ -240,7 +255,9 @@ impl Session {
             // Streams we opened before knowing: the peer may send the initial window on them.
             for s in self.streams.values_mut() {
                 s.grant(INITIAL_PEER_WINDOW as usize);
-                self.credit_owed += INITIAL_PEER_WINDOW as usize;
+                if !s.reads_dropped() {
+                    self.credit_owed += INITIAL_PEER_WINDOW as usize;
+                }
             }
         }
     }
@@ -365,10 +382,14 @@ impl Session {
         if self.is_ended() {
             return None;
         }
-        match (self.timers.next(), self.idle.next()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.timers.next(),
+            self.idle.next(),
+            self.stalled_writers.next(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ---------------------------------------------------------------- shared internals

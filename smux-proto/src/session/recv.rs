@@ -70,28 +70,15 @@ impl Session {
     /// is never stuck. Idempotent.
     pub fn stop_reading(&mut self, id: StreamId) -> Result<(), StreamError> {
         self.command_target(id)?;
-        self.streams
-            .get_mut(&id.0)
-            .expect("checked by command_target")
-            .drop_reads();
-        self.discard_unread(id);
+        self.discard_reads(id);
         Ok(())
-    }
-
-    /// Reads and drops everything `id` holds.
-    pub(super) fn discard_unread(&mut self, id: StreamId) {
-        while let Ok(Some(chunk)) = self.read_chunk(id, usize::MAX) {
-            if chunk.is_empty() {
-                break;
-            }
-        }
     }
 
     /// Whether `id` has data or its end to report; errors if neither will ever come.
     fn readable(&self, id: StreamId) -> Result<(), StreamError> {
         let s = self.command_target(id)?;
-        if s.is_reset() {
-            return Err(StreamError::Reset);
+        if let Some(reason) = s.reset_reason() {
+            return Err(StreamError::Reset(reason));
         }
         if s.has_unread() || s.fin_recv() || s.is_expired() {
             Ok(())
@@ -250,7 +237,7 @@ impl Session {
 
     /// Version 2: once the budget has room again, grows the windows of the streams waiting
     /// for it, oldest first.
-    fn serve_credit_waiters(&mut self) {
+    pub(super) fn serve_credit_waiters(&mut self) {
         let quarter = self.config.stream_window() as usize / 4;
         while self.credit_owed + quarter <= self.config.max_session_unread() {
             let Some(id) = self.credit_wait.pop(&mut self.streams) else {

@@ -56,6 +56,9 @@ impl Session {
         if self.is_ended() {
             return Err(StreamError::SessionEnded);
         }
+        if let Some(reason) = s.reset_reason() {
+            return Err(StreamError::Reset(reason));
+        }
         if s.fin_queued() || s.is_expired() {
             return Err(StreamError::Finished);
         }
@@ -106,6 +109,9 @@ impl Session {
         if self.is_ended() {
             return Err(StreamError::SessionEnded);
         }
+        if let Some(reason) = s.reset_reason() {
+            return Err(StreamError::Reset(reason));
+        }
         if s.fin_queued() || s.is_expired() {
             return Err(StreamError::Finished);
         }
@@ -125,14 +131,19 @@ impl Session {
     fn block_writer(&mut self, id: StreamId) -> StreamError {
         let session_full = self.tx_queued >= self.config.max_session_queued();
         let v2 = self.config.version() == Version::V2;
+        let mut window_shut = false;
         if let Some(s) = self.streams.get_mut(&id.0) {
-            if v2 && s.send_window() == 0 && s.counters.window_shut_since.is_none() {
+            window_shut = v2 && s.send_window() == 0;
+            if window_shut && s.counters.window_shut_since.is_none() {
                 s.counters.window_shut_since = Some(self.now);
             }
             s.set_write_blocked(true);
             if session_full {
                 self.sched.tx_blocked.push(id, s);
             }
+        }
+        if window_shut {
+            self.watch_stalled_writer(id, self.now);
         }
         StreamError::Blocked
     }
@@ -220,7 +231,7 @@ impl Session {
             return Some(Transmit::new(v, Cmd::Syn, id, Bytes::new()));
         }
         // An UPD for a stream that takes no more data would tell nothing.
-        if s.take_upd() && s.accepts_data() {
+        if s.take_upd() && (s.accepts_data() || s.discards_data()) {
             if let Some(edge) = s.tuning.probe_edge.take() {
                 s.tuning.probe = Some((now, edge));
             }
@@ -233,7 +244,7 @@ impl Session {
             return None;
         }
         s.mark_fin_sent();
-        if s.is_released() {
+        if s.is_released() && !self.keeps_tombstone(id) {
             self.remove(id);
         } else {
             self.check_done(id);

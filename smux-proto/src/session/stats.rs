@@ -33,6 +33,9 @@ pub struct SessionStats {
     pub streams_refused: u64,
     /// Keep-alive NOPs sent.
     pub keep_alives_sent: u64,
+    /// Streams reset by the session ([`ResetReason`](crate::ResetReason)): at the receive
+    /// budget, or for the stalled-stream timeout.
+    pub streams_reset: u64,
     /// Streams in the table now, in both directions.
     pub streams_open: usize,
     /// Streams waiting for `accept` now.

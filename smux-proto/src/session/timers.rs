@@ -3,14 +3,15 @@
 
 use std::time::Instant;
 
-use super::{Event, Session, SessionEnd};
+use super::{Session, SessionEnd};
+use crate::error::ResetReason;
 use crate::timer::Timer;
 use crate::wire::Cmd;
 use crate::wire::StreamId;
 
 impl Session {
     /// Runs the timers due at `now`: keep-alive NOP, keep-alive timeout, the accept-stall
-    /// timeout, stream idle timeouts.
+    /// timeout, the stalled-stream timeouts, stream idle timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
         if self.is_ended() {
@@ -38,6 +39,7 @@ impl Session {
         if self.timers.is_due(Timer::StalledInput, now) {
             self.on_stalled_input();
         }
+        self.reset_stalled_writers(now);
         if let Some(idle) = self.config.idle_timeout() {
             while let Some(id) = self.idle.pop_due(now) {
                 let Some(s) = self.streams.get(&id) else {
@@ -89,12 +91,7 @@ impl Session {
                 .map(|(&id, _)| id)
         };
         if let Some(id) = victim {
-            let id = StreamId(id);
-            if let Some(s) = self.streams.get_mut(&id.0) {
-                s.mark_reset();
-            }
-            self.expire(id);
-            self.events.push_back(Event::Readable(id));
+            self.reset_stream(StreamId(id), ResetReason::StalledReader);
         }
     }
 
