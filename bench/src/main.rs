@@ -350,7 +350,7 @@ fn child(args: &[String]) {
             for (k, v) in fields {
                 line += &format!(" {k}={v:.6}");
             }
-            line += &format!(" peak_rss_kib={}", peak_rss_kib());
+            line += &format!(" peak_rss_kib={}", status_kib("VmHWM"));
             println!("{line}");
         }
         Err(e) => {
@@ -360,12 +360,13 @@ fn child(args: &[String]) {
     }
 }
 
-/// This process's high-water mark of resident memory (`VmHWM`).
-fn peak_rss_kib() -> u64 {
+/// A figure of this process's memory in KiB from `/proc/self/status` (0 if unknown): `VmHWM`,
+/// the high-water mark of resident memory, or `VmRSS`, resident memory now.
+fn status_kib(key: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
@@ -966,6 +967,12 @@ fn metrics(w: Workload) -> Vec<Metric> {
                 unit: "bytes",
                 higher_better: false,
                 value: |f| field(f, "mem_per_stream"),
+            },
+            Metric {
+                name: "RSS per stream",
+                unit: "bytes",
+                higher_better: false,
+                value: |f| field(f, "rss_per_stream"),
             },
             Metric {
                 name: "last/first 1000 open rate",

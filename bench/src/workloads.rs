@@ -459,12 +459,14 @@ async fn ping_pong(
     Ok(vec![("p50_us", at(0.50)), ("p99_us", at(0.99))])
 }
 
-/// Opens `n` streams one by one (open, then accept) and keeps both ends: heap bytes per
-/// stream, and the time of the first and the last thousand opens.
+/// Opens `n` streams one by one (open, then accept) and keeps both ends: heap bytes and
+/// resident bytes (RSS, which also counts what the allocator keeps and the pages a table
+/// touches) per stream, and the time of the first and the last thousand opens.
 async fn idle(opener: Opener, mut acceptor: Acceptor, n: usize) -> io::Result<Fields> {
     let settle = || sleep(Duration::from_millis(50));
     settle().await;
     let before = live();
+    let rss_before = crate::status_kib("VmRSS");
     let mut ends = Vec::with_capacity(2 * n);
     let mut batches = Vec::new();
     let mut t = Instant::now();
@@ -483,12 +485,15 @@ async fn idle(opener: Opener, mut acceptor: Acceptor, n: usize) -> io::Result<Fi
     }
     settle().await;
     // The vector of handles is the benchmark's, not the implementation's.
-    let held = live() as f64 - before as f64 - (ends.capacity() * size_of::<BoxIo>()) as f64;
+    let vector = (ends.capacity() * size_of::<BoxIo>()) as f64;
+    let held = live() as f64 - before as f64 - vector;
+    let resident = (crate::status_kib("VmRSS") as f64 - rss_before as f64) * 1024.0 - vector;
     let first = batches.first().copied().unwrap_or(f64::NAN);
     let last = batches.last().copied().unwrap_or(f64::NAN);
     drop(ends);
     Ok(vec![
         ("mem_per_stream", held / n as f64),
+        ("rss_per_stream", resident / n as f64),
         ("first_secs", first),
         ("last_secs", last),
     ])
