@@ -193,11 +193,9 @@ impl Stream {
         self.drop_rx()
     }
 
-    /// The idle timeout closes the stream: unread data is dropped. Returns the receive memory
-    /// freed.
-    pub fn expire(&mut self) -> usize {
+    /// The idle timeout closes the stream (its reads were dropped first).
+    pub fn expire(&mut self) {
         self.expired = true;
-        self.drop_rx()
     }
 
     /// Marks it reset: reads and writes fail from now on.
@@ -279,7 +277,7 @@ impl Stream {
     /// Whether payload from the peer is counted as read and dropped (version 2 keeps the
     /// peer's window moving for it until the peer's FIN).
     pub fn discards_data(&self) -> bool {
-        self.reads_dropped && !self.fin_recv && !self.expired
+        self.reads_dropped && !self.fin_recv
     }
 
     /// Memory the receive side holds: unread payload plus the queue's slots.

@@ -98,15 +98,16 @@ impl Session {
         }
     }
 
-    /// The idle timeout closes `id`: unread data is dropped, FIN follows queued data, reads
-    /// end and writes fail.
+    /// The idle timeout (or, in version 1, a reset) closes `id`: unread data is dropped, FIN
+    /// follows queued data, reads end and writes fail. What the peer still sends is discarded
+    /// (in version 2, counted as read) until its FIN.
     pub(super) fn expire(&mut self, id: StreamId) {
+        self.discard_reads(id);
         let Some(s) = self.streams.get_mut(&id.0) else {
             return;
         };
-        self.rx_held -= s.expire();
+        s.expire();
         let gone = s.is_released() && s.fin_sent();
-        self.stop_receiving(id);
         self.return_credit(id);
         if gone {
             self.remove(id);

@@ -36,7 +36,7 @@ impl Session {
             return;
         }
         // Whether its credit is part of `credit_owed` (it is until the peer's FIN).
-        let owed = v2 && !s.fin_recv() && !s.is_expired();
+        let owed = v2 && !s.fin_recv();
         let (freed, unread) = s.drop_reads();
         self.rx_held -= freed;
         if owed {
@@ -87,6 +87,7 @@ impl Session {
         }
         s.mark_reset(reason);
         self.counters.streams_reset += 1;
+        self.events.push_back(Event::Reset { id, reason });
         match self.wire_version() {
             Version::V1 => self.expire(id),
             Version::V2 => {
@@ -95,7 +96,6 @@ impl Session {
                 self.check_done(id);
             }
         }
-        self.events.push_back(Event::Reset { id, reason });
     }
 
     /// Whether the released stream `id` stays in the table once its FIN is out: in version 2
