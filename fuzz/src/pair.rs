@@ -32,7 +32,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use smux_proto::pair::{Pair, Side};
 use smux_proto::{
-    Config, Event, OpenError, SessionEnd, StreamError, StreamId, Version, INITIAL_PEER_WINDOW,
+    Config, Event, OpenError, ResetReason, SessionEnd, StreamError, StreamId, Version,
+    INITIAL_PEER_WINDOW,
 };
 
 /// Operations per input, at most.
@@ -76,6 +77,7 @@ impl Limits {
         let keep_alive = self.timers & 1 != 0;
         let interval = Duration::from_millis(1 + u64::from(self.keep_alive_ms % 5000));
         let stream_queued = 1 + usize::from(self.stream_queued % 8192);
+        let stalled = Duration::from_millis(1 + u64::from(self.keep_alive_ms % 3000));
         let c = {
             let mut c = Config::default();
             c.with_version(version)
@@ -92,6 +94,7 @@ impl Limits {
                     (self.timers & 2 != 0)
                         .then(|| Duration::from_millis(1 + u64::from(self.idle_ms % 10_000))),
                 )
+                .with_stalled_stream_timeout((self.timers & 8 != 0).then_some(stalled))
                 .with_stream_window(65_535 + u32::from(self.window))
                 .with_window_tuning(self.timers & 4 == 0)
                 .with_max_stream_window(
@@ -199,17 +202,20 @@ struct View {
     released: bool,
     finished: bool,
     closed: bool,
-    /// `Closed` came without `Finished`: the idle timeout closed it here.
+    /// `Closed` came without `Finished`: the idle timeout (or a version-1 reset) closed it
+    /// here.
     expired: bool,
+    /// The session reset it here: reads and writes fail, and what the peer sent is lost.
+    reset: bool,
     blocked_reader: bool,
     blocked_writer: bool,
 }
 
 impl View {
-    /// The idle timeout closed the stream before the peer's FIN: what the peer sent later is
-    /// dropped.
+    /// The idle timeout closed the stream before the peer's FIN, or it was reset: what the
+    /// peer sent later is dropped.
     fn lost_data(&self) -> bool {
-        self.expired && !self.finished
+        (self.expired && !self.finished) || self.reset
     }
 }
 
@@ -407,6 +413,13 @@ impl Model {
             assert_eq!(result, Err(StreamError::UnknownStream(id)));
             return;
         }
+        if self.view_mut(side, id).reset {
+            assert!(
+                matches!(result, Err(StreamError::Reset(_))),
+                "write after a reset"
+            );
+            return;
+        }
         if ended {
             assert_eq!(result, Err(StreamError::SessionEnded));
             return;
@@ -459,6 +472,13 @@ impl Model {
         let fin_legit = self.fin_legit(id, writer);
         let v = self.view_mut(side, id);
         let (expired, blocked) = (v.expired, v.blocked_reader);
+        if v.reset {
+            assert!(
+                matches!(result, Err(StreamError::Reset(_))),
+                "read after a reset"
+            );
+            return (0, false);
+        }
         match result {
             Ok(0) => {
                 assert!(!blocked, "end of {id} without an event after Blocked");
@@ -659,14 +679,35 @@ impl Model {
                 v.closed = true;
                 v.blocked_reader = false;
                 v.blocked_writer = false;
-                let finished = v.finished;
+                let (finished, reset) = (v.finished, v.reset);
                 let fin_asked = self.dir(id, side).fin_requested;
                 if !finished || !fin_asked {
-                    // Only the idle timeout closes a stream before both FINs.
-                    assert!(idle, "Closed({id}) without both FINs or an idle timeout");
+                    // Only the idle timeout or a reset closes a stream before both FINs.
+                    assert!(
+                        idle || reset,
+                        "Closed({id}) without both FINs, an idle timeout or a reset"
+                    );
                     self.view_mut(side, id).expired = true;
                     self.dir(id, side).fin_requested = true;
                 }
+            }
+            Event::Reset { id, reason } => {
+                let id = *id;
+                let c = self.session_config(side);
+                let expected = match (c.version(), reason) {
+                    (Version::V1, ResetReason::StalledReader) => c.stalled_stream_timeout(),
+                    (Version::V2, ResetReason::StalledWriter) => c.stalled_stream_timeout(),
+                    (Version::V2, ResetReason::ReceiveBudget) => Some(Duration::ZERO),
+                    _ => None,
+                };
+                assert!(expected.is_some(), "{side:?}: {e:?} in {:?}", c.version());
+                let v = self.live_view(side, id, e);
+                assert!(!v.reset, "{e:?} twice");
+                v.reset = true;
+                v.blocked_reader = false;
+                v.blocked_writer = false;
+                // Our FIN follows what was written.
+                self.dir(id, side).fin_requested = true;
             }
             Event::SessionEnded(reason) => {
                 let s = self.pair.session(side);
@@ -734,15 +775,16 @@ impl Model {
                 .map(|(_, id)| *id)
                 .collect();
             let s = self.pair.session(side);
-            match c.version() {
-                Version::V1 => assert!(s.unread_held() <= c.max_session_unread(), "receive budget"),
-                // Version 2 never stops reading a peer within its windows: the windows are what
-                // is bounded (each stream's initial one is the protocol's).
-                _ => assert!(
+            // Both versions hold at most the budget: version 1 stops reading there, version 2
+            // resets streams. Version 2 also grants windows within the budget (each stream's
+            // initial one is the protocol's).
+            assert!(s.unread_held() <= c.max_session_unread(), "receive budget");
+            if c.version() == Version::V2 {
+                assert!(
                     s.credit_owed()
                         <= c.max_session_unread() + s.num_streams() * INITIAL_PEER_WINDOW as usize,
                     "windows granted past the budget"
-                ),
+                );
             }
             assert!(s.queued_bytes() <= c.max_session_queued(), "output queue");
             assert!(s.num_streams() <= c.max_streams(), "stream limit");
@@ -820,6 +862,19 @@ impl Model {
             let writer = if w == 0 { Side::Client } else { Side::Server };
             let reader = writer.peer();
             let id = StreamId(id);
+            // A writer is never left waiting for room its peer will not give: not for a reader
+            // that was reset, released or closed by the idle timeout either (version 2 keeps
+            // their windows moving until our FIN).
+            if end(self, writer).is_none() && end(self, reader).is_none() {
+                let d_fin = self.dirs[&(id.0, w)].fin_requested;
+                if let Some(wv) = self.view(writer, id) {
+                    let done = wv.released || wv.expired || wv.reset || d_fin;
+                    assert!(
+                        done || !wv.blocked_writer,
+                        "{id} on {writer:?}: stranded writer"
+                    );
+                }
+            }
             let writer_ok = matches!(end(self, writer), None | Some(SessionEnd::Closed));
             let reader_alive = end(self, reader).is_none()
                 && self
