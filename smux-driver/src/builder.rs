@@ -207,7 +207,7 @@ impl<F> MuxBuilder<WithConfig, F> {
 
     /// Version 2: how far a stream's window may grow when it tunes itself
     /// ([`MuxBuilder::with_window_tuning`]), in bytes; never below the starting window, and
-    /// within the session's receive budget (4 MiB). Default: 16 MiB.
+    /// within the session's receive budget (`with_max_rx_queue`). Default: 16 MiB.
     ///
     /// # Panics
     /// Above 2^31 - 1 (what a Go peer can read).

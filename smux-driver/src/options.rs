@@ -60,8 +60,8 @@ impl Options {
         self.keep_alive_timeout_set = true;
     }
 
-    /// Version 1: reset a stream whose reader holds input back for `secs` seconds. Panics
-    /// above a year.
+    /// Reset a stream that holds the session up for `secs` seconds (see
+    /// `Config::stalled_stream_timeout`). Panics above a year.
     pub fn stalled_stream_timeout(&mut self, secs: NonZeroU64) {
         self.config
             .with_stalled_stream_timeout(Some(seconds("stalled-stream timeout", secs)));

@@ -148,7 +148,9 @@ impl<T: TokioConn> Bind<T> for Tokio {
 ///   then flushes the transport;
 /// - `shutdown` queues FIN after the data written so far and keeps the read side open; like
 ///   TCP's `shutdown`, it does not wait for the FIN to be written (`flush` does);
-/// - dropping it sends what it already accepted, then FIN; unread data is dropped.
+/// - dropping it sends what it already accepted, then FIN; unread data is dropped, and so is
+///   what the peer still sends (in version 2 it is counted as read until the peer's FIN, so
+///   the peer's writer is never left waiting for a window).
 ///
 /// **Dropping a stream mid-message.** smux has no reset: the peer reads what was sent, then a
 /// clean end of stream, and cannot tell an abandoned message from a finished one. Frame your
