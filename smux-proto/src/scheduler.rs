@@ -133,8 +133,11 @@ impl Scheduler {
     }
 }
 
-/// The stream table: streams by id.
-pub(crate) type Streams = HashMap<u32, Stream, IdHasher>;
+/// The stream table: streams by id. Each stream is boxed: the table keeps spare buckets (an
+/// eighth of them at least, over half just after it grows), each as wide as an entry, so an
+/// entry of a key and a pointer keeps their cost to a few bytes per stream whatever a
+/// [`Stream`] holds. Growing the table moves pointers, not streams.
+pub(crate) type Streams = HashMap<u32, Box<Stream>, IdHasher>;
 
 /// The queues a stream is in: one bit per [`Queue`]. Only this module changes it.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -105,9 +105,10 @@ pub(crate) struct Tuning {
 
 impl Stream {
     /// A stream the peer may send `credit` bytes on before it hears from us (version 2; 0 in
-    /// version 1, which has no windows).
-    pub fn new(credit: usize) -> Stream {
-        Stream {
+    /// version 1, which has no windows). Boxed, as the stream table keeps it
+    /// ([`Streams`](crate::scheduler::Streams)).
+    pub fn new(credit: usize) -> Box<Stream> {
+        Box::new(Stream {
             rx: VecDeque::new(),
             rx_bytes: 0,
             fin_recv: false,
@@ -135,7 +136,7 @@ impl Stream {
             sched: Membership::default(),
             counters: StreamCounters::default(),
             tuning: Tuning::default(),
-        }
+        })
     }
 
     // ---- lifecycle ----

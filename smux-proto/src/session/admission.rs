@@ -77,7 +77,7 @@ impl Session {
 
     /// A fresh stream's state: in version 2 the peer may send the protocol's initial window on
     /// it before it hears ours.
-    pub(super) fn new_stream(&mut self) -> Stream {
+    pub(super) fn new_stream(&mut self) -> Box<Stream> {
         let credit = match self.wire_version() {
             Version::V1 => 0,
             Version::V2 => INITIAL_PEER_WINDOW as usize,

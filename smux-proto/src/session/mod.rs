@@ -398,6 +398,7 @@ impl Session {
     fn command_target(&self, id: StreamId) -> Result<&Stream, StreamError> {
         self.streams
             .get(&id.0)
+            .map(Box::as_ref)
             .filter(|s| !s.is_released())
             .ok_or(StreamError::UnknownStream(id))
     }
