@@ -85,6 +85,16 @@ pub(crate) struct Stream {
 pub(crate) struct Tuning {
     /// What a grant tops the credit up to: the starting window, or more once grown.
     pub window: usize,
+    /// What the tuning measures, in a box of its own that only version 2 with tuning on makes
+    /// ([`Tuning::state_mut`]), at the stream's first data or first grant: an idle stream, a
+    /// version 1 stream or one with tuning off carries a pointer, not the measurements. `None`
+    /// reads as [`TuningState::default`].
+    state: Option<Box<TuningState>>,
+}
+
+/// What the window tuning measures on one stream ([`Tuning`]).
+#[derive(Debug, Default)]
+pub(crate) struct TuningState {
     /// Since the last grant, the window held the peer back: data arrived that left it within
     /// an eighth of the window of our edge, or it sent half a window or more within a round
     /// trip (with grants every half window, a window lets through between half and all of
@@ -101,6 +111,29 @@ pub(crate) struct Tuning {
     /// That UPD went out at this instant: the first data beyond the old edge gives a round
     /// trip.
     pub probe: Option<(Instant, u64)>,
+}
+
+impl Tuning {
+    /// What was measured; `None` if nothing was yet (all of it as in
+    /// [`TuningState::default`]).
+    pub fn state(&self) -> Option<&TuningState> {
+        self.state.as_deref()
+    }
+
+    /// What is measured, made now if nothing was yet: only for version 2 with tuning on.
+    pub fn state_mut(&mut self) -> &mut TuningState {
+        self.state.get_or_insert_with(Box::default)
+    }
+
+    /// The UPD of a grant goes out at `now`: if the grant marked the edge it moved from, the
+    /// first data beyond that edge will give a round trip.
+    pub fn send_probe(&mut self, now: Instant) {
+        if let Some(t) = self.state.as_deref_mut() {
+            if let Some(edge) = t.probe_edge.take() {
+                t.probe = Some((now, edge));
+            }
+        }
+    }
 }
 
 impl Stream {

@@ -138,11 +138,14 @@ impl Session {
         };
         let cap = self.config.max_stream_window() as usize;
         let s = self.streams.get_mut(&id.0).expect("a live stream");
-        let kept_up = s
-            .tuning
+        // No measurements yet: no grant was made, so the reader cannot have kept up with one.
+        let Some(t) = s.tuning.state() else {
+            return;
+        };
+        let kept_up = t
             .last_grant
             .is_some_and(|t| self.now.saturating_duration_since(t) <= rtt * 3 / 2);
-        if s.tuning.held_back && kept_up && s.tuning.window < cap {
+        if t.held_back && kept_up && s.tuning.window < cap {
             s.tuning.window = (2 * s.tuning.window).min(cap);
             self.tuned_window = self.tuned_window.max(s.tuning.window);
         }
@@ -159,14 +162,16 @@ impl Session {
             return;
         };
         let left = s.credit().saturating_sub(s.unread());
-        let t = &mut s.tuning;
-        if left <= t.window / 8 {
+        let received = s.counters.received;
+        let window = s.tuning.window;
+        let t = s.tuning.state_mut();
+        if left <= window / 8 {
             t.held_back = true;
         }
         if let Some(rtt) = self.loaded_round_trip {
             match t.rate_since {
                 Some(since) if now.saturating_duration_since(since) < rtt => {}
-                Some(_) if t.rate_bytes * 2 >= t.window => {
+                Some(_) if t.rate_bytes * 2 >= window => {
                     t.held_back = true;
                     (t.rate_since, t.rate_bytes) = (Some(now), 0);
                 }
@@ -175,7 +180,7 @@ impl Session {
             t.rate_bytes += n;
         }
         let sample = match t.probe {
-            Some((sent, edge)) if s.counters.received > edge => {
+            Some((sent, edge)) if received > edge => {
                 t.probe = None;
                 now.saturating_duration_since(sent)
             }
@@ -214,15 +219,19 @@ impl Session {
         // Growing by a sliver costs an UPD for little: wait for room worth sending.
         let worth = extra == wanted || extra >= (window / 4).min(MIN_CREDIT);
         if extra > 0 && worth {
-            if s.tuning.probe.is_none() && s.tuning.probe_edge.is_none() {
+            // Only the tuning reads what is noted here: without it, nothing is.
+            if self.config.window_tuning() {
                 // The edge this grant moves from, in bytes received: the first data beyond
                 // it, after the UPD goes out, comes a round trip later or more (later if the
                 // peer had not reached the old edge yet: the session keeps the shortest).
-                let consumed = s.counters.received - s.unread() as u64;
-                s.tuning.probe_edge = Some(consumed + s.credit() as u64);
+                let edge = s.counters.received - s.unread() as u64 + s.credit() as u64;
+                let t = s.tuning.state_mut();
+                if t.probe.is_none() && t.probe_edge.is_none() {
+                    t.probe_edge = Some(edge);
+                }
+                t.held_back = false;
+                t.last_grant = Some(self.now);
             }
-            s.tuning.held_back = false;
-            s.tuning.last_grant = Some(self.now);
             s.grant(extra);
             self.credit_owed += extra;
             s.set_upd_pending(true);

@@ -232,9 +232,7 @@ impl Session {
         }
         // An UPD for a stream that takes no more data would tell nothing.
         if s.take_upd() && (s.accepts_data() || s.discards_data()) {
-            if let Some(edge) = s.tuning.probe_edge.take() {
-                s.tuning.probe = Some((now, edge));
-            }
+            s.tuning.send_probe(now);
             let upd = encode_upd(s.consumed(), s.credit() as u32);
             return Some(Transmit::new(v, Cmd::Upd, id, Bytes::copy_from_slice(&upd)));
         }
