@@ -16,10 +16,17 @@ use crate::Adapter;
 /// application mixes the calls.
 #[derive(Debug, Default)]
 pub struct ReadBuffer {
-    held: Bytes,
+    /// The held chunk, in a box the first `poll_fill_buf` makes and later ones reuse: a stream
+    /// never read that way holds a pointer, not a whole `Bytes`. `None` holds nothing.
+    held: Option<Box<Bytes>>,
 }
 
 impl ReadBuffer {
+    /// The held chunk, if it has bytes left.
+    fn held(&mut self) -> Option<&mut Bytes> {
+        self.held.as_deref_mut().filter(|h| !h.is_empty())
+    }
+
     /// Reads into `dst`, from the held chunk first.
     pub fn poll_read<A: Adapter>(
         &mut self,
@@ -27,11 +34,11 @@ impl ReadBuffer {
         cx: &mut Context<'_>,
         dst: &mut dyn ReadTarget,
     ) -> Poll<io::Result<()>> {
-        if self.held.is_empty() {
+        let Some(held) = self.held() else {
             return stream.poll_read(cx, dst);
-        }
-        let n = dst.remaining().min(self.held.len());
-        dst.put(&self.held.split_to(n));
+        };
+        let n = dst.remaining().min(held.len());
+        dst.put(&held.split_to(n));
         Poll::Ready(Ok(()))
     }
 
@@ -41,19 +48,22 @@ impl ReadBuffer {
         stream: &StreamHandle<A>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<&[u8]>> {
-        if self.held.is_empty() {
+        let held = self.held.get_or_insert_with(Box::default);
+        if held.is_empty() {
             match stream.poll_read_chunk(cx, usize::MAX) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(chunk)) => self.held = chunk.unwrap_or_default(),
+                Poll::Ready(Ok(chunk)) => **held = chunk.unwrap_or_default(),
             }
         }
-        Poll::Ready(Ok(&self.held))
+        Poll::Ready(Ok(held))
     }
 
     /// `n` bytes of the held chunk were used.
     pub fn consume(&mut self, n: usize) {
-        let _ = self.held.split_to(n.min(self.held.len()));
+        if let Some(held) = self.held() {
+            let _ = held.split_to(n.min(held.len()));
+        }
     }
 
     /// Up to `max` bytes without copying, from the held chunk first; `None` at the end.
@@ -62,11 +72,11 @@ impl ReadBuffer {
         stream: &StreamHandle<A>,
         max: usize,
     ) -> io::Result<Option<Bytes>> {
-        if self.held.is_empty() {
+        let Some(held) = self.held() else {
             return stream.read_chunk(max).await;
-        }
-        let n = max.min(self.held.len());
-        Ok(Some(self.held.split_to(n)))
+        };
+        let n = max.min(held.len());
+        Ok(Some(held.split_to(n)))
     }
 }
 

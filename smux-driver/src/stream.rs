@@ -10,7 +10,7 @@ use smux_proto::{StreamId, StreamStats};
 
 use crate::conn::Conn;
 use crate::handles::{cooperate, Budget};
-use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use crate::sync::Arc;
 use crate::Adapter;
 
@@ -25,51 +25,74 @@ use crate::Adapter;
 /// runtime.
 const TURN: usize = 256 * 1024;
 
-/// A stream's writing, as its turns see it.
+/// A stream's writing, as its turns see it, in one word: the bytes written since the task last
+/// waited or yielded (at most [`TURN`]: past it only "a turn's worth" matters), and in
+/// [`Turn::WAITING`] whether the last write returned `Pending` (counted in
+/// `Conn::waiting_writers`). Each change of that bit is one atomic operation that also returns
+/// the bit before, so `waiting_writers` counts every waiting stream exactly once.
 #[derive(Default)]
-struct Turn {
-    /// Bytes written since the task last waited or yielded.
-    written: AtomicUsize,
-    /// The last write returned `Pending` (counted in `Conn::waiting_writers`).
-    waiting: AtomicBool,
-}
+struct Turn(AtomicU32);
 
 impl Turn {
+    const WAITING: u32 = 1 << 31;
+    /// [`TURN`] fits below [`Turn::WAITING`], twice over: a count plus a capped write never
+    /// reaches the bit.
+    const CAP: u32 = {
+        assert!(2 * TURN < Turn::WAITING as usize);
+        TURN as u32
+    };
+
     /// Whether the turn is over (a turn's worth written, and another writer waits): then the
     /// task is woken, to be polled again after the others, and the caller returns `Pending`.
-    fn over<T>(&self, conn: &Conn<T>, cx: &Context<'_>) -> bool {
-        if self.written.load(Ordering::Relaxed) < TURN
-            || conn.waiting_writers.load(Ordering::Relaxed) == 0
+    fn over(&self, waiting_writers: &AtomicUsize, cx: &Context<'_>) -> bool {
+        if self.0.load(Ordering::Relaxed) & !Self::WAITING < Self::CAP
+            || waiting_writers.load(Ordering::Relaxed) == 0
         {
             return false;
         }
-        self.written.store(0, Ordering::Relaxed);
+        self.0.fetch_and(Self::WAITING, Ordering::Relaxed);
         cx.waker().wake_by_ref();
         true
     }
 
     /// Counts a write that took `n` bytes, or waited (`None`).
-    fn count<T>(&self, conn: &Conn<T>, took: Option<usize>) {
-        match took {
+    fn count(&self, waiting_writers: &AtomicUsize, took: Option<usize>) {
+        let before = match took {
             Some(n) => {
-                self.written.fetch_add(n, Ordering::Relaxed);
-                self.set_waiting(conn, false);
+                let n = n.min(TURN) as u32;
+                // No atomic write when nothing changes: a writer alone stays at the cap.
+                let add = |v: u32| {
+                    let next = ((v & !Self::WAITING) + n).min(Self::CAP);
+                    (next != v).then_some(next)
+                };
+                let relaxed = Ordering::Relaxed;
+                match self.0.fetch_update(relaxed, relaxed, add) {
+                    Ok(before) | Err(before) => before,
+                }
             }
-            None => {
-                self.written.store(0, Ordering::Relaxed);
-                self.set_waiting(conn, true);
-            }
+            None => self.0.swap(Self::WAITING, Ordering::Relaxed),
+        };
+        Self::note_waiting(waiting_writers, before, took.is_none());
+    }
+
+    fn set_waiting(&self, waiting_writers: &AtomicUsize, waiting: bool) {
+        if (self.0.load(Ordering::Relaxed) & Self::WAITING != 0) != waiting {
+            let before = if waiting {
+                self.0.fetch_or(Self::WAITING, Ordering::Relaxed)
+            } else {
+                self.0.fetch_and(!Self::WAITING, Ordering::Relaxed)
+            };
+            Self::note_waiting(waiting_writers, before, waiting);
         }
     }
 
-    fn set_waiting<T>(&self, conn: &Conn<T>, waiting: bool) {
-        if self.waiting.load(Ordering::Relaxed) != waiting
-            && self.waiting.swap(waiting, Ordering::Relaxed) != waiting
-        {
+    /// The waiting bit went from what `before` holds to `waiting`: counts the change.
+    fn note_waiting(waiting_writers: &AtomicUsize, before: u32, waiting: bool) {
+        if (before & Self::WAITING != 0) != waiting {
             if waiting {
-                conn.waiting_writers.fetch_add(1, Ordering::Relaxed);
+                waiting_writers.fetch_add(1, Ordering::Relaxed);
             } else {
-                conn.waiting_writers.fetch_sub(1, Ordering::Relaxed);
+                waiting_writers.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
@@ -156,13 +179,14 @@ impl<A: Adapter> StreamHandle<A> {
         cx: &mut Context<'_>,
         write: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
-        if self.write_turn.over(&self.conn, cx) {
+        let writers = &self.conn.waiting_writers;
+        if self.write_turn.over(writers, cx) {
             return Poll::Pending;
         }
         let out = cooperate::<A::Runtime, _>(&self.budget, cx, write);
         match &out {
-            Poll::Ready(Ok(n)) => self.write_turn.count(&self.conn, Some(*n)),
-            Poll::Pending => self.write_turn.count(&self.conn, None),
+            Poll::Ready(Ok(n)) => self.write_turn.count(writers, Some(*n)),
+            Poll::Pending => self.write_turn.count(writers, None),
             Poll::Ready(Err(_)) => {}
         }
         out
@@ -221,7 +245,8 @@ impl<A: Adapter> StreamHandle<A> {
 impl<A: Adapter> StreamHandle<A> {
     /// The write half is gone: FIN goes out after the data written.
     pub(crate) fn finish_writing(&self) {
-        self.write_turn.set_waiting(&self.conn, false);
+        self.write_turn
+            .set_waiting(&self.conn.waiting_writers, false);
         self.conn.finish_writing(self.id);
     }
 
@@ -233,7 +258,8 @@ impl<A: Adapter> StreamHandle<A> {
 
 impl<A: Adapter> Drop for StreamHandle<A> {
     fn drop(&mut self) {
-        self.write_turn.set_waiting(&self.conn, false);
+        self.write_turn
+            .set_waiting(&self.conn.waiting_writers, false);
         self.conn.release_stream(self.id);
     }
 }
@@ -241,5 +267,40 @@ impl<A: Adapter> Drop for StreamHandle<A> {
 impl<A: Adapter> fmt::Debug for StreamHandle<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MuxStream").field("id", &self.id.0).finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::task::Waker;
+
+    use super::*;
+
+    #[test]
+    fn a_turn_counts_its_writer_waiting_once_and_caps_its_bytes() {
+        let writers = AtomicUsize::new(0);
+        let waiting = || writers.load(Ordering::Relaxed);
+        let t = Turn::default();
+        let cx = Context::from_waker(Waker::noop());
+        t.count(&writers, None);
+        t.count(&writers, None);
+        assert_eq!(waiting(), 1, "one waiting stream, however often it waits");
+        t.count(&writers, Some(10));
+        assert_eq!(waiting(), 0);
+        t.set_waiting(&writers, false);
+        assert_eq!(waiting(), 0);
+        // Another stream waits: past a turn's worth (however large the writes), the turn ends.
+        writers.fetch_add(1, Ordering::Relaxed);
+        t.count(&writers, Some(usize::MAX));
+        t.count(&writers, Some(usize::MAX));
+        assert_eq!(t.0.load(Ordering::Relaxed), Turn::CAP);
+        assert!(t.over(&writers, &cx));
+        assert!(!t.over(&writers, &cx), "a new turn");
+        t.count(&writers, None);
+        assert_eq!(waiting(), 2);
+        t.set_waiting(&writers, true);
+        assert_eq!(waiting(), 2);
+        t.set_waiting(&writers, false);
+        assert_eq!(waiting(), 1);
     }
 }
