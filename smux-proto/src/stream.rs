@@ -3,7 +3,8 @@
 //! keeps the session-wide budgets; the scheduler keeps which of its queues the stream is in.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::num::NonZeroU64;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -21,63 +22,144 @@ const COALESCE_BELOW: usize = 256;
 /// The size up to which small payloads are coalesced into one chunk.
 const COALESCE_CHUNK: usize = 1024;
 
+/// One stream. Its size counts once per open stream (the table boxes it), idle streams
+/// included: keep what only some streams need out of line (as [`Tuning`] does), flags in
+/// [`Flags`], and counts that a 32-bit window bounds in 32 bits.
 #[derive(Debug)]
 pub(crate) struct Stream {
     // Receive side.
     rx: VecDeque<Bytes>,
     rx_bytes: usize,
-    /// The peer's FIN arrived: after `rx` drains, reads see end of stream.
-    fin_recv: bool,
     /// Version 2: bytes the application has read, mod 2^32 (UPD's `consumed`).
     consumed: u32,
-    /// Version 2: bytes read since the last window grant.
-    since_grant: usize,
+    /// Version 2: bytes read since the last window grant; at most the credit that grant left.
+    since_grant: u32,
     /// Version 2: how far past `consumed` the peer may send: the furthest edge we (or the
-    /// protocol's initial window) allowed, minus `consumed`. Never moves the edge left.
-    credit: usize,
+    /// protocol's initial window) allowed, minus `consumed`. Never moves the edge left. At
+    /// most a window, which fits the UPD's 32 bits.
+    credit: u32,
 
     // Send side: written data in frame-sized chunks, each its own allocation.
     tx: VecDeque<Bytes>,
     tx_bytes: usize,
-    /// The application asked for FIN (shutdown, close, idle expiry or session close); it goes
-    /// out after `tx` drains.
-    fin_queued: bool,
-    /// Our FIN is on its way out.
-    fin_sent: bool,
     /// Version 2: bytes accepted for sending, mod 2^32.
     written: u32,
     /// Version 2: the peer's last UPD.
     peer_consumed: u32,
     peer_window: u32,
 
-    // Control frames owed, and what the application was told.
-    syn_pending: bool,
-    upd_pending: bool,
-    /// A write was refused for lack of room; a `Writable` event is owed.
-    write_blocked: bool,
-    /// The application released the stream; it is removed once its FIN is out.
-    released: bool,
-    /// Nobody will read it (the application dropped its read half or the stream, or it was
-    /// reset): data that arrives is counted as read and dropped.
-    reads_dropped: bool,
+    /// Where it is in its life, what it owes, what the application was told.
+    flags: Flags,
     /// In the session's list of streams that may hold the most unread data.
     pub heavy: bool,
     /// Version 2: a deadline for its writer's wait for the peer's window is armed.
     pub stall_watched: bool,
     /// Reset by the session: reads and writes fail with this reason.
     reset: Option<ResetReason>,
-    /// The idle timeout closed it.
-    expired: bool,
-    /// `Closed` has been reported.
-    closed_reported: bool,
     /// Last data sent or received, for the idle timeout; `None` while the timeout is off.
-    pub last_activity: Option<Instant>,
+    pub last_activity: Option<Stamp>,
     /// The scheduler's queues this stream is in; only the scheduler changes it.
     pub sched: Membership,
     /// What [`Session::stream_stats`](crate::Session::stream_stats) reports.
     pub counters: StreamCounters,
     /// Version 2: the window grants top the credit up to, and how it tunes itself.
     pub tuning: Tuning,
+}
+
+/// A stream's yes-or-no state, a bit each.
+#[derive(Debug, Default, Clone, Copy)]
+struct Flags(u16);
+
+impl Flags {
+    /// The peer's FIN arrived: after `rx` drains, reads see end of stream.
+    const FIN_RECV: u16 = 1;
+    /// The application asked for FIN (shutdown, close, idle expiry or session close); it goes
+    /// out after `tx` drains.
+    const FIN_QUEUED: u16 = 1 << 1;
+    /// Our FIN is on its way out.
+    const FIN_SENT: u16 = 1 << 2;
+    /// Our SYN is owed.
+    const SYN_PENDING: u16 = 1 << 3;
+    /// An UPD is owed.
+    const UPD_PENDING: u16 = 1 << 4;
+    /// A write was refused for lack of room; a `Writable` event is owed.
+    const WRITE_BLOCKED: u16 = 1 << 5;
+    /// The application released the stream; it is removed once its FIN is out.
+    const RELEASED: u16 = 1 << 6;
+    /// Nobody will read it (the application dropped its read half or the stream, or it was
+    /// reset): data that arrives is counted as read and dropped.
+    const READS_DROPPED: u16 = 1 << 7;
+    /// The idle timeout closed it.
+    const EXPIRED: u16 = 1 << 8;
+    /// `Closed` has been reported.
+    const CLOSED_REPORTED: u16 = 1 << 9;
+
+    /// Whether any of `flags` is set.
+    fn has(self, flags: u16) -> bool {
+        self.0 & flags != 0
+    }
+
+    /// Whether all of `flags` are set.
+    fn all(self, flags: u16) -> bool {
+        self.0 & flags == flags
+    }
+
+    fn set(&mut self, flag: u16, on: bool) {
+        if on {
+            self.0 |= flag;
+        } else {
+            self.0 &= !flag;
+        }
+    }
+
+    /// Sets `flag`; whether it was clear.
+    fn raise(&mut self, flag: u16) -> bool {
+        let was = self.has(flag);
+        self.0 |= flag;
+        !was
+    }
+
+    /// Clears `flag`; whether it was set.
+    fn take(&mut self, flag: u16) -> bool {
+        let was = self.has(flag);
+        self.0 &= !flag;
+        was
+    }
+}
+
+/// An instant as a stream keeps it: nanoseconds since the session's [`Epoch`], plus one, so
+/// that an `Option<Stamp>` takes eight bytes where an `Option<Instant>` takes sixteen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp(NonZeroU64);
+
+impl Stamp {
+    /// Nanoseconds from `earlier` to this one (none if it is not earlier).
+    pub fn nanos_since(self, earlier: Stamp) -> u64 {
+        self.0.get().saturating_sub(earlier.0.get())
+    }
+}
+
+/// The instant a session's [`Stamp`]s count from: when the session was made.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Epoch(Instant);
+
+impl Epoch {
+    pub fn new(at: Instant) -> Epoch {
+        Epoch(at)
+    }
+
+    /// `t` as a stamp; an instant before the epoch counts as the epoch, and one 584 years
+    /// after it as the last stamp.
+    pub fn stamp(self, t: Instant) -> Stamp {
+        let nanos = t.saturating_duration_since(self.0).as_nanos();
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+        Stamp(NonZeroU64::MIN.saturating_add(nanos))
+    }
+
+    /// The instant `stamp` stands for.
+    pub fn instant(self, stamp: Stamp) -> Instant {
+        self.0 + Duration::from_nanos(stamp.0.get() - 1)
+    }
 }
 
 /// Version 2: one stream's receive window as it tunes itself (`Config::window_tuning`).
@@ -144,27 +226,18 @@ impl Stream {
         Box::new(Stream {
             rx: VecDeque::new(),
             rx_bytes: 0,
-            fin_recv: false,
             consumed: 0,
             since_grant: 0,
-            credit,
+            credit: u32::try_from(credit).expect("a window fits in 32 bits"),
             tx: VecDeque::new(),
             tx_bytes: 0,
-            fin_queued: false,
-            fin_sent: false,
             written: 0,
             peer_consumed: 0,
             peer_window: INITIAL_PEER_WINDOW,
-            syn_pending: false,
-            upd_pending: false,
-            write_blocked: false,
-            released: false,
-            reads_dropped: false,
+            flags: Flags::default(),
             heavy: false,
             stall_watched: false,
             reset: None,
-            expired: false,
-            closed_reported: false,
             last_activity: None,
             sched: Membership::default(),
             counters: StreamCounters::default(),
@@ -175,61 +248,61 @@ impl Stream {
     // ---- lifecycle ----
 
     pub fn is_released(&self) -> bool {
-        self.released
+        self.flags.has(Flags::RELEASED)
     }
 
     /// Nobody will read the stream: unread data is dropped (returns the receive memory freed
     /// and the bytes dropped), and what arrives from now on is counted as read and dropped.
     pub fn drop_reads(&mut self) -> (usize, usize) {
-        self.reads_dropped = true;
+        self.flags.set(Flags::READS_DROPPED, true);
         let unread = self.rx_bytes;
         (self.drop_rx(), unread)
     }
 
     pub fn reads_dropped(&self) -> bool {
-        self.reads_dropped
+        self.flags.has(Flags::READS_DROPPED)
     }
 
     pub fn is_expired(&self) -> bool {
-        self.expired
+        self.flags.has(Flags::EXPIRED)
     }
 
     pub fn fin_recv(&self) -> bool {
-        self.fin_recv
+        self.flags.has(Flags::FIN_RECV)
     }
 
     pub fn fin_queued(&self) -> bool {
-        self.fin_queued
+        self.flags.has(Flags::FIN_QUEUED)
     }
 
     pub fn fin_sent(&self) -> bool {
-        self.fin_sent
+        self.flags.has(Flags::FIN_SENT)
     }
 
     /// Records the peer's FIN; whether it is new.
     pub fn recv_fin(&mut self) -> bool {
-        !std::mem::replace(&mut self.fin_recv, true)
+        self.flags.raise(Flags::FIN_RECV)
     }
 
     /// Asks for our FIN after the queued data; whether it was not asked for before.
     pub fn queue_fin(&mut self) -> bool {
-        !std::mem::replace(&mut self.fin_queued, true)
+        self.flags.raise(Flags::FIN_QUEUED)
     }
 
     pub fn mark_fin_sent(&mut self) {
-        self.fin_sent = true;
+        self.flags.set(Flags::FIN_SENT, true);
     }
 
     /// The application lets go of the stream: unread data is dropped. Returns the receive
     /// memory freed.
     pub fn release(&mut self) -> usize {
-        self.released = true;
+        self.flags.set(Flags::RELEASED, true);
         self.drop_rx()
     }
 
     /// The idle timeout closes the stream (its reads were dropped first).
     pub fn expire(&mut self) {
-        self.expired = true;
+        self.flags.set(Flags::EXPIRED, true);
     }
 
     /// Marks it reset: reads and writes fail from now on.
@@ -244,51 +317,53 @@ impl Stream {
     /// Whether `Closed` is due now (both directions over, not yet reported, not released); if
     /// so it counts as reported.
     pub fn take_closed_report(&mut self) -> bool {
-        let due = self.is_done() && !self.closed_reported && !self.released;
-        self.closed_reported |= due;
+        let due = self.is_done() && !self.flags.has(Flags::CLOSED_REPORTED | Flags::RELEASED);
+        if due {
+            self.flags.set(Flags::CLOSED_REPORTED, true);
+        }
         due
     }
 
     pub fn closed_reported(&self) -> bool {
-        self.closed_reported
+        self.flags.has(Flags::CLOSED_REPORTED)
     }
 
     /// Both directions are over.
     pub fn is_done(&self) -> bool {
-        self.expired || (self.fin_sent && self.fin_recv)
+        self.flags.has(Flags::EXPIRED) || self.flags.all(Flags::FIN_SENT | Flags::FIN_RECV)
     }
 
     // ---- control frames owed ----
 
     /// We opened the stream: its SYN is owed.
     pub fn owe_syn(&mut self) {
-        self.syn_pending = true;
+        self.flags.set(Flags::SYN_PENDING, true);
     }
 
     /// Takes the owed SYN.
     pub fn take_syn(&mut self) -> bool {
-        std::mem::take(&mut self.syn_pending)
+        self.flags.take(Flags::SYN_PENDING)
     }
 
     pub fn set_upd_pending(&mut self, pending: bool) {
-        self.upd_pending = pending;
+        self.flags.set(Flags::UPD_PENDING, pending);
     }
 
     /// Takes the owed UPD.
     pub fn take_upd(&mut self) -> bool {
-        std::mem::take(&mut self.upd_pending)
+        self.flags.take(Flags::UPD_PENDING)
     }
 
     pub fn syn_pending(&self) -> bool {
-        self.syn_pending
+        self.flags.has(Flags::SYN_PENDING)
     }
 
     pub fn set_write_blocked(&mut self, blocked: bool) {
-        self.write_blocked = blocked;
+        self.flags.set(Flags::WRITE_BLOCKED, blocked);
     }
 
     pub fn write_blocked(&self) -> bool {
-        self.write_blocked
+        self.flags.has(Flags::WRITE_BLOCKED)
     }
 
     // ---- receive side ----
@@ -305,13 +380,15 @@ impl Stream {
 
     /// Whether this stream queues payload from the peer for reading.
     pub fn accepts_data(&self) -> bool {
-        !self.fin_recv && !self.released && !self.expired && !self.reads_dropped
+        !self
+            .flags
+            .has(Flags::FIN_RECV | Flags::RELEASED | Flags::EXPIRED | Flags::READS_DROPPED)
     }
 
     /// Whether payload from the peer is counted as read and dropped (version 2 keeps the
     /// peer's window moving for it until the peer's FIN).
     pub fn discards_data(&self) -> bool {
-        self.reads_dropped && !self.fin_recv
+        self.reads_dropped() && !self.fin_recv()
     }
 
     /// Memory the receive side holds: unread payload plus the queue's slots.
@@ -412,12 +489,13 @@ impl Stream {
 
     /// What the peer may still send: the credit not yet used by data received.
     pub fn credit(&self) -> usize {
-        self.credit
+        self.credit as usize
     }
 
     /// Counts `n` bytes read: the credit shrinks by as much (the edge stays where it is).
     pub fn note_consumed(&mut self, n: usize) {
-        self.consumed = self.consumed.wrapping_add(n as u32);
+        let n = u32::try_from(n).expect("a read stays within the credit");
+        self.consumed = self.consumed.wrapping_add(n);
         self.credit -= n;
         self.since_grant += n;
     }
@@ -428,25 +506,26 @@ impl Stream {
     /// grant the budget cut short: the stream must not wait for half a window it was never
     /// given.
     pub fn grant_due(&self, window: usize) -> bool {
-        let first = self.consumed as usize == self.since_grant && self.since_grant > 0;
-        self.since_grant > 0
-            && (first || self.since_grant >= window / 2 || self.credit <= window / 2)
+        let since_grant = self.since_grant as usize;
+        let first = self.consumed == self.since_grant && since_grant > 0;
+        since_grant > 0 && (first || since_grant >= window / 2 || self.credit() <= window / 2)
     }
 
     /// Moves the edge right by `extra` bytes.
     pub fn grant(&mut self, extra: usize) {
-        self.credit += extra;
+        let credit = self.credit() + extra;
+        self.credit = u32::try_from(credit).expect("a window fits in 32 bits");
         self.since_grant = 0;
     }
 
     /// The stream no longer takes data: returns the credit it held in the session's budget
     /// (none once it discards what arrives).
     pub fn take_credit(&mut self) -> usize {
-        if self.reads_dropped {
+        if self.reads_dropped() {
             // Its window keeps moving for the data it discards.
             0
         } else {
-            std::mem::take(&mut self.credit)
+            std::mem::take(&mut self.credit) as usize
         }
     }
 
@@ -533,7 +612,7 @@ impl Stream {
 
     /// Whether FIN is due now: asked for, not sent, and all data before it handed out.
     pub fn fin_due(&self) -> bool {
-        self.fin_queued && !self.fin_sent && self.tx.is_empty()
+        self.fin_queued() && !self.fin_sent() && self.tx.is_empty()
     }
 }
 

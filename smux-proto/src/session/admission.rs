@@ -147,7 +147,7 @@ impl Session {
             self.counters.streams_accepted += 1;
             let mut s = self.new_stream();
             if self.config.idle_timeout().is_some() {
-                s.last_activity = Some(now);
+                s.last_activity = Some(self.epoch.stamp(now));
             }
             let s = self.streams.entry(id.0).or_insert(s);
             self.accept_queue.push(id, s);

@@ -199,9 +199,7 @@ impl Session {
                 if let Some(s) = self.streams.get_mut(&id.0) {
                     s.apply_upd(consumed, window);
                     if s.send_window() > 0 {
-                        if let Some(t) = s.counters.window_shut_since.take() {
-                            s.counters.window_wait += now.saturating_duration_since(t);
-                        }
+                        s.counters.window_opened(self.epoch.stamp(now));
                     }
                     self.wake_writer(id);
                 }
@@ -221,7 +219,7 @@ impl Session {
             .filter(|s| s.accepts_data())
             .expect("a stream that stops taking data stops its frame (stop_receiving)");
         if s.last_activity.is_some() {
-            s.last_activity = Some(now);
+            s.last_activity = Some(self.epoch.stamp(now));
         }
         let before = s.rx_memory();
         s.counters.received += data.len() as u64;

@@ -20,7 +20,7 @@ use crate::error::{ConfigError, ResetReason, SessionEnd, StreamError};
 use crate::frame::Header;
 use crate::hasher::IdHasher;
 use crate::scheduler::{IdQueue, Queue, Scheduler, Streams};
-use crate::stream::Stream;
+use crate::stream::{Epoch, Stream};
 use crate::timer::{DeadlineQueue, Timer, TimerTable};
 use crate::wire::{Cmd, StreamId, Version, HEADER_LEN, INITIAL_PEER_WINDOW};
 
@@ -170,6 +170,8 @@ pub struct Session {
     pub(crate) idle: DeadlineQueue,
     /// The latest time we were given.
     now: Instant,
+    /// When the session was made: what streams count their instants from.
+    epoch: Epoch,
 }
 
 impl Session {
@@ -220,6 +222,7 @@ impl Session {
             timers,
             idle: DeadlineQueue::default(),
             now,
+            epoch: Epoch::new(now),
             config,
         })
     }

@@ -189,7 +189,8 @@ impl Session {
                 continue;
             };
             let waiting = s.write_blocked() && s.reset_reason().is_none() && !s.is_released();
-            match s.counters.window_shut_since.filter(|_| waiting) {
+            let shut = s.counters.window_shut_since.filter(|_| waiting);
+            match shut.map(|t| self.epoch.instant(t)) {
                 Some(since) if since + timeout <= now => {
                     s.stall_watched = false;
                     self.reset_stream(StreamId(id), ResetReason::StalledWriter);

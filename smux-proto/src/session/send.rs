@@ -87,7 +87,7 @@ impl Session {
             s.counters.sent += n as u64;
             s.note_sent_direct(n);
             if s.last_activity.is_some() {
-                s.last_activity = Some(now);
+                s.last_activity = Some(self.epoch.stamp(now));
             }
         }
     }
@@ -135,7 +135,7 @@ impl Session {
         if let Some(s) = self.streams.get_mut(&id.0) {
             window_shut = v2 && s.send_window() == 0;
             if window_shut && s.counters.window_shut_since.is_none() {
-                s.counters.window_shut_since = Some(self.now);
+                s.counters.window_shut_since = Some(self.epoch.stamp(self.now));
             }
             s.set_write_blocked(true);
             if session_full {
@@ -157,7 +157,7 @@ impl Session {
             .get_mut(&id.0)
             .expect("queued on a live stream");
         if self.sched.push_data(id, s, s.queued() == n) {
-            s.counters.ready_since = sent;
+            s.counters.ready_at(sent);
         }
     }
 
@@ -225,7 +225,7 @@ impl Session {
             .expect("the scheduler checked it");
         if s.take_syn() {
             if self.config.idle_timeout().is_some() {
-                s.last_activity = Some(now);
+                s.last_activity = Some(self.epoch.stamp(now));
                 self.arm_idle(id, now);
             }
             return Some(Transmit::new(v, Cmd::Syn, id, Bytes::new()));
@@ -258,21 +258,17 @@ impl Session {
             .get_mut(&id.0)
             .expect("the scheduler checked it");
         let payload = s.pop_tx(self.config.max_frame_size())?;
-        let c = &mut s.counters;
-        c.sent += payload.len() as u64;
-        c.queued_ahead = QueuedAhead {
-            frames: sent.frames.saturating_sub(c.ready_since.frames),
-            bytes: sent.bytes.saturating_sub(c.ready_since.bytes),
-        };
+        s.counters.sent += payload.len() as u64;
+        s.counters.frame_out(sent);
         if s.last_activity.is_some() {
-            s.last_activity = Some(now);
+            s.last_activity = Some(self.epoch.stamp(now));
         }
         if s.queued() > 0 {
             // Its next frame is ready once this one is counted.
-            s.counters.ready_since = QueuedAhead {
+            s.counters.ready_at(QueuedAhead {
                 frames: sent.frames + 1,
                 bytes: sent.bytes + payload.len() as u64,
-            };
+            });
             self.sched.ready.push(id, s);
         } else if s.fin_due() {
             self.sched.ctrl.push(id, s);

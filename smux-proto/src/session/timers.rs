@@ -45,7 +45,8 @@ impl Session {
                 let Some(s) = self.streams.get(&id) else {
                     continue;
                 };
-                let (Some(last), false) = (s.last_activity, s.is_expired()) else {
+                let last = s.last_activity.map(|t| self.epoch.instant(t));
+                let (Some(last), false) = (last, s.is_expired()) else {
                     continue;
                 };
                 // Data waiting on either side, or arriving, is not idleness: the application
