@@ -27,7 +27,7 @@ import (
 var (
 	mode       = flag.String("mode", "server", "server (listen, serve one connection) or client (dial)")
 	addr       = flag.String("addr", "127.0.0.1:0", "server: listen address; client: address to dial")
-	behavior   = flag.String("behavior", "echo", "echo, open, split-echo, idle, send or reply")
+	behavior   = flag.String("behavior", "echo", "echo, open, split-echo, idle, send, reply or read-close")
 	version    = flag.Int("version", 1, "smux protocol version, 1 or 2")
 	kaInterval = flag.Duration("keepalive-interval", smux.DefaultConfig().KeepAliveInterval, "NOP interval")
 	kaTimeout  = flag.Duration("keepalive-timeout", smux.DefaultConfig().KeepAliveTimeout, "close the session after this long without input")
@@ -36,7 +36,7 @@ var (
 	maxStream  = flag.Int("max-stream-buffer", smux.DefaultConfig().MaxStreamBuffer, "version 2: per-stream window")
 	maxRecv    = flag.Int("max-receive-buffer", smux.DefaultConfig().MaxReceiveBuffer, "session receive budget")
 	streams    = flag.Int("streams", 1, "open, split-echo: streams to open")
-	size       = flag.Int("size", 1024, "open, split-echo, send, reply: bytes per stream (open -random: the largest)")
+	size       = flag.Int("size", 1024, "open, split-echo, send, reply, read-close: bytes per stream (open -random: the largest)")
 	random     = flag.Bool("random", false, "open: stream i sends a pseudo-random size in 1..=size (seed i)")
 	verbose    = flag.Bool("verbose", false, "echo: print ECHOED <id> <bytes> <error> per stream")
 )
@@ -94,6 +94,8 @@ func main() {
 		err = waitEnd(sess)
 	case "reply":
 		err = reply(sess)
+	case "read-close":
+		err = readClose(sess)
 	default:
 		fail("unknown behavior %q", *behavior)
 	}
@@ -162,6 +164,23 @@ func reply(sess *smux.Session) error {
 			newPattern(0).fill(buf)
 			n, werr := st.Write(buf)
 			fmt.Printf("REPLIED %d read %d (%v) wrote %d (%v)\n", st.ID(), got, rerr, n, werr)
+			st.Close()
+		}()
+	}
+}
+
+// readClose reads -size bytes of the pattern (seed 0) from every accepted stream, checking
+// them, then closes it, whatever the peer is still sending: 1.5.16 forgets a closed stream,
+// and drops the data that still arrives for it without a window update.
+func readClose(sess *smux.Session) error {
+	for {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			return err
+		}
+		go func() {
+			rerr := readPattern(st, 0, *size)
+			fmt.Printf("READ-CLOSED %d read %d (%v)\n", st.ID(), *size, rerr)
 			st.Close()
 		}()
 	}

@@ -4,7 +4,8 @@
 //!
 //! The Go side is `interop/go-peer`, a small program that runs one scripted behaviour (echo,
 //! open streams and verify their echo, the same with one goroutine writing every stream and
-//! another reading, stay idle, send without reading, reply after our FIN).
+//! another reading, stay idle, send without reading, reply after our FIN, read a little and
+//! close).
 //! It is built once per run of this test binary into `target/go-peer` with `GOPROXY=off`.
 //! Every test here is `#[ignore]`d because it needs the Go toolchain and the smux sources
 //! (`apt-get install golang-go golang-github-xtaci-smux-dev`):
@@ -443,6 +444,8 @@ struct Opts {
     auto: bool,
     /// Version 2: our windows tune themselves (the default).
     tuning: bool,
+    /// The stalled-stream timeout, seconds (default: off).
+    stalled: Option<u64>,
 }
 
 impl Opts {
@@ -454,7 +457,13 @@ impl Opts {
             max_frame: None,
             auto: false,
             tuning: true,
+            stalled: None,
         }
+    }
+
+    fn stalled_stream_timeout(mut self, secs: u64) -> Self {
+        self.stalled = Some(secs);
+        self
     }
 
     /// Our windows stay at the configured one.
@@ -505,6 +514,9 @@ impl Opts {
         b.with_window_tuning(self.tuning);
         if let Some(f) = self.max_frame {
             b.with_max_frame_size(f);
+        }
+        if let Some(secs) = self.stalled {
+            b.with_stalled_stream_timeout(NonZeroU64::new(secs).unwrap());
         }
         b
     }
@@ -1265,6 +1277,103 @@ async fn half_close_go_v2_echo_stops_at_our_window_after_our_fin() {
                 drop(s);
                 finish(ours, go).await;
             }
+        },
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A Go stream closed mid-transfer
+// ---------------------------------------------------------------------------------------------
+
+/// What the Go server (`read-close`) reads of each stream before it closes it.
+const READ_BEFORE_CLOSE: usize = 64 * 1024;
+
+/// Version 2: the Go server (`read-close`) accepts our stream, reads 64 KiB and closes it while
+/// we are still writing. Go 1.5.16 forgets a closed stream, and its receive loop drops a PSH
+/// for a stream it does not know without a window update, so the window Go last advertised
+/// never reopens. Without a stalled-stream timeout our writer would wait for it for good (not
+/// tested: that is forever). With one (1 s here) the stream is reset once its writer has waited
+/// that long: the write fails with `ConnectionReset` naming the timeout, so do reads, and the
+/// session goes on. (The tap checks that we never sent beyond Go's window meanwhile.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the Go peer"]
+async fn v2_go_closes_mid_transfer_our_writer_is_reset_after_the_stalled_stream_timeout() {
+    let Some(bin) = go_peer() else { return };
+    with_timeout(
+        "v2_go_closes_mid_transfer_our_writer_is_reset_after_the_stalled_stream_timeout",
+        async {
+            let timeout = Duration::from_secs(1);
+            let opts = Opts::new(Version::V2).stalled_stream_timeout(timeout.as_secs());
+            let size = READ_BEFORE_CLOSE.to_string();
+            let extra = ["-behavior", "read-close", "-size", size.as_str()];
+            let (ours, mut go, tap) = ours_to_go(bin, &opts, &extra, true).await;
+            let tap = tap.expect("tapped");
+            let mut s = ours.connector.connect().unwrap();
+            // Write the pattern until a write fails; the test's timeout is the hang guard.
+            let mut gen = ByteGen::new(0);
+            let mut buf = vec![0u8; 32 * 1024];
+            let mut written = 0usize;
+            let start = Instant::now();
+            let err = loop {
+                gen.fill(&mut buf);
+                match s.write_all(&buf).await {
+                    Ok(()) => written += buf.len(),
+                    Err(e) => break e,
+                }
+            };
+            let waited = start.elapsed();
+            let closed = go.line("READ-CLOSED").await;
+            assert_eq!(
+                closed,
+                format!(
+                    "READ-CLOSED {} read {READ_BEFORE_CLOSE} (<nil>)",
+                    s.get_stream_id()
+                ),
+                "Go reads its 64 KiB, then closes"
+            );
+            assert!(
+                written > READ_BEFORE_CLOSE,
+                "Go closed mid-transfer: we wrote {written} bytes before the error"
+            );
+            assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+            assert!(err.to_string().contains("stalled-stream timeout"), "{err}");
+            // The reset needs the writer to have waited the timeout; well before the test's own
+            // timeout (a loose bound: it only says "not a hang").
+            assert!(
+                waited >= timeout && waited < timeout * 15,
+                "the write failed after {waited:?}"
+            );
+            let stats = s.stats();
+            assert!(
+                stats.window_wait >= timeout,
+                "writes waited {:?} for Go's window",
+                stats.window_wait
+            );
+            let mut one = [0u8; 1];
+            let read = s.read(&mut one).await;
+            assert!(
+                matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+                "a read of the reset stream: {read:?}"
+            );
+            assert_eq!(ours.connector.stats().streams_reset, 1);
+            eprintln!(
+                "wrote {written} bytes, reset after {waited:?} (window wait {:?}); Go: {closed}",
+                stats.window_wait
+            );
+            drop(s);
+            // The session goes on: a stream that writes just what Go reads ends cleanly.
+            let mut s = ours.connector.connect().unwrap();
+            let mut data = vec![0u8; READ_BEFORE_CLOSE];
+            ByteGen::new(0).fill(&mut data);
+            s.write_all(&data).await.unwrap();
+            let (got, end) = read_pattern_to_end(&mut s, 0).await;
+            assert_eq!((got, end.is_ok()), (0, true), "{end:?}");
+            let closed = go.line("READ-CLOSED").await;
+            assert!(closed.ends_with("(<nil>)"), "{closed}");
+            drop(s);
+            tap.assert_windows_respected("read-close");
+            finish(ours, go).await;
         },
     )
     .await;
