@@ -90,12 +90,17 @@ impl<T: Transport> Conn<T> {
                     st.read_paused = false;
                     st.session.handle_input(now, &mut r.input);
                     st.dispatch_events();
-                    if !r.input.is_empty() {
+                    if r.input.is_empty() {
+                        // An empty slice still pins its page: let the page be reused.
+                        r.input = Bytes::new();
+                    }
+                    // A frame may wait with all of the input taken (a SYN for a full backlog
+                    // at the end of a read): paused all the same, so that an accept or a
+                    // timer resumes it.
+                    if !r.input.is_empty() || !st.session.wants_input() {
                         st.read_paused = true;
                         return false;
                     }
-                    // An empty slice still pins its page: let the page be reused.
-                    r.input = Bytes::new();
                 }
             }
             if r.eof {

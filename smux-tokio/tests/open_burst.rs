@@ -62,3 +62,50 @@ async fn burst() {
 fn open_burst() {
     common::on_runtimes(burst);
 }
+
+/// A SYN that finds the backlog full as the last bytes of a read waits like any other: the
+/// accept that makes room admits it, and with nothing accepted it is refused once the
+/// accept-stall timeout has run, with no further input from the peer either way. (It used to
+/// stay undecided until the peer sent more: with the input all taken, the worker did not
+/// count itself paused, so neither the accept nor the timer resumed it.)
+#[test]
+fn a_syn_held_at_the_end_of_the_input_is_decided_without_more_input() {
+    use smux_tokio::{MuxBuilder, Version};
+    use std::time::Duration;
+    const BACKLOG: usize = 1024;
+    for version in [Version::V1, Version::V2] {
+        for accept in [true, false] {
+            common::on_paused_clock(async move {
+                let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+                let (connector, mut acceptor, worker) = MuxBuilder::server()
+                    .with_version(version)
+                    .with_connection(ours)
+                    .build();
+                tokio::spawn(worker);
+                // BACKLOG + 1 SYNs in one write: the last one is the end of the input.
+                let mut syns = Vec::new();
+                for i in 0..=BACKLOG as u32 {
+                    let id = (3 + 2 * i).to_le_bytes();
+                    syns.extend_from_slice(&[version as u8, 0, 0, 0, id[0], id[1], id[2], id[3]]);
+                }
+                theirs.write_all(&syns).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let mut held = Vec::new();
+                if accept {
+                    for _ in 0..=BACKLOG {
+                        // The paused clock runs to the guard at once if nothing happens.
+                        let next = tokio::time::timeout(Duration::from_secs(60), acceptor.accept());
+                        held.push(next.await.expect("decided").expect("admitted"));
+                    }
+                    assert_eq!(connector.stats().streams_refused, 0);
+                } else {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    let stats = connector.stats();
+                    assert_eq!(stats.streams_refused, 1, "{stats:?}");
+                    assert_eq!(stats.streams_waiting_accept, BACKLOG);
+                }
+                drop(theirs);
+            });
+        }
+    }
+}
