@@ -399,7 +399,8 @@ impl Config {
                 "must hold at least one full frame (65,535)",
             );
         }
-        if self.max_session_unread() < MAX_PAYLOAD + std::mem::size_of::<bytes::Bytes>() {
+        // A full frame and the queue slot that holds it (a few words).
+        if self.max_session_unread() < MAX_PAYLOAD + 64 {
             return bad("max_session_unread", "must hold at least one full frame");
         }
         if self.max_accept_backlog == 0 {

@@ -4,11 +4,12 @@
 //! data, an UPD, or bytes to discard), then collects the body. A stream's payload is not
 //! assembled: the part of it in each input chunk is handed over as that chunk arrives, so a
 //! frame that straddles two reads reaches its stream as two pieces, and the first can be read
-//! before the second is here. A piece is split off without copying when it is at least
-//! [`ZERO_COPY_MIN`] bytes and at least a quarter of its input chunk: a kept slice shares the
-//! caller's buffer, so it should not be much smaller than that buffer's allocation (the
-//! adapters read into 64 KiB buffers, so a slice pins at most four times its size). Smaller
-//! pieces are copied into an allocation of exactly their size. The session can have a piece
+//! before the second is here. A piece is split off without copying when the session allows it
+//! for the frame and it is at least [`ZERO_COPY_MIN`] bytes and at least a quarter of its
+//! input chunk: a kept slice shares the caller's buffer, so it should not be much smaller than
+//! that buffer's allocation (the adapters read into 64 KiB buffers, so a slice pins at most
+//! four times its size, which the session charges it). Other pieces are copied into an
+//! allocation of exactly their size. The session can have a piece
 //! kept back (copied) and handed over with the next one, when it cannot afford the piece a
 //! queue slot of its own.
 
@@ -24,8 +25,12 @@ pub const ZERO_COPY_MIN: usize = 16 * 1024;
 /// What the session decided a frame body is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Body {
-    /// Payload for a stream.
-    Data { id: StreamId, len: usize },
+    /// Payload for a stream; its pieces may be kept without copying if `keep`.
+    Data {
+        id: StreamId,
+        len: usize,
+        keep: bool,
+    },
     /// An UPD's eight bytes.
     Upd { id: StreamId },
     /// Bytes to read and drop.
@@ -36,11 +41,12 @@ pub(crate) enum Body {
 #[derive(Debug)]
 pub(crate) enum Complete {
     /// A piece of a stream's payload; `rest` more bytes of the frame are still to come (0 for
-    /// the last piece).
+    /// the last piece). `pinned`: a slice of the input, not a copy.
     Data {
         id: StreamId,
         data: Bytes,
         rest: usize,
+        pinned: bool,
     },
     Upd {
         id: StreamId,
@@ -66,11 +72,13 @@ enum State {
     /// A decoded header waits for the session to take it.
     Pending(Header),
     /// A stream's payload: `left` bytes are still to be read from the input; `held` is what
-    /// was read but kept back, to be handed over with the next piece.
+    /// was read but kept back, to be handed over with the next piece; pieces may be kept
+    /// without copying if `keep`.
     Data {
         id: StreamId,
         left: usize,
         held: BytesMut,
+        keep: bool,
     },
     Upd {
         id: StreamId,
@@ -143,10 +151,11 @@ impl Decoder {
     /// Consumes the pending header and starts collecting its body.
     pub fn begin_body(&mut self, body: Body) {
         self.state = match body {
-            Body::Data { id, len } => State::Data {
+            Body::Data { id, len, keep } => State::Data {
                 id,
                 left: len,
                 held: BytesMut::new(),
+                keep,
             },
             Body::Upd { id } => State::Upd {
                 id,
@@ -161,9 +170,14 @@ impl Decoder {
     /// it has yet to be handed.
     pub fn receiving(&self) -> Option<(StreamId, usize)> {
         match &self.state {
-            State::Data { id, left, held } => Some((*id, held.len() + *left)),
+            State::Data { id, left, held, .. } => Some((*id, held.len() + *left)),
             _ => None,
         }
+    }
+
+    /// Whether the payload being received may be kept without copying.
+    pub fn keeps(&self) -> bool {
+        matches!(self.state, State::Data { keep: true, .. })
     }
 
     /// The stream being received takes no more data: the rest of its payload is read and
@@ -187,7 +201,12 @@ impl Decoder {
     pub fn body(&mut self, input: &mut Bytes, chunk_len: usize, early: bool) -> Option<Complete> {
         let out = match &mut self.state {
             State::Header { .. } | State::Pending(_) => None,
-            State::Data { id, left, held } => data_piece(*id, left, held, input, chunk_len, early),
+            State::Data {
+                id,
+                left,
+                held,
+                keep,
+            } => data_piece(*id, left, held, input, chunk_len, early, *keep),
             State::Upd { id, buf, have } => {
                 let n = (UPD_PAYLOAD_LEN - *have).min(input.len());
                 buf[*have..*have + n].copy_from_slice(&input[..n]);
@@ -221,6 +240,7 @@ fn data_piece(
     input: &mut Bytes,
     chunk_len: usize,
     early: bool,
+    keep: bool,
 ) -> Option<Complete> {
     let n = (*left).min(input.len());
     if n == 0 {
@@ -229,8 +249,8 @@ fn data_piece(
     *left -= n;
     let rest = *left;
     let now = early || rest == 0;
-    let data = if held.is_empty() && now {
-        take_piece(input, n, chunk_len)
+    let (data, pinned) = if held.is_empty() && now {
+        take_piece(input, n, chunk_len, keep)
     } else {
         if held.capacity() == 0 {
             // Room for all that can still be kept back, allocated once.
@@ -241,19 +261,25 @@ fn data_piece(
         if !now {
             return None;
         }
-        std::mem::take(held).freeze()
+        (std::mem::take(held).freeze(), false)
     };
-    Some(Complete::Data { id, data, rest })
+    Some(Complete::Data {
+        id,
+        data,
+        rest,
+        pinned,
+    })
 }
 
 /// Takes the first `n` bytes of `input`, from a chunk of `chunk_len` bytes: split off without
-/// copying when big enough to keep (see the module docs), copied otherwise.
-fn take_piece(input: &mut Bytes, n: usize, chunk_len: usize) -> Bytes {
+/// copying when allowed (`keep`) and big enough to keep (see the module docs), copied
+/// otherwise. Returns whether it was kept.
+fn take_piece(input: &mut Bytes, n: usize, chunk_len: usize, keep: bool) -> (Bytes, bool) {
     let data = input.split_to(n);
-    if data.len() >= ZERO_COPY_MIN && data.len() * 4 >= chunk_len {
-        data
+    if keep && data.len() >= ZERO_COPY_MIN && data.len() * 4 >= chunk_len {
+        (data, true)
     } else {
-        Bytes::copy_from_slice(&data)
+        (Bytes::copy_from_slice(&data), false)
     }
 }
 
@@ -313,6 +339,7 @@ mod tests {
         d.begin_body(Body::Data {
             id: StreamId(3),
             len: 40_000,
+            keep: true,
         });
         let mut i = input.clone();
         let (data, rest) = piece(d.body(&mut i, 60_000, true));
@@ -327,6 +354,7 @@ mod tests {
             d.begin_body(Body::Data {
                 id: StreamId(3),
                 len,
+                keep: true,
             });
             let mut rest = i.slice(..len);
             let (data, _) = piece(d.body(&mut rest, len, true));
@@ -350,6 +378,7 @@ mod tests {
             d.begin_body(Body::Data {
                 id: StreamId(5),
                 len: LEN,
+                keep: true,
             });
             let mut first = wire.slice(..cut);
             let (a, rest) = piece(d.body(&mut first, cut, true));
@@ -379,6 +408,7 @@ mod tests {
         d.begin_body(Body::Data {
             id: StreamId(2),
             len: 7,
+            keep: true,
         });
         assert!(d.body(&mut Bytes::from_static(b"ab"), 2, false).is_none());
         assert_eq!(d.receiving(), Some((StreamId(2), 7)));
@@ -399,6 +429,7 @@ mod tests {
         d.begin_body(Body::Data {
             id: StreamId(2),
             len: 6,
+            keep: true,
         });
         assert!(d.body(&mut Bytes::from_static(b"ab"), 2, false).is_none());
         d.discard_rest();

@@ -14,7 +14,20 @@ use crate::session::StreamCounters;
 use crate::wire::INITIAL_PEER_WINDOW;
 
 /// Memory one slot of a receive queue takes.
-pub(crate) const SLOT: usize = std::mem::size_of::<Bytes>();
+pub(crate) const SLOT: usize = std::mem::size_of::<RxChunk>();
+
+/// A kept payload (a slice of the transport's read buffer, not a copy) is at least a quarter
+/// of the buffer it pins (see `decode.rs`), so it is charged that whole buffer: its own bytes
+/// and this many times as many again.
+pub(crate) const PIN_EXTRA: usize = 3;
+
+/// A received payload waiting to be read.
+#[derive(Debug)]
+struct RxChunk {
+    data: Bytes,
+    /// A slice of the transport's read buffer: it keeps that whole buffer alive.
+    pinned: bool,
+}
 
 /// Received payloads shorter than this are appended to the previous one when it is small too,
 /// so a peer sending tiny frames cannot make each byte cost a queue slot and an allocation.
@@ -28,8 +41,10 @@ const COALESCE_CHUNK: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct Stream {
     // Receive side.
-    rx: VecDeque<Bytes>,
+    rx: VecDeque<RxChunk>,
     rx_bytes: usize,
+    /// The part of `rx_bytes` in pinned chunks.
+    pinned: usize,
     /// Version 2: bytes the application has read, mod 2^32 (UPD's `consumed`).
     consumed: u32,
     /// Version 2: bytes read since the last window grant; at most the credit that grant left.
@@ -207,6 +222,11 @@ impl Tuning {
         self.state.get_or_insert_with(Box::default)
     }
 
+    /// Drops what was measured: the stream is no longer read, so its window no longer tunes.
+    pub fn forget(&mut self) {
+        self.state = None;
+    }
+
     /// The UPD of a grant goes out at `now`: if the grant marked the edge it moved from, the
     /// first data beyond that edge will give a round trip.
     pub fn send_probe(&mut self, now: Instant) {
@@ -226,6 +246,7 @@ impl Stream {
         Box::new(Stream {
             rx: VecDeque::new(),
             rx_bytes: 0,
+            pinned: 0,
             consumed: 0,
             since_grant: 0,
             credit: u32::try_from(credit).expect("a window fits in 32 bits"),
@@ -391,42 +412,52 @@ impl Stream {
         self.reads_dropped() && !self.fin_recv()
     }
 
-    /// Memory the receive side holds: unread payload plus the queue's slots.
+    /// Memory the receive side holds: unread payload, the rest of the read buffers its pinned
+    /// chunks keep alive, and the queue's slots.
     pub fn rx_memory(&self) -> usize {
-        self.rx_bytes + self.rx.capacity() * SLOT
+        self.rx_bytes + PIN_EXTRA * self.pinned + self.rx.capacity() * SLOT
     }
 
-    /// What [`Stream::rx_memory`] grows by at most when a payload of `len` bytes is queued.
-    pub fn rx_cost(&self, len: usize) -> usize {
+    /// Unread bytes in pinned chunks.
+    pub fn pinned(&self) -> usize {
+        self.pinned
+    }
+
+    /// What [`Stream::rx_memory`] grows by at most when a payload of `len` bytes is queued,
+    /// pinned (`pin`) or copied.
+    pub fn rx_cost(&self, len: usize, pin: bool) -> usize {
         let cap = self.rx.capacity();
         let grow = if self.rx.len() == cap { cap.max(1) } else { 0 };
-        len + grow * SLOT
+        len + pin_extra(len, pin) + grow * SLOT
     }
 
     /// What [`Stream::rx_memory`] grows by at most when `len` bytes are queued as two payloads
     /// (a piece of a frame now, the rest of it later): two pushes can grow the queue twice.
-    pub fn rx_cost_split(&self, len: usize) -> usize {
+    pub fn rx_cost_split(&self, len: usize, pin: bool) -> usize {
         let grown = |queued: usize, cap: usize| if queued == cap { cap + cap.max(1) } else { cap };
         let (queued, cap) = (self.rx.len(), self.rx.capacity());
         let after = grown(queued + 1, grown(queued, cap));
-        len + (after - cap) * SLOT
+        len + pin_extra(len, pin) + (after - cap) * SLOT
     }
 
-    /// Queues a received payload; returns whether the queue was empty before. The queue grows
-    /// by doubling from one slot, so its slots never cost much more than the chunks it holds,
-    /// and tiny payloads share a chunk.
-    pub fn push_rx(&mut self, data: Bytes) -> bool {
+    /// Queues a received payload (`pinned`: a slice of the read buffer); returns whether the
+    /// queue was empty before. The queue grows by doubling from one slot, so its slots never
+    /// cost much more than the chunks it holds, and tiny payloads share a chunk.
+    pub fn push_rx(&mut self, data: Bytes, pinned: bool) -> bool {
         let was_empty = self.rx.is_empty();
         self.rx_bytes += data.len();
         if data.len() < COALESCE_BELOW {
             if let Some(back) = self.rx.back_mut() {
-                if back.len() + data.len() <= COALESCE_CHUNK {
+                if back.data.len() + data.len() <= COALESCE_CHUNK {
                     // An exact allocation, so memory is what is counted; the copy is at most
                     // one small chunk.
-                    let mut merged = BytesMut::with_capacity(back.len() + data.len());
-                    merged.extend_from_slice(back);
+                    let mut merged = BytesMut::with_capacity(back.data.len() + data.len());
+                    merged.extend_from_slice(&back.data);
                     merged.extend_from_slice(&data);
-                    *back = merged.freeze();
+                    if std::mem::take(&mut back.pinned) {
+                        self.pinned -= back.data.len();
+                    }
+                    back.data = merged.freeze();
                     return was_empty;
                 }
             }
@@ -434,7 +465,10 @@ impl Stream {
         if self.rx.len() == self.rx.capacity() {
             self.rx.reserve_exact(self.rx.capacity().max(1));
         }
-        self.rx.push_back(data);
+        if pinned {
+            self.pinned += data.len();
+        }
+        self.rx.push_back(RxChunk { data, pinned });
         was_empty
     }
 
@@ -445,13 +479,16 @@ impl Stream {
             let Some(front) = self.rx.front_mut() else {
                 break;
             };
-            let n = front.len().min(buf.len() - done);
-            buf[done..done + n].copy_from_slice(&front[..n]);
+            let n = front.data.len().min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&front.data[..n]);
             done += n;
-            if n == front.len() {
+            if front.pinned {
+                self.pinned -= n;
+            }
+            if n == front.data.len() {
                 self.rx.pop_front();
             } else {
-                front.advance(n);
+                front.data.advance(n);
             }
         }
         self.rx_bytes -= done;
@@ -461,10 +498,32 @@ impl Stream {
 
     /// Takes up to `max` (at least 1) bytes of the first unread chunk without copying.
     pub fn read_chunk(&mut self, max: usize) -> Option<Bytes> {
-        let chunk = take_front(&mut self.rx, max)?;
+        let front = self.rx.front_mut()?;
+        let (chunk, pinned) = if front.data.len() <= max {
+            let c = self.rx.pop_front().expect("a front");
+            (c.data, c.pinned)
+        } else {
+            (front.data.split_to(max), front.pinned)
+        };
+        if pinned {
+            self.pinned -= chunk.len();
+        }
         self.rx_bytes -= chunk.len();
         self.trim_rx();
         Some(chunk)
+    }
+
+    /// Copies the pinned chunks into allocations of their own, so that the read buffers they
+    /// kept alive can go; returns the memory freed (by the count of [`Stream::rx_memory`]).
+    pub fn unpin(&mut self) -> usize {
+        if self.pinned == 0 {
+            return 0;
+        }
+        for c in self.rx.iter_mut().filter(|c| c.pinned) {
+            c.data = Bytes::copy_from_slice(&c.data);
+            c.pinned = false;
+        }
+        PIN_EXTRA * std::mem::take(&mut self.pinned)
     }
 
     /// Gives back queue memory once most of it is unused.
@@ -482,6 +541,7 @@ impl Stream {
         let freed = self.rx_memory();
         self.rx = VecDeque::new();
         self.rx_bytes = 0;
+        self.pinned = 0;
         freed
     }
 
@@ -641,6 +701,15 @@ fn take_front(queue: &mut VecDeque<Bytes>, max: usize) -> Option<Bytes> {
         queue.pop_front()
     } else {
         Some(front.split_to(max))
+    }
+}
+
+/// The extra charge of a payload of `len` bytes, pinned or not (see [`PIN_EXTRA`]).
+fn pin_extra(len: usize, pin: bool) -> usize {
+    if pin {
+        PIN_EXTRA * len
+    } else {
+        0
     }
 }
 

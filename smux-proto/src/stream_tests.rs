@@ -5,8 +5,8 @@ use super::*;
 #[test]
 fn reads_cross_chunks() {
     let mut s = Stream::new(INITIAL_PEER_WINDOW as usize);
-    assert!(s.push_rx(Bytes::from(vec![1u8; 600])));
-    assert!(!s.push_rx(Bytes::from(vec![2u8; 700])));
+    assert!(s.push_rx(Bytes::from(vec![1u8; 600]), false));
+    assert!(!s.push_rx(Bytes::from(vec![2u8; 700]), false));
     assert_eq!(
         s.rx.len(),
         2,
@@ -25,9 +25,9 @@ fn reads_cross_chunks() {
 fn rx_memory_counts_slots_and_predicts_growth() {
     let mut s = Stream::new(INITIAL_PEER_WINDOW as usize);
     for i in 0..100usize {
-        let cost = s.rx_cost(1000);
+        let cost = s.rx_cost(1000, false);
         let before = s.rx_memory();
-        s.push_rx(Bytes::from(vec![0u8; 1000]));
+        s.push_rx(Bytes::from(vec![0u8; 1000]), false);
         assert_eq!(s.rx_memory() - before, cost, "push {i}");
         // Slots never exceed twice the chunks held.
         assert!(s.rx.capacity() <= 2 * s.rx.len().max(1));
@@ -43,21 +43,51 @@ fn rx_cost_split_predicts_two_pushes() {
     for k in 0..40 {
         let mut s = Stream::new(INITIAL_PEER_WINDOW as usize);
         for _ in 0..k {
-            s.push_rx(Bytes::from(vec![0u8; 1000]));
+            s.push_rx(Bytes::from(vec![0u8; 1000]), false);
         }
-        let cost = s.rx_cost_split(2000);
+        let cost = s.rx_cost_split(2000, false);
         let before = s.rx_memory();
-        s.push_rx(Bytes::from(vec![1u8; 300]));
-        s.push_rx(Bytes::from(vec![2u8; 1700]));
+        s.push_rx(Bytes::from(vec![1u8; 300]), false);
+        s.push_rx(Bytes::from(vec![2u8; 1700]), false);
         assert_eq!(s.rx_memory() - before, cost, "after {k} pushes");
     }
+}
+
+#[test]
+fn a_pinned_chunk_is_charged_its_read_buffer_until_read_or_copied() {
+    let mut s = Stream::new(INITIAL_PEER_WINDOW as usize);
+    let page = Bytes::from(vec![7u8; 64 * 1024]);
+    let cost = s.rx_cost(16 * 1024, true);
+    s.push_rx(page.slice(..16 * 1024), true);
+    s.push_rx(Bytes::from(vec![8u8; 1000]), false);
+    assert_eq!(cost, 64 * 1024 + SLOT, "the whole page and a slot");
+    assert_eq!(s.rx_memory(), 64 * 1024 + 1000 + 2 * SLOT);
+    // A partial read frees what it read, of the slice's charge too.
+    let mut buf = [0u8; 4096];
+    s.read_into(&mut buf);
+    assert_eq!(s.pinned(), 12 * 1024);
+    assert_eq!(s.rx_memory(), 4 * 12 * 1024 + 1000 + s.rx.capacity() * SLOT);
+    // Copied out, the rest costs its own bytes, and no longer shares the page.
+    assert_eq!(s.unpin(), 3 * 12 * 1024);
+    assert_eq!(s.pinned(), 0);
+    let front = s.read_chunk(usize::MAX).unwrap();
+    assert_eq!(front.len(), 12 * 1024);
+    let p = page.as_ptr() as usize;
+    assert!(!(p..p + page.len()).contains(&(front.as_ptr() as usize)));
+    assert_eq!(s.read_chunk(usize::MAX).unwrap().len(), 1000);
+    // A pinned chunk taken whole or in part without copying leaves the count with it.
+    s.push_rx(page.slice(16 * 1024..48 * 1024), true);
+    assert_eq!(s.read_chunk(1024).unwrap().len(), 1024);
+    assert_eq!(s.pinned(), 31 * 1024);
+    drop(s.read_chunk(usize::MAX));
+    assert_eq!(s.pinned(), 0);
 }
 
 #[test]
 fn tiny_payloads_share_chunks() {
     let mut s = Stream::new(INITIAL_PEER_WINDOW as usize);
     for i in 0..10_000u32 {
-        s.push_rx(Bytes::copy_from_slice(&[i as u8]));
+        s.push_rx(Bytes::copy_from_slice(&[i as u8]), false);
     }
     assert_eq!(s.unread(), 10_000);
     assert_eq!(s.rx.len(), 10, "one-byte frames share 1 KiB chunks");
@@ -143,5 +173,5 @@ fn stamps_give_their_instants_back() {
 #[test]
 fn a_stream_stays_small() {
     let size = std::mem::size_of::<Stream>();
-    assert!(size <= 184, "a stream is {size} bytes");
+    assert!(size <= 192, "a stream is {size} bytes");
 }

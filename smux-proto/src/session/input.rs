@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{Event, Session};
-use crate::decode::{Body, Complete};
+use crate::decode::{Body, Complete, ZERO_COPY_MIN};
 use crate::error::{ProtocolError, SessionEnd};
 use crate::frame::{decode_upd, Header};
 use crate::timer::Timer;
@@ -94,7 +94,10 @@ impl Session {
     }
 
     fn on_header(&mut self, h: Header, now: Instant) -> Step {
-        if self.would_stall(&h) {
+        // Before data waits for room, copying what pins read buffers may make it.
+        let stalls = self.would_stall(&h)
+            && !(h.cmd == Cmd::Psh && self.compact_pins() > 0 && !self.would_stall(&h));
+        if stalls {
             if h.cmd == Cmd::Syn {
                 self.hold_syn(now);
             } else if let Some(t) = self.config.stalled_stream_timeout() {
@@ -131,6 +134,7 @@ impl Session {
                     // Never stop reading a peer that keeps to our windows: make room instead.
                     self.make_room(id, len);
                 }
+                let keep = self.may_keep(id, len);
                 let body = match self.streams.get(&id.0) {
                     Some(s) if len > 0 && (s.accepts_data() || s.discards_data()) => {
                         let unread = s.unread() + len;
@@ -154,9 +158,9 @@ impl Session {
                         }
                         // Charged now, for the whole frame: its pieces are queued as they
                         // arrive (see `on_piece`).
-                        self.rx_reserved = s.rx_cost(len);
+                        self.rx_reserved = s.rx_cost(len, keep);
                         self.rx_held += self.rx_reserved;
-                        Body::Data { id, len }
+                        Body::Data { id, len, keep }
                     }
                     // Unknown, finished or released stream, or an empty PSH: read and drop,
                     // with no reply.
@@ -204,15 +208,21 @@ impl Session {
                     self.wake_writer(id);
                 }
             }
-            Complete::Data { id, data, rest } => self.on_piece(id, data, rest, now),
+            Complete::Data {
+                id,
+                data,
+                rest,
+                pinned,
+            } => self.on_piece(id, data, pinned, rest, now),
         }
     }
 
-    /// A piece of a payload for `id` arrived, with `rest` bytes of its frame still to come:
-    /// it is queued for reading at once. The room reserved for the frame becomes what the
-    /// piece really took, plus a reservation for the rest.
-    fn on_piece(&mut self, id: StreamId, data: Bytes, rest: usize, now: Instant) {
+    /// A piece of a payload for `id` arrived (`pinned`: a slice of the input), with `rest`
+    /// bytes of its frame still to come: it is queued for reading at once. The room reserved
+    /// for the frame becomes what the piece really took, plus a reservation for the rest.
+    fn on_piece(&mut self, id: StreamId, data: Bytes, pinned: bool, rest: usize, now: Instant) {
         self.rx_held -= std::mem::take(&mut self.rx_reserved);
+        let keep = self.decoder.keeps() || pinned;
         let s = self
             .streams
             .get_mut(&id.0)
@@ -224,38 +234,42 @@ impl Session {
         let before = s.rx_memory();
         s.counters.received += data.len() as u64;
         let arrived = data.len();
-        let was_empty = s.push_rx(data);
+        let was_empty = s.push_rx(data, pinned);
         self.rx_held += s.rx_memory() - before;
         if rest > 0 {
-            self.rx_reserved = s.rx_cost(rest);
+            self.rx_reserved = s.rx_cost(rest, keep);
             self.rx_held += self.rx_reserved;
         }
         if was_empty {
             self.events.push_back(Event::Readable(id));
         }
-        if self.wire_version() == Version::V2 {
-            self.note_heavy(id);
-        }
+        self.note_heavy(id);
         self.note_arrival(id, arrived, now);
     }
 
     /// Whether the piece of a payload in the input may go to its stream before the rest of the
-    /// frame is here. Always in version 2, whose windows bound unread data, not the memory
-    /// held for it. Version 1 checked its budget at the frame's header for the frame in one
-    /// queue slot; a piece handed over early makes the rest a second push, and two pushes can
-    /// grow the queue twice. So the piece goes early only if the budget has room for both;
+    /// frame is here. The budget was checked at the frame's header for the frame in one queue
+    /// slot; a piece handed over early makes the rest a second push, and two pushes can grow
+    /// the queue twice. So the piece goes early only if the budget has room for both;
     /// otherwise it is kept back (copied) until the budget has room, or the frame ends, and
     /// the budget holds whatever the chunking.
     fn may_hand_over_early(&self) -> bool {
         let Some((id, undelivered)) = self.decoder.receiving() else {
             return true;
         };
-        if self.wire_version() == Version::V2 {
-            return true;
-        }
         let s = self.streams.get(&id.0).expect("a stream receiving a frame");
         let held_before_frame = self.rx_held - self.rx_reserved;
-        held_before_frame + s.rx_cost_split(undelivered) <= self.config.max_session_unread()
+        let cost = s.rx_cost_split(undelivered, self.decoder.keeps());
+        held_before_frame + cost <= self.config.max_session_unread()
+    }
+
+    /// Whether the frame of `len` bytes for `id` may keep its pieces without copying: it is
+    /// big enough, and the budget has room for the read buffers they would pin.
+    fn may_keep(&self, id: StreamId, len: usize) -> bool {
+        len >= ZERO_COPY_MIN
+            && self.streams.get(&id.0).is_some_and(|s| {
+                self.rx_held + s.rx_cost(len, true) <= self.config.max_session_unread()
+            })
     }
 
     /// `id` takes no more data (released, or expired): the rest of a frame arriving for it is

@@ -198,7 +198,7 @@ impl Session {
     pub(super) fn data_stalls(&self, s: &Stream, len: usize) -> bool {
         self.config.version() == Version::V1
             && (s.unread() + len > self.config.max_stream_unread()
-                || self.rx_held + s.rx_cost(len) > self.config.max_session_unread())
+                || self.rx_held + s.rx_cost(len, false) > self.config.max_session_unread())
     }
 
     /// Version 2: moves `id`'s edge towards `stream_window` past what was read, as far as the

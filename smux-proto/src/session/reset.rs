@@ -38,6 +38,7 @@ impl Session {
         // Whether its credit is part of `credit_owed` (it is until the peer's FIN).
         let owed = v2 && !s.fin_recv();
         let (freed, unread) = s.drop_reads();
+        s.tuning.forget();
         self.rx_held -= freed;
         if owed {
             self.credit_owed -= s.credit();
@@ -105,11 +106,13 @@ impl Session {
             && self.streams.get(&id.0).is_some_and(|s| s.discards_data())
     }
 
-    /// Version 2: `id` now holds `unread` bytes; remembers it as a candidate for a reset once
-    /// it holds [`HEAVY`] or more.
+    /// Data arrived for `id`: once it pins a read buffer, it is a candidate for
+    /// [`Session::compact_pins`], and in version 2, once it holds [`HEAVY`] or more, for a
+    /// reset.
     pub(super) fn note_heavy(&mut self, id: StreamId) {
+        let v2 = self.wire_version() == Version::V2;
         if let Some(s) = self.streams.get_mut(&id.0) {
-            if !s.heavy && s.unread() >= HEAVY {
+            if !s.heavy && (s.pinned() > 0 || v2 && s.unread() >= HEAVY) {
                 s.heavy = true;
                 self.heavy.push(id);
             }
@@ -117,18 +120,27 @@ impl Session {
     }
 
     /// Version 2: a frame of `len` bytes for `id` would take the memory held past the budget.
-    /// Resets the stream holding the most unread data until it fits, or `id` itself when no
-    /// other stream holds more (its frame is then discarded). Input never stops.
+    /// Copies what pins read buffers, then resets the stream holding the most unread data
+    /// until it fits, or `id` itself when no other stream holds more (its frame is then
+    /// discarded). Input never stops.
     pub(super) fn make_room(&mut self, id: StreamId, len: usize) {
         let budget = self.config.max_session_unread();
+        let mut compacted = false;
         loop {
             let Some(s) = self.streams.get(&id.0).filter(|s| s.accepts_data()) else {
                 return;
             };
-            if self.rx_held + s.rx_cost(len) <= budget {
+            if self.rx_held + s.rx_cost(len, false) <= budget {
                 return;
             }
             let own = s.unread();
+            if !compacted {
+                // Copying what pins read buffers may be enough.
+                compacted = true;
+                if self.compact_pins() > 0 {
+                    continue;
+                }
+            }
             let victim = match self.heaviest() {
                 Some((v, unread)) if unread > own => v,
                 _ => id,
@@ -138,7 +150,7 @@ impl Session {
     }
 
     /// The stream that holds the most unread data among those holding [`HEAVY`] or more, and
-    /// how much; forgets the candidates that no longer hold that much.
+    /// how much; forgets the entries that no longer hold that much nor pin a read buffer.
     fn heaviest(&mut self) -> Option<(StreamId, usize)> {
         let streams = &mut self.streams;
         let mut best: Option<(StreamId, usize)> = None;
@@ -146,11 +158,12 @@ impl Session {
             let Some(s) = streams.get_mut(&id.0) else {
                 return false;
             };
-            if !s.accepts_data() || s.unread() < HEAVY {
+            let candidate = s.accepts_data() && s.unread() >= HEAVY;
+            if !candidate && s.pinned() == 0 {
                 s.heavy = false;
                 return false;
             }
-            if best.is_none_or(|(_, most)| s.unread() > most) {
+            if candidate && best.is_none_or(|(_, most)| s.unread() > most) {
                 best = Some((*id, s.unread()));
             }
             true
@@ -159,6 +172,22 @@ impl Session {
             self.heavy.shrink_to(self.heavy.len() * 2);
         }
         best
+    }
+
+    /// Copies what the streams hold in slices of read buffers into allocations of their own,
+    /// so that those buffers can go; returns the memory freed (by the budget's count, which
+    /// charges a slice the whole buffer it may pin). Every stream that pins a buffer is among
+    /// the candidates of `heavy`. Each byte is copied at most once, and only when the budget
+    /// is full.
+    pub(super) fn compact_pins(&mut self) -> usize {
+        let mut freed = 0;
+        for id in &self.heavy {
+            if let Some(s) = self.streams.get_mut(&id.0) {
+                freed += s.unpin();
+            }
+        }
+        self.rx_held -= freed;
+        freed
     }
 
     /// Version 2 with the stalled-stream timeout: `id`'s writer was refused for want of the
