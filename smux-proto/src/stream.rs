@@ -53,6 +53,9 @@ pub(crate) struct Stream {
     /// protocol's initial window) allowed, minus `consumed`. Never moves the edge left. At
     /// most a window, which fits the UPD's 32 bits.
     credit: u32,
+    /// Version 2: what a grant tops the credit up to: the starting window, or more once the
+    /// tuning grew it ([`Tuning`]).
+    window: u32,
 
     // Send side: written data in frame-sized chunks, each its own allocation.
     tx: VecDeque<Bytes>,
@@ -63,12 +66,9 @@ pub(crate) struct Stream {
     peer_consumed: u32,
     peer_window: u32,
 
-    /// Where it is in its life, what it owes, what the application was told.
+    /// Where it is in its life, what it owes, what the application was told, which of the
+    /// session's lists it is in.
     flags: Flags,
-    /// In the session's list of streams that may hold the most unread data.
-    pub heavy: bool,
-    /// Version 2: a deadline for its writer's wait for the peer's window is armed.
-    pub stall_watched: bool,
     /// Reset by the session: reads and writes fail with this reason.
     reset: Option<ResetReason>,
     /// Last data sent or received, for the idle timeout; `None` while the timeout is off.
@@ -77,7 +77,7 @@ pub(crate) struct Stream {
     pub sched: Membership,
     /// What [`Session::stream_stats`](crate::Session::stream_stats) reports.
     pub counters: StreamCounters,
-    /// Version 2: the window grants top the credit up to, and how it tunes itself.
+    /// Version 2: what the window tuning measures.
     pub tuning: Tuning,
 }
 
@@ -108,6 +108,10 @@ impl Flags {
     const EXPIRED: u16 = 1 << 8;
     /// `Closed` has been reported.
     const CLOSED_REPORTED: u16 = 1 << 9;
+    /// In the session's list of streams that may hold the most unread data.
+    const HEAVY: u16 = 1 << 10;
+    /// Version 2: a deadline for its writer's wait for the peer's window is armed.
+    const STALL_WATCHED: u16 = 1 << 11;
 
     /// Whether any of `flags` is set.
     fn has(self, flags: u16) -> bool {
@@ -177,11 +181,9 @@ impl Epoch {
     }
 }
 
-/// Version 2: one stream's receive window as it tunes itself (`Config::window_tuning`).
+/// Version 2: how one stream's receive window tunes itself (`Config::window_tuning`).
 #[derive(Debug, Default)]
 pub(crate) struct Tuning {
-    /// What a grant tops the credit up to: the starting window, or more once grown.
-    pub window: usize,
     /// What the tuning measures, in a box of its own that only version 2 with tuning on makes
     /// ([`Tuning::state_mut`]), at the stream's first data or first grant: an idle stream, a
     /// version 1 stream or one with tuning off carries a pointer, not the measurements. `None`
@@ -250,14 +252,13 @@ impl Stream {
             consumed: 0,
             since_grant: 0,
             credit: u32::try_from(credit).expect("a window fits in 32 bits"),
+            window: 0,
             tx: VecDeque::new(),
             tx_bytes: 0,
             written: 0,
             peer_consumed: 0,
             peer_window: INITIAL_PEER_WINDOW,
             flags: Flags::default(),
-            heavy: false,
-            stall_watched: false,
             reset: None,
             last_activity: None,
             sched: Membership::default(),
@@ -324,6 +325,24 @@ impl Stream {
     /// The idle timeout closes the stream (its reads were dropped first).
     pub fn expire(&mut self) {
         self.flags.set(Flags::EXPIRED, true);
+    }
+
+    /// Whether it is in the session's list of streams that may hold the most unread data.
+    pub fn is_heavy(&self) -> bool {
+        self.flags.has(Flags::HEAVY)
+    }
+
+    pub fn set_heavy(&mut self, heavy: bool) {
+        self.flags.set(Flags::HEAVY, heavy);
+    }
+
+    /// Version 2: whether a deadline for its writer's wait for the peer's window is armed.
+    pub fn stall_watched(&self) -> bool {
+        self.flags.has(Flags::STALL_WATCHED)
+    }
+
+    pub fn set_stall_watched(&mut self, watched: bool) {
+        self.flags.set(Flags::STALL_WATCHED, watched);
     }
 
     /// Marks it reset: reads and writes fail from now on.
@@ -546,6 +565,15 @@ impl Stream {
     }
 
     // ---- version 2: our window ----
+
+    /// What a grant tops the credit up to.
+    pub fn recv_window(&self) -> usize {
+        self.window as usize
+    }
+
+    pub fn set_recv_window(&mut self, window: usize) {
+        self.window = u32::try_from(window).expect("a window fits in 32 bits");
+    }
 
     /// What the peer may still send: the credit not yet used by data received.
     pub fn credit(&self) -> usize {

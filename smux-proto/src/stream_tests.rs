@@ -166,12 +166,13 @@ fn stamps_give_their_instants_back() {
 }
 
 /// Every open stream holds a `Stream` at each end, idle or not, so each byte of it is paid
-/// once per stream and per end; a field added in passing would go unnoticed. This pins the
-/// size at what it is now: a new field should find room within it (flags go in `Flags`, what
-/// few streams need goes out of line as `Tuning`'s measurements do), or raise the bound here
-/// knowingly.
+/// once per stream and per end; a field added in passing would go unnoticed. And the table
+/// boxes it: allocators round a box up to a size class, so a few bytes over a class boundary
+/// cost a whole step. This pins the size at what it is now: a new field should find room
+/// within it (flags go in `Flags`, counts a window bounds in 32 bits, what few streams need
+/// out of line as `Tuning`'s measurements are), or raise the bound here knowingly.
 #[test]
 fn a_stream_stays_small() {
     let size = std::mem::size_of::<Stream>();
-    assert!(size <= 192, "a stream is {size} bytes");
+    assert!(size <= 184, "a stream is {size} bytes");
 }

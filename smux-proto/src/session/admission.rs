@@ -84,7 +84,7 @@ impl Session {
         };
         self.credit_owed += credit;
         let mut s = Stream::new(credit);
-        s.tuning.window = self.starting_window();
+        s.set_recv_window(self.starting_window());
         s
     }
 

@@ -106,7 +106,7 @@ impl Session {
         }
         s.note_consumed(n);
         self.credit_owed -= n;
-        if self.state == State::Open && s.grant_due(s.tuning.window) {
+        if self.state == State::Open && s.grant_due(s.recv_window()) {
             self.tune_window(id);
             self.grow_window(id);
         }
@@ -145,9 +145,9 @@ impl Session {
         let kept_up = t
             .last_grant
             .is_some_and(|t| self.now.saturating_duration_since(t) <= rtt * 3 / 2);
-        if t.held_back && kept_up && s.tuning.window < cap {
-            s.tuning.window = (2 * s.tuning.window).min(cap);
-            self.tuned_window = self.tuned_window.max(s.tuning.window);
+        if t.held_back && kept_up && s.recv_window() < cap {
+            s.set_recv_window((2 * s.recv_window()).min(cap));
+            self.tuned_window = self.tuned_window.max(s.recv_window());
         }
     }
 
@@ -163,7 +163,7 @@ impl Session {
         };
         let left = s.credit().saturating_sub(s.unread());
         let received = s.counters.received;
-        let window = s.tuning.window;
+        let window = s.recv_window();
         let t = s.tuning.state_mut();
         if left <= window / 8 {
             t.held_back = true;
@@ -212,7 +212,7 @@ impl Session {
             .max_session_unread()
             .saturating_sub(self.credit_owed);
         let s = self.streams.get_mut(&id.0).expect("a live stream");
-        let window = s.tuning.window;
+        let window = s.recv_window();
         let wanted = window.saturating_sub(s.credit());
         let floor = MIN_CREDIT.min(window).saturating_sub(s.credit());
         let extra = wanted.min(room.max(floor));

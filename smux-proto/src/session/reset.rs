@@ -67,7 +67,7 @@ impl Session {
             return;
         }
         s.note_consumed(n);
-        let window = s.tuning.window;
+        let window = s.recv_window();
         if open && s.grant_due(window) {
             // It holds nothing, so its window costs the budget nothing.
             s.grant(window.saturating_sub(s.credit()));
@@ -112,8 +112,8 @@ impl Session {
     pub(super) fn note_heavy(&mut self, id: StreamId) {
         let v2 = self.wire_version() == Version::V2;
         if let Some(s) = self.streams.get_mut(&id.0) {
-            if !s.heavy && (s.pinned() > 0 || v2 && s.unread() >= HEAVY) {
-                s.heavy = true;
+            if !s.is_heavy() && (s.pinned() > 0 || v2 && s.unread() >= HEAVY) {
+                s.set_heavy(true);
                 self.heavy.push(id);
             }
         }
@@ -160,7 +160,7 @@ impl Session {
             };
             let candidate = s.accepts_data() && s.unread() >= HEAVY;
             if !candidate && s.pinned() == 0 {
-                s.heavy = false;
+                s.set_heavy(false);
                 return false;
             }
             if candidate && best.is_none_or(|(_, most)| s.unread() > most) {
@@ -197,10 +197,10 @@ impl Session {
         let Some(t) = self.config.stalled_stream_timeout() else {
             return;
         };
-        let Some(s) = self.streams.get_mut(&id.0).filter(|s| !s.stall_watched) else {
+        let Some(s) = self.streams.get_mut(&id.0).filter(|s| !s.stall_watched()) else {
             return;
         };
-        s.stall_watched = true;
+        s.set_stall_watched(true);
         self.stalled_writers.push(now + t, id.0);
         let streams = &self.streams;
         self.stalled_writers
@@ -221,12 +221,12 @@ impl Session {
             let shut = s.counters.window_shut_since.filter(|_| waiting);
             match shut.map(|t| self.epoch.instant(t)) {
                 Some(since) if since + timeout <= now => {
-                    s.stall_watched = false;
+                    s.set_stall_watched(false);
                     self.reset_stream(StreamId(id), ResetReason::StalledWriter);
                 }
                 // Shut again since the deadline was set: the wait counts from then.
                 Some(since) => self.stalled_writers.push(since + timeout, id),
-                None => s.stall_watched = false,
+                None => s.set_stall_watched(false),
             }
         }
     }

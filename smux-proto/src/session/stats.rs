@@ -178,7 +178,7 @@ impl Session {
             peer_window: v2.then(|| s.send_window() as u64),
             advertised_window: v2.then(|| s.credit().saturating_sub(s.unread()) as u64),
             window_wait: Duration::from_nanos(c.window_wait + open_wait),
-            receive_window: v2.then_some(s.tuning.window as u64),
+            receive_window: v2.then_some(s.recv_window() as u64),
             queued_ahead: QueuedAhead {
                 frames: c.queued_ahead.frames.into(),
                 bytes: c.queued_ahead.bytes.into(),
