@@ -37,6 +37,25 @@ fn flood(p: &mut Pair, n: usize, per_stream: usize) -> Vec<StreamId> {
     ids
 }
 
+/// The client writes `total` bytes on `id`, driving the pair between writes; fails if its
+/// writer stops getting room (10,000 rounds move far more than `total`).
+fn client_writes_through(p: &mut Pair, id: StreamId, total: usize) {
+    let chunk = vec![2u8; 64 * 1024];
+    let mut sent = 0;
+    for _ in 0..10_000 {
+        if sent >= total {
+            return;
+        }
+        match p.client.write(id, &chunk[..chunk.len().min(total - sent)]) {
+            Ok(n) => sent += n,
+            Err(StreamError::Blocked) => {}
+            Err(e) => panic!("{e}"),
+        }
+        p.drive();
+    }
+    panic!("the writer is stranded at {sent} of {total}");
+}
+
 #[test]
 fn fresh_streams_cannot_make_the_server_hold_more_than_the_budget() {
     let budget = 4 * 1024 * 1024;
@@ -96,19 +115,7 @@ fn a_reset_stream_keeps_the_peer_writer_going_until_its_fin() {
         .expect("one stream was reset");
     // The client keeps writing on the reset stream (it has not read our FIN yet): 8 MiB, far
     // more than any window, all counted as read on our side and dropped.
-    let chunk = vec![2u8; 64 * 1024];
-    let mut sent = 0;
-    let mut rounds = 0;
-    while sent < 8 * 1024 * 1024 {
-        match p.client.write(victim, &chunk) {
-            Ok(n) => sent += n,
-            Err(StreamError::Blocked) => {}
-            Err(e) => panic!("{e}"),
-        }
-        p.drive();
-        rounds += 1;
-        assert!(rounds < 10_000, "the writer is stuck at {sent}");
-    }
+    client_writes_through(&mut p, victim, 8 * 1024 * 1024);
     assert!(p.server.unread_held() <= 1024 * 1024);
     p.client.shutdown(victim).unwrap();
     p.drive();
@@ -136,19 +143,7 @@ fn a_dropped_stream_keeps_crediting_the_peer_writer_until_its_fin() {
     );
     // The client never reads, so it never sees the FIN: its writer goes on, 4 MiB, far more
     // than the window, and never waits for good.
-    let chunk = vec![3u8; 32 * 1024];
-    let mut sent = 0;
-    let mut rounds = 0;
-    while sent < 4 * 1024 * 1024 {
-        match p.client.write(id, &chunk) {
-            Ok(n) => sent += n,
-            Err(StreamError::Blocked) => {}
-            Err(e) => panic!("{e}"),
-        }
-        p.drive();
-        rounds += 1;
-        assert!(rounds < 10_000, "the writer is stranded at {sent}");
-    }
+    client_writes_through(&mut p, id, 4 * 1024 * 1024);
     assert_eq!(p.server.unread_held(), 0);
     assert_eq!(
         p.server.credit_owed(),
