@@ -222,7 +222,8 @@ impl Session {
     /// for the frame becomes what the piece really took, plus a reservation for the rest.
     fn on_piece(&mut self, id: StreamId, data: Bytes, pinned: bool, rest: usize, now: Instant) {
         self.rx_held -= std::mem::take(&mut self.rx_reserved);
-        let keep = self.decoder.keeps() || pinned;
+        // The frame's rest, if any, may be kept as its start was allowed to be.
+        let keep = self.decoder.keeps();
         let s = self
             .streams
             .get_mut(&id.0)

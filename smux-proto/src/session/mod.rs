@@ -151,7 +151,8 @@ pub struct Session {
     credit_owed: usize,
     /// Version 2: streams whose window could not grow for lack of budget.
     credit_wait: IdQueue,
-    /// Version 2: streams that held 16 KiB or more unread when last seen (see `reset.rs`).
+    /// Streams that pinned a read buffer, or (version 2) held 16 KiB or more unread, when
+    /// last seen: the candidates for copying out and for a reset (see `reset.rs`).
     heavy: Vec<StreamId>,
     /// Version 2: deadlines of writers waiting for the peer's window (see `reset.rs`).
     stalled_writers: DeadlineQueue,
