@@ -1,6 +1,6 @@
 //! The `tracing` feature: a span per session with its role and version, `debug` events for
 //! streams opened, accepted, closed and refused, `warn` when a session ends on a protocol
-//! error. Run with `cargo test -p smux-tokio --features tracing --test tracing` (`.ci/run`
+//! error and when a stream is reset. Run with `cargo test -p smux-tokio --features tracing --test tracing` (`.ci/run`
 //! does); without the feature this file is empty.
 #![cfg(feature = "tracing")]
 
@@ -113,6 +113,25 @@ fn sessions_report_their_streams_and_their_end() {
             raw.write_all(&[9, 0, 0, 0, 0, 0, 0, 0]).await.unwrap();
             assert!(worker.await.unwrap().is_err());
 
+            // A version-2 peer within the protocol sends 128 KiB on a stream nobody reads, past
+            // a receive budget of three frames: the stream is reset.
+            let (s, mut raw) = tokio::io::duplex(256 * 1024);
+            let (server, _acc, worker) = MuxBuilder::server()
+                .with_version(smux_tokio::Version::V2)
+                .with_max_rx_queue(std::num::NonZeroUsize::new(3).unwrap())
+                .with_connection(s)
+                .build();
+            tokio::spawn(worker);
+            let mut flood = vec![2, 0, 0, 0, 3, 0, 0, 0];
+            for _ in 0..4 {
+                flood.extend_from_slice(&[2, 2, 0, 0x80, 3, 0, 0, 0]);
+                flood.extend_from_slice(&[7; 32 * 1024]);
+            }
+            raw.write_all(&flood).await.unwrap();
+            while server.stats().streams_reset == 0 {
+                tokio::task::yield_now().await;
+            }
+
             let events = collect.events.lock().unwrap().clone();
             let has = |level: Level, text: &str, span: &str| {
                 events
@@ -142,10 +161,16 @@ fn sessions_report_their_streams_and_their_end() {
                 "{}",
                 all()
             );
+            assert!(
+                has(Level::WARN, "stream reset", "version=2"),
+                "{}",
+                all()
+            );
+            assert!(has(Level::WARN, "receive budget", "smux"), "{}", all());
             // Nothing above debug for an ordinary session.
             assert_eq!(
                 events.iter().filter(|e| e.level <= Level::INFO).count(),
-                1,
+                2,
                 "{}",
                 all()
             );
