@@ -161,11 +161,7 @@ fn sessions_report_their_streams_and_their_end() {
                 "{}",
                 all()
             );
-            assert!(
-                has(Level::WARN, "stream reset", "version=2"),
-                "{}",
-                all()
-            );
+            assert!(has(Level::WARN, "stream reset", "version=2"), "{}", all());
             assert!(has(Level::WARN, "receive budget", "smux"), "{}", all());
             // Nothing above debug for an ordinary session.
             assert_eq!(
