@@ -207,12 +207,24 @@ impl<F> MuxBuilder<WithConfig, F> {
 
     /// Version 2: how far a stream's window may grow when it tunes itself
     /// ([`MuxBuilder::with_window_tuning`]), in bytes; never below the starting window, and
-    /// within the session's receive budget (`with_max_rx_queue`). Default: 16 MiB.
+    /// within the session's window budget ([`MuxBuilder::with_max_session_window`]).
+    /// Default: 16 MiB.
     ///
     /// # Panics
     /// Above 2^31 - 1 (what a Go peer can read).
     pub fn with_max_stream_window(&mut self, bytes: u32) -> &mut Self {
         self.state.options.max_stream_window(bytes);
+        self
+    }
+
+    /// Version 2: what the windows we grant may let the peer send on all streams together, in
+    /// bytes (a connection-wide window); at most the receive budget (`with_max_rx_queue`).
+    /// Windows far past the path's bandwidth-delay product add only queueing, and a request
+    /// beside bulk transfers waits behind it: raise it for paths whose product is larger.
+    /// The protocol's initial windows (256 KiB per fresh stream) are outside it. Default:
+    /// 4 MiB.
+    pub fn with_max_session_window(&mut self, bytes: std::num::NonZeroUsize) -> &mut Self {
+        self.state.options.max_session_window(bytes);
         self
     }
 

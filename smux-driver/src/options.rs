@@ -119,6 +119,11 @@ impl Options {
         self.config.with_max_stream_window(bytes);
     }
 
+    /// Version 2: the connection-wide window (`Config::max_session_window`).
+    pub fn max_session_window(&mut self, bytes: NonZeroUsize) {
+        self.config.with_max_session_window(bytes.get());
+    }
+
     /// Version 2: whether stream windows tune themselves.
     pub fn window_tuning(&mut self, on: bool) {
         self.config.with_window_tuning(on);

@@ -51,6 +51,7 @@ pub struct Config {
     window_tuning: bool,
     max_stream_unread: usize,
     max_session_unread: Option<usize>,
+    max_session_window: usize,
     max_accept_backlog: usize,
     accept_stall_timeout: Duration,
     stalled_stream_timeout: Option<Duration>,
@@ -73,6 +74,7 @@ impl Default for Config {
             window_tuning: true,
             max_stream_unread: 4 * 1024 * 1024,
             max_session_unread: None,
+            max_session_window: 4 * 1024 * 1024,
             max_accept_backlog: 1024,
             accept_stall_timeout: Duration::from_secs(1),
             stalled_stream_timeout: None,
@@ -229,9 +231,7 @@ impl Config {
     /// [`Config::stalled_stream_timeout`]).
     ///
     /// Version 2: we never stop reading a peer that keeps to our windows (that can deadlock
-    /// both sides). The windows we grant come out of this budget: a window grows only while
-    /// what the peer may still send on all streams stays within it (every stream may have
-    /// 64 KiB whatever the budget, so that idle open windows cannot starve the rest). But
+    /// both sides). The windows we grant stay within [`Config::max_session_window`]. But
     /// every fresh stream may carry [`INITIAL_PEER_WINDOW`](crate::INITIAL_PEER_WINDOW) bytes
     /// before the peer hears from us, which no budget can refuse. So when a frame would take
     /// the memory held above the budget, the stream holding the most unread data (or, if no
@@ -251,6 +251,23 @@ impl Config {
     /// Sets [`Config::max_session_unread`].
     pub fn with_max_session_unread(&mut self, bytes: usize) -> &mut Self {
         self.max_session_unread = Some(bytes);
+        self
+    }
+
+    /// Version 2: what the windows we grant may let the peer send on all streams together (a
+    /// connection-wide window, as rust-yamux's `max_connection_receive_window`), at most
+    /// [`Config::max_session_unread`]. A window grows only while the total stays within it;
+    /// every stream may have 64 KiB whatever it says, so that idle open windows cannot starve
+    /// the rest. Windows far past the path's bandwidth-delay product add no throughput, only
+    /// queueing: raise it for paths whose product is larger. The protocol's initial windows
+    /// are outside it. Default: 4 MiB.
+    pub fn max_session_window(&self) -> usize {
+        self.max_session_window.min(self.max_session_unread())
+    }
+
+    /// Sets [`Config::max_session_window`].
+    pub fn with_max_session_window(&mut self, bytes: usize) -> &mut Self {
+        self.max_session_window = bytes;
         self
     }
 

@@ -145,8 +145,16 @@ fn v2_windows_grow_only_within_the_budget() {
     // budget: the protocol lets a peer send that much unasked), and the server reads each as
     // it comes. The windows it grants back keep what is owed within the budget, plus a
     // minimum window per stream.
-    let mut c = v2();
-    c.with_max_session_unread(2 * 1024 * 1024);
+    let mut small_budget = v2();
+    small_budget.with_max_session_unread(2 * 1024 * 1024);
+    let mut small_window = v2();
+    small_window.with_max_session_window(1024 * 1024);
+    for c in [small_budget, small_window] {
+        windows_grow_only_within(c);
+    }
+}
+
+fn windows_grow_only_within(c: Config) {
     let mut p = Pair::new(c.clone(), c.clone(), Instant::now()).unwrap();
     p.link_capacity = usize::MAX;
     let ids: Vec<StreamId> = (0..STREAMS).map(|_| p.client.open().unwrap()).collect();
@@ -170,7 +178,7 @@ fn v2_windows_grow_only_within_the_budget() {
     // Beyond the budget, each stream keeps the minimum window (64 KiB) that stops idle
     // windows from starving the others.
     let owed = p.server.credit_owed();
-    let bound = c.max_session_unread() + STREAMS * 64 * 1024;
+    let bound = c.max_session_window() + STREAMS * 64 * 1024;
     assert!(
         owed > 0 && owed <= bound,
         "{owed} owed after everything was read, over {bound}"

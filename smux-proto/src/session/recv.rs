@@ -5,21 +5,19 @@
 //! that would go above a limit waits, with the input behind it, until the application reads.
 //!
 //! Version 2 never stops reading a peer that keeps to our windows: a peer whose UPDs we do not
-//! read can deadlock with us (DESIGN.md). Memory is bounded by what we let the peer send
-//! instead. Each stream has a credit, what the peer may still send on it (the edge we allowed,
-//! minus what the application has read); `credit_owed` is their sum. A fresh stream starts
-//! with the protocol's initial window, which we cannot refuse. A window grows (an UPD moves
-//! the edge right) only while `credit_owed` stays within `max_session_unread`, except that
-//! every stream may have [`MIN_CREDIT`] so that idle streams holding open windows cannot starve
-//! the rest; a stream whose window could not grow waits in `credit_wait` for the budget to free
-//! up, first come first served. The edge never moves left.
+//! read can deadlock with us (DESIGN.md). Each stream has a credit, what the peer may still
+//! send on it (the edge we allowed, minus what the application has read); `credit_owed` is
+//! their sum. A fresh stream starts with the protocol's initial window, which we cannot
+//! refuse. A window grows (an UPD moves the edge right) only while `credit_owed` stays within
+//! `max_session_window`, except that every stream may have [`MIN_CREDIT`] so that idle streams
+//! holding open windows cannot starve the rest; a stream whose window could not grow waits in
+//! `credit_wait` for that budget to free up, first come first served. The edge never moves
+//! left. What is held is bounded apart from the windows, by `max_session_unread` (`reset.rs`).
 
 use bytes::Bytes;
 
-/// Version 2: the window every stream may have whatever the budget says (one full frame and a
-/// little more), so that open but idle windows cannot starve the other streams. Unread data is
-/// therefore bounded by the budget plus this much per stream, once the initial windows (which
-/// the protocol gives every fresh stream) are used.
+/// Version 2: the window every stream may have whatever the window budget says (one full frame
+/// and a little more), so that open but idle windows cannot starve the other streams.
 pub(crate) const MIN_CREDIT: usize = 64 * 1024;
 
 use super::{Session, State};
@@ -209,7 +207,7 @@ impl Session {
     fn grow_window(&mut self, id: StreamId) -> bool {
         let room = self
             .config
-            .max_session_unread()
+            .max_session_window()
             .saturating_sub(self.credit_owed);
         let s = self.streams.get_mut(&id.0).expect("a live stream");
         let window = s.recv_window();
@@ -248,7 +246,7 @@ impl Session {
     /// for it, oldest first.
     pub(super) fn serve_credit_waiters(&mut self) {
         let quarter = self.config.stream_window() as usize / 4;
-        while self.credit_owed + quarter <= self.config.max_session_unread() {
+        while self.credit_owed + quarter <= self.config.max_session_window() {
             let Some(id) = self.credit_wait.pop(&mut self.streams) else {
                 return;
             };
