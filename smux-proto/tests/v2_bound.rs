@@ -141,6 +141,9 @@ fn a_dropped_stream_keeps_crediting_the_peer_writer_until_its_fin() {
         1,
         "a tombstone until the peer's FIN"
     );
+    // Nothing of it is left for us: it does not hold a drain up.
+    p.server.drain();
+    assert!(p.server.is_drained());
     // The client never reads, so it never sees the FIN: its writer goes on, 4 MiB, far more
     // than the window, and never waits for good.
     client_writes_through(&mut p, id, 4 * 1024 * 1024);

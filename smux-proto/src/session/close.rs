@@ -61,11 +61,13 @@ impl Session {
     }
 
     /// Whether every stream is over in both directions (both FINs, or the idle timeout) and
-    /// holds no unread data: after [`Session::drain`], nothing is left to wait for. O(streams).
+    /// holds no unread data: after [`Session::drain`], nothing is left to wait for. A stream
+    /// the application released whose FIN is out is over for us (what the peer still sends
+    /// on it is dropped). O(streams).
     pub fn is_drained(&self) -> bool {
         self.streams
             .values()
-            .all(|s| s.is_done() && s.unread() == 0)
+            .all(|s| (s.is_released() && s.fin_sent()) || (s.is_done() && s.unread() == 0))
     }
 
     /// Closes the session: no new streams or writes; every open stream gets a FIN after its

@@ -25,6 +25,12 @@ impl Session {
     /// what it can: all of it, unless a frame has to wait for room (see
     /// [`Session::wants_input`]); the rest stays in `input` for the next call. After the end,
     /// input is dropped.
+    ///
+    /// Payload pieces of 16 KiB or more, and at least a quarter of `input`, may be kept as
+    /// slices of `input` rather than copied; the receive budget charges each four times its
+    /// size, the buffer it may keep alive. That holds when `input` owns its allocation and it
+    /// is at most 64 KiB, as the adapters' read buffers are: give larger or shared buffers in
+    /// pieces of their own, or the budget understates what they pin.
     pub fn handle_input(&mut self, now: Instant, input: &mut Bytes) {
         let before = input.len();
         self.take_input(now, input);
