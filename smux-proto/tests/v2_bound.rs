@@ -56,6 +56,21 @@ fn client_writes_through(p: &mut Pair, id: StreamId, total: usize) {
     panic!("the writer is stranded at {sent} of {total}");
 }
 
+/// The client writes on `id`, driving the pair between writes, until the peer's window shuts;
+/// returns the bytes it wrote.
+fn client_writes_until_blocked(p: &mut Pair, id: StreamId) -> usize {
+    let chunk = vec![4u8; 64 * 1024];
+    let mut sent = 0;
+    loop {
+        match p.client.write(id, &chunk) {
+            Ok(n) => sent += n,
+            Err(StreamError::Blocked) => return sent,
+            Err(e) => panic!("{e}"),
+        }
+        p.drive();
+    }
+}
+
 #[test]
 fn fresh_streams_cannot_make_the_server_hold_more_than_the_budget() {
     let budget = 4 * 1024 * 1024;
@@ -171,16 +186,7 @@ fn a_writer_the_peer_strands_is_reset_after_the_stalled_stream_timeout() {
     p.drive();
     let accepted = p.server.accept().unwrap();
     // The server never reads: the client's window shuts after the initial window.
-    let chunk = vec![4u8; 64 * 1024];
-    let mut sent = 0;
-    loop {
-        match p.client.write(id, &chunk) {
-            Ok(n) => sent += n,
-            Err(StreamError::Blocked) => break,
-            Err(e) => panic!("{e}"),
-        }
-        p.drive();
-    }
+    let mut sent = client_writes_until_blocked(&mut p, id);
     assert_eq!(sent, INITIAL_PEER_WINDOW as usize);
     // A slow reader is back-pressure: reading opens the window, and the wait starts over.
     p.advance(Duration::from_secs(4));
@@ -188,14 +194,7 @@ fn a_writer_the_peer_strands_is_reset_after_the_stalled_stream_timeout() {
     let n = p.server.read(accepted, &mut buf).unwrap();
     assert_eq!(n, sent);
     p.drive();
-    loop {
-        match p.client.write(id, &chunk) {
-            Ok(n) => sent += n,
-            Err(StreamError::Blocked) => break,
-            Err(e) => panic!("{e}"),
-        }
-        p.drive();
-    }
+    sent += client_writes_until_blocked(&mut p, id);
     p.advance(Duration::from_secs(4));
     assert!(matches!(
         p.client.write(id, b"x"),
