@@ -293,8 +293,9 @@ impl<T, F: Bind<T>> MuxBuilder<WithConnection<T>, F> {
         } = self.state;
         let config = options.config();
         let now = <<F::Adapter as Adapter>::Runtime as Runtime>::now();
+        let (read, write) = F::split(connection);
         let conn = Arc::new(Conn::new(
-            F::wrap(connection),
+            write,
             options.role(),
             config,
             now,
@@ -304,7 +305,7 @@ impl<T, F: Bind<T>> MuxBuilder<WithConnection<T>, F> {
         (
             Connector::new(Arc::clone(&conn)),
             Acceptor::new(Arc::clone(&conn)),
-            Worker::new(conn),
+            Worker::new(conn, read),
         )
     }
 }

@@ -31,12 +31,12 @@ pub(crate) fn cooperate<R: Runtime, O>(
 
 /// Opens streams. Cloneable; the session lives while any handle does.
 pub struct Connector<A: Adapter> {
-    conn: Arc<Conn<A::Io>>,
+    conn: Arc<Conn<A::Write>>,
     budget: Budget<A>,
 }
 
 impl<A: Adapter> Connector<A> {
-    pub(crate) fn new(conn: Arc<Conn<A::Io>>) -> Self {
+    pub(crate) fn new(conn: Arc<Conn<A::Write>>) -> Self {
         Connector {
             conn,
             budget: Budget::<A>::default(),
@@ -67,11 +67,11 @@ impl<A: Adapter> Connector<A> {
     /// Cancel safe: dropping the future gives up its place in line, and the next call in
     /// line goes on.
     pub async fn open(&self) -> MuxResult<A::Stream> {
-        struct Place<'a, T: crate::Transport> {
+        struct Place<'a, T: crate::TransportWrite> {
             conn: &'a Conn<T>,
             ticket: Option<u64>,
         }
-        impl<T: crate::Transport> Drop for Place<'_, T> {
+        impl<T: crate::TransportWrite> Drop for Place<'_, T> {
             fn drop(&mut self) {
                 if let Some(t) = self.ticket {
                     self.conn.cancel_open(t);
@@ -188,12 +188,12 @@ impl<A: Adapter> fmt::Debug for Connector<A> {
 /// Receives the streams the peer opens; also a `futures_core::Stream` of them. Dropping it
 /// closes those that arrive later.
 pub struct Acceptor<A: Adapter> {
-    conn: Arc<Conn<A::Io>>,
+    conn: Arc<Conn<A::Write>>,
     budget: Budget<A>,
 }
 
 impl<A: Adapter> Acceptor<A> {
-    pub(crate) fn new(conn: Arc<Conn<A::Io>>) -> Self {
+    pub(crate) fn new(conn: Arc<Conn<A::Write>>) -> Self {
         Acceptor {
             conn,
             budget: Budget::<A>::default(),

@@ -1,51 +1,63 @@
 //! The driver shared by `smux-tokio` and `smux-futures`: it moves bytes between a transport and
 //! a [`smux_proto::Session`], wakes the tasks waiting on streams, and runs the timers. It is
-//! written once, against three small traits: [`Transport`] (the transport's I/O), [`Runtime`]
-//! (the clock, a sleep and cooperative scheduling) and [`Adapter`] (which types an adapter
-//! wraps). The adapters implement them and wrap [`StreamHandle`] in a `MuxStream` that
+//! written once, against a few small traits: [`TransportRead`] and [`TransportWrite`] (the
+//! transport's two sides), [`Runtime`] (the clock, a sleep and cooperative scheduling) and
+//! [`Adapter`] (which types an adapter wraps). The adapters implement them and wrap [`StreamHandle`] in a `MuxStream` that
 //! implements their runtime's I/O traits; applications use the adapters, not this crate.
 //!
 //! # Design
 //!
-//! Two locks, never one held across the other's wait:
-//! - the **state** lock (`conn.rs`): the session, the wakers, the handles' bookkeeping. Every
-//!   handle operation takes it for a bounded amount of work, and never during a syscall;
-//! - the **transport** lock: the transport and the frames pulled from the session but not yet
-//!   written (`output.rs`). Its holder is the only one writing, so a frame's bytes stay
-//!   together on the wire. Handles only ever `try_lock` it: a handle never waits behind
-//!   another task's syscall, it leaves the work to the holder or the worker instead.
+//! Each resource of a connection has one owner:
+//! - the transport's **read side** ([`TransportRead`]), with the pages it reads into: the
+//!   worker's own, outside every lock (`read.rs`); a read never waits for a write;
+//! - its **write side** ([`TransportWrite`]), with the output queue and the flush position:
+//!   the write lock's (`write.rs`). Everyone who writes (the worker, a flushing or blocked
+//!   writer, a stream's direct write of full frames, `close()`) goes through it; handles only
+//!   ever try it, and leave the writing to its holder when it is taken;
+//! - the **protocol state** (the [`smux_proto::Session`] and the handles' bookkeeping): the
+//!   state lock's (`conn.rs`), taken for a bounded amount of work, never during a syscall;
+//! - every **waiter** and the rule that wakes it: `Waiters` (`waiters.rs`), in the state.
+//!   Wakers are collected under the lock and run once every lock is released.
 //!
-//! The worker future (`worker.rs`) reads the transport (`input.rs`), runs the timers, and
-//! writes what the session queued. A stream writes a full frame or more straight to the
-//! transport when nothing is queued ahead of it, and a flushing task writes what is queued
-//! itself (`direct.rs`): neither waits for the worker. Wakers are collected while a lock is
-//! held and run once every lock is released (`wakers.rs`).
+//! The lock order is write, then state, and the types enforce it (`lock.rs`): the state lock
+//! is taken under the write lock only from the write guard, and both guards borrow the
+//! operation's one key, so taking the write lock under the state lock does not compile.
+//!
+//! A transport whose two sides are separate is given as its halves (the adapters' `Split`);
+//! any other is [`share`]d, and each side locks it for one poll.
+//!
+//! The worker future (`worker.rs`) reads, runs the timers, and writes what the session
+//! queued. A stream writes a full frame or more straight to the transport when nothing is
+//! queued ahead of it, and a flushing task writes what is queued itself: neither waits for
+//! the worker.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod builder;
 mod conn;
-mod direct;
 mod error;
 mod halves;
 mod handles;
-mod input;
 mod lifecycle;
+#[doc(hidden)]
+pub mod lock;
 mod open;
 mod ops;
 mod options;
 mod output;
+mod read;
 mod stream;
 mod sync;
 mod trace;
-mod wakers;
+mod transport;
+mod waiters;
 mod worker;
+mod write;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
 
-use std::io::{self, IoSlice};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -59,25 +71,8 @@ pub use smux_proto;
 pub use smux_proto::SessionStats as MuxStats;
 pub use smux_proto::{QueuedAhead, StreamStats};
 pub use stream::{ReadTarget, StreamHandle};
+pub use transport::{share, Shared, TransportRead, TransportWrite};
 pub use worker::Worker;
-
-/// The I/O a transport offers, in the shape both Tokio's and futures-io's traits reduce to.
-pub trait Transport: Unpin {
-    /// Reads into `buf`; `Ok(0)` is the end of input.
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
-    /// Writes from `bufs` in order; returns how many bytes were taken.
-    fn poll_write_vectored(
-        &mut self,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>>;
-    /// Whether `poll_write_vectored` writes more than the first buffer at once.
-    fn write_mode(&self) -> WriteMode;
-    /// Flushes what was written.
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// Shuts down the write side.
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-}
 
 /// What a transport's `poll_write_vectored` does with many buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,19 +123,26 @@ pub trait Runtime {
 
 /// The types one adapter binds together for one transport type.
 pub trait Adapter: Sized {
-    /// The transport, wrapped as the driver wants it.
-    type Io: Transport;
+    /// The transport's read side, as the driver wants it.
+    type Read: TransportRead;
+    /// The transport's write side, as the driver wants it.
+    type Write: TransportWrite;
     /// The runtime.
     type Runtime: Runtime;
     /// The adapter's stream type, a thin wrapper of [`StreamHandle`].
     type Stream: From<StreamHandle<Self>>;
 }
 
-/// An adapter family: which [`Adapter`] serves a transport of type `T`, and how to wrap it.
+/// An adapter family: which [`Adapter`] serves a transport of type `T`, and how to split it.
 /// Implemented by each adapter crate's marker type, which [`MuxBuilder`] carries.
 pub trait Bind<T> {
     /// The adapter for `T`.
     type Adapter: Adapter;
-    /// Wraps the application's transport.
-    fn wrap(conn: T) -> <Self::Adapter as Adapter>::Io;
+    /// The application's transport, as its read and write sides.
+    fn split(
+        conn: T,
+    ) -> (
+        <Self::Adapter as Adapter>::Read,
+        <Self::Adapter as Adapter>::Write,
+    );
 }

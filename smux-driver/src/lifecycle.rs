@@ -6,17 +6,25 @@ use std::task::{Context, Poll};
 
 use smux_proto::SessionEnd;
 
-use crate::conn::{Conn, IoState, State};
+use crate::conn::{Conn, State};
 use crate::error::worker_result;
-use crate::wakers::Wakes;
-use crate::{MuxError, MuxResult, Transport};
+use crate::waiters::Wakes;
+use crate::{MuxError, MuxResult, TransportWrite};
 
 impl State {
+    /// The transport failed: the session ends.
+    pub fn fail(&mut self, e: io::Error) {
+        self.record_error(e);
+        self.session.handle_transport_error();
+        self.dispatch_events();
+    }
+
     pub fn record_error(&mut self, e: io::Error) {
-        if self.transport_error_msg.is_none() {
-            self.transport_error_msg = Some(e.to_string());
-            self.transport_error_kind = Some(e.kind());
-            self.transport_error = Some(e);
+        let f = &mut self.failure;
+        if f.msg.is_none() {
+            f.msg = Some(e.to_string());
+            f.kind = Some(e.kind());
+            f.error = Some(e);
         }
     }
 
@@ -26,7 +34,7 @@ impl State {
         if self.abandoned {
             return Err(MuxError::ConnectionClosed);
         }
-        if let (Some(kind), Some(msg)) = (self.transport_error_kind, &self.transport_error_msg) {
+        if let (Some(kind), Some(msg)) = (self.failure.kind, &self.failure.msg) {
             return Err(MuxError::IoError(io::Error::new(kind, msg.clone())));
         }
         match self.session.end_reason() {
@@ -41,7 +49,7 @@ impl State {
             return Ok(());
         }
         self.result_taken = true;
-        let result = match (self.session.end_reason(), self.transport_error.take()) {
+        let result = match (self.session.end_reason(), self.failure.error.take()) {
             // Data was lost on the way out: an orderly end is not one.
             (_, Some(e)) => Err(MuxError::IoError(e)),
             (Some(end), None) => worker_result(&end.clone(), None),
@@ -56,128 +64,52 @@ impl State {
     }
 }
 
-/// Records a transport failure: the session ends and unwritten output is dropped.
-pub(crate) fn fail<T>(io: &mut IoState<T>, st: &mut State, e: io::Error) {
-    st.record_error(e);
-    st.session.handle_transport_error();
-    io.out.clear();
-    st.dispatch_events();
-}
-
-/// Nothing more will move: mark the end, wake everyone (the worker too), and hand back the
-/// transport for the caller to drop once it holds no lock (dropping it may be a syscall), or
-/// keep it for the worker to linger on (`Conn::poll_linger`).
-fn finish<T>(io: &mut IoState<T>, st: &mut State, linger: bool) -> Option<T> {
-    st.finished = true;
-    io.out.clear();
-    st.wake_all();
-    st.wakes.take(&mut st.worker_waker);
-    if linger {
-        None
-    } else {
-        io.io.take()
-    }
-}
-
-impl<T: Transport> Conn<T> {
-    /// Once the session has ended and its output is written: flushes and shuts down the
-    /// transport (after an orderly end), drops it, and wakes everyone. The transport's calls
-    /// are made without the state lock.
-    pub fn poll_finish(
-        &self,
-        io: &mut IoState<T>,
-        wakes: &mut Wakes,
-        cx: &mut Context<'_>,
-    ) -> Poll<()> {
-        let (orderly, ours) = {
-            let st = self.state(wakes);
-            if st.finished {
-                return Poll::Ready(());
-            }
-            if !st.session.is_ended() {
-                return Poll::Pending;
-            }
-            (
-                st.ended_orderly() && st.transport_error.is_none(),
-                matches!(st.session.end_reason(), Some(SessionEnd::Closed)),
-            )
-        };
-        let mut shut = Ok(());
-        if let (true, Some(t)) = (orderly, io.io.as_mut()) {
-            if !io.out.is_empty() {
-                return Poll::Pending;
-            }
-            shut = match t.poll_flush(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(())) => match t.poll_shutdown(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    // The peer may have closed first; shutting down is then moot.
-                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
-                    Poll::Ready(r) => r,
-                },
-                Poll::Ready(Err(e)) => Err(e),
-            };
-        }
-        let dead = {
-            let mut st = self.state(wakes);
-            // We ended first: the peer may still be sending, so linger (unless told not to).
-            let linger = orderly && ours && shut.is_ok() && !self.linger.is_zero();
-            if let Err(e) = shut {
-                st.record_error(e);
-            }
-            finish(io, &mut st, linger)
-        };
-        drop(dead);
-        Poll::Ready(())
-    }
-
+impl<W: TransportWrite> Conn<W> {
     /// Closes the session in order: data already taken by writes reaches the wire, every open
     /// stream gets FIN, then the transport is shut down. Works without the worker. `Ok` once
     /// that is done (or was done before); an error if the session had ended otherwise, or the
     /// transport failed before all of it was written.
     pub fn poll_close(&self, cx: &mut Context<'_>) -> Poll<MuxResult<()>> {
-        let mut wakes = Wakes::default();
+        let mut key = Wakes::default();
         {
-            let mut st = self.state(&mut wakes);
+            let mut st = self.state(&mut key);
             if st.finished {
                 return Poll::Ready(st.close_result());
             }
             if !st.session.is_closing() {
                 st.session.close();
                 // Accepts end and writes fail now: let their tasks see it.
-                let st = &mut *st;
-                st.wakes.take(&mut st.accept_waker);
-                st.wake_writers();
+                st.waiters.wake_acceptor();
+                st.waiters.wake_writers();
             }
             st.dispatch_events();
         }
         let mut more = false;
         let mut held = false;
-        if let Some(mut io) = self.try_io() {
+        if let Some(mut w) = self.writer(&mut key) {
             held = true;
-            let io = &mut *io;
-            more = self.drive_output(io, &mut wakes, cx);
-            if self.poll_finish(io, &mut wakes, cx).is_ready() {
-                return Poll::Ready(self.state(&mut wakes).close_result());
+            more = self.drive(&mut w, cx);
+            if self.poll_finish(&mut w, cx).is_ready() {
+                return Poll::Ready(w.state().close_result());
             }
         }
-        let mut st = self.state(&mut wakes);
+        let mut st = self.state(&mut key);
         if st.finished {
             return Poll::Ready(st.close_result());
         }
         // The transport may now hold this task's waker: hand the waiting back to the worker,
         // which would otherwise wait on readiness reported to a close() that may be gone.
-        st.notify_worker();
+        st.waiters.notify_worker();
         if more {
             // Stopped for the write budget, not for the transport: go on soon.
             cx.waker().wake_by_ref();
         } else {
-            st.register_closer(cx);
+            st.waiters.register_closer(cx);
         }
         drop(st);
-        if !held && self.try_io().is_some() {
-            // Whoever held the transport released it after we looked (a task that then waits
-            // wakes the closers, but it may have looked before we registered): go on.
+        if !held && self.writer(&mut key).is_some() {
+            // Whoever held the write side released it after we looked (a task that then
+            // waits wakes the closers, but it may have looked before we registered): go on.
             cx.waker().wake_by_ref();
         }
         Poll::Pending
@@ -186,21 +118,20 @@ impl<T: Transport> Conn<T> {
     /// Drains, then closes: no new streams either way from the first call; once every open
     /// stream is over in both directions and read, the session closes as `poll_close` does.
     pub fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<MuxResult<()>> {
-        let mut wakes = Wakes::default();
-        {
-            let mut st = self.state(&mut wakes);
+        let waiting = self.with_state(|st| {
             if !st.session.is_draining() {
                 st.session.drain();
                 // Waiting opens fail now; the acceptor still takes streams that arrived before.
-                let st = &mut *st;
-                for (_, w) in &mut st.open_waiters {
-                    st.wakes.take(w);
-                }
+                st.waiters.wake_openers();
             }
-            if !st.finished && !st.session.is_closing() && !st.session.is_drained() {
-                st.register_closer(cx);
-                return Poll::Pending;
+            let waiting = !st.finished && !st.session.is_closing() && !st.session.is_drained();
+            if waiting {
+                st.waiters.register_closer(cx);
             }
+            waiting
+        });
+        if waiting {
+            return Poll::Pending;
         }
         self.poll_close(cx)
     }
@@ -208,33 +139,32 @@ impl<T: Transport> Conn<T> {
     /// Ready once the session has ended and nothing more will move, with what the worker
     /// reports (or `ConnectionClosed` if the worker was dropped).
     pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<MuxResult<()>> {
-        let mut wakes = Wakes::default();
-        let mut st = self.state(&mut wakes);
-        if st.finished {
-            return Poll::Ready(st.close_result());
-        }
-        st.register_closer(cx);
-        Poll::Pending
+        self.with_state(|st| {
+            if st.finished {
+                return Poll::Ready(st.close_result());
+            }
+            st.waiters.register_closer(cx);
+            Poll::Pending
+        })
     }
 
     /// The worker is gone without finishing (or while lingering): nothing will move again.
     pub fn abandon(&self) {
-        let mut wakes = Wakes::default();
-        let mut io = self.io();
+        let mut key = Wakes::default();
+        let mut w = self.writer_blocking(&mut key);
         let dead = {
-            let mut st = self.state(&mut wakes);
+            let (ws, mut st) = w.parts();
             if st.finished {
-                // Dropped while lingering: stop.
-                io.io.take()
+                None
             } else {
                 st.abandoned = true;
-                st.transport_error_msg = Some("the worker was dropped".into());
+                st.failure.msg = Some("the worker was dropped".into());
                 st.session.handle_transport_error();
                 st.dispatch_events();
-                finish(&mut io, &mut st, false)
+                ws.finish(&mut st)
             }
         };
-        drop(io);
+        drop(w);
         drop(dead);
     }
 }

@@ -8,8 +8,8 @@
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
-// Outside the model: counters across executions, and the fake wire, which is only touched by
-// the transport lock's holder or once the threads are joined, never across a loom operation.
+// Outside the model: counters across executions, and the fake wire, which is never held across
+// a loom operation.
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc as StdArc, Mutex as StdMutex, OnceLock};
 use std::task::{Context, Poll, Waker};
@@ -19,8 +19,8 @@ use loom::future::block_on;
 use loom::thread::{self, ThreadId};
 
 use crate::{
-    Acceptor, Adapter, Bind, Connector, MuxBuilder, ReadTarget, Runtime, StreamHandle, Transport,
-    Worker, WriteMode,
+    Acceptor, Adapter, Bind, Connector, MuxBuilder, ReadTarget, Runtime, StreamHandle,
+    TransportRead, TransportWrite, Worker, WriteMode,
 };
 
 const SYN: u8 = 0;
@@ -43,6 +43,10 @@ struct Wire {
     echo: bool,
     /// How much of `out` the echo has looked at.
     echoed: usize,
+    /// The worker, waiting for input.
+    reader: Option<Waker>,
+    /// A test thread waiting for what the driver writes.
+    watcher: Option<Waker>,
 }
 
 impl Wire {
@@ -67,12 +71,12 @@ impl Wire {
     }
 }
 
-/// The transport: takes at most `per_write` bytes per write; a read returns the peer's input,
-/// then stays pending (the peer sends nothing more).
+/// One half of the transport, split as a socket is: the write half takes at most
+/// `per_write` bytes per write; the read half returns the peer's input, then stays pending
+/// (the peer sends nothing more).
 struct Pipe {
     wire: StdArc<StdMutex<Wire>>,
     per_write: usize,
-    reader: Option<Waker>,
     builder: ThreadId,
 }
 
@@ -82,21 +86,21 @@ impl Pipe {
     }
 }
 
-impl Transport for Pipe {
+impl TransportRead for Pipe {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        {
-            let mut w = self.wire();
-            if !w.input.is_empty() {
-                let n = buf.len().min(w.input.len());
-                buf[..n].copy_from_slice(&w.input[..n]);
-                w.input.drain(..n);
-                return Poll::Ready(Ok(n));
-            }
+        let mut w = self.wire();
+        if !w.input.is_empty() {
+            let n = buf.len().min(w.input.len());
+            buf[..n].copy_from_slice(&w.input[..n]);
+            w.input.drain(..n);
+            return Poll::Ready(Ok(n));
         }
-        self.reader = Some(cx.waker().clone());
+        w.reader = Some(cx.waker().clone());
         Poll::Pending
     }
+}
 
+impl TransportWrite for Pipe {
     fn poll_write_vectored(
         &mut self,
         _cx: &mut Context<'_>,
@@ -111,13 +115,15 @@ impl Transport for Pipe {
             n += take;
         }
         w.writes_by_builder += usize::from(by_builder);
-        let echoed = w.echo();
+        // The peer's reply arrives: the transport is readable.
+        let reader = if w.echo() { w.reader.take() } else { None };
+        let watcher = w.watcher.take();
         drop(w);
-        if echoed {
-            // The peer's reply arrives: the transport is readable.
-            if let Some(r) = self.reader.take() {
-                r.wake();
-            }
+        if let Some(r) = reader {
+            r.wake();
+        }
+        if let Some(w) = watcher {
+            w.wake();
         }
         Poll::Ready(Ok(n))
     }
@@ -174,7 +180,8 @@ impl Runtime for Rt {
 struct Model;
 
 impl Adapter for Model {
-    type Io = Pipe;
+    type Read = Pipe;
+    type Write = Pipe;
     type Runtime = Rt;
     type Stream = StreamHandle<Model>;
 }
@@ -183,8 +190,12 @@ struct Fake;
 
 impl Bind<Pipe> for Fake {
     type Adapter = Model;
-    fn wrap(conn: Pipe) -> Pipe {
-        conn
+    fn split(conn: Pipe) -> (Pipe, Pipe) {
+        let read = Pipe {
+            wire: StdArc::clone(&conn.wire),
+            ..conn
+        };
+        (read, conn)
     }
 }
 
@@ -210,7 +221,6 @@ fn session_with(frame: usize, per_write: usize, input: &[u8], echo: bool) -> Par
     let pipe = Pipe {
         wire: StdArc::clone(&wire),
         per_write,
-        reader: None,
         builder: thread::current().id(),
     };
     let mut b = MuxBuilder::<_, Fake>::client();
@@ -530,5 +540,37 @@ fn close_without_the_worker_while_a_stream_flushes() {
         };
         assert_stream(&frames(&w.out), 3, data);
         assert!(w.shut);
+    });
+}
+
+/// (g) The worker finds the write side held by a flushing stream, with output of its
+/// own to write (the FIN refusing a peer's SYN, which arrives meanwhile): it leaves the writing
+/// to the holder, which wakes it as it lets go, and the FIN goes out with nobody else acting.
+/// Without that wake (`Unlock::handed_off`), an execution deadlocks: the worker sleeps with
+/// its FIN queued while the test waits for it.
+#[test]
+fn a_write_left_to_the_holder_of_the_write_side_goes_out() {
+    explore("(g) hand-off", 3, || {
+        let (connector, acceptor, worker, wire) = session(64, 1024, &encode(SYN, 2, &[]));
+        drop(acceptor);
+        let s3 = connector.connect().expect("connect");
+        let worker = thread::spawn(move || block_on(worker));
+        write_all(&s3, &[b'a'; 64]);
+        // The flush writes what is queued from this thread, holding the write side.
+        block_on(poll_fn(|cx| s3.poll_flush(cx))).expect("flush");
+        // Wait for the refusal of stream 2 on the wire, written by whoever holds the write side.
+        block_on(poll_fn(|cx| {
+            let mut w = wire.lock().expect("wire");
+            if frames(&w.out).iter().any(|f| f.0 == FIN && f.1 == 2) {
+                return Poll::Ready(());
+            }
+            w.watcher = Some(cx.waker().clone());
+            Poll::Pending
+        }));
+        drop(s3);
+        drop(connector);
+        worker.join().expect("worker thread").expect("worker");
+        let w = wire.lock().expect("wire");
+        assert_stream(&frames(&w.out), 3, &[b'a'; 64]);
     });
 }

@@ -85,6 +85,11 @@ impl OutQueue {
         self.segs.is_empty()
     }
 
+    /// Segments queued.
+    pub fn segments(&self) -> usize {
+        self.segs.len()
+    }
+
     /// Whether another frame of any kind may be pulled from the session, while `sending`
     /// streams have data to send there: one write's worth per such stream, up to the
     /// high-water mark (one frame while the transport is backlogged). What is pulled is one
@@ -220,7 +225,7 @@ impl OutQueue {
     /// The segments to write next, in `slices`; returns how many. When the transport may
     /// write only its first buffer, the segments at the front are first copied into one
     /// buffer: a run of small ones ([`WriteMode::Unknown`]), or any ([`WriteMode::Single`]).
-    pub fn slices<'a>(&'a mut self, mode: WriteMode, slices: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
+    pub fn slices<'a>(&'a mut self, mode: WriteMode, slices: &mut [IoSlice<'a>]) -> usize {
         match mode {
             WriteMode::Vectored => {}
             WriteMode::Unknown => self.gather_front(SMALL),

@@ -115,14 +115,14 @@ pub trait ReadTarget {
 /// - shutting down queues FIN after the data written so far; the read side stays open;
 /// - dropping it sends what it already accepted, then FIN; unread data is dropped.
 pub struct StreamHandle<A: Adapter> {
-    conn: Arc<Conn<A::Io>>,
+    conn: Arc<Conn<A::Write>>,
     id: StreamId,
     budget: Budget<A>,
     write_turn: Turn,
 }
 
 impl<A: Adapter> StreamHandle<A> {
-    pub(crate) fn new(conn: Arc<Conn<A::Io>>, id: StreamId) -> Self {
+    pub(crate) fn new(conn: Arc<Conn<A::Write>>, id: StreamId) -> Self {
         StreamHandle {
             conn,
             id,
@@ -179,7 +179,7 @@ impl<A: Adapter> StreamHandle<A> {
         cx: &mut Context<'_>,
         write: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
-        let writers = &self.conn.waiting_writers;
+        let writers = &self.conn.signals.waiting_writers;
         if self.write_turn.over(writers, cx) {
             return Poll::Pending;
         }
@@ -246,7 +246,7 @@ impl<A: Adapter> StreamHandle<A> {
     /// The write half is gone: FIN goes out after the data written.
     pub(crate) fn finish_writing(&self) {
         self.write_turn
-            .set_waiting(&self.conn.waiting_writers, false);
+            .set_waiting(&self.conn.signals.waiting_writers, false);
         self.conn.finish_writing(self.id);
     }
 
@@ -259,7 +259,7 @@ impl<A: Adapter> StreamHandle<A> {
 impl<A: Adapter> Drop for StreamHandle<A> {
     fn drop(&mut self) {
         self.write_turn
-            .set_waiting(&self.conn.waiting_writers, false);
+            .set_waiting(&self.conn.signals.waiting_writers, false);
         self.conn.release_stream(self.id);
     }
 }

@@ -5,10 +5,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use crate::conn::Conn;
-use crate::input::Reader;
+use crate::conn::{Conn, State};
+use crate::read::{Input, ReadSide};
+use crate::sync::atomic::Ordering;
 use crate::sync::Arc;
-use crate::wakers::Wakes;
+use crate::waiters::Wakes;
 use crate::{Adapter, MuxResult, Runtime};
 
 type Sleep<A> = <<A as Adapter>::Runtime as Runtime>::Sleep;
@@ -30,8 +31,9 @@ type Sleep<A> = <<A as Adapter>::Runtime as Runtime>::Sleep;
 /// writes fail, and `close()` and `closed()` report `ConnectionClosed`.
 #[must_use = "the worker does nothing unless polled: spawn it"]
 pub struct Worker<A: Adapter> {
-    conn: Arc<Conn<A::Io>>,
-    reader: Reader,
+    conn: Arc<Conn<A::Write>>,
+    /// The transport's read side: the worker's alone.
+    read: ReadSide<A::Read>,
     sleep: Option<(Sleep<A>, Instant)>,
     /// This poll yielded once before writing; the next one writes.
     deferred: bool,
@@ -49,12 +51,12 @@ pub struct Worker<A: Adapter> {
 }
 
 impl<A: Adapter> Worker<A> {
-    pub(crate) fn new(conn: Arc<Conn<A::Io>>) -> Self {
+    pub(crate) fn new(conn: Arc<Conn<A::Write>>, read: A::Read) -> Self {
         #[cfg(feature = "tracing")]
-        let span = conn.state(&mut Wakes::default()).span.clone();
+        let span = conn.with_state(|st| st.span.clone());
         Worker {
             conn,
-            reader: Reader::default(),
+            read: ReadSide::new(read),
             sleep: None,
             deferred: false,
             batch: None,
@@ -67,14 +69,8 @@ impl<A: Adapter> Worker<A> {
     }
 
     /// Timers, and the end once every handle is gone. Returns the result once finished.
-    fn housekeeping(
-        &mut self,
-        wakes: &mut Wakes,
-        cx: &Context<'_>,
-        now: Instant,
-    ) -> Option<MuxResult<()>> {
-        let mut st = self.conn.state(wakes);
-        st.register_worker(cx);
+    fn housekeeping(st: &mut State, cx: &Context<'_>, now: Instant) -> Option<MuxResult<()>> {
+        st.waiters.register_worker(cx);
         if st.finished {
             return Some(st.take_result());
         }
@@ -88,26 +84,26 @@ impl<A: Adapter> Worker<A> {
         None
     }
 
-    /// Writes what is queued; returns whether a budget ran out with more to write.
+    /// Writes what is queued; returns whether a budget ran out with more to write. If a
+    /// handle holds the write side, it writes, and wakes the worker as it lets go.
     fn write(&mut self, wakes: &mut Wakes, cx: &mut Context<'_>) -> bool {
         let conn = &*self.conn;
-        let mut io = conn.io();
-        let io = &mut *io;
-        let more = conn.drive_output(io, wakes, cx);
-        let ended = conn.state(wakes).session.is_ended();
-        if ended {
-            let _ = conn.poll_finish(io, wakes, cx);
+        let Some(mut w) = conn.writer_or_hand_off(wakes) else {
+            return false;
+        };
+        let more = conn.drive(&mut w, cx);
+        if w.state().session.is_ended() {
+            let _ = conn.poll_finish(&mut w, cx);
         }
         more
     }
 
-    /// Sleeps until the next timer, if any (reads, writes and handles wake us otherwise).
-    fn sleep(&mut self, wakes: &mut Wakes, cx: &mut Context<'_>) {
-        let Some(deadline) = self.conn.state(wakes).session.poll_timeout() else {
-            return;
-        };
-        if self.poll_sleep(deadline, cx).is_ready() {
-            cx.waker().wake_by_ref();
+    /// Sleeps until `deadline`, if any (reads, writes and handles wake us otherwise).
+    fn sleep(&mut self, deadline: Option<Instant>, cx: &mut Context<'_>) {
+        if let Some(deadline) = deadline {
+            if self.poll_sleep(deadline, cx).is_ready() {
+                cx.waker().wake_by_ref();
+            }
         }
     }
 
@@ -131,23 +127,19 @@ impl<A: Adapter> Worker<A> {
         A::Runtime::poll_sleep(sleep, cx)
     }
 
-    /// The session is over with `result`: lingers on the transport if it was kept for that
-    /// (until the peer's end, at most `Conn::linger`), drops it, and returns `result`.
+    /// The session is over with `result`: lingers on the read side if the end was ours and
+    /// orderly (until the peer's end, at most `Conn::linger`), drops it, and returns `result`.
     fn poll_end(&mut self, result: MuxResult<()>, cx: &mut Context<'_>) -> Poll<MuxResult<()>> {
-        // After the end, the transport is still there only to linger on.
-        let lingering = self.conn.io().io.is_some();
-        if lingering {
+        if self.read.is_open() && self.conn.with_state(|st| st.linger) {
             let now = A::Runtime::now();
             let until = *self.linger_until.get_or_insert(now + self.conn.linger);
-            let peer_done = self.conn.poll_linger(&mut self.reader, cx).is_ready();
+            let peer_done = self.read.poll_linger(cx).is_ready();
             if !peer_done && now < until && self.poll_sleep(until, cx).is_pending() {
                 self.ending = Some(result);
                 return Poll::Pending;
             }
-            // (The transport lock is released at the end of the statement, before the drop.)
-            let dead = self.conn.io().io.take();
-            drop(dead);
         }
+        self.read.close();
         self.done = true;
         Poll::Ready(result)
     }
@@ -166,16 +158,21 @@ impl<A: Adapter> Future for Worker<A> {
         if let Some(result) = this.ending.take() {
             return this.poll_end(result, cx);
         }
-        let mut wakes = Wakes::default();
         let now = A::Runtime::now();
-        if let Some(result) = this.housekeeping(&mut wakes, cx, now) {
-            drop(wakes);
-            return this.poll_end(result, cx);
-        }
-        let mut more = this.conn.drive_input(&mut this.reader, &mut wakes, cx, now);
-        let has_output = {
-            let pulled = this.conn.try_io().is_none_or(|io| !io.out.is_empty());
-            pulled || this.conn.state(&mut wakes).session.has_output()
+        // The tasks this poll wakes run once it is over, every lock released: on several
+        // threads, they then queue their frames for the worker's next write rather than race
+        // with this one.
+        let mut key = Wakes::default();
+        let input = this.read.drive(&this.conn, &mut key, cx, now, |st, cx| {
+            Self::housekeeping(st, cx, now)
+        });
+        let (mut more, has_output) = match input {
+            Input::Ended(result) => {
+                drop(key);
+                return this.poll_end(result, cx);
+            }
+            Input::Budget => (true, true),
+            Input::Stopped(has_output) => (false, has_output),
         };
         let batch = *this.batch.get_or_insert_with(A::Runtime::batch_by_yielding);
         if batch && !this.deferred && has_output {
@@ -187,23 +184,27 @@ impl<A: Adapter> Future for Worker<A> {
             return Poll::Pending;
         }
         this.deferred = false;
-        more |= this.write(&mut wakes, cx);
-        let mut st = this.conn.state(&mut wakes);
+        if has_output || this.conn.signals.queued.load(Ordering::Relaxed) {
+            more |= this.write(&mut key, cx);
+        }
+        let mut st = this.conn.state(&mut key);
         if st.finished {
             let result = st.take_result();
             drop(st);
-            drop(wakes);
+            drop(key);
             return this.poll_end(result, cx);
         }
         // Writing may have made room for input that waited (refusals of peer SYNs).
         more |= st.paused_input_can_go_on();
+        let deadline = st.session.poll_timeout();
         drop(st);
+        drop(key);
         if more {
             // A budget ran out with work left: yield to the other tasks, then go on.
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        this.sleep(&mut wakes, cx);
+        this.sleep(deadline, cx);
         Poll::Pending
     }
 }

@@ -54,7 +54,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use smux_driver::{
-    Adapter, Bind, ReadBuffer, ReadTarget, Runtime, StreamHandle, Transport, WriteMode,
+    Adapter, Bind, ReadBuffer, ReadTarget, Runtime, Shared, StreamHandle, TransportRead,
+    TransportWrite, WriteMode,
 };
 
 pub use smux_driver::{
@@ -63,10 +64,71 @@ pub use smux_driver::{
 pub use smux_proto::{ProtocolError, Version};
 pub use split::{MuxReadHalf, MuxWriteHalf, ReuniteError};
 
-/// A transport the handles run over: any futures-io `AsyncRead + AsyncWrite + Unpin`.
-pub trait FuturesConn: AsyncRead + AsyncWrite + Unpin {}
+/// A transport the handles run over: any futures-io `AsyncRead + AsyncWrite + Unpin`, whose
+/// reads and writes then take turns, one poll at a time; or a [`Split`] of a read half and a
+/// write half, whose reads never wait for a write.
+pub trait FuturesConn: Sized {
+    /// The read side, as the driver reads it.
+    #[doc(hidden)]
+    type Read: TransportRead;
+    /// The write side, as the driver writes it.
+    #[doc(hidden)]
+    type Write: TransportWrite;
+    /// Splits the transport into its sides.
+    #[doc(hidden)]
+    fn into_sides(self) -> (Self::Read, Self::Write);
+}
 
-impl<T: AsyncRead + AsyncWrite + Unpin> FuturesConn for T {}
+impl<T: AsyncRead + AsyncWrite + Unpin> FuturesConn for T {
+    type Read = Shared<FuturesIo<T>>;
+    type Write = Shared<FuturesIo<T>>;
+    fn into_sides(self) -> (Self::Read, Self::Write) {
+        smux_driver::share(FuturesIo(self))
+    }
+}
+
+/// A transport given as its two halves: the worker reads one while streams write the other,
+/// and a read never waits for a write. For example, two clones of a smol `TcpStream` (which
+/// reads and writes through `&TcpStream`):
+///
+/// ```no_run
+/// # fn main() -> std::io::Result<()> {
+/// use smux_futures::{MuxBuilder, Split};
+///
+/// smol::block_on(async {
+///     let tcp = smol::net::TcpStream::connect("127.0.0.1:12345").await?;
+///     let (connector, acceptor, worker) = MuxBuilder::client()
+///         .with_connection(Split::new(tcp.clone(), tcp))
+///         .build();
+///     smol::spawn(worker).detach();
+///     # drop((connector, acceptor));
+///     Ok(())
+/// })
+/// # }
+/// ```
+///
+/// A transport given whole works too; its reads and writes then take turns, one non-blocking
+/// call at a time.
+#[derive(Debug)]
+pub struct Split<R, W> {
+    read: R,
+    write: W,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Split<R, W> {
+    /// The transport whose read half is `read` and write half `write`.
+    pub fn new(read: R, write: W) -> Self {
+        Split { read, write }
+    }
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> FuturesConn for Split<R, W> {
+    type Read = FuturesIo<R>;
+    type Write = FuturesIo<W>;
+    fn into_sides(self) -> (Self::Read, Self::Write) {
+        (FuturesIo(self.read), FuturesIo(self.write))
+    }
+}
 
 /// Builds a session: choose the role ([`MuxBuilder::client`] or [`MuxBuilder::server`]), set
 /// options, give the transport ([`MuxBuilder::with_connection`]), then `build()`.
@@ -87,15 +149,16 @@ pub enum Futures {}
 pub struct FuturesAdapter<T>(PhantomData<fn() -> T>);
 
 impl<T: FuturesConn> Adapter for FuturesAdapter<T> {
-    type Io = FuturesIo<T>;
+    type Read = T::Read;
+    type Write = T::Write;
     type Runtime = AsyncIoRuntime;
     type Stream = MuxStream<T>;
 }
 
 impl<T: FuturesConn> Bind<T> for Futures {
     type Adapter = FuturesAdapter<T>;
-    fn wrap(conn: T) -> FuturesIo<T> {
-        FuturesIo(conn)
+    fn split(conn: T) -> (T::Read, T::Write) {
+        conn.into_sides()
     }
 }
 
@@ -182,16 +245,18 @@ impl<T: FuturesConn> AsyncBufRead for MuxStream<T> {
     }
 }
 
-/// A futures-io transport, as the driver wants it.
+/// A futures-io transport, or one of its halves, as the driver wants it.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct FuturesIo<T>(T);
 
-impl<T: FuturesConn> Transport for FuturesIo<T> {
+impl<T: AsyncRead + Unpin> TransportRead for FuturesIo<T> {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_read(cx, buf)
     }
+}
 
+impl<T: AsyncWrite + Unpin> TransportWrite for FuturesIo<T> {
     fn poll_write_vectored(
         &mut self,
         cx: &mut Context<'_>,

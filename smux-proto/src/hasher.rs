@@ -4,12 +4,21 @@
 
 use std::hash::BuildHasher;
 
+/// Builds [`IdHash`]ers with a key drawn at random: for maps keyed by stream id (the driver's
+/// table of waiters uses it too).
 #[derive(Debug, Clone)]
-pub(crate) struct IdHasher {
+pub struct IdHasher {
     key: u64,
 }
 
+impl Default for IdHasher {
+    fn default() -> Self {
+        IdHasher::new()
+    }
+}
+
 impl IdHasher {
+    /// A hasher builder with a fresh random key.
     pub fn new() -> IdHasher {
         IdHasher {
             key: std::collections::hash_map::RandomState::new().hash_one(0x736d_7578_u64),
@@ -25,8 +34,9 @@ impl BuildHasher for IdHasher {
     }
 }
 
+/// The hasher of one key: a keyed multiply-and-fold of `u32` stream ids.
 #[derive(Debug)]
-pub(crate) struct IdHash {
+pub struct IdHash {
     h: u64,
 }
 

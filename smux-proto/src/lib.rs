@@ -89,6 +89,7 @@ mod wire;
 pub use config::{Config, Role, MAX_TIMER};
 pub use error::{ConfigError, OpenError, ProtocolError, ResetReason, SessionEnd, StreamError};
 pub use frame::Header;
+pub use hasher::{IdHash, IdHasher};
 pub use session::{Event, QueuedAhead, Session, SessionStats, StreamStats, Transmit};
 pub use wire::{Cmd, StreamId, Version, INITIAL_PEER_WINDOW, MAX_WINDOW};
 

@@ -6,14 +6,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use smux_driver::{ReadTarget, Runtime, Transport, WriteMode};
+use smux_driver::{ReadTarget, Runtime, TransportRead, TransportWrite, WriteMode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// A Tokio transport.
+/// A Tokio transport, or one of its halves.
 #[derive(Debug)]
 pub struct TokioIo<T>(pub T);
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Transport for TokioIo<T> {
+impl<T: AsyncRead + Unpin> TransportRead for TokioIo<T> {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let mut rb = ReadBuf::new(buf);
         match Pin::new(&mut self.0).poll_read(cx, &mut rb) {
@@ -22,7 +22,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Transport for TokioIo<T> {
             Poll::Pending => Poll::Pending,
         }
     }
+}
 
+impl<T: AsyncWrite + Unpin> TransportWrite for TokioIo<T> {
     fn poll_write_vectored(
         &mut self,
         cx: &mut Context<'_>,

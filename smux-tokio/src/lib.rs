@@ -93,7 +93,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use smux_driver::{Adapter, Bind, ReadBuffer, StreamHandle};
+use smux_driver::{Adapter, Bind, ReadBuffer, Shared, StreamHandle, TransportRead, TransportWrite};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 
 pub use smux_driver::{
@@ -104,10 +104,71 @@ pub use split::{MuxReadHalf, MuxWriteHalf, ReuniteError};
 
 use crate::io::{TokioIo, TokioReadBuf, TokioRuntime};
 
-/// A transport the handles run over: any Tokio `AsyncRead + AsyncWrite + Unpin`.
-pub trait TokioConn: AsyncRead + AsyncWrite + Unpin {}
+/// A transport the handles run over: any Tokio `AsyncRead + AsyncWrite + Unpin`, whose reads
+/// and writes then take turns, one poll at a time; or a [`Split`] of a read half and a write
+/// half, whose reads never wait for a write.
+pub trait TokioConn: Sized {
+    /// The read side, as the driver reads it.
+    #[doc(hidden)]
+    type Read: TransportRead;
+    /// The write side, as the driver writes it.
+    #[doc(hidden)]
+    type Write: TransportWrite;
+    /// Splits the transport into its sides.
+    #[doc(hidden)]
+    fn into_sides(self) -> (Self::Read, Self::Write);
+}
 
-impl<T: AsyncRead + AsyncWrite + Unpin> TokioConn for T {}
+impl<T: AsyncRead + AsyncWrite + Unpin> TokioConn for T {
+    type Read = Shared<TokioIo<T>>;
+    type Write = Shared<TokioIo<T>>;
+    fn into_sides(self) -> (Self::Read, Self::Write) {
+        smux_driver::share(TokioIo(self))
+    }
+}
+
+/// A transport given as its two halves, such as those of [`TcpStream::into_split`]: the
+/// worker reads one while streams write the other, and a read never waits for a write.
+///
+/// ```no_run
+/// # async fn f() -> std::io::Result<()> {
+/// use smux_tokio::{MuxBuilder, Split};
+///
+/// let tcp = tokio::net::TcpStream::connect("127.0.0.1:12345").await?;
+/// let (read, write) = tcp.into_split();
+/// let (connector, acceptor, worker) = MuxBuilder::client()
+///     .with_connection(Split::new(read, write))
+///     .build();
+/// tokio::spawn(worker);
+/// # drop((connector, acceptor));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A transport given whole (`with_connection(tcp)`) works too; its reads and writes then take
+/// turns, one non-blocking call at a time.
+///
+/// [`TcpStream::into_split`]: https://docs.rs/tokio/latest/tokio/net/struct.TcpStream.html#method.into_split
+#[derive(Debug)]
+pub struct Split<R, W> {
+    read: R,
+    write: W,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Split<R, W> {
+    /// The transport whose read half is `read` and write half `write`.
+    pub fn new(read: R, write: W) -> Self {
+        Split { read, write }
+    }
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> TokioConn for Split<R, W> {
+    type Read = TokioIo<R>;
+    type Write = TokioIo<W>;
+    fn into_sides(self) -> (Self::Read, Self::Write) {
+        (TokioIo(self.read), TokioIo(self.write))
+    }
+}
 
 /// Builds a session: choose the role ([`MuxBuilder::client`] or [`MuxBuilder::server`]), set
 /// options, give the transport ([`MuxBuilder::with_connection`]), then `build()`.
@@ -129,15 +190,16 @@ pub enum Tokio {}
 pub struct TokioAdapter<T>(PhantomData<fn() -> T>);
 
 impl<T: TokioConn> Adapter for TokioAdapter<T> {
-    type Io = TokioIo<T>;
+    type Read = T::Read;
+    type Write = T::Write;
     type Runtime = TokioRuntime;
     type Stream = MuxStream<T>;
 }
 
 impl<T: TokioConn> Bind<T> for Tokio {
     type Adapter = TokioAdapter<T>;
-    fn wrap(conn: T) -> TokioIo<T> {
-        TokioIo(conn)
+    fn split(conn: T) -> (T::Read, T::Write) {
+        conn.into_sides()
     }
 }
 

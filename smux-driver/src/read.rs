@@ -1,6 +1,6 @@
-//! Input: reading the transport into recycled pages and feeding the session. Only the worker
-//! reads, so all of this is the worker's own, outside both locks; the transport lock is held
-//! for each read alone.
+//! The read side: the transport's read half, the pages it reads into, and feeding the
+//! session. The worker owns it outright: no lock is taken to read, and a read never waits
+//! for a write.
 
 use std::collections::VecDeque;
 use std::io;
@@ -9,10 +9,9 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::conn::Conn;
-use crate::lifecycle::fail;
-use crate::wakers::Wakes;
-use crate::Transport;
+use crate::conn::{Conn, State};
+use crate::waiters::Wakes;
+use crate::{MuxResult, TransportRead, TransportWrite};
 
 /// Bytes asked of the transport per read. Payloads of at least a quarter of this are kept
 /// without copying (see `smux_proto`'s decoder), so a kept slice pins at most four times its
@@ -24,11 +23,49 @@ const MAX_PAGES: usize = 4;
 /// Reads per worker round, so that one busy connection cannot starve the runtime.
 const MAX_READS: usize = 4;
 
+/// How a round of input ended.
+pub(crate) enum Input {
+    /// The session ended before it: the worker's result.
+    Ended(MuxResult<()>),
+    /// It stopped for its budget, with the transport perhaps still readable.
+    Budget,
+    /// Nothing more to read for now (the transport, a stream read or an accept wakes the
+    /// worker when there is); whether the session has something to write (or has ended, and
+    /// the transport is to be shut down).
+    Stopped(bool),
+}
+
+/// The transport's read half, and what was read from it.
+#[derive(Debug)]
+pub(crate) struct ReadSide<R> {
+    /// Dropped with the worker, or once the session is over and lingering is done.
+    io: Option<R>,
+    pages: Pages,
+}
+
+impl<R> ReadSide<R> {
+    pub fn new(io: R) -> Self {
+        ReadSide {
+            io: Some(io),
+            pages: Pages::default(),
+        }
+    }
+
+    /// Drops the read half.
+    pub fn close(&mut self) {
+        self.io = None;
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.io.is_some()
+    }
+}
+
 /// Read buffers: each read fills a whole page, zeroed once when allocated and reused, without
 /// zeroing, once the session has dropped every slice of it. Payloads it keeps are slices of a
 /// page, so a page is free again once the application has read them.
 #[derive(Debug, Default)]
-pub(crate) struct Reader {
+struct Pages {
     /// Pages handed out, oldest first.
     pages: VecDeque<Bytes>,
     /// A page taken for a read that brought nothing.
@@ -38,7 +75,7 @@ pub(crate) struct Reader {
     eof: bool,
 }
 
-impl Reader {
+impl Pages {
     /// A page to read into: the oldest one if nothing uses it any more, else a new one.
     fn page(&mut self) -> BytesMut {
         if let Some(page) = self.spare.take() {
@@ -62,71 +99,75 @@ impl Reader {
     }
 }
 
-impl<T: Transport> Conn<T> {
-    /// Reads from the transport and feeds the session, while it takes input. Returns whether
-    /// it stopped for its budget with the transport perhaps still readable: otherwise the
-    /// transport, a stream read or an accept wakes the worker when there is more to do.
-    pub fn drive_input(
-        &self,
-        r: &mut Reader,
-        wakes: &mut Wakes,
+impl<R: TransportRead> ReadSide<R> {
+    /// Reads from the transport and feeds the session, while it takes input. `first` runs
+    /// under the first state lock taken (the worker's timers and end); if it returns the
+    /// result of an end, nothing is read. The state lock is taken once, plus once per read
+    /// that brought bytes. The tasks it wakes are queued in `key`.
+    pub fn drive<W: TransportWrite>(
+        &mut self,
+        conn: &Conn<W>,
+        key: &mut Wakes,
         cx: &mut Context<'_>,
         now: Instant,
-    ) -> bool {
+        first: impl FnOnce(&mut State, &Context<'_>) -> Option<MuxResult<()>>,
+    ) -> Input {
+        let r = &mut self.pages;
+        let mut st = conn.state(key);
+        if let Some(end) = first(&mut st, cx) {
+            return Input::Ended(end);
+        }
         let mut reads = 0;
         loop {
-            {
-                let mut st = self.state(wakes);
-                st.last_now = now;
-                if st.session.is_ended() {
-                    return false;
+            st.last_now = now;
+            if st.session.is_ended() || !st.session.wants_input() {
+                st.read_paused |= !st.session.is_ended();
+                return Input::Stopped(st.wants_write());
+            }
+            if st.read_paused || !r.input.is_empty() {
+                // Resume a held-back frame, then what is left of the last read.
+                st.read_paused = false;
+                st.session.handle_input(now, &mut r.input);
+                st.dispatch_events();
+                if r.input.is_empty() {
+                    // An empty slice still pins its page: let the page be reused.
+                    r.input = Bytes::new();
                 }
-                if !st.session.wants_input() {
+                // A frame may wait with all of the input taken (a SYN for a full backlog at
+                // the end of a read): paused all the same, so that an accept or a timer
+                // resumes it.
+                if !r.input.is_empty() || !st.session.wants_input() {
                     st.read_paused = true;
-                    return false;
-                }
-                if st.read_paused || !r.input.is_empty() {
-                    // Resume a held-back frame, then what is left of the last read.
-                    st.read_paused = false;
-                    st.session.handle_input(now, &mut r.input);
-                    st.dispatch_events();
-                    if r.input.is_empty() {
-                        // An empty slice still pins its page: let the page be reused.
-                        r.input = Bytes::new();
-                    }
-                    // A frame may wait with all of the input taken (a SYN for a full backlog
-                    // at the end of a read): paused all the same, so that an accept or a
-                    // timer resumes it.
-                    if !r.input.is_empty() || !st.session.wants_input() {
-                        st.read_paused = true;
-                        return false;
-                    }
+                    return Input::Stopped(st.wants_write());
                 }
             }
             if r.eof {
-                return false;
+                return Input::Stopped(st.wants_write());
             }
             if reads == MAX_READS {
-                return true;
+                return Input::Budget;
             }
             reads += 1;
-            let mut page = r.page();
-            let mut io = self.io();
-            let Some(t) = io.io.as_mut() else {
-                return false;
+            let Some(t) = self.io.as_mut() else {
+                return Input::Stopped(st.wants_write());
             };
-            let res = t.poll_read(cx, &mut page[..]);
-            match res {
+            let wants_write = st.wants_write();
+            drop(st);
+            let mut page = r.page();
+            let read = t.poll_read(cx, &mut page[..]);
+            if read.is_pending() {
+                r.spare = Some(page);
+                return Input::Stopped(wants_write);
+            }
+            st = conn.state(key);
+            match read {
                 Poll::Ready(Ok(0)) => {
-                    drop(io);
                     r.eof = true;
-                    let mut st = self.state(wakes);
                     st.session.handle_eof();
                     st.dispatch_events();
-                    return false;
+                    return Input::Stopped(st.wants_write());
                 }
                 Poll::Ready(Ok(n)) => {
-                    drop(io);
                     let page = page.freeze();
                     r.input = page.slice(..n);
                     r.pages.push_back(page);
@@ -136,34 +177,29 @@ impl<T: Transport> Conn<T> {
                     reads -= 1;
                 }
                 Poll::Ready(Err(e)) => {
-                    fail(&mut io, &mut self.state(wakes), e);
-                    return false;
+                    st.fail(e);
+                    return Input::Stopped(false);
                 }
-                Poll::Pending => {
-                    r.spare = Some(page);
-                    return false;
-                }
+                Poll::Pending => unreachable!("returned above"),
             }
         }
     }
-}
 
-impl<T: Transport> Conn<T> {
     /// After an orderly end we began: reads and drops what the peer still sends, until its
     /// end of input (or a failure), so that closing the transport with unread input does not
     /// make the kernel reset the connection and throw away what the peer has not read yet.
     /// `Ready` once the peer's end is seen (or there is no transport); `Pending` with the
     /// task woken when the read budget ran out.
-    pub fn poll_linger(&self, r: &mut Reader, cx: &mut Context<'_>) -> Poll<()> {
+    pub fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let r = &mut self.pages;
         for _ in 0..MAX_READS {
+            let Some(t) = self.io.as_mut() else {
+                return Poll::Ready(());
+            };
             if r.eof {
                 return Poll::Ready(());
             }
             let mut page = r.page();
-            let mut io = self.io();
-            let Some(t) = io.io.as_mut() else {
-                return Poll::Ready(());
-            };
             match t.poll_read(cx, &mut page[..]) {
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => r.eof = true,
@@ -186,7 +222,7 @@ mod tests {
 
     #[test]
     fn a_page_is_reused_once_its_slices_are_dropped_and_not_before() {
-        let mut r = Reader::default();
+        let mut r = Pages::default();
         let mut page = r.page();
         page[..3].copy_from_slice(b"abc");
         let first = page.as_ptr();
@@ -207,7 +243,7 @@ mod tests {
 
     #[test]
     fn a_page_that_read_nothing_is_kept() {
-        let mut r = Reader::default();
+        let mut r = Pages::default();
         let page = r.page();
         let p = page.as_ptr();
         r.spare = Some(page);
@@ -216,7 +252,7 @@ mod tests {
 
     #[test]
     fn pages_in_use_are_forgotten_past_the_limit() {
-        let mut r = Reader::default();
+        let mut r = Pages::default();
         let mut kept = Vec::new();
         for _ in 0..MAX_PAGES * 2 {
             let page = r.page().freeze();
