@@ -592,6 +592,7 @@ fn not_applicable(s: Subject, w: Workload) -> Option<&'static str> {
              the link's own rate, beside each row, is the ceiling",
         ),
         (None, Workload::WanTunnel) => Some("the tunnel example is built on smux-tokio"),
+        (None, Workload::Bidi) => Some("the Go program has no bidi workload"),
         (None, w) if w.go_name().is_none() => Some(
             "Go's writes go out at once, with nothing to flush: its pingpong row is this \
              measurement",
@@ -845,8 +846,8 @@ fn metrics(w: Workload) -> Vec<Metric> {
         value: |f| field(f, "ops") / field(f, "secs") / 1000.0,
     };
     match w {
-        Workload::Stream | Workload::Streams64 => vec![gib_s, rss],
-        Workload::Handshake | Workload::OpenClose => vec![rate],
+        Workload::Stream | Workload::Streams64 | Workload::Bidi => vec![gib_s, rss],
+        Workload::Handshake | Workload::EchoSeq | Workload::OpenClose => vec![rate],
         Workload::PingPong | Workload::PingPongNoFlush => vec![
             Metric {
                 name: "p50",
@@ -1006,7 +1007,20 @@ fn describe_workload(w: Workload, p: &Params) -> String {
     match w {
         Workload::Stream => format!("one stream, {} MiB in 64 KiB writes", p.mib),
         Workload::Streams64 => format!("{} streams at once, {} MiB in all", p.streams, p.mib),
-        Workload::Handshake => format!("open, 8-byte echo, close; {} in sequence", p.ops),
+        Workload::Bidi => format!(
+            "two streams at once, one each way, {} MiB each in 64 KiB writes (raw TCP: one \
+             connection, a direction each way); both directions' bytes",
+            p.mib
+        ),
+        Workload::Handshake => format!(
+            "open, 8-byte echo, close, no flush; {} in sequence (raw TCP: a connection each)",
+            p.ops
+        ),
+        Workload::EchoSeq => format!(
+            "echo-seq: open, 8-byte echo, close, each write flushed; {} in sequence (raw TCP: \
+             a connection each)",
+            p.ops
+        ),
         Workload::OpenClose => format!(
             "{} pipelined open+close, no payload, at most {OPENCLOSE_WINDOW} in flight",
             p.openclose
@@ -1108,7 +1122,7 @@ fn report(o: &Options, h: &Header, subjects: &[Subject], results: &Results) {
     if subjects.iter().any(|s| matches!(s.kind, Kind::Go(_))) {
         println!(
             "- Go (`interop/go-bench`): its writes go out at once, so it has one ping-pong, \
-             shown as the flushed one; its open+close is not windowed (the client opens and \
+             shown as the flushed one, and its handshake is also the echo-seq row; its open+close is not windowed (the client opens and \
              closes all streams without reading the server's close)"
         );
     }
