@@ -23,6 +23,16 @@
 //! self instructions by function; cachegrind has no inclusive counts). The report prints the
 //! top `--top K` (15) functions of each diff, per operation. Another view of a diff:
 //! `cg_annotate target/bench-instructions/smux-tokio-v1-pingpong.diff.cgout | less`.
+//!
+//! Inclusive counts and call counts need callgrind, by hand, on one run (its figures then
+//! include the setup and the 1,000 warm-up round trips: divide by N + 1000):
+//!
+//! ```text
+//! valgrind --tool=callgrind --callgrind-out-file=target/bench-instructions/v1.callgrind \
+//!     target/release/smux-bench --child smux-tokio-v1 pingpong iters=20000 untimed=1
+//! callgrind_annotate --inclusive=yes target/bench-instructions/v1.callgrind | less
+//! callgrind_annotate --tree=caller target/bench-instructions/v1.callgrind | less  # (Nx): calls
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
