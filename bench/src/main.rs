@@ -15,7 +15,28 @@
 //!                                       --workloads stream,... --timeout 180
 //!                                       --link 100,50,50 --notsent-lowat 128
 //!                                       --no-window-tuning]
+//! cargo run --release -p smux-bench -- --instructions [--impls ... --workloads ... --top 15
+//!                                                      --before COMMIT --quick]
 //! ```
+//!
+//! The workloads (`--workloads`, all by default): `stream` (one stream's bulk transfer, 64 KiB
+//! writes), `streams64` (64 at once), `bidi` (two streams at once over one connection, one bulk
+//! transfer each way; raw TCP: one connection, its halves split, a direction each way;
+//! aggregate throughput), `handshake` (open, 8-byte echo, close, in sequence, no flush),
+//! `echo-seq` (the same with each write flushed, as a request/response protocol does; a rate,
+//! with its ratio to `async_smux`; raw TCP: a new connection each), `openclose` (pipelined
+//! open+close), `pingpong` and `pingpong-noflush` (64-byte round trips), `idle` (memory per
+//! idle stream) and the `wan-*` ones below. `bench/src/workloads.rs` describes each.
+//!
+//! `--instructions` counts instead of timing (`bench/src/instructions.rs`): each chosen
+//! implementation's child runs under `valgrind --tool=cachegrind --cache-sim=no` on the
+//! current-thread runtime at N and 3N operations, and the difference over the 2N extra
+//! operations is the user-space instructions per ping-pong round trip (`pingpong`, 64 B,
+//! flushed), per open+8-byte echo+close (`echo-seq`) and per MiB of one stream's transfer
+//! (`stream`); by default for raw TCP, smux-tokio v1 and v2, `async_smux` and, with `--before`,
+//! the before build. The out files, their `cg_diff` and its `cg_annotate` go to
+//! `target/bench-instructions/`, and the report lists each diff's top `--top K` (15)
+//! functions by self instructions per operation.
 //!
 //! The `wan-*` workloads cross an emulated WAN link (`smux_test_support::link`; see
 //! `bench/src/wan.rs`): `--link MBIT,RTT_MS,QUEUE_MS` sets its rate, round trip and router
@@ -40,6 +61,7 @@
 //! runs that binary's children beside ours.
 
 mod impls;
+mod instructions;
 mod tunnel;
 mod wan;
 mod workloads;
@@ -131,6 +153,7 @@ fn before_name(i: Impl) -> &'static str {
 
 const BEFORE: [Impl; 4] = [Impl::SmuxV1, Impl::SmuxV2, Impl::FuturesV1, Impl::FuturesV2];
 
+#[derive(Clone)]
 struct Options {
     /// The arguments as given, for the report.
     args: Vec<String>,
@@ -145,6 +168,12 @@ struct Options {
     before: Option<String>,
     only: Option<Vec<String>>,
     workloads: Vec<Workload>,
+    /// `--workloads` was given.
+    workloads_given: bool,
+    /// `--instructions`: count instructions per operation under cachegrind instead.
+    instructions: bool,
+    /// `--top K`: the functions listed per count in `--instructions`.
+    top: usize,
 }
 
 fn main() {
@@ -154,19 +183,28 @@ fn main() {
         return;
     }
     let opts = parse(&args);
-    parent(&opts);
+    if opts.instructions {
+        instructions::run(&opts);
+    } else {
+        parent(&opts);
+    }
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!(
         "{msg}\nusage: smux-bench [--reps N] [--quick] [--runtimes ct,mt] [--multi-thread] \
-         [--no-go] [--before COMMIT] [--impls a,b] [--workloads a,b] [--timeout SECS]\n  \
+         [--no-go] [--before COMMIT] [--impls a,b] [--workloads a,b] [--timeout SECS]\n       \
+         smux-bench --instructions [--impls a,b] [--workloads pingpong,echo-seq,stream] \
+         [--top K] [--before COMMIT] [--quick]\n  \
          --runtimes: the Tokio runtimes, ct (current-thread) and/or mt (multi-thread, 2 \
          workers); default both. --multi-thread is --runtimes mt. smux-futures rows run once, \
          on smol; Go rows once.\n  \
          --before COMMIT: also smux-tokio and smux-futures built from COMMIT\n  \
          --timeout SECS: a measurement still running after SECS (default 180) is killed \
          and reported as a timeout\n  \
+         --instructions: user-space instructions per operation under cachegrind (N and 3N \
+         operations, current-thread runtime), for raw-tcp, smux-tokio-v1/v2, async_smux and \
+         the before build unless --impls says; --top K: the functions listed per count (15)\n  \
          impls: {}, {}, go-smux-v1, go-smux-v2\n  workloads: {}",
         Impl::ALL.map(Impl::name).join(", "),
         BEFORE.map(before_name).join(", "),
@@ -187,6 +225,9 @@ fn parse(args: &[String]) -> Options {
         before: None,
         only: None,
         workloads: Workload::ALL.to_vec(),
+        workloads_given: false,
+        instructions: false,
+        top: 15,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -243,7 +284,10 @@ fn parse(args: &[String]) -> Options {
             "--no-window-tuning" => o.params.no_tuning = true,
             "--before" => o.before = Some(value()),
             "--impls" => o.only = Some(value().split(',').map(str::to_string).collect()),
+            "--instructions" => o.instructions = true,
+            "--top" => o.top = value().parse().unwrap_or_else(|_| usage("--top K")),
             "--workloads" => {
+                o.workloads_given = true;
                 o.workloads = value()
                     .split(',')
                     .map(|w| {
@@ -592,6 +636,7 @@ fn not_applicable(s: Subject, w: Workload) -> Option<&'static str> {
              the link's own rate, beside each row, is the ceiling",
         ),
         (None, Workload::WanTunnel) => Some("the tunnel example is built on smux-tokio"),
+        (None, Workload::Bidi) => Some("the Go program has no bidi workload"),
         (None, w) if w.go_name().is_none() => Some(
             "Go's writes go out at once, with nothing to flush: its pingpong row is this \
              measurement",
@@ -845,8 +890,8 @@ fn metrics(w: Workload) -> Vec<Metric> {
         value: |f| field(f, "ops") / field(f, "secs") / 1000.0,
     };
     match w {
-        Workload::Stream | Workload::Streams64 => vec![gib_s, rss],
-        Workload::Handshake | Workload::OpenClose => vec![rate],
+        Workload::Stream | Workload::Streams64 | Workload::Bidi => vec![gib_s, rss],
+        Workload::Handshake | Workload::EchoSeq | Workload::OpenClose => vec![rate],
         Workload::PingPong | Workload::PingPongNoFlush => vec![
             Metric {
                 name: "p50",
@@ -1006,7 +1051,20 @@ fn describe_workload(w: Workload, p: &Params) -> String {
     match w {
         Workload::Stream => format!("one stream, {} MiB in 64 KiB writes", p.mib),
         Workload::Streams64 => format!("{} streams at once, {} MiB in all", p.streams, p.mib),
-        Workload::Handshake => format!("open, 8-byte echo, close; {} in sequence", p.ops),
+        Workload::Bidi => format!(
+            "two streams at once, one each way, {} MiB each in 64 KiB writes (raw TCP: one \
+             connection, a direction each way); both directions' bytes",
+            p.mib
+        ),
+        Workload::Handshake => format!(
+            "open, 8-byte echo, close, no flush; {} in sequence (raw TCP: a connection each)",
+            p.ops
+        ),
+        Workload::EchoSeq => format!(
+            "echo-seq: open, 8-byte echo, close, each write flushed; {} in sequence (raw TCP: \
+             a connection each)",
+            p.ops
+        ),
         Workload::OpenClose => format!(
             "{} pipelined open+close, no payload, at most {OPENCLOSE_WINDOW} in flight",
             p.openclose
@@ -1070,13 +1128,19 @@ fn cpu_model() -> String {
     format!("{cpus} CPUs, {model}")
 }
 
-fn report(o: &Options, h: &Header, subjects: &[Subject], results: &Results) {
+/// This tree's commit, `hash subject`, and whether it has uncommitted changes.
+fn this_tree() -> String {
     let root = repo_root();
     let mut this = git(&root, ["log", "-1", "--format=%h %s"]).unwrap_or_default();
     if git(&root, ["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty())
     {
         this += " (with uncommitted changes)";
     }
+    this
+}
+
+fn report(o: &Options, h: &Header, subjects: &[Subject], results: &Results) {
+    let this = this_tree();
     // The baselines of a row: those on its Tokio runtime; smol and Go rows take the first
     // Tokio runtime of the run.
     let base_rt = |rt: Runtime| match rt {
@@ -1108,7 +1172,7 @@ fn report(o: &Options, h: &Header, subjects: &[Subject], results: &Results) {
     if subjects.iter().any(|s| matches!(s.kind, Kind::Go(_))) {
         println!(
             "- Go (`interop/go-bench`): its writes go out at once, so it has one ping-pong, \
-             shown as the flushed one; its open+close is not windowed (the client opens and \
+             shown as the flushed one, and its handshake is also the echo-seq row; its open+close is not windowed (the client opens and \
              closes all streams without reading the server's close)"
         );
     }

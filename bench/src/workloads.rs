@@ -7,7 +7,8 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use smux_test_support::alloc::live;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use smux_test_support::link::LinkConfig;
@@ -28,7 +29,12 @@ pub type Fields = Vec<(&'static str, f64)>;
 pub enum Workload {
     Stream,
     Streams64,
+    /// Over one connection, two streams at once: one bulk transfer each way.
+    Bidi,
+    /// Open, 8-byte echo, close, in sequence; neither side flushes.
     Handshake,
+    /// The same with a flush after each write, as a request/response protocol does.
+    EchoSeq,
     OpenClose,
     /// Each side flushes after each write, as request/response protocols do.
     PingPong,
@@ -47,10 +53,12 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 11] = [
+    pub const ALL: [Workload; 13] = [
         Workload::Stream,
         Workload::Streams64,
+        Workload::Bidi,
         Workload::Handshake,
+        Workload::EchoSeq,
         Workload::OpenClose,
         Workload::PingPong,
         Workload::PingPongNoFlush,
@@ -65,7 +73,9 @@ impl Workload {
         match self {
             Workload::Stream => "stream",
             Workload::Streams64 => "streams64",
+            Workload::Bidi => "bidi",
             Workload::Handshake => "handshake",
+            Workload::EchoSeq => "echo-seq",
             Workload::OpenClose => "openclose",
             Workload::PingPong => "pingpong",
             Workload::PingPongNoFlush => "pingpong-noflush",
@@ -78,10 +88,12 @@ impl Workload {
     }
 
     /// The Go program's name for it: its writes go out at once, so its `pingpong` is the
-    /// flushing one, and it has no other. The tunnel is ours.
+    /// flushing one, and it has no other; its `handshake` is `echo-seq` (and `handshake`).
+    /// The tunnel is ours, and `bidi` is not in the Go program.
     pub fn go_name(self) -> Option<&'static str> {
         match self {
-            Workload::PingPongNoFlush | Workload::WanTunnel => None,
+            Workload::PingPongNoFlush | Workload::WanTunnel | Workload::Bidi => None,
+            Workload::EchoSeq => Some("handshake"),
             w => Some(w.name()),
         }
     }
@@ -120,6 +132,9 @@ pub struct Params {
     pub lowat_kib: u64,
     /// Ours, version 2: window tuning off (`--no-window-tuning`).
     pub no_tuning: bool,
+    /// Ping-pong without its clock: no time taken or sorted per round trip, so that an
+    /// instruction count (`--instructions`) is the round trips' alone.
+    pub untimed: bool,
 }
 
 impl Params {
@@ -137,6 +152,7 @@ impl Params {
         wan_secs: 8,
         lowat_kib: 0,
         no_tuning: false,
+        untimed: false,
     };
     pub const QUICK: Params = Params {
         mib: 64,
@@ -152,17 +168,18 @@ impl Params {
         wan_secs: 4,
         lowat_kib: 0,
         no_tuning: false,
+        untimed: false,
     };
 
     /// The `key=value` arguments a child gets for `w` (the Go program reads the same).
     pub fn args(&self, w: Workload) -> Vec<String> {
         match w {
-            Workload::Stream => vec![format!("mib={}", self.mib)],
+            Workload::Stream | Workload::Bidi => vec![format!("mib={}", self.mib)],
             Workload::Streams64 => vec![
                 format!("mib={}", self.mib),
                 format!("streams={}", self.streams),
             ],
-            Workload::Handshake => vec![format!("ops={}", self.ops)],
+            Workload::Handshake | Workload::EchoSeq => vec![format!("ops={}", self.ops)],
             Workload::OpenClose => vec![format!("ops={}", self.openclose)],
             Workload::PingPong | Workload::PingPongNoFlush => {
                 vec![format!("iters={}", self.iters)]
@@ -226,6 +243,7 @@ impl Params {
                 "secs" => p.wan_secs = n,
                 "lowat" => p.lowat_kib = n,
                 "notuning" => p.no_tuning = n > 0,
+                "untimed" => p.untimed = n > 0,
                 _ => panic!("unknown parameter {k}"),
             }
         }
@@ -261,16 +279,19 @@ pub async fn run(imp: Impl, w: Workload, p: Params) -> io::Result<Fields> {
     match w {
         Workload::Stream => bulk(opener, acceptor, p.mib * MIB, 1).await,
         Workload::Streams64 => bulk(opener, acceptor, p.mib * MIB, p.streams).await,
-        Workload::Handshake => handshake(opener, acceptor, p.ops).await,
+        Workload::Bidi => bidi(opener, acceptor, p.mib * MIB).await,
+        Workload::Handshake => echo(opener, acceptor, p.ops, false).await,
+        Workload::EchoSeq => echo(opener, acceptor, p.ops, true).await,
         Workload::OpenClose => open_close(opener, acceptor, p.openclose).await,
-        Workload::PingPong => ping_pong(opener, acceptor, p.iters, true).await,
-        Workload::PingPongNoFlush => ping_pong(opener, acceptor, p.iters, false).await,
+        Workload::PingPong => ping_pong(opener, acceptor, p.iters, true, p.untimed).await,
+        Workload::PingPongNoFlush => ping_pong(opener, acceptor, p.iters, false, p.untimed).await,
         Workload::Idle => idle(opener, acceptor, p.idle).await,
         _ => unreachable!("the WAN workloads have a link"),
     }
 }
 
-async fn read_to_end_counting(mut s: BoxIo) -> io::Result<u64> {
+/// Reads `s` to its end with a 64 KiB buffer; the bytes read.
+async fn read_to_end_counting<R: AsyncRead + Unpin>(mut s: R) -> io::Result<u64> {
     let mut buf = vec![0u8; CHUNK];
     let mut n = 0u64;
     loop {
@@ -309,19 +330,8 @@ async fn bulk(
     let start = Instant::now();
     let mut writers = Vec::with_capacity(streams);
     for _ in 0..streams {
-        let mut s = opener.open().await?;
-        writers.push(spawn(async move {
-            let buf = vec![0x5au8; CHUNK];
-            let mut left = per;
-            while left > 0 {
-                let k = left.min(CHUNK as u64) as usize;
-                s.write_all(&buf[..k]).await?;
-                left -= k as u64;
-            }
-            s.shutdown().await?;
-            // Keep the stream until the reader is done: some implementations reset on drop.
-            Ok::<_, io::Error>(s)
-        }));
+        let s = opener.open().await?;
+        writers.push(spawn(write_counted(s, per)));
     }
     let mut kept = Vec::new();
     for w in writers {
@@ -339,14 +349,120 @@ async fn bulk(
     Ok(vec![("bytes", n as f64), ("secs", secs)])
 }
 
-/// Open, 8-byte echo, close; one after the other.
-async fn handshake(opener: Opener, mut acceptor: Acceptor, ops: usize) -> io::Result<Fields> {
+/// Writes `n` bytes to `w` in 64 KiB writes and shuts it down; gives it back, to be kept
+/// until the reader is done (some implementations reset a stream on drop).
+async fn write_counted<W: AsyncWrite + Unpin>(mut w: W, n: u64) -> io::Result<W> {
+    let buf = vec![0x5au8; CHUNK];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(CHUNK as u64) as usize;
+        w.write_all(&buf[..k]).await?;
+        left -= k as u64;
+    }
+    w.shutdown().await?;
+    Ok(w)
+}
+
+/// Two bulk transfers at once over one connection, `per` bytes each way in 64 KiB writes,
+/// read with 64 KiB buffers: stream A from the client to the server, stream B from the server
+/// to the client. The client opens both and names each with its first byte (`A` or `B`, not
+/// counted), so that the server tells them apart whatever the order it accepts them in (and
+/// yamux, which sends a stream's SYN with its first frame, sees B). Raw TCP: one connection,
+/// its halves split at both ends, a direction each way. The time until both readers have
+/// read every byte; `bytes` is both directions' sum.
+async fn bidi(opener: Opener, acceptor: Acceptor, per: u64) -> io::Result<Fields> {
+    if let (Opener::Raw(addr), Acceptor::Raw(listener)) = (&opener, &acceptor) {
+        let start = Instant::now();
+        let client = TcpStream::connect(addr).await?;
+        let (server, _) = listener.accept().await?;
+        client.set_nodelay(true)?;
+        server.set_nodelay(true)?;
+        let (cr, cw) = client.into_split();
+        let (sr, sw) = server.into_split();
+        let up = spawn(write_counted(cw, per));
+        let down = spawn(write_counted(sw, per));
+        let got_up = spawn(read_to_end_counting(sr));
+        let got_down = read_to_end_counting(cr).await?;
+        let got_up = got_up.await??;
+        let secs = start.elapsed().as_secs_f64();
+        let _kept = (up.await??, down.await??);
+        return bidi_fields(got_up, got_down, per, secs);
+    }
+    let mut acceptor = acceptor;
+    let server = spawn(async move {
+        let mut roles = Vec::with_capacity(2);
+        for _ in 0..2 {
+            let Some(mut s) = acceptor.accept().await else {
+                break;
+            };
+            roles.push(spawn(async move {
+                let mut role = [0u8; 1];
+                s.read_exact(&mut role).await?;
+                match &role {
+                    b"A" => {
+                        let n = read_to_end_counting(&mut s).await?;
+                        Ok::<_, io::Error>((Some(n), s))
+                    }
+                    b"B" => Ok((None, write_counted(s, per).await?)),
+                    _ => Err(io::Error::other("bidi: a stream of no role")),
+                }
+            }));
+        }
+        let mut up = None;
+        let mut kept = Vec::with_capacity(2);
+        for r in roles {
+            let (n, s) = r.await??;
+            up = up.or(n);
+            kept.push(s);
+        }
+        Ok::<_, io::Error>((up.unwrap_or(0), kept, acceptor))
+    });
+    let start = Instant::now();
+    let mut a = opener.open().await?;
+    let mut b = opener.open().await?;
+    let up = spawn(async move {
+        a.write_all(b"A").await?;
+        write_counted(a, per).await
+    });
+    b.write_all(b"B").await?;
+    b.flush().await?;
+    let got_down = read_to_end_counting(&mut b).await?;
+    let _a = up.await??;
+    let (got_up, _kept, _acceptor) = server.await??;
+    let secs = start.elapsed().as_secs_f64();
+    drop(opener);
+    bidi_fields(got_up, got_down, per, secs)
+}
+
+fn bidi_fields(up: u64, down: u64, per: u64, secs: f64) -> io::Result<Fields> {
+    if up != per || down != per {
+        return Err(io::Error::other(format!(
+            "bidi: read {up} bytes up and {down} down, of {per} each"
+        )));
+    }
+    Ok(vec![("bytes", (up + down) as f64), ("secs", secs)])
+}
+
+/// Open, 8-byte echo, close; one after the other. With `flush` (`echo-seq`), each side
+/// flushes after its write, as a request/response protocol does; without (`handshake`), the
+/// writes go out when the implementation sends them of its own accord. The client shuts its
+/// stream down and opens the next without waiting for the server's close. Raw TCP: a new
+/// connection each time.
+async fn echo(
+    opener: Opener,
+    mut acceptor: Acceptor,
+    ops: usize,
+    flush: bool,
+) -> io::Result<Fields> {
     spawn(async move {
         while let Some(mut s) = acceptor.accept().await {
             spawn(async move {
                 let mut b = [0u8; 8];
                 s.read_exact(&mut b).await?;
                 s.write_all(&b).await?;
+                if flush {
+                    s.flush().await?;
+                }
                 while s.read(&mut b).await? > 0 {}
                 s.shutdown().await
             })
@@ -359,10 +475,13 @@ async fn handshake(opener: Opener, mut acceptor: Acceptor, ops: usize) -> io::Re
         let mut s = opener.open().await?;
         let msg = (i as u64).to_le_bytes();
         s.write_all(&msg).await?;
+        if flush {
+            s.flush().await?;
+        }
         let mut back = [0u8; 8];
         s.read_exact(&mut back).await?;
         if back != msg {
-            return Err(io::Error::other("handshake echo differs"));
+            return Err(io::Error::other("echo differs"));
         }
         s.shutdown().await?;
     }
@@ -421,12 +540,14 @@ async fn open_close(opener: Opener, mut acceptor: Acceptor, ops: usize) -> io::R
 }
 
 /// 64-byte ping-pong on one stream: per-round-trip latency. With `flush`, both sides flush
-/// after each write.
+/// after each write. `untimed`: no clock and no latencies, only the round trips (for
+/// `--instructions`); the result is the count.
 async fn ping_pong(
     opener: Opener,
     mut acceptor: Acceptor,
     iters: usize,
     flush: bool,
+    untimed: bool,
 ) -> io::Result<Fields> {
     spawn(async move {
         let Some(mut s) = acceptor.accept().await else {
@@ -442,6 +563,16 @@ async fn ping_pong(
     let mut s = opener.open().await?;
     let msg = [7u8; 64];
     let mut back = [0u8; 64];
+    if untimed {
+        for _ in 0..iters + 1000 {
+            s.write_all(&msg).await?;
+            if flush {
+                s.flush().await?;
+            }
+            s.read_exact(&mut back).await?;
+        }
+        return Ok(vec![("ops", iters as f64)]);
+    }
     let mut lat = Vec::with_capacity(iters);
     for i in 0..iters + 1000 {
         let t = Instant::now();
