@@ -30,15 +30,21 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {
 
 impl Io for TcpStream {}
 impl Io for async_smux::MuxStream<TcpStream> {}
+
+/// A loopback TCP connection as smux-tokio takes it: its two halves, so that reads never wait
+/// for writes (what the docs recommend for a `TcpStream`).
+type Tcp = smux_tokio::Split<tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf>;
+/// The same for smux-futures: two handles of one smol socket.
+type SmolTcp = smux_futures::Split<smol::net::TcpStream, smol::net::TcpStream>;
 impl Io for Compat<yamux::Stream> {}
 
-impl Io for smux_tokio::MuxStream<TcpStream> {
+impl Io for smux_tokio::MuxStream<Tcp> {
     fn queued_ahead(&self) -> Option<smux_tokio::QueuedAhead> {
         Some(self.stats().queued_ahead)
     }
 }
 
-impl Io for Compat<smux_futures::MuxStream<smol::net::TcpStream>> {
+impl Io for Compat<smux_futures::MuxStream<SmolTcp>> {
     fn queued_ahead(&self) -> Option<smux_tokio::QueuedAhead> {
         Some(self.get_ref().stats().queued_ahead)
     }
@@ -150,19 +156,19 @@ pub async fn sleep(d: Duration) {
 /// Opens streams: the client end.
 pub enum Opener {
     Raw(SocketAddr),
-    Smux(smux_tokio::MuxConnector<TcpStream>),
+    Smux(smux_tokio::MuxConnector<Tcp>),
     AsyncSmux(async_smux::MuxConnector<TcpStream>),
     Yamux(mpsc::UnboundedSender<oneshot::Sender<yamux::Stream>>),
-    Futures(smux_futures::MuxConnector<smol::net::TcpStream>),
+    Futures(smux_futures::MuxConnector<SmolTcp>),
 }
 
 /// Accepts streams: the server end.
 pub enum Acceptor {
     Raw(TcpListener),
-    Smux(smux_tokio::MuxAcceptor<TcpStream>),
+    Smux(smux_tokio::MuxAcceptor<Tcp>),
     AsyncSmux(async_smux::MuxAcceptor<TcpStream>),
     Yamux(mpsc::UnboundedReceiver<yamux::Stream>),
-    Futures(smux_futures::MuxAcceptor<smol::net::TcpStream>),
+    Futures(smux_futures::MuxAcceptor<SmolTcp>),
 }
 
 impl Opener {
@@ -269,12 +275,12 @@ pub async fn connect(
         let (conn, _, cw) = smux_futures::MuxBuilder::client()
             .with_version(version)
             .with_window_tuning(window_tuning)
-            .with_connection(a)
+            .with_connection(smux_futures::Split::new(a.clone(), a))
             .build();
         let (_, acc, sw) = smux_futures::MuxBuilder::server()
             .with_version(version)
             .with_window_tuning(window_tuning)
-            .with_connection(b)
+            .with_connection(smux_futures::Split::new(b.clone(), b))
             .build();
         smol::spawn(cw).detach();
         smol::spawn(sw).detach();
@@ -293,15 +299,17 @@ pub async fn connect(
             } else {
                 smux_tokio::Version::V2
             };
+            let (ar, aw) = a.into_split();
+            let (br, bw) = b.into_split();
             let (conn, _, cw) = smux_tokio::MuxBuilder::client()
                 .with_version(version)
                 .with_window_tuning(window_tuning)
-                .with_connection(a)
+                .with_connection(smux_tokio::Split::new(ar, aw))
                 .build();
             let (_, acc, sw) = smux_tokio::MuxBuilder::server()
                 .with_version(version)
                 .with_window_tuning(window_tuning)
-                .with_connection(b)
+                .with_connection(smux_tokio::Split::new(br, bw))
                 .build();
             tokio::spawn(cw);
             tokio::spawn(sw);

@@ -52,6 +52,7 @@ mod sync;
 mod trace;
 mod transport;
 mod waiters;
+mod wakes;
 mod worker;
 mod write;
 

@@ -88,6 +88,9 @@ impl Pipe {
 
 impl TransportRead for Pipe {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        // Cloning a waker is a loom operation: never under the wire's (standard) lock, where a
+        // preemption would leave another thread blocked on it outside the model.
+        let waker = cx.waker().clone();
         let mut w = self.wire();
         if !w.input.is_empty() {
             let n = buf.len().min(w.input.len());
@@ -95,7 +98,9 @@ impl TransportRead for Pipe {
             w.input.drain(..n);
             return Poll::Ready(Ok(n));
         }
-        w.reader = Some(cx.waker().clone());
+        let old = w.reader.replace(waker);
+        drop(w);
+        drop(old);
         Poll::Pending
     }
 }
@@ -238,12 +243,19 @@ fn explore(name: &str, bound: usize, f: impl Fn() + Sync + Send + 'static) {
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(bound);
     }
-    b.max_branches = 100_000;
+    if std::env::var_os("LOOM_MAX_BRANCHES").is_none() {
+        b.max_branches = 100_000;
+    }
     let runs = StdArc::new(AtomicUsize::new(0));
     let counted = StdArc::clone(&runs);
     let start = Instant::now();
+    let progress = std::env::var_os("LOOM_PROGRESS").is_some();
+    let label = name.to_string();
     b.check(move || {
-        counted.fetch_add(1, Relaxed);
+        let n = counted.fetch_add(1, Relaxed) + 1;
+        if progress && n % 1000 == 0 {
+            eprintln!("{label}: {n} executions so far");
+        }
         f();
     });
     eprintln!(
@@ -560,11 +572,14 @@ fn a_write_left_to_the_holder_of_the_write_side_goes_out() {
         block_on(poll_fn(|cx| s3.poll_flush(cx))).expect("flush");
         // Wait for the refusal of stream 2 on the wire, written by whoever holds the write side.
         block_on(poll_fn(|cx| {
+            let waker = cx.waker().clone();
             let mut w = wire.lock().expect("wire");
             if frames(&w.out).iter().any(|f| f.0 == FIN && f.1 == 2) {
                 return Poll::Ready(());
             }
-            w.watcher = Some(cx.waker().clone());
+            let old = w.watcher.replace(waker);
+            drop(w);
+            drop(old);
             Poll::Pending
         }));
         drop(s3);
