@@ -73,7 +73,8 @@
 #![deny(missing_docs)]
 
 // Layers, bottom up: `wire` (the protocol's vocabulary), `error`, `frame` (the header codec),
-// `config`; then `decode`, `timer`, `hasher`, `stream`, `scheduler`; then `session`.
+// `config`; then `decode`, `timer`, `hasher`, `stream` (a leaf: one stream's state),
+// `table` (the stream table and its queues of ids), `scheduler`; then `session`.
 mod config;
 mod decode;
 mod error;
@@ -83,13 +84,15 @@ pub mod pair;
 mod scheduler;
 mod session;
 mod stream;
+mod table;
 mod timer;
 mod wire;
 
 pub use config::{Config, Role, MAX_TIMER};
 pub use error::{ConfigError, OpenError, ProtocolError, ResetReason, SessionEnd, StreamError};
 pub use frame::Header;
-pub use session::{Event, QueuedAhead, Session, SessionStats, StreamStats, Transmit};
+pub use session::{Event, Session, SessionStats, StreamStats, Transmit};
+pub use stream::QueuedAhead;
 pub use wire::{Cmd, StreamId, Version, INITIAL_PEER_WINDOW, MAX_WINDOW};
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
-//! One stream's state: its receive queue, its send queue, its version-2 window accounting and
-//! its half-close flags. It knows nothing of the session: the session routes frames here and
-//! keeps the session-wide budgets; the scheduler keeps which of its queues the stream is in.
+//! One stream's state: its receive queue, its send queue, its version-2 window accounting, its
+//! half-close flags and its counters. It is a leaf: it knows nothing of the session or the
+//! scheduler. The session routes frames here and keeps the session-wide budgets; the queues of
+//! stream ids (`table.rs`, `scheduler.rs`) mark which of them hold the stream in its
+//! [`Membership`].
 
 use std::collections::VecDeque;
 use std::num::NonZeroU64;
@@ -9,9 +11,12 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::ResetReason;
-use crate::scheduler::Membership;
-use crate::session::StreamCounters;
 use crate::wire::INITIAL_PEER_WINDOW;
+
+mod counters;
+
+pub use counters::QueuedAhead;
+pub(crate) use counters::StreamCounters;
 
 /// Memory one slot of a receive queue takes.
 pub(crate) const SLOT: usize = std::mem::size_of::<RxChunk>();
@@ -73,7 +78,7 @@ pub(crate) struct Stream {
     reset: Option<ResetReason>,
     /// Last data sent or received, for the idle timeout; `None` while the timeout is off.
     pub last_activity: Option<Stamp>,
-    /// The scheduler's queues this stream is in; only the scheduler changes it.
+    /// The session's queues of ids this stream is in; only those queues change it.
     pub sched: Membership,
     /// What [`Session::stream_stats`](crate::Session::stream_stats) reports.
     pub counters: StreamCounters,
@@ -143,6 +148,27 @@ impl Flags {
         let was = self.has(flag);
         self.0 &= !flag;
         was
+    }
+}
+
+/// Which of the session's queues of stream ids a stream is in, a bit each. The queues
+/// (`table.rs`) choose the bits and are the only ones to change them: the stream only carries
+/// them, so that a queue learns in O(1) whether it holds the stream.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Membership(u8);
+
+impl Membership {
+    /// Whether the queue of `bit` holds the stream.
+    pub fn contains(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    pub fn insert(&mut self, bit: u8) {
+        self.0 |= bit;
+    }
+
+    pub fn remove(&mut self, bit: u8) {
+        self.0 &= !bit;
     }
 }
 
@@ -243,7 +269,7 @@ impl Tuning {
 impl Stream {
     /// A stream the peer may send `credit` bytes on before it hears from us (version 2; 0 in
     /// version 1, which has no windows). Boxed, as the stream table keeps it
-    /// ([`Streams`](crate::scheduler::Streams)).
+    /// ([`Streams`](crate::table::Streams)).
     pub fn new(credit: usize) -> Box<Stream> {
         Box::new(Stream {
             rx: VecDeque::new(),

@@ -19,8 +19,9 @@ use crate::decode::Decoder;
 use crate::error::{ConfigError, ResetReason, SessionEnd, StreamError};
 use crate::frame::Header;
 use crate::hasher::IdHasher;
-use crate::scheduler::{IdQueue, Queue, Scheduler, Streams};
+use crate::scheduler::Scheduler;
 use crate::stream::{Epoch, Stream};
+use crate::table::{IdQueue, Queue, Streams};
 use crate::timer::{DeadlineQueue, Timer, TimerTable};
 use crate::wire::{Cmd, StreamId, Version, HEADER_LEN, INITIAL_PEER_WINDOW};
 
@@ -32,8 +33,7 @@ mod reset;
 mod send;
 mod stats;
 
-pub(crate) use stats::StreamCounters;
-pub use stats::{QueuedAhead, SessionStats, StreamStats};
+pub use stats::{SessionStats, StreamStats};
 mod timers;
 
 /// Something the application should know about. Drain with [`Session::poll_event`].

@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::stats::QueuedAhead;
 use super::{Event, Session, State, Transmit};
 use crate::error::{SessionEnd, StreamError};
 use crate::frame::encode_upd;
 use crate::scheduler::Next;
+use crate::stream::QueuedAhead;
 use crate::wire::{Cmd, StreamId, Version};
 
 impl Session {
