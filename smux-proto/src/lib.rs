@@ -73,11 +73,13 @@
 #![deny(missing_docs)]
 
 // Layers, bottom up: `wire` (the protocol's vocabulary), `error`, `frame` (the header codec),
-// `config`; then `decode`, `timer`, `hasher`, `stream` (a leaf: one stream's state),
-// `table` (the stream table and its queues of ids), `scheduler`; then `session`.
+// `config`; then `decode`, `timer`, `hasher`, `flow` (version 2 window accounting); then
+// `stream` (one stream's state: it knows nothing above it), `table` (the stream table and its
+// queues of ids), `scheduler`; then `session`.
 mod config;
 mod decode;
 mod error;
+mod flow;
 pub mod frame;
 mod hasher;
 pub mod pair;

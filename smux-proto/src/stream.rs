@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::ResetReason;
-use crate::wire::INITIAL_PEER_WINDOW;
+use crate::flow::{RecvWindow, SendWindow};
 
 mod counters;
 
@@ -41,8 +41,9 @@ const COALESCE_BELOW: usize = 256;
 const COALESCE_CHUNK: usize = 1024;
 
 /// One stream. Its size counts once per open stream (the table boxes it), idle streams
-/// included: keep what only some streams need out of line (as [`Tuning`] does), flags in
-/// [`Flags`], and counts that a 32-bit window bounds in 32 bits.
+/// included: keep what only some streams need out of line (as [`RecvWindow`] keeps the window
+/// tuning's measurements), flags in [`Flags`], and counts that a 32-bit window bounds in 32
+/// bits.
 #[derive(Debug)]
 pub(crate) struct Stream {
     // Receive side.
@@ -50,26 +51,14 @@ pub(crate) struct Stream {
     rx_bytes: usize,
     /// The part of `rx_bytes` in pinned chunks.
     pinned: usize,
-    /// Version 2: bytes the application has read, mod 2^32 (UPD's `consumed`).
-    consumed: u32,
-    /// Version 2: bytes read since the last window grant; at most the credit that grant left.
-    since_grant: u32,
-    /// Version 2: how far past `consumed` the peer may send: the furthest edge we (or the
-    /// protocol's initial window) allowed, minus `consumed`. Never moves the edge left. At
-    /// most a window, which fits the UPD's 32 bits.
-    credit: u32,
-    /// Version 2: what a grant tops the credit up to: the starting window, or more once the
-    /// tuning grew it ([`Tuning`]).
-    window: u32,
+    /// Version 2: the window we grant the peer.
+    pub recv_window: RecvWindow,
 
     // Send side: written data in frame-sized chunks, each its own allocation.
     tx: VecDeque<Bytes>,
     tx_bytes: usize,
-    /// Version 2: bytes accepted for sending, mod 2^32.
-    written: u32,
-    /// Version 2: the peer's last UPD.
-    peer_consumed: u32,
-    peer_window: u32,
+    /// Version 2: the peer's window for our writes.
+    peer_window: SendWindow,
 
     /// Where it is in its life, what it owes, what the application was told, which of the
     /// session's lists it is in.
@@ -82,8 +71,6 @@ pub(crate) struct Stream {
     pub sched: Membership,
     /// What [`Session::stream_stats`](crate::Session::stream_stats) reports.
     pub counters: StreamCounters,
-    /// Version 2: what the window tuning measures.
-    pub tuning: Tuning,
 }
 
 /// A stream's yes-or-no state, a bit each.
@@ -207,65 +194,6 @@ impl Epoch {
     }
 }
 
-/// Version 2: how one stream's receive window tunes itself (`Config::window_tuning`).
-#[derive(Debug, Default)]
-pub(crate) struct Tuning {
-    /// What the tuning measures, in a box of its own that only version 2 with tuning on makes
-    /// ([`Tuning::state_mut`]), at the stream's first data or first grant: an idle stream, a
-    /// version 1 stream or one with tuning off carries a pointer, not the measurements. `None`
-    /// reads as [`TuningState::default`].
-    state: Option<Box<TuningState>>,
-}
-
-/// What the window tuning measures on one stream ([`Tuning`]).
-#[derive(Debug, Default)]
-pub(crate) struct TuningState {
-    /// Since the last grant, the window held the peer back: data arrived that left it within
-    /// an eighth of the window of our edge, or it sent half a window or more within a round
-    /// trip (with grants every half window, a window lets through between half and all of
-    /// itself per round trip).
-    pub held_back: bool,
-    /// The round trip over which arrivals are being counted began here.
-    pub rate_since: Option<Instant>,
-    /// Bytes that arrived since `rate_since`.
-    pub rate_bytes: usize,
-    /// When the last grant was made.
-    pub last_grant: Option<Instant>,
-    /// A grant whose UPD is not yet sent: the edge it moved from, in bytes received.
-    pub probe_edge: Option<u64>,
-    /// That UPD went out at this instant: the first data beyond the old edge gives a round
-    /// trip.
-    pub probe: Option<(Instant, u64)>,
-}
-
-impl Tuning {
-    /// What was measured; `None` if nothing was yet (all of it as in
-    /// [`TuningState::default`]).
-    pub fn state(&self) -> Option<&TuningState> {
-        self.state.as_deref()
-    }
-
-    /// What is measured, made now if nothing was yet: only for version 2 with tuning on.
-    pub fn state_mut(&mut self) -> &mut TuningState {
-        self.state.get_or_insert_with(Box::default)
-    }
-
-    /// Drops what was measured: the stream is no longer read, so its window no longer tunes.
-    pub fn forget(&mut self) {
-        self.state = None;
-    }
-
-    /// The UPD of a grant goes out at `now`: if the grant marked the edge it moved from, the
-    /// first data beyond that edge will give a round trip.
-    pub fn send_probe(&mut self, now: Instant) {
-        if let Some(t) = self.state.as_deref_mut() {
-            if let Some(edge) = t.probe_edge.take() {
-                t.probe = Some((now, edge));
-            }
-        }
-    }
-}
-
 impl Stream {
     /// A stream the peer may send `credit` bytes on before it hears from us (version 2; 0 in
     /// version 1, which has no windows). Boxed, as the stream table keeps it
@@ -275,21 +203,15 @@ impl Stream {
             rx: VecDeque::new(),
             rx_bytes: 0,
             pinned: 0,
-            consumed: 0,
-            since_grant: 0,
-            credit: u32::try_from(credit).expect("a window fits in 32 bits"),
-            window: 0,
+            recv_window: RecvWindow::new(credit),
             tx: VecDeque::new(),
             tx_bytes: 0,
-            written: 0,
-            peer_consumed: 0,
-            peer_window: INITIAL_PEER_WINDOW,
+            peer_window: SendWindow::default(),
             flags: Flags::default(),
             reset: None,
             last_activity: None,
             sched: Membership::default(),
             counters: StreamCounters::default(),
-            tuning: Tuning::default(),
         })
     }
 
@@ -590,48 +512,6 @@ impl Stream {
         freed
     }
 
-    // ---- version 2: our window ----
-
-    /// What a grant tops the credit up to.
-    pub fn recv_window(&self) -> usize {
-        self.window as usize
-    }
-
-    pub fn set_recv_window(&mut self, window: usize) {
-        self.window = u32::try_from(window).expect("a window fits in 32 bits");
-    }
-
-    /// What the peer may still send: the credit not yet used by data received.
-    pub fn credit(&self) -> usize {
-        self.credit as usize
-    }
-
-    /// Counts `n` bytes read: the credit shrinks by as much (the edge stays where it is).
-    pub fn note_consumed(&mut self, n: usize) {
-        let n = u32::try_from(n).expect("a read stays within the credit");
-        self.consumed = self.consumed.wrapping_add(n);
-        self.credit -= n;
-        self.since_grant += n;
-    }
-
-    /// Whether the window should grow now, towards `window`: on the first read, then each
-    /// time half a window has been read since the last grant (as Go sends UPDs), or once
-    /// less than half a window is left ahead of the reader. The last case matters after a
-    /// grant the budget cut short: the stream must not wait for half a window it was never
-    /// given.
-    pub fn grant_due(&self, window: usize) -> bool {
-        let since_grant = self.since_grant as usize;
-        let first = self.consumed == self.since_grant && since_grant > 0;
-        since_grant > 0 && (first || since_grant >= window / 2 || self.credit() <= window / 2)
-    }
-
-    /// Moves the edge right by `extra` bytes.
-    pub fn grant(&mut self, extra: usize) {
-        let credit = self.credit() + extra;
-        self.credit = u32::try_from(credit).expect("a window fits in 32 bits");
-        self.since_grant = 0;
-    }
-
     /// The stream no longer takes data: returns the credit it held in the session's budget
     /// (none once it discards what arrives).
     pub fn take_credit(&mut self) -> usize {
@@ -639,13 +519,8 @@ impl Stream {
             // Its window keeps moving for the data it discards.
             0
         } else {
-            std::mem::take(&mut self.credit) as usize
+            self.recv_window.take_credit()
         }
-    }
-
-    /// Version 2: the `consumed` value for an UPD.
-    pub fn consumed(&self) -> u32 {
-        self.consumed
     }
 
     // ---- send side ----
@@ -657,26 +532,24 @@ impl Stream {
 
     /// Version 2: bytes the peer's window lets us accept now.
     pub fn send_window(&self) -> usize {
-        let in_flight = self.written.wrapping_sub(self.peer_consumed);
-        self.peer_window.saturating_sub(in_flight) as usize
+        self.peer_window.available()
     }
 
     /// Version 2: the peer's UPD.
     pub fn apply_upd(&mut self, consumed: u32, window: u32) {
-        self.peer_consumed = consumed;
-        self.peer_window = window;
+        self.peer_window.apply_upd(consumed, window);
     }
 
     /// Queues `data` for sending.
     pub fn push_tx(&mut self, data: Bytes) {
         self.tx_bytes += data.len();
-        self.written = self.written.wrapping_add(data.len() as u32);
+        self.peer_window.note_written(data.len());
         self.tx.push_back(data);
     }
 
     /// `n` bytes went to the transport without passing through the queue.
     pub fn note_sent_direct(&mut self, n: usize) {
-        self.written = self.written.wrapping_add(n as u32);
+        self.peer_window.note_written(n);
     }
 
     /// Queues a copy of `data` in pieces of at most `frame` bytes, each its own allocation, so
@@ -684,7 +557,7 @@ impl Stream {
     /// last piece, so many small writes do not cost a piece each.
     pub fn push_tx_copy(&mut self, mut data: &[u8], frame: usize) {
         self.tx_bytes += data.len();
-        self.written = self.written.wrapping_add(data.len() as u32);
+        self.peer_window.note_written(data.len());
         if let Some(back) = self.tx.back_mut().filter(|b| b.len() < frame) {
             let n = (frame - back.len()).min(data.len());
             if n < COALESCE_CHUNK {

@@ -232,8 +232,8 @@ impl Session {
         }
         // An UPD for a stream that takes no more data would tell nothing.
         if s.take_upd() && (s.accepts_data() || s.discards_data()) {
-            s.tuning.send_probe(now);
-            let upd = encode_upd(s.consumed(), s.credit() as u32);
+            let (consumed, window) = s.recv_window.send_upd(now);
+            let upd = encode_upd(consumed, window);
             return Some(Transmit::new(v, Cmd::Upd, id, Bytes::copy_from_slice(&upd)));
         }
         self.sched.ctrl.pop(&mut self.streams);

@@ -89,7 +89,7 @@ impl Session {
             streams_waiting_accept: self.accept_queue.len(),
             unread_bytes: self.rx_held,
             queued_bytes: self.tx_queued,
-            round_trip: self.round_trip,
+            round_trip: self.flow.round_trip(),
             ..self.counters
         }
     }
@@ -107,9 +107,9 @@ impl Session {
             unread_bytes: s.unread(),
             queued_bytes: s.queued(),
             peer_window: v2.then(|| s.send_window() as u64),
-            advertised_window: v2.then(|| s.credit().saturating_sub(s.unread()) as u64),
+            advertised_window: v2.then(|| s.recv_window.credit().saturating_sub(s.unread()) as u64),
             window_wait: Duration::from_nanos(c.window_wait() + open_wait),
-            receive_window: v2.then_some(s.recv_window() as u64),
+            receive_window: v2.then_some(s.recv_window.window() as u64),
             queued_ahead: c.queued_ahead(),
         })
     }
