@@ -173,10 +173,11 @@ impl Session {
     pub fn new(role: Role, config: Config, now: Instant) -> Result<Session, ConfigError> {
         config.validate()?;
         if config.auto_version() && role == Role::Client {
-            return Err(ConfigError {
-                field: "auto_version",
-                reason: "a client chooses the version: its first frame carries it",
-            });
+            return Err(ConfigError::new(
+                "auto_version",
+                "is for a server: a client's first frame sets the version",
+                "true for a client".into(),
+            ));
         }
         let mut timers = TimerTable::default();
         if let Some(i) = config.keep_alive_interval() {
