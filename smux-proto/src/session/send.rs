@@ -306,8 +306,8 @@ impl Session {
     }
 
     /// Wakes the streams the session's output queue refused, in the order they were refused:
-    /// one per frame's worth of room, and all of them once half the queue is free. (Waking
-    /// only at half starved a writer for as long as the others kept more than half queued.)
+    /// one per frame's worth of room, so that a writer is not starved while the others keep
+    /// more than half the queue filled, and all of them once half the queue is free.
     fn wake_session_blocked(&mut self) {
         if self.sched.tx_blocked.is_empty() {
             return;

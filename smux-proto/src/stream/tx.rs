@@ -87,9 +87,9 @@ impl Stream {
 }
 
 /// Copies written bytes into a buffer of our own, placed at the same offset within a 64-byte
-/// line as the source. On CPUs whose `rep movsb` slows down tenfold when the destination sits
-/// a few bytes past the source modulo the page size (seen on AMD EPYC with FSRM), this keeps
-/// the copy at full speed; elsewhere it costs at most 63 bytes.
+/// line as the source. Some CPUs' `rep movsb` slows down sharply when the destination sits a
+/// few bytes past the source modulo the page size (see docs/performance.md); a destination at
+/// the source's offset in its line never does. It costs at most 63 bytes a copy.
 fn copy_in(data: &[u8]) -> Bytes {
     const LINE: usize = 64;
     if data.len() < 4096 {
