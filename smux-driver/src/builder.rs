@@ -66,7 +66,7 @@ impl<F> MuxBuilder<WithConfig, F> {
     /// Send a NOP keep-alive frame every `interval_secs` seconds. Default: off.
     ///
     /// # Panics
-    /// Above a year.
+    /// In `build()`, above a year.
     pub fn with_keep_alive_interval(&mut self, interval_secs: std::num::NonZeroU64) -> &mut Self {
         self.state.options.keep_alive_interval(interval_secs);
         self
@@ -76,7 +76,7 @@ impl<F> MuxBuilder<WithConfig, F> {
     /// seconds. Default: three keep-alive intervals, once an interval is set.
     ///
     /// # Panics
-    /// Above a year; in `build()`, if shorter than the keep-alive interval.
+    /// In `build()`, above a year or if shorter than the keep-alive interval.
     pub fn with_keep_alive_timeout(&mut self, timeout_secs: std::num::NonZeroU64) -> &mut Self {
         self.state.options.keep_alive_timeout(timeout_secs);
         self
@@ -88,7 +88,7 @@ impl<F> MuxBuilder<WithConfig, F> {
     /// Default: off.
     ///
     /// # Panics
-    /// Above a year.
+    /// In `build()`, above a year.
     pub fn with_idle_timeout(&mut self, timeout_secs: std::num::NonZeroU64) -> &mut Self {
         self.state.options.idle_timeout(timeout_secs);
         self
@@ -139,7 +139,7 @@ impl<F> MuxBuilder<WithConfig, F> {
     /// arrives without a window update, and without this timeout our writer waits for good.
     ///
     /// # Panics
-    /// Above a year.
+    /// In `build()`, above a year.
     pub fn with_stalled_stream_timeout(&mut self, timeout_secs: std::num::NonZeroU64) -> &mut Self {
         self.state.options.stalled_stream_timeout(timeout_secs);
         self
@@ -152,7 +152,7 @@ impl<F> MuxBuilder<WithConfig, F> {
     /// acceptor is dropped they are refused at once. Default: 1 s.
     ///
     /// # Panics
-    /// Zero, or above a year.
+    /// In `build()`, zero or above a year.
     pub fn with_accept_stall_timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
         self.state.options.accept_stall_timeout(timeout);
         self
@@ -199,7 +199,7 @@ impl<F> MuxBuilder<WithConfig, F> {
     /// stream's window starts. Default: 256 KiB.
     ///
     /// # Panics
-    /// Below 65,535 or above 2^31 - 1 (what a Go peer can read).
+    /// In `build()`, below 65,535 or above 2^31 - 1 (what a Go peer can read).
     pub fn with_stream_window(&mut self, bytes: u32) -> &mut Self {
         self.state.options.stream_window(bytes);
         self
@@ -211,7 +211,7 @@ impl<F> MuxBuilder<WithConfig, F> {
     /// Default: 16 MiB.
     ///
     /// # Panics
-    /// Above 2^31 - 1 (what a Go peer can read).
+    /// In `build()`, above 2^31 - 1 (what a Go peer can read).
     pub fn with_max_stream_window(&mut self, bytes: u32) -> &mut Self {
         self.state.options.max_stream_window(bytes);
         self
@@ -242,7 +242,7 @@ impl<F> MuxBuilder<WithConfig, F> {
     /// Largest payload of a frame we send, in bytes. Default: 32,768, as Go.
     ///
     /// # Panics
-    /// Outside 1..=65,535.
+    /// In `build()`, outside 1..=65,535.
     pub fn with_max_frame_size(&mut self, bytes: usize) -> &mut Self {
         self.state.options.max_frame_size(bytes);
         self
@@ -285,7 +285,8 @@ impl<T, F: Bind<T>> MuxBuilder<WithConnection<T>, F> {
     /// Builds the session: a connector, an acceptor, and the worker to spawn.
     ///
     /// # Panics
-    /// If the keep-alive timeout is shorter than the interval.
+    /// If a value is out of range (each setter gives its range), or the keep-alive timeout is
+    /// shorter than the interval.
     pub fn build(self) -> Built<T, F> {
         let WithConnection {
             options,

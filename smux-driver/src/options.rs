@@ -1,6 +1,7 @@
-//! The builder options of the adapters (the seed's names and units), turned into a
-//! [`smux_proto::Config`]. The adapters' `MuxBuilder` setters delegate here, so the checks and
-//! the defaults exist once.
+//! The builder options of the adapters (in the names and units of their `MuxBuilder`), turned
+//! into a [`smux_proto::Config`]. The adapters' `MuxBuilder` setters delegate here, so the
+//! defaults exist once; the values are checked in one place, [`Config::validate`], when the
+//! session is built.
 
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::time::Duration;
@@ -24,13 +25,8 @@ pub struct Options {
     close_linger: Duration,
 }
 
-fn seconds(what: &str, secs: NonZeroU64) -> Duration {
-    let d = Duration::from_secs(secs.get());
-    assert!(
-        d <= MAX_TIMER,
-        "{what} must be at most a year, got {secs} s"
-    );
-    d
+fn seconds(secs: NonZeroU64) -> Duration {
+    Duration::from_secs(secs.get())
 }
 
 impl Options {
@@ -46,31 +42,27 @@ impl Options {
         }
     }
 
-    /// Send a NOP every `secs` seconds. Panics above a year.
+    /// Send a NOP every `secs` seconds (at most a year).
     pub fn keep_alive_interval(&mut self, secs: NonZeroU64) {
-        self.config
-            .with_keep_alive_interval(Some(seconds("keep-alive interval", secs)));
+        self.config.with_keep_alive_interval(Some(seconds(secs)));
     }
 
     /// End the session when nothing arrives for `secs` seconds (default: three intervals, once
-    /// an interval is set). Panics above a year.
+    /// an interval is set; at most a year).
     pub fn keep_alive_timeout(&mut self, secs: NonZeroU64) {
-        self.config
-            .with_keep_alive_timeout(Some(seconds("keep-alive timeout", secs)));
+        self.config.with_keep_alive_timeout(Some(seconds(secs)));
         self.keep_alive_timeout_set = true;
     }
 
     /// Reset a stream that holds the session up for `secs` seconds (see
-    /// `Config::stalled_stream_timeout`). Panics above a year.
+    /// `Config::stalled_stream_timeout`; at most a year).
     pub fn stalled_stream_timeout(&mut self, secs: NonZeroU64) {
-        self.config
-            .with_stalled_stream_timeout(Some(seconds("stalled-stream timeout", secs)));
+        self.config.with_stalled_stream_timeout(Some(seconds(secs)));
     }
 
-    /// Close a stream with no data sent or received for `secs` seconds. Panics above a year.
+    /// Close a stream with no data sent or received for `secs` seconds (at most a year).
     pub fn idle_timeout(&mut self, secs: NonZeroU64) {
-        self.config
-            .with_idle_timeout(Some(seconds("idle timeout", secs)));
+        self.config.with_idle_timeout(Some(seconds(secs)));
     }
 
     /// Frames a stream may have queued (counted as frames of the maximum frame size) before
@@ -99,23 +91,15 @@ impl Options {
         self.config.with_auto_version(true);
     }
 
-    /// Version 2: the per-stream window we advertise. Panics below 65,535 (one frame) or
-    /// above 2^31 - 1 (what Go can read).
+    /// Version 2: the per-stream window we advertise (65,535, one frame, to 2^31 - 1, what Go
+    /// can read).
     pub fn stream_window(&mut self, bytes: u32) {
-        assert!(
-            (65_535..=i32::MAX as u32).contains(&bytes),
-            "stream window must be between 65,535 and 2^31 - 1 bytes, got {bytes}"
-        );
         self.config.with_stream_window(bytes);
     }
 
-    /// Version 2: how far a stream's window may grow when it tunes itself. Panics above
-    /// 2^31 - 1 (what Go can read).
+    /// Version 2: how far a stream's window may grow when it tunes itself (at most 2^31 - 1,
+    /// what Go can read).
     pub fn max_stream_window(&mut self, bytes: u32) {
-        assert!(
-            bytes <= i32::MAX as u32,
-            "max stream window must be at most 2^31 - 1 bytes, got {bytes}"
-        );
         self.config.with_max_stream_window(bytes);
     }
 
@@ -129,12 +113,8 @@ impl Options {
         self.config.with_window_tuning(on);
     }
 
-    /// Largest payload of one frame we send. Panics outside 1..=65,535.
+    /// Largest payload of one frame we send (1..=65,535).
     pub fn max_frame_size(&mut self, bytes: usize) {
-        assert!(
-            (1..=65_535).contains(&bytes),
-            "frame size must be between 1 and 65,535 bytes, got {bytes}"
-        );
         self.config.with_max_frame_size(bytes);
     }
 
@@ -149,12 +129,8 @@ impl Options {
     }
 
     /// How long a peer SYN past a full accept backlog waits while nothing is accepted, before
-    /// such SYNs are refused. Panics above a year.
+    /// such SYNs are refused (1 ns to a year).
     pub fn accept_stall_timeout(&mut self, timeout: Duration) {
-        assert!(
-            !timeout.is_zero() && timeout <= MAX_TIMER,
-            "accept stall timeout must be between 1 ns and a year, got {timeout:?}"
-        );
         self.config.with_accept_stall_timeout(timeout);
     }
 
@@ -178,7 +154,8 @@ impl Options {
         self.role
     }
 
-    /// The protocol configuration these options make.
+    /// The protocol configuration these options make. Panics, with what
+    /// [`Config::validate`] says, if a value is out of range.
     pub fn config(&self) -> Config {
         let mut c = self.config.clone();
         if !self.keep_alive_timeout_set {
@@ -198,12 +175,6 @@ impl Options {
         if let Some(frames) = self.max_rx_frames {
             let floor = 65_535 + 64;
             c.with_max_session_unread(frames.saturating_mul(frame).max(floor));
-        }
-        if let (Some(i), Some(t)) = (c.keep_alive_interval(), c.keep_alive_timeout()) {
-            assert!(
-                t >= i,
-                "keep-alive timeout ({t:?}) must not be shorter than the interval ({i:?})"
-            );
         }
         if let Err(e) = c.validate() {
             panic!("{e}");
@@ -267,26 +238,55 @@ mod tests {
         assert_eq!(c.max_stream_queued(), c.max_session_queued() / 8);
     }
 
-    #[test]
-    #[should_panic(expected = "frame size")]
-    fn frame_size_out_of_range_panics() {
-        Options::new(Role::Client).max_frame_size(70_000);
+    /// Builds the config of `o`, which must fail: what the panic says.
+    fn panic_message(o: &Options) -> String {
+        let err = std::panic::catch_unwind(|| o.config()).expect_err("an invalid value");
+        err.downcast_ref::<String>().cloned().unwrap_or_default()
     }
 
     #[test]
-    #[should_panic(expected = "stream window")]
-    fn window_too_large_for_go_panics() {
-        Options::new(Role::Client).stream_window(u32::MAX);
+    fn values_out_of_range_panic_with_what_validate_says() {
+        type Set = fn(&mut Options);
+        let cases: [(Set, &str); 6] = [
+            (
+                |o| o.max_frame_size(70_000),
+                "max_frame_size must be between 1 and 65,535 bytes, got 70000",
+            ),
+            (
+                |o| o.stream_window(u32::MAX),
+                "stream_window must not exceed 2^31 - 1 bytes (Go reads it as int32), \
+                 got 4294967295",
+            ),
+            (
+                |o| o.stream_window(1000),
+                "stream_window must hold at least one full frame (65,535 bytes), got 1000",
+            ),
+            (
+                |o| o.max_stream_window(u32::MAX),
+                "max_stream_window must not exceed 2^31 - 1 bytes (Go reads it as int32)",
+            ),
+            (
+                |o| o.idle_timeout(nz(366 * 24 * 3600)),
+                "idle_timeout must be between 1 ns and a year, got 31622400s",
+            ),
+            (
+                |o| o.accept_stall_timeout(Duration::ZERO),
+                "accept_stall_timeout must be between 1 ns and a year, got 0ns",
+            ),
+        ];
+        for (set, message) in cases {
+            let mut o = Options::new(Role::Client);
+            set(&mut o);
+            let got = panic_message(&o);
+            assert!(got.contains(message), "{got:?} does not say {message:?}");
+        }
     }
 
     #[test]
-    #[should_panic(expected = "max stream window")]
-    fn max_window_too_large_for_go_panics() {
-        Options::new(Role::Client).max_stream_window(u32::MAX);
-    }
-
-    #[test]
-    #[should_panic(expected = "shorter than the interval")]
+    #[should_panic(
+        expected = "keep_alive_timeout must not be shorter than keep_alive_interval, got 5s \
+                    with an interval of 10s"
+    )]
     fn timeout_shorter_than_interval_panics() {
         let mut o = Options::new(Role::Client);
         o.keep_alive_interval(nz(10));

@@ -31,9 +31,9 @@ fn gib_per_s(bytes: usize, d: Duration) -> f64 {
 }
 
 /// `copy_from_slice` between two preallocated 64 KiB buffers. They are carved from one
-/// allocation half a page apart: on some CPUs (seen on AMD EPYC with FSRM) a copy whose source
-/// and destination share their offset within a 4 KiB page runs at a tenth of the normal speed,
-/// which would make the baseline meaningless.
+/// allocation half a page apart: on some CPUs a copy whose source and destination share their
+/// offset within a page runs far below its normal speed (see docs/performance.md), which would
+/// make the baseline meaningless.
 fn copy_speed() -> f64 {
     let mut region = vec![7u8; 2 * WRITE + 2048];
     let (src, dst) = region.split_at_mut(WRITE + 2048);

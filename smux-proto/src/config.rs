@@ -362,78 +362,92 @@ impl Config {
 }
 
 impl Config {
-    /// Checks that every value can be used by the protocol.
+    /// Checks that every value can be used by the protocol. The error names the field, what
+    /// it must be, and the value it had.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field: &'static str, reason: &'static str| Err(ConfigError { field, reason });
+        let bad = |field, reason, value: &dyn std::fmt::Debug| {
+            Err(ConfigError::new(field, reason, format!("{value:?}")))
+        };
         if self.max_frame_size == 0 || self.max_frame_size > MAX_PAYLOAD {
-            return bad("max_frame_size", "must be between 1 and 65,535");
+            return bad(
+                "max_frame_size",
+                "must be between 1 and 65,535 bytes",
+                &self.max_frame_size,
+            );
         }
-        let out_of_range = |d: Option<Duration>| d.is_some_and(|d| d.is_zero() || d > MAX_TIMER);
-        if out_of_range(self.keep_alive_interval) {
-            return bad("keep_alive_interval", "must be between 1 ns and a year");
-        }
-        if out_of_range(self.keep_alive_timeout) {
-            return bad("keep_alive_timeout", "must be between 1 ns and a year");
+        let timers = [
+            ("keep_alive_interval", self.keep_alive_interval),
+            ("keep_alive_timeout", self.keep_alive_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("stalled_stream_timeout", self.stalled_stream_timeout),
+            ("accept_stall_timeout", Some(self.accept_stall_timeout)),
+        ];
+        for (field, d) in timers {
+            if let Some(d) = d.filter(|d| d.is_zero() || *d > MAX_TIMER) {
+                return bad(field, "must be between 1 ns and a year", &d);
+            }
         }
         if let (Some(i), Some(t)) = (self.keep_alive_interval, self.keep_alive_timeout) {
             if t < i {
-                return bad(
+                return Err(ConfigError::new(
                     "keep_alive_timeout",
-                    "must not be shorter than the interval",
-                );
+                    "must not be shorter than keep_alive_interval",
+                    format!("{t:?} with an interval of {i:?}"),
+                ));
             }
-        }
-        if out_of_range(self.idle_timeout) {
-            return bad("idle_timeout", "must be between 1 ns and a year");
-        }
-        if out_of_range(self.stalled_stream_timeout) {
-            return bad("stalled_stream_timeout", "must be between 1 ns and a year");
-        }
-        if out_of_range(Some(self.accept_stall_timeout)) {
-            return bad("accept_stall_timeout", "must be between 1 ns and a year");
         }
         if (self.stream_window as usize) < MAX_PAYLOAD {
             return bad(
                 "stream_window",
-                "must hold at least one full frame (65,535)",
+                "must hold at least one full frame (65,535 bytes)",
+                &self.stream_window,
             );
         }
+        let window_too_large = "must not exceed 2^31 - 1 bytes (Go reads it as int32)";
         if self.stream_window > MAX_WINDOW {
-            return bad(
-                "stream_window",
-                "must not exceed 2^31 - 1 (Go reads it as int32)",
-            );
+            return bad("stream_window", window_too_large, &self.stream_window);
         }
         if self.max_stream_window > MAX_WINDOW {
             return bad(
                 "max_stream_window",
-                "must not exceed 2^31 - 1 (Go reads it as int32)",
+                window_too_large,
+                &self.max_stream_window,
             );
         }
         if self.max_stream_unread < MAX_PAYLOAD {
             return bad(
                 "max_stream_unread",
-                "must hold at least one full frame (65,535)",
+                "must hold at least one full frame (65,535 bytes)",
+                &self.max_stream_unread,
             );
         }
         // A full frame and the queue slot that holds it (a few words).
         if self.max_session_unread() < MAX_PAYLOAD + 64 {
-            return bad("max_session_unread", "must hold at least one full frame");
+            return bad(
+                "max_session_unread",
+                "must hold at least one full frame and its queue slot (65,599 bytes)",
+                &self.max_session_unread(),
+            );
         }
+        let zero = "must not be zero";
         if self.max_accept_backlog == 0 {
-            return bad("max_accept_backlog", "must not be zero");
+            return bad("max_accept_backlog", zero, &0);
         }
         if self.max_streams == 0 {
-            return bad("max_streams", "must not be zero");
+            return bad("max_streams", zero, &0);
         }
         if self.max_stream_queued == 0 {
-            return bad("max_stream_queued", "must not be zero");
+            return bad("max_stream_queued", zero, &0);
         }
         if self.max_session_queued < self.max_stream_queued {
-            return bad(
+            return Err(ConfigError::new(
                 "max_session_queued",
                 "must not be smaller than max_stream_queued",
-            );
+                format!(
+                    "{} with max_stream_queued {}",
+                    self.max_session_queued, self.max_stream_queued
+                ),
+            ));
         }
         Ok(())
     }
@@ -537,6 +551,30 @@ mod tests {
             change(&mut c);
             assert_eq!(c.validate().map_err(|e| e.field), Err(field), "{c:?}");
         }
+    }
+
+    #[test]
+    fn errors_say_what_the_value_must_be_and_what_it_was() {
+        let mut c = Config::default();
+        c.with_max_frame_size(70_000);
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "invalid config: max_frame_size must be between 1 and 65,535 bytes, got 70000"
+        );
+        let mut c = Config::default();
+        c.with_idle_timeout(Some(MAX_TIMER + Duration::from_secs(1)));
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "invalid config: idle_timeout must be between 1 ns and a year, got 31536001s"
+        );
+        let mut c = Config::default();
+        c.with_keep_alive_interval(Some(Duration::from_secs(10)))
+            .with_keep_alive_timeout(Some(Duration::from_secs(5)));
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "invalid config: keep_alive_timeout must not be shorter than keep_alive_interval, \
+             got 5s with an interval of 10s"
+        );
     }
 
     #[test]

@@ -78,14 +78,28 @@ pub enum SessionEnd {
     Protocol(#[from] ProtocolError),
 }
 
-/// A [`Config`](crate::Config) value the protocol cannot use.
+/// A [`Config`](crate::Config) value the protocol cannot use. It reads as, for example,
+/// `invalid config: max_frame_size must be between 1 and 65,535 bytes, got 70000`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid config: {field} {reason}")]
+#[error("invalid config: {field} {reason}, got {value}")]
+#[non_exhaustive]
 pub struct ConfigError {
     /// The field at fault.
     pub field: &'static str,
     /// What is wrong with it.
     pub reason: &'static str,
+    /// The value it had (and, for a limit set by another field, that field's value).
+    pub value: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: &'static str, reason: &'static str, value: String) -> ConfigError {
+        ConfigError {
+            field,
+            reason,
+            value,
+        }
+    }
 }
 
 /// Why [`Session::open`](crate::Session::open) failed. The session goes on.

@@ -73,16 +73,20 @@
 #![deny(missing_docs)]
 
 // Layers, bottom up: `wire` (the protocol's vocabulary), `error`, `frame` (the header codec),
-// `config`; then `decode`, `timer`, `hasher`, `stream`, `scheduler`; then `session`.
+// `config`; then `decode`, `timer`, `hasher`, `flow` (version 2 window accounting); then
+// `stream` (one stream's state: it knows nothing above it), `table` (the stream table and its
+// queues of ids), `scheduler`; then `session`.
 mod config;
 mod decode;
 mod error;
+mod flow;
 pub mod frame;
 mod hasher;
 pub mod pair;
 mod scheduler;
 mod session;
 mod stream;
+mod table;
 mod timer;
 mod wire;
 
@@ -90,7 +94,8 @@ pub use config::{Config, Role, MAX_TIMER};
 pub use error::{ConfigError, OpenError, ProtocolError, ResetReason, SessionEnd, StreamError};
 pub use frame::Header;
 pub use hasher::{IdHash, IdHasher};
-pub use session::{Event, QueuedAhead, Session, SessionStats, StreamStats, Transmit};
+pub use session::{Event, Session, SessionStats, StreamStats, Transmit};
+pub use stream::QueuedAhead;
 pub use wire::{Cmd, StreamId, Version, INITIAL_PEER_WINDOW, MAX_WINDOW};
 
 #[cfg(test)]

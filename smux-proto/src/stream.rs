@@ -1,43 +1,35 @@
-//! One stream's state: its receive queue, its send queue, its version-2 window accounting and
-//! its half-close flags. It knows nothing of the session: the session routes frames here and
-//! keeps the session-wide budgets; the scheduler keeps which of its queues the stream is in.
+//! One stream's state: its receive queue, its send queue, its version-2 window accounting, its
+//! half-close flags and its counters. It is a leaf: it knows nothing of the session or the
+//! scheduler. The session routes frames here and keeps the session-wide budgets; the queues of
+//! stream ids (`table.rs`, `scheduler.rs`) mark which of them hold the stream in its
+//! [`Membership`].
+//!
+//! This file has the stream's life (flags, half-close, release); `rx` its receive queue, `tx`
+//! its send queue, `counters` what it counts; its version-2 windows are `flow.rs`'s.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::error::ResetReason;
-use crate::scheduler::Membership;
-use crate::session::StreamCounters;
-use crate::wire::INITIAL_PEER_WINDOW;
+use crate::flow::{RecvWindow, SendWindow};
 
-/// Memory one slot of a receive queue takes.
-pub(crate) const SLOT: usize = std::mem::size_of::<RxChunk>();
+mod counters;
+mod rx;
+mod tx;
 
-/// A kept payload (a slice of the transport's read buffer, not a copy) is at least a quarter
-/// of the buffer it pins (see `decode.rs`), so it is charged that whole buffer: its own bytes
-/// and this many times as many again.
-pub(crate) const PIN_EXTRA: usize = 3;
-
-/// A received payload waiting to be read.
-#[derive(Debug)]
-struct RxChunk {
-    data: Bytes,
-    /// A slice of the transport's read buffer: it keeps that whole buffer alive.
-    pinned: bool,
-}
-
-/// Received payloads shorter than this are appended to the previous one when it is small too,
-/// so a peer sending tiny frames cannot make each byte cost a queue slot and an allocation.
-const COALESCE_BELOW: usize = 256;
-/// The size up to which small payloads are coalesced into one chunk.
-const COALESCE_CHUNK: usize = 1024;
+pub use counters::QueuedAhead;
+pub(crate) use counters::StreamCounters;
+use rx::RxChunk;
+#[cfg(test)]
+pub(crate) use rx::{PIN_EXTRA, SLOT};
 
 /// One stream. Its size counts once per open stream (the table boxes it), idle streams
-/// included: keep what only some streams need out of line (as [`Tuning`] does), flags in
-/// [`Flags`], and counts that a 32-bit window bounds in 32 bits.
+/// included: keep what only some streams need out of line (as [`RecvWindow`] keeps the window
+/// tuning's measurements), flags in [`Flags`], and counts that a 32-bit window bounds in 32
+/// bits.
 #[derive(Debug)]
 pub(crate) struct Stream {
     // Receive side.
@@ -45,26 +37,14 @@ pub(crate) struct Stream {
     rx_bytes: usize,
     /// The part of `rx_bytes` in pinned chunks.
     pinned: usize,
-    /// Version 2: bytes the application has read, mod 2^32 (UPD's `consumed`).
-    consumed: u32,
-    /// Version 2: bytes read since the last window grant; at most the credit that grant left.
-    since_grant: u32,
-    /// Version 2: how far past `consumed` the peer may send: the furthest edge we (or the
-    /// protocol's initial window) allowed, minus `consumed`. Never moves the edge left. At
-    /// most a window, which fits the UPD's 32 bits.
-    credit: u32,
-    /// Version 2: what a grant tops the credit up to: the starting window, or more once the
-    /// tuning grew it ([`Tuning`]).
-    window: u32,
+    /// Version 2: the window we grant the peer.
+    pub recv_window: RecvWindow,
 
     // Send side: written data in frame-sized chunks, each its own allocation.
     tx: VecDeque<Bytes>,
     tx_bytes: usize,
-    /// Version 2: bytes accepted for sending, mod 2^32.
-    written: u32,
-    /// Version 2: the peer's last UPD.
-    peer_consumed: u32,
-    peer_window: u32,
+    /// Version 2: the peer's window for our writes.
+    peer_window: SendWindow,
 
     /// Where it is in its life, what it owes, what the application was told, which of the
     /// session's lists it is in.
@@ -73,12 +53,10 @@ pub(crate) struct Stream {
     reset: Option<ResetReason>,
     /// Last data sent or received, for the idle timeout; `None` while the timeout is off.
     pub last_activity: Option<Stamp>,
-    /// The scheduler's queues this stream is in; only the scheduler changes it.
+    /// The session's queues of ids this stream is in; only those queues change it.
     pub sched: Membership,
     /// What [`Session::stream_stats`](crate::Session::stream_stats) reports.
     pub counters: StreamCounters,
-    /// Version 2: what the window tuning measures.
-    pub tuning: Tuning,
 }
 
 /// A stream's yes-or-no state, a bit each.
@@ -146,6 +124,27 @@ impl Flags {
     }
 }
 
+/// Which of the session's queues of stream ids a stream is in, a bit each. The queues
+/// (`table.rs`) choose the bits and are the only ones to change them: the stream only carries
+/// them, so that a queue learns in O(1) whether it holds the stream.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Membership(u8);
+
+impl Membership {
+    /// Whether the queue of `bit` holds the stream.
+    pub fn contains(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    pub fn insert(&mut self, bit: u8) {
+        self.0 |= bit;
+    }
+
+    pub fn remove(&mut self, bit: u8) {
+        self.0 &= !bit;
+    }
+}
+
 /// An instant as a stream keeps it: nanoseconds since the session's [`Epoch`], plus one, so
 /// that an `Option<Stamp>` takes eight bytes where an `Option<Instant>` takes sixteen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,89 +180,24 @@ impl Epoch {
     }
 }
 
-/// Version 2: how one stream's receive window tunes itself (`Config::window_tuning`).
-#[derive(Debug, Default)]
-pub(crate) struct Tuning {
-    /// What the tuning measures, in a box of its own that only version 2 with tuning on makes
-    /// ([`Tuning::state_mut`]), at the stream's first data or first grant: an idle stream, a
-    /// version 1 stream or one with tuning off carries a pointer, not the measurements. `None`
-    /// reads as [`TuningState::default`].
-    state: Option<Box<TuningState>>,
-}
-
-/// What the window tuning measures on one stream ([`Tuning`]).
-#[derive(Debug, Default)]
-pub(crate) struct TuningState {
-    /// Since the last grant, the window held the peer back: data arrived that left it within
-    /// an eighth of the window of our edge, or it sent half a window or more within a round
-    /// trip (with grants every half window, a window lets through between half and all of
-    /// itself per round trip).
-    pub held_back: bool,
-    /// The round trip over which arrivals are being counted began here.
-    pub rate_since: Option<Instant>,
-    /// Bytes that arrived since `rate_since`.
-    pub rate_bytes: usize,
-    /// When the last grant was made.
-    pub last_grant: Option<Instant>,
-    /// A grant whose UPD is not yet sent: the edge it moved from, in bytes received.
-    pub probe_edge: Option<u64>,
-    /// That UPD went out at this instant: the first data beyond the old edge gives a round
-    /// trip.
-    pub probe: Option<(Instant, u64)>,
-}
-
-impl Tuning {
-    /// What was measured; `None` if nothing was yet (all of it as in
-    /// [`TuningState::default`]).
-    pub fn state(&self) -> Option<&TuningState> {
-        self.state.as_deref()
-    }
-
-    /// What is measured, made now if nothing was yet: only for version 2 with tuning on.
-    pub fn state_mut(&mut self) -> &mut TuningState {
-        self.state.get_or_insert_with(Box::default)
-    }
-
-    /// Drops what was measured: the stream is no longer read, so its window no longer tunes.
-    pub fn forget(&mut self) {
-        self.state = None;
-    }
-
-    /// The UPD of a grant goes out at `now`: if the grant marked the edge it moved from, the
-    /// first data beyond that edge will give a round trip.
-    pub fn send_probe(&mut self, now: Instant) {
-        if let Some(t) = self.state.as_deref_mut() {
-            if let Some(edge) = t.probe_edge.take() {
-                t.probe = Some((now, edge));
-            }
-        }
-    }
-}
-
 impl Stream {
     /// A stream the peer may send `credit` bytes on before it hears from us (version 2; 0 in
     /// version 1, which has no windows). Boxed, as the stream table keeps it
-    /// ([`Streams`](crate::scheduler::Streams)).
+    /// ([`Streams`](crate::table::Streams)).
     pub fn new(credit: usize) -> Box<Stream> {
         Box::new(Stream {
             rx: VecDeque::new(),
             rx_bytes: 0,
             pinned: 0,
-            consumed: 0,
-            since_grant: 0,
-            credit: u32::try_from(credit).expect("a window fits in 32 bits"),
-            window: 0,
+            recv_window: RecvWindow::new(credit),
             tx: VecDeque::new(),
             tx_bytes: 0,
-            written: 0,
-            peer_consumed: 0,
-            peer_window: INITIAL_PEER_WINDOW,
+            peer_window: SendWindow::default(),
             flags: Flags::default(),
             reset: None,
             last_activity: None,
             sched: Membership::default(),
             counters: StreamCounters::default(),
-            tuning: Tuning::default(),
         })
     }
 
@@ -404,340 +338,6 @@ impl Stream {
 
     pub fn write_blocked(&self) -> bool {
         self.flags.has(Flags::WRITE_BLOCKED)
-    }
-
-    // ---- receive side ----
-
-    /// Unread payload bytes.
-    pub fn unread(&self) -> usize {
-        self.rx_bytes
-    }
-
-    /// Whether data can be taken.
-    pub fn has_unread(&self) -> bool {
-        !self.rx.is_empty()
-    }
-
-    /// Whether this stream queues payload from the peer for reading.
-    pub fn accepts_data(&self) -> bool {
-        !self
-            .flags
-            .has(Flags::FIN_RECV | Flags::RELEASED | Flags::EXPIRED | Flags::READS_DROPPED)
-    }
-
-    /// Whether payload from the peer is counted as read and dropped (version 2 keeps the
-    /// peer's window moving for it until the peer's FIN).
-    pub fn discards_data(&self) -> bool {
-        self.reads_dropped() && !self.fin_recv()
-    }
-
-    /// Memory the receive side holds: unread payload, the rest of the read buffers its pinned
-    /// chunks keep alive, and the queue's slots.
-    pub fn rx_memory(&self) -> usize {
-        self.rx_bytes + PIN_EXTRA * self.pinned + self.rx.capacity() * SLOT
-    }
-
-    /// Unread bytes in pinned chunks.
-    pub fn pinned(&self) -> usize {
-        self.pinned
-    }
-
-    /// What [`Stream::rx_memory`] grows by at most when a payload of `len` bytes is queued,
-    /// pinned (`pin`) or copied.
-    pub fn rx_cost(&self, len: usize, pin: bool) -> usize {
-        let cap = self.rx.capacity();
-        let grow = if self.rx.len() == cap { cap.max(1) } else { 0 };
-        len + pin_extra(len, pin) + grow * SLOT
-    }
-
-    /// What [`Stream::rx_memory`] grows by at most when `len` bytes are queued as two payloads
-    /// (a piece of a frame now, the rest of it later): two pushes can grow the queue twice.
-    pub fn rx_cost_split(&self, len: usize, pin: bool) -> usize {
-        let grown = |queued: usize, cap: usize| if queued == cap { cap + cap.max(1) } else { cap };
-        let (queued, cap) = (self.rx.len(), self.rx.capacity());
-        let after = grown(queued + 1, grown(queued, cap));
-        len + pin_extra(len, pin) + (after - cap) * SLOT
-    }
-
-    /// Queues a received payload (`pinned`: a slice of the read buffer); returns whether the
-    /// queue was empty before. The queue grows by doubling from one slot, so its slots never
-    /// cost much more than the chunks it holds, and tiny payloads share a chunk.
-    pub fn push_rx(&mut self, data: Bytes, pinned: bool) -> bool {
-        let was_empty = self.rx.is_empty();
-        self.rx_bytes += data.len();
-        if data.len() < COALESCE_BELOW {
-            if let Some(back) = self.rx.back_mut() {
-                if back.data.len() + data.len() <= COALESCE_CHUNK {
-                    // An exact allocation, so memory is what is counted; the copy is at most
-                    // one small chunk.
-                    let mut merged = BytesMut::with_capacity(back.data.len() + data.len());
-                    merged.extend_from_slice(&back.data);
-                    merged.extend_from_slice(&data);
-                    if std::mem::take(&mut back.pinned) {
-                        self.pinned -= back.data.len();
-                    }
-                    back.data = merged.freeze();
-                    return was_empty;
-                }
-            }
-        }
-        if self.rx.len() == self.rx.capacity() {
-            self.rx.reserve_exact(self.rx.capacity().max(1));
-        }
-        if pinned {
-            self.pinned += data.len();
-        }
-        self.rx.push_back(RxChunk { data, pinned });
-        was_empty
-    }
-
-    /// Copies unread data into `buf`; returns the bytes copied.
-    pub fn read_into(&mut self, buf: &mut [u8]) -> usize {
-        let mut done = 0;
-        while done < buf.len() {
-            let Some(front) = self.rx.front_mut() else {
-                break;
-            };
-            let n = front.data.len().min(buf.len() - done);
-            buf[done..done + n].copy_from_slice(&front.data[..n]);
-            done += n;
-            if front.pinned {
-                self.pinned -= n;
-            }
-            if n == front.data.len() {
-                self.rx.pop_front();
-            } else {
-                front.data.advance(n);
-            }
-        }
-        self.rx_bytes -= done;
-        self.trim_rx();
-        done
-    }
-
-    /// Takes up to `max` (at least 1) bytes of the first unread chunk without copying.
-    pub fn read_chunk(&mut self, max: usize) -> Option<Bytes> {
-        let front = self.rx.front_mut()?;
-        let (chunk, pinned) = if front.data.len() <= max {
-            let c = self.rx.pop_front().expect("a front");
-            (c.data, c.pinned)
-        } else {
-            (front.data.split_to(max), front.pinned)
-        };
-        if pinned {
-            self.pinned -= chunk.len();
-        }
-        self.rx_bytes -= chunk.len();
-        self.trim_rx();
-        Some(chunk)
-    }
-
-    /// Copies the pinned chunks into allocations of their own, so that the read buffers they
-    /// kept alive can go; returns the memory freed (by the count of [`Stream::rx_memory`]).
-    pub fn unpin(&mut self) -> usize {
-        if self.pinned == 0 {
-            return 0;
-        }
-        for c in self.rx.iter_mut().filter(|c| c.pinned) {
-            c.data = Bytes::copy_from_slice(&c.data);
-            c.pinned = false;
-        }
-        PIN_EXTRA * std::mem::take(&mut self.pinned)
-    }
-
-    /// Gives back queue memory once most of it is unused.
-    fn trim_rx(&mut self) {
-        let cap = self.rx.capacity();
-        if self.rx.is_empty() {
-            self.rx = VecDeque::new();
-        } else if cap >= 8 && self.rx.len() * 4 <= cap {
-            self.rx.shrink_to(self.rx.len() * 2);
-        }
-    }
-
-    /// Drops all unread data; returns the memory it held.
-    fn drop_rx(&mut self) -> usize {
-        let freed = self.rx_memory();
-        self.rx = VecDeque::new();
-        self.rx_bytes = 0;
-        self.pinned = 0;
-        freed
-    }
-
-    // ---- version 2: our window ----
-
-    /// What a grant tops the credit up to.
-    pub fn recv_window(&self) -> usize {
-        self.window as usize
-    }
-
-    pub fn set_recv_window(&mut self, window: usize) {
-        self.window = u32::try_from(window).expect("a window fits in 32 bits");
-    }
-
-    /// What the peer may still send: the credit not yet used by data received.
-    pub fn credit(&self) -> usize {
-        self.credit as usize
-    }
-
-    /// Counts `n` bytes read: the credit shrinks by as much (the edge stays where it is).
-    pub fn note_consumed(&mut self, n: usize) {
-        let n = u32::try_from(n).expect("a read stays within the credit");
-        self.consumed = self.consumed.wrapping_add(n);
-        self.credit -= n;
-        self.since_grant += n;
-    }
-
-    /// Whether the window should grow now, towards `window`: on the first read, then each
-    /// time half a window has been read since the last grant (as Go sends UPDs), or once
-    /// less than half a window is left ahead of the reader. The last case matters after a
-    /// grant the budget cut short: the stream must not wait for half a window it was never
-    /// given.
-    pub fn grant_due(&self, window: usize) -> bool {
-        let since_grant = self.since_grant as usize;
-        let first = self.consumed == self.since_grant && since_grant > 0;
-        since_grant > 0 && (first || since_grant >= window / 2 || self.credit() <= window / 2)
-    }
-
-    /// Moves the edge right by `extra` bytes.
-    pub fn grant(&mut self, extra: usize) {
-        let credit = self.credit() + extra;
-        self.credit = u32::try_from(credit).expect("a window fits in 32 bits");
-        self.since_grant = 0;
-    }
-
-    /// The stream no longer takes data: returns the credit it held in the session's budget
-    /// (none once it discards what arrives).
-    pub fn take_credit(&mut self) -> usize {
-        if self.reads_dropped() {
-            // Its window keeps moving for the data it discards.
-            0
-        } else {
-            std::mem::take(&mut self.credit) as usize
-        }
-    }
-
-    /// Version 2: the `consumed` value for an UPD.
-    pub fn consumed(&self) -> u32 {
-        self.consumed
-    }
-
-    // ---- send side ----
-
-    /// Bytes written but not yet handed out as frames.
-    pub fn queued(&self) -> usize {
-        self.tx_bytes
-    }
-
-    /// Version 2: bytes the peer's window lets us accept now.
-    pub fn send_window(&self) -> usize {
-        let in_flight = self.written.wrapping_sub(self.peer_consumed);
-        self.peer_window.saturating_sub(in_flight) as usize
-    }
-
-    /// Version 2: the peer's UPD.
-    pub fn apply_upd(&mut self, consumed: u32, window: u32) {
-        self.peer_consumed = consumed;
-        self.peer_window = window;
-    }
-
-    /// Queues `data` for sending.
-    pub fn push_tx(&mut self, data: Bytes) {
-        self.tx_bytes += data.len();
-        self.written = self.written.wrapping_add(data.len() as u32);
-        self.tx.push_back(data);
-    }
-
-    /// `n` bytes went to the transport without passing through the queue.
-    pub fn note_sent_direct(&mut self, n: usize) {
-        self.written = self.written.wrapping_add(n as u32);
-    }
-
-    /// Queues a copy of `data` in pieces of at most `frame` bytes, each its own allocation, so
-    /// that a piece's memory goes as soon as its frame is sent. A small write first fills the
-    /// last piece, so many small writes do not cost a piece each.
-    pub fn push_tx_copy(&mut self, mut data: &[u8], frame: usize) {
-        self.tx_bytes += data.len();
-        self.written = self.written.wrapping_add(data.len() as u32);
-        if let Some(back) = self.tx.back_mut().filter(|b| b.len() < frame) {
-            let n = (frame - back.len()).min(data.len());
-            if n < COALESCE_CHUNK {
-                // A piece shared with its writer (`write_bytes`) stays as it is.
-                *back = match std::mem::take(back).try_into_mut() {
-                    Ok(mut tail) => {
-                        tail.extend_from_slice(&data[..n]);
-                        data = &data[n..];
-                        tail.freeze()
-                    }
-                    Err(shared) => shared,
-                };
-            }
-        }
-        while !data.is_empty() {
-            let n = frame.min(data.len());
-            self.tx.push_back(copy_in(&data[..n]));
-            data = &data[n..];
-        }
-    }
-
-    /// Takes the payload of the next data frame, at most `max` bytes.
-    pub fn pop_tx(&mut self, max: usize) -> Option<Bytes> {
-        let out = take_front(&mut self.tx, max)?;
-        self.tx_bytes -= out.len();
-        if self.tx.is_empty() && self.tx.capacity() > 8 {
-            self.tx = VecDeque::new();
-        }
-        Some(out)
-    }
-
-    /// Drops all queued output; returns how many bytes it held.
-    pub fn drop_tx(&mut self) -> usize {
-        let n = self.tx_bytes;
-        self.tx = VecDeque::new();
-        self.tx_bytes = 0;
-        n
-    }
-
-    /// Whether FIN is due now: asked for, not sent, and all data before it handed out.
-    pub fn fin_due(&self) -> bool {
-        self.fin_queued() && !self.fin_sent() && self.tx.is_empty()
-    }
-}
-
-/// Copies written bytes into a buffer of our own, placed at the same offset within a 64-byte
-/// line as the source. On CPUs whose `rep movsb` slows down tenfold when the destination sits
-/// a few bytes past the source modulo the page size (seen on AMD EPYC with FSRM), this keeps
-/// the copy at full speed; elsewhere it costs at most 63 bytes.
-fn copy_in(data: &[u8]) -> Bytes {
-    const LINE: usize = 64;
-    if data.len() < 4096 {
-        return Bytes::copy_from_slice(data);
-    }
-    let mut buf = BytesMut::with_capacity(data.len() + LINE);
-    let pad = (data.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize) % LINE;
-    buf.resize(pad, 0);
-    buf.extend_from_slice(data);
-    let mut out = buf.freeze();
-    out.advance(pad);
-    out
-}
-
-/// Takes up to `max` bytes from the front of `queue` without copying.
-fn take_front(queue: &mut VecDeque<Bytes>, max: usize) -> Option<Bytes> {
-    let front = queue.front_mut()?;
-    if front.len() <= max {
-        queue.pop_front()
-    } else {
-        Some(front.split_to(max))
-    }
-}
-
-/// The extra charge of a payload of `len` bytes, pinned or not (see [`PIN_EXTRA`]).
-fn pin_extra(len: usize, pin: bool) -> usize {
-    if pin {
-        PIN_EXTRA * len
-    } else {
-        0
     }
 }
 

@@ -82,9 +82,10 @@ impl Session {
             Version::V1 => 0,
             Version::V2 => INITIAL_PEER_WINDOW as usize,
         };
-        self.credit_owed += credit;
+        self.flow.lend(credit);
         let mut s = Stream::new(credit);
-        s.set_recv_window(self.starting_window());
+        s.recv_window
+            .set_window(self.flow.starting_window(&self.config));
         s
     }
 

@@ -144,9 +144,9 @@ impl Session {
                 let body = match self.streams.get(&id.0) {
                     Some(s) if len > 0 && (s.accepts_data() || s.discards_data()) => {
                         let unread = s.unread() + len;
-                        if self.wire_version() == Version::V2 && unread > s.credit() {
+                        if self.wire_version() == Version::V2 && unread > s.recv_window.credit() {
                             self.decoder.take_header();
-                            let allowed = s.credit();
+                            let allowed = s.recv_window.credit();
                             self.end(
                                 ProtocolError::WindowExceeded {
                                     stream_id: id,

@@ -17,10 +17,12 @@ use bytes::Bytes;
 use crate::config::{Config, Role};
 use crate::decode::Decoder;
 use crate::error::{ConfigError, ResetReason, SessionEnd, StreamError};
+use crate::flow::FlowControl;
 use crate::frame::Header;
 use crate::hasher::IdHasher;
-use crate::scheduler::{IdQueue, Queue, Scheduler, Streams};
+use crate::scheduler::Scheduler;
 use crate::stream::{Epoch, Stream};
+use crate::table::{IdQueue, Queue, Streams};
 use crate::timer::{DeadlineQueue, Timer, TimerTable};
 use crate::wire::{Cmd, StreamId, Version, HEADER_LEN, INITIAL_PEER_WINDOW};
 
@@ -32,8 +34,7 @@ mod reset;
 mod send;
 mod stats;
 
-pub(crate) use stats::StreamCounters;
-pub use stats::{QueuedAhead, SessionStats, StreamStats};
+pub use stats::{SessionStats, StreamStats};
 mod timers;
 
 /// Something the application should know about. Drain with [`Session::poll_event`].
@@ -147,8 +148,9 @@ pub struct Session {
     rx_held: usize,
     /// The part of `rx_held` reserved for the frame being received.
     rx_reserved: usize,
-    /// Version 2: what the peer may still send on all streams together (their credit).
-    credit_owed: usize,
+    /// Version 2: the credit the peer holds on all streams, and what the window tuning
+    /// measured.
+    flow: FlowControl,
     /// Version 2: streams whose window could not grow for lack of budget.
     credit_wait: IdQueue,
     /// Streams that pinned a read buffer, or (version 2) held 16 KiB or more unread, when
@@ -156,15 +158,6 @@ pub struct Session {
     heavy: Vec<StreamId>,
     /// Version 2: deadlines of writers waiting for the peer's window (see `reset.rs`).
     stalled_writers: DeadlineQueue,
-    /// Version 2, window tuning: the shortest round trip measured (an UPD, to the first data
-    /// beyond the edge it moved).
-    round_trip: Option<std::time::Duration>,
-    /// Version 2, window tuning: the round trip as recently measured (a moving average of the
-    /// samples, 1/8 each): under load it includes what the path queues.
-    loaded_round_trip: Option<std::time::Duration>,
-    /// Version 2, window tuning: the largest window a stream has grown to, where fresh
-    /// streams start.
-    tuned_window: usize,
     /// Bytes written by all streams and not yet handed out.
     tx_queued: usize,
     timers: TimerTable,
@@ -180,10 +173,11 @@ impl Session {
     pub fn new(role: Role, config: Config, now: Instant) -> Result<Session, ConfigError> {
         config.validate()?;
         if config.auto_version() && role == Role::Client {
-            return Err(ConfigError {
-                field: "auto_version",
-                reason: "a client chooses the version: its first frame carries it",
-            });
+            return Err(ConfigError::new(
+                "auto_version",
+                "is for a server: a client's first frame sets the version",
+                "true for a client".into(),
+            ));
         }
         let mut timers = TimerTable::default();
         if let Some(i) = config.keep_alive_interval() {
@@ -212,13 +206,10 @@ impl Session {
             decoder: Decoder::default(),
             rx_held: 0,
             rx_reserved: 0,
-            credit_owed: 0,
+            flow: FlowControl::default(),
             credit_wait: IdQueue::new(Queue::CreditWait),
             heavy: Vec::new(),
             stalled_writers: DeadlineQueue::default(),
-            round_trip: None,
-            loaded_round_trip: None,
-            tuned_window: 0,
             tx_queued: 0,
             timers,
             idle: DeadlineQueue::default(),
@@ -258,9 +249,9 @@ impl Session {
         if v == Version::V2 {
             // Streams we opened before knowing: the peer may send the initial window on them.
             for s in self.streams.values_mut() {
-                s.grant(INITIAL_PEER_WINDOW as usize);
+                s.recv_window.grant(INITIAL_PEER_WINDOW as usize);
                 if !s.reads_dropped() {
-                    self.credit_owed += INITIAL_PEER_WINDOW as usize;
+                    self.flow.lend(INITIAL_PEER_WINDOW as usize);
                 }
             }
         }
@@ -321,7 +312,7 @@ impl Session {
     /// Version 2: what the peer may still send on all streams together before it needs more
     /// window from us (the credit our windows give it). Always 0 in version 1.
     pub fn credit_owed(&self) -> usize {
-        self.credit_owed
+        self.flow.owed()
     }
 
     /// Bytes written by all streams and not yet handed out by [`Session::poll_transmit`].
@@ -419,7 +410,7 @@ impl Session {
             return;
         };
         self.rx_held -= s.release();
-        self.credit_owed -= s.take_credit();
+        self.flow.repay(s.take_credit());
         self.tx_queued -= s.drop_tx();
         self.sched.forget(&s, &self.streams);
         for q in [&mut self.accept_queue, &mut self.credit_wait] {

@@ -35,14 +35,14 @@ impl Session {
         if s.reads_dropped() {
             return;
         }
-        // Whether its credit is part of `credit_owed` (it is until the peer's FIN).
+        // Whether its credit is owed in the budget (it is until the peer's FIN).
         let owed = v2 && !s.fin_recv();
         let (freed, unread) = s.drop_reads();
-        s.tuning.forget();
+        s.recv_window.forget_tuning();
         self.rx_held -= freed;
         if owed {
-            self.credit_owed -= s.credit();
-            s.note_consumed(unread);
+            self.flow.repay(s.recv_window.credit());
+            s.recv_window.note_consumed(unread);
             self.credit_wait.leave(s);
             self.credit_wait.tidy(&self.streams);
         }
@@ -66,11 +66,10 @@ impl Session {
         if !v2 {
             return;
         }
-        s.note_consumed(n);
-        let window = s.recv_window();
-        if open && s.grant_due(window) {
+        s.recv_window.note_consumed(n);
+        if open && s.recv_window.grant_due() {
             // It holds nothing, so its window costs the budget nothing.
-            s.grant(window.saturating_sub(s.credit()));
+            s.recv_window.top_up();
             s.set_upd_pending(true);
             self.sched.ctrl.push(id, s);
         }

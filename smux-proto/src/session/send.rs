@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::stats::QueuedAhead;
 use super::{Event, Session, State, Transmit};
 use crate::error::{SessionEnd, StreamError};
 use crate::frame::encode_upd;
 use crate::scheduler::Next;
+use crate::stream::QueuedAhead;
 use crate::wire::{Cmd, StreamId, Version};
 
 impl Session {
@@ -232,8 +232,8 @@ impl Session {
         }
         // An UPD for a stream that takes no more data would tell nothing.
         if s.take_upd() && (s.accepts_data() || s.discards_data()) {
-            s.tuning.send_probe(now);
-            let upd = encode_upd(s.consumed(), s.credit() as u32);
+            let (consumed, window) = s.recv_window.send_upd(now);
+            let upd = encode_upd(consumed, window);
             return Some(Transmit::new(v, Cmd::Upd, id, Bytes::copy_from_slice(&upd)));
         }
         self.sched.ctrl.pop(&mut self.streams);
@@ -306,8 +306,8 @@ impl Session {
     }
 
     /// Wakes the streams the session's output queue refused, in the order they were refused:
-    /// one per frame's worth of room, and all of them once half the queue is free. (Waking
-    /// only at half starved a writer for as long as the others kept more than half queued.)
+    /// one per frame's worth of room, so that a writer is not starved while the others keep
+    /// more than half the queue filled, and all of them once half the queue is free.
     fn wake_session_blocked(&mut self) {
         if self.sched.tx_blocked.is_empty() {
             return;

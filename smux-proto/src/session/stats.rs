@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::Session;
 use crate::frame::HEADER_LEN;
-use crate::stream::Stamp;
+use crate::stream::QueuedAhead;
 use crate::wire::{StreamId, Version};
 
 /// What a session has moved and holds. Counters count from the session's start; gauges are as
@@ -81,75 +81,6 @@ pub struct StreamStats {
     pub queued_ahead: QueuedAhead,
 }
 
-/// Data frames and payload bytes handed out ahead of a stream's frame
-/// ([`StreamStats::queued_ahead`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QueuedAhead {
-    /// Data frames.
-    pub frames: u64,
-    /// Their payload bytes.
-    pub bytes: u64,
-}
-
-/// The per-stream counters a [`Stream`](crate::stream::Stream) keeps, compactly: every open
-/// stream has them. What [`StreamStats`] reports is made from them.
-#[derive(Debug, Default)]
-pub(crate) struct StreamCounters {
-    pub sent: u64,
-    pub received: u64,
-    /// Nanoseconds writes waited for the peer's window, up to the last UPD that opened it.
-    window_wait: u64,
-    /// A write was refused for want of the peer's window at this instant.
-    pub window_shut_since: Option<Stamp>,
-    /// The session's data frames and payload bytes sent when this stream's next frame became
-    /// ready to go.
-    ready_since: Sent,
-    /// What went ahead of its last data frame.
-    queued_ahead: Sent,
-}
-
-/// Data frames and payload bytes sent, mod 2^32: a difference of two is right as long as
-/// less than 2^32 frames and 4 GiB went between them, as between a frame's being ready and
-/// its turn (round robin puts about a frame of each other sending stream there).
-#[derive(Debug, Default, Clone, Copy)]
-struct Sent {
-    frames: u32,
-    bytes: u32,
-}
-
-impl Sent {
-    fn of(q: QueuedAhead) -> Sent {
-        Sent {
-            frames: q.frames as u32,
-            bytes: q.bytes as u32,
-        }
-    }
-}
-
-impl StreamCounters {
-    /// The stream's next frame is ready to go, when the session has sent `sent`.
-    pub fn ready_at(&mut self, sent: QueuedAhead) {
-        self.ready_since = Sent::of(sent);
-    }
-
-    /// The stream's frame goes out, when the session has sent `sent`: what went ahead of it
-    /// since it was ready.
-    pub fn frame_out(&mut self, sent: QueuedAhead) {
-        let now = Sent::of(sent);
-        self.queued_ahead = Sent {
-            frames: now.frames.wrapping_sub(self.ready_since.frames),
-            bytes: now.bytes.wrapping_sub(self.ready_since.bytes),
-        };
-    }
-
-    /// The peer's window opened at `now`: the wait since it shut counts.
-    pub fn window_opened(&mut self, now: Stamp) {
-        if let Some(since) = self.window_shut_since.take() {
-            self.window_wait += now.nanos_since(since);
-        }
-    }
-}
-
 impl Session {
     /// The session's counters and gauges. O(1).
     pub fn stats(&self) -> SessionStats {
@@ -158,7 +89,7 @@ impl Session {
             streams_waiting_accept: self.accept_queue.len(),
             unread_bytes: self.rx_held,
             queued_bytes: self.tx_queued,
-            round_trip: self.round_trip,
+            round_trip: self.flow.round_trip(),
             ..self.counters
         }
     }
@@ -176,13 +107,10 @@ impl Session {
             unread_bytes: s.unread(),
             queued_bytes: s.queued(),
             peer_window: v2.then(|| s.send_window() as u64),
-            advertised_window: v2.then(|| s.credit().saturating_sub(s.unread()) as u64),
-            window_wait: Duration::from_nanos(c.window_wait + open_wait),
-            receive_window: v2.then_some(s.recv_window() as u64),
-            queued_ahead: QueuedAhead {
-                frames: c.queued_ahead.frames.into(),
-                bytes: c.queued_ahead.bytes.into(),
-            },
+            advertised_window: v2.then(|| s.recv_window.credit().saturating_sub(s.unread()) as u64),
+            window_wait: Duration::from_nanos(c.window_wait() + open_wait),
+            receive_window: v2.then_some(s.recv_window.window() as u64),
+            queued_ahead: c.queued_ahead(),
         })
     }
 
