@@ -32,10 +32,37 @@ impl Io for TcpStream {}
 impl Io for async_smux::MuxStream<TcpStream> {}
 
 /// A loopback TCP connection as smux-tokio takes it: its two halves, so that reads never wait
-/// for writes (what the docs recommend for a `TcpStream`).
+/// for writes (what the docs recommend for a `TcpStream`); whole without the `split` feature.
+#[cfg(feature = "split")]
 type Tcp = smux_tokio::Split<tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf>;
+#[cfg(not(feature = "split"))]
+type Tcp = TcpStream;
 /// The same for smux-futures: two handles of one smol socket.
+#[cfg(feature = "split")]
 type SmolTcp = smux_futures::Split<smol::net::TcpStream, smol::net::TcpStream>;
+#[cfg(not(feature = "split"))]
+type SmolTcp = smol::net::TcpStream;
+
+/// `tcp` as smux-tokio takes it ([`Tcp`]).
+fn tokio_tcp(tcp: TcpStream) -> Tcp {
+    #[cfg(feature = "split")]
+    {
+        let (read, write) = tcp.into_split();
+        smux_tokio::Split::new(read, write)
+    }
+    #[cfg(not(feature = "split"))]
+    tcp
+}
+
+/// `tcp` as smux-futures takes it ([`SmolTcp`]).
+fn smol_tcp(tcp: smol::net::TcpStream) -> SmolTcp {
+    #[cfg(feature = "split")]
+    {
+        smux_futures::Split::new(tcp.clone(), tcp)
+    }
+    #[cfg(not(feature = "split"))]
+    tcp
+}
 impl Io for Compat<yamux::Stream> {}
 
 impl Io for smux_tokio::MuxStream<Tcp> {
@@ -275,12 +302,12 @@ pub async fn connect(
         let (conn, _, cw) = smux_futures::MuxBuilder::client()
             .with_version(version)
             .with_window_tuning(window_tuning)
-            .with_connection(smux_futures::Split::new(a.clone(), a))
+            .with_connection(smol_tcp(a))
             .build();
         let (_, acc, sw) = smux_futures::MuxBuilder::server()
             .with_version(version)
             .with_window_tuning(window_tuning)
-            .with_connection(smux_futures::Split::new(b.clone(), b))
+            .with_connection(smol_tcp(b))
             .build();
         smol::spawn(cw).detach();
         smol::spawn(sw).detach();
@@ -299,17 +326,15 @@ pub async fn connect(
             } else {
                 smux_tokio::Version::V2
             };
-            let (ar, aw) = a.into_split();
-            let (br, bw) = b.into_split();
             let (conn, _, cw) = smux_tokio::MuxBuilder::client()
                 .with_version(version)
                 .with_window_tuning(window_tuning)
-                .with_connection(smux_tokio::Split::new(ar, aw))
+                .with_connection(tokio_tcp(a))
                 .build();
             let (_, acc, sw) = smux_tokio::MuxBuilder::server()
                 .with_version(version)
                 .with_window_tuning(window_tuning)
-                .with_connection(smux_tokio::Split::new(br, bw))
+                .with_connection(tokio_tcp(b))
                 .build();
             tokio::spawn(cw);
             tokio::spawn(sw);

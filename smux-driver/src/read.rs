@@ -4,12 +4,14 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::conn::{Conn, State};
+use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::Mutex;
 use crate::waiters::Wakes;
 use crate::{MuxResult, TransportRead, TransportWrite};
 
@@ -41,14 +43,61 @@ pub(crate) struct ReadSide<R> {
     /// Dropped with the worker, or once the session is over and lingering is done.
     io: Option<R>,
     pages: Pages,
+    /// The waker the transport's reads get.
+    wake: std::sync::Arc<ReadWake>,
+    waker: Waker,
+    /// The last read returned `Pending`: until [`ReadWake`] fires, there is nothing to read.
+    armed: bool,
+}
+
+/// The waker the worker gives the transport's reads: it notes that the transport woke the
+/// worker before waking it. While the last read returned `Pending` and this has not fired,
+/// the transport has nothing new (it wakes the last waker it was given, this one), so a poll
+/// of the worker for another reason (a stream queued a frame) does not read.
+#[derive(Debug, Default)]
+struct ReadWake {
+    fired: AtomicBool,
+    /// The worker's own waker, as of its last poll.
+    worker: Mutex<Option<Waker>>,
+}
+
+impl Wake for ReadWake {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = &*worker {
+            w.wake_by_ref();
+        }
+    }
 }
 
 impl<R> ReadSide<R> {
     pub fn new(io: R) -> Self {
+        let wake = std::sync::Arc::new(ReadWake::default());
         ReadSide {
             io: Some(io),
             pages: Pages::default(),
+            waker: Waker::from(std::sync::Arc::clone(&wake)),
+            wake,
+            armed: false,
         }
+    }
+
+    /// Whether a read may find something: the last one did not return `Pending`, or the
+    /// transport woke us since. Keeps the worker's waker for the transport's wake.
+    fn may_read(wake: &ReadWake, armed: bool, cx: &Context<'_>) -> bool {
+        {
+            let mut worker = wake.worker.lock().unwrap_or_else(|e| e.into_inner());
+            match &*worker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *worker = Some(cx.waker().clone()),
+            }
+        }
+        !armed || wake.fired.swap(false, Ordering::AcqRel)
     }
 
     /// Drops the read half.
@@ -151,10 +200,15 @@ impl<R: TransportRead> ReadSide<R> {
             let Some(t) = self.io.as_mut() else {
                 return Input::Stopped(st.wants_write());
             };
+            if reads == 1 && !Self::may_read(&self.wake, self.armed, cx) {
+                return Input::Stopped(st.wants_write());
+            }
             let wants_write = st.wants_write();
             drop(st);
             let mut page = r.page();
-            let read = t.poll_read(cx, &mut page[..]);
+            self.wake.fired.store(false, Ordering::Release);
+            let read = t.poll_read(&mut Context::from_waker(&self.waker), &mut page[..]);
+            self.armed = read.is_pending();
             if read.is_pending() {
                 r.spare = Some(page);
                 return Input::Stopped(wants_write);
@@ -178,7 +232,8 @@ impl<R: TransportRead> ReadSide<R> {
                 }
                 Poll::Ready(Err(e)) => {
                     st.fail(e);
-                    return Input::Stopped(false);
+                    // Ended: the write side is to be finished.
+                    return Input::Stopped(st.wants_write());
                 }
                 Poll::Pending => unreachable!("returned above"),
             }
