@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use smux_driver::{ReadTarget, Runtime, TransportRead, TransportWrite, WriteMode};
+use smux_driver::{Runtime, TransportRead, TransportWrite, WriteMode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A Tokio transport, or one of its halves.
@@ -103,18 +103,5 @@ impl Runtime for TokioRuntime {
                 tokio::runtime::RuntimeFlavor::MultiThread
             )
         })
-    }
-}
-
-/// Reads land in Tokio's `ReadBuf` without zeroing it first.
-pub struct TokioReadBuf<'a, 'b>(pub &'a mut ReadBuf<'b>);
-
-impl ReadTarget for TokioReadBuf<'_, '_> {
-    fn remaining(&self) -> usize {
-        self.0.remaining()
-    }
-
-    fn put(&mut self, data: &[u8]) {
-        self.0.put_slice(data);
     }
 }
