@@ -1,4 +1,4 @@
-//! The builder options of the adapters (the seed's names and units), turned into a
+//! The builder options of the adapters (`async_smux`'s names and units), turned into a
 //! [`smux_proto::Config`]. The adapters' `MuxBuilder` setters delegate here, so the checks and
 //! the defaults exist once.
 

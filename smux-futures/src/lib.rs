@@ -3,11 +3,11 @@
 //! transport, speaking the wire protocol of the Go reference implementation
 //! (`github.com/xtaci/smux`), versions 1 and 2.
 //!
-//! The API is the one of `smux-tokio`, driven by the same code: [`MuxBuilder`],
-//! [`MuxConnector`], [`MuxAcceptor`] (a `futures_core::Stream` too), [`MuxStream`] (a
-//! `futures_io::AsyncRead + AsyncWrite`; `poll_close` queues FIN and keeps the read side open)
-//! and [`MuxWorker`]. Timers (keep-alive, idle timeout) use `async-io`'s `Timer`, the reactor
-//! smol and async-std run on.
+//! The API is the one of the Tokio adapter (`smux-tokio`), with the same driver and the same
+//! stream type underneath: [`MuxBuilder`], [`MuxConnector`], [`MuxAcceptor`] (a
+//! `futures_core::Stream` too), [`MuxStream`] (a `futures_io::AsyncRead + AsyncWrite`;
+//! `poll_close` queues FIN and keeps the read side open) and [`MuxWorker`]. Timers
+//! (keep-alive, idle timeout) use `async-io`'s `Timer`, the reactor smol and async-std run on.
 //!
 //! ```no_run
 //! use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,7 +35,7 @@
 //!
 //! # Lifecycle
 //!
-//! As in `smux-tokio`: the worker ends when all handles are dropped, on
+//! As with Tokio: the worker ends when all handles are dropped, on
 //! [`MuxConnector::close`], when the peer closes the transport, or on a keep-alive timeout; then
 //! every pending read, write and accept completes.
 

@@ -7,51 +7,57 @@
 //! use smux_tokio::MuxBuilder;
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //! use tokio::net::TcpStream;
+//!
 //! #[tokio::main]
 //! async fn main() {
-//! let tcp = TcpStream::connect("127.0.0.1:12345").await.unwrap();
-//! // build() returns three pieces:
-//! // connector — open new outgoing streams
-//! // acceptor — receive peer-initiated streams
-//! // worker — the future that drives I/O; spawn it
-//! let (connector, mut acceptor, worker) =
-//! MuxBuilder::client().with_connection(tcp).build();
-//! tokio::spawn(worker);
-//! // Outgoing
-//! let mut s = connector.connect().unwrap();
-//! s.write_all(b"hello").await.unwrap();
-//! let mut buf = [0u8; 5];
-//! s.read_exact(&mut buf).await.unwrap();
-//! // Incoming
-//! while let Some(mut peer) = acceptor.accept().await {
-//! // ...
-//! }
+//!     let tcp = TcpStream::connect("127.0.0.1:12345").await.unwrap();
+//!
+//!     // build() returns three pieces:
+//!     //   connector — open new outgoing streams
+//!     //   acceptor  — receive peer-initiated streams
+//!     //   worker    — the future that drives I/O; spawn it
+//!     let (connector, mut acceptor, worker) =
+//!         MuxBuilder::client().with_connection(tcp).build();
+//!     tokio::spawn(worker);
+//!
+//!     // Outgoing
+//!     let mut s = connector.connect().unwrap();
+//!     s.write_all(b"hello").await.unwrap();
+//!     let mut buf = [0u8; 5];
+//!     s.read_exact(&mut buf).await.unwrap();
+//!
+//!     // Incoming
+//!     while let Some(mut peer) = acceptor.accept().await {
+//!         // ...
+//!     }
 //! }
 //! ```
 //!
-//! (The seed's code, unchanged but for the crate name; `tests/lifecycle.rs` runs the same body
-//! against a server on an ephemeral port.) The configuration example of the seed:
+//! The API is that of `async_smux` 0.4: the example above is its quickstart with the crate
+//! name changed (`tests/lifecycle.rs` runs the same body against a server on an ephemeral
+//! port), and its configuration calls work as they are:
 //!
 //! ```no_run
 //! # async fn f(connection: tokio::net::TcpStream) {
 //! use smux_tokio::MuxBuilder;
 //! use std::num::{NonZeroU64, NonZeroUsize};
+//!
 //! let (connector, acceptor, worker) = MuxBuilder::server()
-//! // Send a NOP frame every N seconds to keep the connection alive.
-//! .with_keep_alive_interval(NonZeroU64::new(15).unwrap())
-//! // If we don't see any frame from the peer for this many seconds,
-//! // declare the connection dead and tear everything down.
-//! // Defaults to 3 × keep_alive_interval.
-//! .with_keep_alive_timeout(NonZeroU64::new(45).unwrap())
-//! // Per-stream idle timeout (seconds): close streams with no
-//! // recent traffic.
-//! .with_idle_timeout(NonZeroU64::new(60).unwrap())
-//! // Backpressure thresholds: cap how many frames may sit in the
-//! // tx/rx queues before poll_write / poll_read park.
-//! .with_max_tx_queue(NonZeroUsize::new(1024).unwrap())
-//! .with_max_rx_queue(NonZeroUsize::new(1024).unwrap())
-//! .with_connection(connection)
-//! .build();
+//!     // Send a NOP frame every N seconds to keep the connection alive.
+//!     .with_keep_alive_interval(NonZeroU64::new(15).unwrap())
+//!     // If we don't see any frame from the peer for this many seconds,
+//!     // declare the connection dead and tear everything down.
+//!     // Defaults to 3 × keep_alive_interval.
+//!     .with_keep_alive_timeout(NonZeroU64::new(45).unwrap())
+//!     // Per-stream idle timeout (seconds): close streams with no
+//!     // recent traffic.
+//!     .with_idle_timeout(NonZeroU64::new(60).unwrap())
+//!     // Backpressure thresholds: cap how many frames may sit in the
+//!     // tx/rx queues before poll_write / poll_read park.
+//!     .with_max_tx_queue(NonZeroUsize::new(1024).unwrap())
+//!     .with_max_rx_queue(NonZeroUsize::new(1024).unwrap())
+//!     .with_connection(connection)
+//!     .build();
 //! # }
 //! ```
 //!
