@@ -1,5 +1,6 @@
-//! A stream's owned halves ([`split`]) and the chunk a buffered read holds ([`ReadBuffer`]),
-//! for both adapters.
+//! A stream handle's owned halves ([`split`]), which [`MuxReadHalf`](crate::MuxReadHalf) and
+//! [`MuxWriteHalf`](crate::MuxWriteHalf) wrap, and the chunk a buffered read holds
+//! ([`ReadBuffer`]).
 
 use std::fmt;
 use std::io;
@@ -15,7 +16,7 @@ use crate::Adapter;
 /// chunks are served from it first, so that the bytes keep their order however the
 /// application mixes the calls.
 #[derive(Debug, Default)]
-pub struct ReadBuffer {
+pub(crate) struct ReadBuffer {
     /// The held chunk, in a box the first `poll_fill_buf` makes and later ones reuse: a stream
     /// never read that way holds a pointer, not a whole `Bytes`. `None` holds nothing.
     held: Option<Box<Bytes>>,
@@ -28,7 +29,7 @@ impl ReadBuffer {
     }
 
     /// Reads into `dst`, from the held chunk first.
-    pub fn poll_read<A: Adapter>(
+    pub(crate) fn poll_read<A: Adapter>(
         &mut self,
         stream: &StreamHandle<A>,
         cx: &mut Context<'_>,
@@ -43,7 +44,7 @@ impl ReadBuffer {
     }
 
     /// The held chunk, or the next one received; empty at the end of the stream.
-    pub fn poll_fill_buf<A: Adapter>(
+    pub(crate) fn poll_fill_buf<A: Adapter>(
         &mut self,
         stream: &StreamHandle<A>,
         cx: &mut Context<'_>,
@@ -60,14 +61,14 @@ impl ReadBuffer {
     }
 
     /// `n` bytes of the held chunk were used.
-    pub fn consume(&mut self, n: usize) {
+    pub(crate) fn consume(&mut self, n: usize) {
         if let Some(held) = self.held() {
             let _ = held.split_to(n.min(held.len()));
         }
     }
 
     /// Up to `max` bytes without copying, from the held chunk first; `None` at the end.
-    pub async fn read_chunk<A: Adapter>(
+    pub(crate) async fn read_chunk<A: Adapter>(
         &mut self,
         stream: &StreamHandle<A>,
         max: usize,
@@ -82,21 +83,21 @@ impl ReadBuffer {
 
 /// The read half of a stream ([`split`]). Dropping it drops the stream's unread data and what
 /// arrives later (in version 2 the peer's window keeps moving); the write half goes on.
-pub struct ReadHalf<A: Adapter> {
+pub(crate) struct ReadHalf<A: Adapter> {
     /// `None` once reunited.
     inner: Option<Arc<StreamHandle<A>>>,
 }
 
 /// The write half of a stream ([`split`]). Dropping it queues FIN after the data it wrote; the
 /// read half goes on.
-pub struct WriteHalf<A: Adapter> {
+pub(crate) struct WriteHalf<A: Adapter> {
     /// `None` once reunited.
     inner: Option<Arc<StreamHandle<A>>>,
 }
 
 /// Splits a stream into halves that can go to different tasks, like Tokio's
 /// `TcpStream::into_split`. The stream is released once both are gone.
-pub fn split<A: Adapter>(stream: StreamHandle<A>) -> (ReadHalf<A>, WriteHalf<A>) {
+pub(crate) fn split<A: Adapter>(stream: StreamHandle<A>) -> (ReadHalf<A>, WriteHalf<A>) {
     let inner = Arc::new(stream);
     (
         ReadHalf {
@@ -108,12 +109,12 @@ pub fn split<A: Adapter>(stream: StreamHandle<A>) -> (ReadHalf<A>, WriteHalf<A>)
 
 impl<A: Adapter> ReadHalf<A> {
     /// The stream both halves share.
-    pub fn stream(&self) -> &StreamHandle<A> {
+    pub(crate) fn stream(&self) -> &StreamHandle<A> {
         self.inner.as_ref().expect("only reunite takes it")
     }
 
     /// Whether `write` is this stream's other half.
-    pub fn is_pair_of(&self, write: &WriteHalf<A>) -> bool {
+    pub(crate) fn is_pair_of(&self, write: &WriteHalf<A>) -> bool {
         match (&self.inner, &write.inner) {
             (Some(r), Some(w)) => Arc::ptr_eq(r, w),
             _ => false,
@@ -122,7 +123,7 @@ impl<A: Adapter> ReadHalf<A> {
 
     /// Puts the stream back together; gives both halves back if they are not of one stream.
     #[allow(clippy::result_large_err)]
-    pub fn reunite(
+    pub(crate) fn reunite(
         mut self,
         mut write: WriteHalf<A>,
     ) -> Result<StreamHandle<A>, (ReadHalf<A>, WriteHalf<A>)> {
@@ -141,7 +142,7 @@ impl<A: Adapter> ReadHalf<A> {
 
 impl<A: Adapter> WriteHalf<A> {
     /// The stream both halves share.
-    pub fn stream(&self) -> &StreamHandle<A> {
+    pub(crate) fn stream(&self) -> &StreamHandle<A> {
         self.inner.as_ref().expect("only reunite takes it")
     }
 }

@@ -1,7 +1,7 @@
 //! The session handles, written once for both adapters: [`Connector`] and [`Acceptor`],
 //! generic over an [`Adapter`]. The adapters name them (`MuxConnector<T>`, `MuxAcceptor<T>`);
-//! streams are in `stream.rs`. Every `poll_*` and `async` operation takes part in the
-//! runtime's cooperative budget.
+//! streams are in `mux_stream.rs` and `stream.rs`. Every `poll_*` and `async` operation takes
+//! part in the runtime's cooperative budget.
 
 use std::fmt;
 use std::pin::Pin;
@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use crate::conn::Conn;
 use crate::stream::StreamHandle;
 use crate::sync::Arc;
-use crate::{Adapter, MuxResult, MuxStats, Runtime};
+use crate::{Adapter, MuxResult, MuxStats, MuxStream, Runtime};
 
 pub(crate) type Budget<A> = <<A as Adapter>::Runtime as Runtime>::Budget;
 
@@ -50,9 +50,12 @@ impl<A: Adapter> Connector<A> {
     /// stream limit, [`MuxError::StreamIdsExhausted`](crate::MuxError::StreamIdsExhausted) when
     /// this connection has used every id. While [`open`](Self::open) calls wait for room, they
     /// go first: `connect()` fails with `TooManyStreams`.
-    pub fn connect(&self) -> MuxResult<A::Stream> {
+    pub fn connect(&self) -> MuxResult<MuxStream<A>> {
         let id = self.conn.connect()?;
-        Ok(StreamHandle::new(Arc::clone(&self.conn), id).into())
+        Ok(MuxStream::new(StreamHandle::new(
+            Arc::clone(&self.conn),
+            id,
+        )))
     }
 
     /// Opens a stream like [`connect`](Self::connect), but at the stream limit waits for a
@@ -66,7 +69,7 @@ impl<A: Adapter> Connector<A> {
     ///
     /// Cancel safe: dropping the future gives up its place in line, and the next call in
     /// line goes on.
-    pub async fn open(&self) -> MuxResult<A::Stream> {
+    pub async fn open(&self) -> MuxResult<MuxStream<A>> {
         struct Place<'a, T: crate::TransportWrite> {
             conn: &'a Conn<T>,
             ticket: Option<u64>,
@@ -88,7 +91,10 @@ impl<A: Adapter> Connector<A> {
             })
         })
         .await?;
-        Ok(StreamHandle::new(Arc::clone(&self.conn), id).into())
+        Ok(MuxStream::new(StreamHandle::new(
+            Arc::clone(&self.conn),
+            id,
+        )))
     }
 
     /// Resolves once the session has ended and nothing more will move: closed by either side,
@@ -201,22 +207,22 @@ impl<A: Adapter> Acceptor<A> {
     }
 
     /// The next stream the peer opened; `None` once the session is closed.
-    pub async fn accept(&mut self) -> Option<A::Stream> {
+    pub async fn accept(&mut self) -> Option<MuxStream<A>> {
         std::future::poll_fn(|cx| self.poll_accept(cx)).await
     }
 
     /// Polls for the next stream the peer opened; `None` once the session is closed.
-    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<A::Stream>> {
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<MuxStream<A>>> {
         cooperate::<A::Runtime, _>(&self.budget, cx, |cx| {
-            self.conn
-                .poll_accept(cx)
-                .map(|id| id.map(|id| StreamHandle::new(Arc::clone(&self.conn), id).into()))
+            self.conn.poll_accept(cx).map(|id| {
+                id.map(|id| MuxStream::new(StreamHandle::new(Arc::clone(&self.conn), id)))
+            })
         })
     }
 }
 
 impl<A: Adapter> futures_core::Stream for Acceptor<A> {
-    type Item = A::Stream;
+    type Item = MuxStream<A>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.poll_accept(cx)

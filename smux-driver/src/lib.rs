@@ -2,8 +2,20 @@
 //! a [`smux_proto::Session`], wakes the tasks waiting on streams, and runs the timers. It is
 //! written once, against a few small traits: [`TransportRead`] and [`TransportWrite`] (the
 //! transport's two sides), [`Runtime`] (the clock, a sleep and cooperative scheduling) and
-//! [`Adapter`] (which types an adapter wraps). The adapters implement them and wrap [`StreamHandle`] in a `MuxStream` that
-//! implements their runtime's I/O traits; applications use the adapters, not this crate.
+//! [`Adapter`] (which types an adapter wraps). The adapters implement them and name this
+//! crate's types after their runtime (`smux_tokio::MuxStream<T>` is
+//! `MuxStream<TokioAdapter<T>>`); applications use the adapters, not this crate.
+//!
+//! # Features
+//!
+//! The stream and its halves ([`MuxStream`], [`MuxReadHalf`], [`MuxWriteHalf`]) are written
+//! once too. Each runtime's I/O traits for them are behind a feature, which that runtime's
+//! adapter enables (so an adapter pulls in no other runtime):
+//! - `tokio`: `tokio::io::AsyncRead`, `AsyncWrite` and `AsyncBufRead` for the streams of
+//!   adapters that implement `TokioStreams` (`smux-tokio`);
+//! - `futures-io`: `futures_io::AsyncRead`, `AsyncWrite` and `AsyncBufRead` for the streams
+//!   of adapters that implement `FuturesIoStreams` (`smux-futures`);
+//! - `tracing`: a span per session and events for the streams' lives.
 //!
 //! # Design
 //!
@@ -33,15 +45,23 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// Without a runtime's feature nothing polls a stream's reads and writes (the I/O traits do), and
+// those paths would be reported unused; each adapter enables its feature.
+#![cfg_attr(not(any(feature = "tokio", feature = "futures-io")), allow(dead_code))]
 
 mod builder;
 mod conn;
 mod error;
 mod halves;
 mod handles;
+#[cfg(feature = "futures-io")]
+mod io_futures;
+#[cfg(feature = "tokio")]
+mod io_tokio;
 mod lifecycle;
 #[doc(hidden)]
 pub mod lock;
+mod mux_stream;
 mod open;
 mod ops;
 mod options;
@@ -64,14 +84,13 @@ use std::time::Instant;
 
 pub use builder::{Begin, MuxBuilder, WithConfig, WithConnection};
 pub use error::{MuxError, MuxResult};
-pub use halves::{split, ReadBuffer, ReadHalf, WriteHalf};
 pub use handles::{Acceptor, Connector};
+pub use mux_stream::{MuxReadHalf, MuxStream, MuxWriteHalf, ReuniteError};
 #[doc(hidden)]
 pub use smux_proto;
 /// A connection's statistics ([`Connector::stats`]).
 pub use smux_proto::SessionStats as MuxStats;
 pub use smux_proto::{QueuedAhead, StreamStats};
-pub use stream::{ReadTarget, StreamHandle};
 pub use transport::{share, Shared, TransportRead, TransportWrite};
 pub use worker::Worker;
 
@@ -130,9 +149,19 @@ pub trait Adapter: Sized {
     type Write: TransportWrite;
     /// The runtime.
     type Runtime: Runtime;
-    /// The adapter's stream type, a thin wrapper of [`StreamHandle`].
-    type Stream: From<StreamHandle<Self>>;
 }
+
+/// An [`Adapter`] whose streams implement Tokio's I/O traits (`tokio::io::AsyncRead`,
+/// `AsyncWrite`, `AsyncBufRead`): `smux-tokio`'s. Only such adapters' streams do, so that where
+/// both features are on (a program that uses both adapters) each stream still implements
+/// one runtime's traits, and extension methods that both families offer stay unambiguous.
+#[cfg(feature = "tokio")]
+pub trait TokioStreams: Adapter {}
+
+/// An [`Adapter`] whose streams implement futures-io's traits (`futures_io::AsyncRead`,
+/// `AsyncWrite`, `AsyncBufRead`): `smux-futures`'. See `TokioStreams`.
+#[cfg(feature = "futures-io")]
+pub trait FuturesIoStreams: Adapter {}
 
 /// An adapter family: which [`Adapter`] serves a transport of type `T`, and how to split it.
 /// Implemented by each adapter crate's marker type, which [`MuxBuilder`] carries.

@@ -18,9 +18,10 @@ use std::time::Instant;
 use loom::future::block_on;
 use loom::thread::{self, ThreadId};
 
+use crate::stream::{ReadTarget, StreamHandle};
 use crate::{
-    Acceptor, Adapter, Bind, Connector, MuxBuilder, ReadTarget, Runtime, StreamHandle,
-    TransportRead, TransportWrite, Worker, WriteMode,
+    Acceptor, Adapter, Bind, Connector, MuxBuilder, Runtime, TransportRead, TransportWrite, Worker,
+    WriteMode,
 };
 
 const SYN: u8 = 0;
@@ -188,7 +189,6 @@ impl Adapter for Model {
     type Read = Pipe;
     type Write = Pipe;
     type Runtime = Rt;
-    type Stream = StreamHandle<Model>;
 }
 
 struct Fake;
@@ -334,7 +334,7 @@ fn a_flush_completes_and_its_bytes_go_out_once_in_order() {
     explore("(a) flush", 4, || {
         let (connector, acceptor, worker, wire) = session(64, usize::MAX, &[]);
         drop(acceptor);
-        let stream = connector.connect().expect("connect");
+        let stream = connector.connect().expect("connect").inner;
         drop(connector);
         let worker = thread::spawn(move || block_on(worker));
 
@@ -388,8 +388,8 @@ fn a_direct_write_and_queued_frames_do_not_interleave() {
     explore("(b) direct write", 3, || {
         let (connector, acceptor, worker, wire) = session(64, 40, &[]);
         drop(acceptor);
-        let s3 = connector.connect().expect("connect");
-        let s5 = connector.connect().expect("connect");
+        let s3 = connector.connect().expect("connect").inner;
+        let s5 = connector.connect().expect("connect").inner;
         drop(connector);
         let worker = thread::spawn(move || block_on(worker));
         let other = thread::spawn(move || {
@@ -430,7 +430,7 @@ fn a_waiting_reader_is_woken_with_the_data() {
         let input = encode(PSH, 3, b"hi");
         let (connector, acceptor, worker, wire) = session(64, usize::MAX, &input);
         drop(acceptor);
-        let stream = connector.connect().expect("connect");
+        let stream = connector.connect().expect("connect").inner;
         drop(connector);
         let worker = thread::spawn(move || block_on(worker));
 
@@ -468,7 +468,7 @@ fn close_while_a_stream_writes_and_flushes_finishes() {
     explore("(d) close", 3, || {
         let (connector, acceptor, worker, wire) = session(64, usize::MAX, &[]);
         drop(acceptor);
-        let stream = connector.connect().expect("connect");
+        let stream = connector.connect().expect("connect").inner;
         let writer = thread::spawn(move || {
             let wrote = block_on(poll_fn(|cx| stream.poll_write(cx, b"hello")));
             // Either may fail once the session is closed; neither may hang.
@@ -501,7 +501,7 @@ fn a_write_reaches_the_peer_and_its_echo_the_reader() {
     explore("(e) echo", 4, || {
         let (connector, acceptor, worker, wire) = session_with(64, usize::MAX, &[], true);
         drop(acceptor);
-        let stream = connector.connect().expect("connect");
+        let stream = connector.connect().expect("connect").inner;
         drop(connector);
         let worker = thread::spawn(move || block_on(worker));
 
@@ -533,7 +533,7 @@ fn close_without_the_worker_while_a_stream_flushes() {
     explore("close without the worker", 2, || {
         let (connector, acceptor, worker, wire) = session(64, usize::MAX, &[]);
         drop(acceptor);
-        let stream = connector.connect().expect("connect");
+        let stream = connector.connect().expect("connect").inner;
         let writer = thread::spawn(move || {
             let wrote = block_on(poll_fn(|cx| stream.poll_write(cx, b"hello")));
             let _ = block_on(poll_fn(|cx| stream.poll_flush(cx)));
@@ -565,7 +565,7 @@ fn a_write_left_to_the_holder_of_the_write_side_goes_out() {
     explore("(g) hand-off", 3, || {
         let (connector, acceptor, worker, wire) = session(64, 1024, &encode(SYN, 2, &[]));
         drop(acceptor);
-        let s3 = connector.connect().expect("connect");
+        let s3 = connector.connect().expect("connect").inner;
         let worker = thread::spawn(move || block_on(worker));
         write_all(&s3, &[b'a'; 64]);
         // The flush writes what is queued from this thread, holding the write side.

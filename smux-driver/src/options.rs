@@ -1,7 +1,7 @@
-//! The builder options of the adapters (in the names and units of their `MuxBuilder`), turned
-//! into a [`smux_proto::Config`]. The adapters' `MuxBuilder` setters delegate here, so the
-//! defaults exist once; the values are checked in one place, [`Config::validate`], when the
-//! session is built.
+//! The builder options of the adapters (`async_smux`'s names and units), turned into a
+//! [`smux_proto::Config`]. The adapters' `MuxBuilder` setters delegate here, so the defaults
+//! exist once; the values are checked in one place, [`Config::validate`], when the session is
+//! built.
 
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::time::Duration;

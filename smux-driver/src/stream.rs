@@ -1,5 +1,5 @@
-//! A stream handle ([`StreamHandle`]), written once for both adapters, which wrap it in
-//! their `MuxStream<T>`.
+//! A stream handle ([`StreamHandle`]): what a [`MuxStream`](crate::MuxStream) and its halves
+//! share, and what their reads and writes go through.
 
 use std::fmt;
 use std::io::{self, IoSlice};
@@ -99,14 +99,14 @@ impl Turn {
 }
 
 /// Where a stream read puts its bytes: Tokio's `ReadBuf` or a plain slice.
-pub trait ReadTarget {
+pub(crate) trait ReadTarget {
     /// Bytes that still fit.
     fn remaining(&self) -> usize;
     /// Appends `data` (at most `remaining()` bytes).
     fn put(&mut self, data: &[u8]);
 }
 
-/// One stream of the connection, as the adapters' `MuxStream` wraps it. It reads and writes
+/// One stream of the connection, as [`MuxStream`](crate::MuxStream) wraps it. It reads and writes
 /// like a TCP stream:
 /// - a write of a full frame or more goes straight to the transport when nothing is queued
 ///   ahead of it; smaller writes are queued and coalesced;
@@ -114,7 +114,7 @@ pub trait ReadTarget {
 ///   writing) and flushes the transport;
 /// - shutting down queues FIN after the data written so far; the read side stays open;
 /// - dropping it sends what it already accepted, then FIN; unread data is dropped.
-pub struct StreamHandle<A: Adapter> {
+pub(crate) struct StreamHandle<A: Adapter> {
     conn: Arc<Conn<A::Write>>,
     id: StreamId,
     budget: Budget<A>,
@@ -132,25 +132,25 @@ impl<A: Adapter> StreamHandle<A> {
     }
 
     /// The stream id on the wire (odd for streams the client opened, even for the server's).
-    pub fn id(&self) -> u32 {
+    pub(crate) fn id(&self) -> u32 {
         self.id.0
     }
 
     /// The stream's counters and gauges: payload bytes each way, bytes unread and queued,
     /// and in version 2 the windows and the time writes waited for the peer's. O(1), as
     /// [`Connector::stats`](crate::Connector::stats).
-    pub fn stats(&self) -> StreamStats {
+    pub(crate) fn stats(&self) -> StreamStats {
         self.conn.stream_stats(self.id)
     }
 
     /// Whether the stream can carry no more data in either direction: both sides sent FIN,
     /// the idle timeout closed it, or the session ended.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.conn.is_stream_closed(self.id)
     }
 
     /// Reads into `dst`; nothing put and `Ok` is the end of the stream.
-    pub fn poll_read(
+    pub(crate) fn poll_read(
         &self,
         cx: &mut Context<'_>,
         dst: &mut dyn ReadTarget,
@@ -159,12 +159,12 @@ impl<A: Adapter> StreamHandle<A> {
     }
 
     /// Writes from `buf`; returns how many bytes were taken.
-    pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    pub(crate) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.take_turn(cx, |cx| self.conn.poll_write(self.id, cx, buf))
     }
 
     /// Writes from `bufs`, in order; returns how many bytes were taken.
-    pub fn poll_write_vectored(
+    pub(crate) fn poll_write_vectored(
         &self,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
@@ -194,7 +194,7 @@ impl<A: Adapter> StreamHandle<A> {
 
     /// Polls for up to `max` unread bytes, without copying them: a slice of what was
     /// received. `None` is the end of the stream.
-    pub fn poll_read_chunk(
+    pub(crate) fn poll_read_chunk(
         &self,
         cx: &mut Context<'_>,
         max: usize,
@@ -206,7 +206,7 @@ impl<A: Adapter> StreamHandle<A> {
 
     /// Up to `max` unread bytes, without copying them; `None` at the end of the stream. Cancel
     /// safe: nothing is taken unless it is returned.
-    pub async fn read_chunk(&self, max: usize) -> io::Result<Option<Bytes>> {
+    pub(crate) async fn read_chunk(&self, max: usize) -> io::Result<Option<Bytes>> {
         std::future::poll_fn(|cx| self.poll_read_chunk(cx, max)).await
     }
 
@@ -219,7 +219,7 @@ impl<A: Adapter> StreamHandle<A> {
     /// Not cancel safe in the way `write_all` is not: if the future is dropped before it
     /// completes, a prefix of `data` has been taken and will be sent, and the rest will not;
     /// the stream's `stats().bytes_sent` and `queued_bytes` tell how much was taken in all.
-    pub async fn write_chunk(&self, mut data: Bytes) -> io::Result<()> {
+    pub(crate) async fn write_chunk(&self, mut data: Bytes) -> io::Result<()> {
         while !data.is_empty() {
             std::future::poll_fn(|cx| {
                 self.take_turn(cx, |cx| self.conn.poll_write_chunk(self.id, cx, &mut data))
@@ -231,13 +231,13 @@ impl<A: Adapter> StreamHandle<A> {
 
     /// Ready once everything written so far (and FIN, after a shutdown) is written to the
     /// transport and the transport flushed.
-    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         cooperate::<A::Runtime, _>(&self.budget, cx, |cx| self.conn.poll_flush(self.id, cx))
     }
 
     /// Queues FIN after the data written so far; the read side stays open. Like TCP's
     /// `shutdown`, it does not wait for the FIN to be written; `poll_flush` does.
-    pub fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         cooperate::<A::Runtime, _>(&self.budget, cx, |cx| self.conn.poll_shutdown(self.id, cx))
     }
 }

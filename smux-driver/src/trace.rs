@@ -11,7 +11,10 @@ macro_rules! event_debug {
     ($st:expr, $($arg:tt)+) => {{
         #[cfg(feature = "tracing")]
         {
-            tracing::debug!(parent: &$st.span, $($arg)+);
+            // The span field alone, borrowed apart from the state's other fields (the
+            // macro's closure would otherwise take all of `$st`).
+            let span = &$st.span;
+            tracing::debug!(parent: span, $($arg)+);
         }
     }};
 }
@@ -21,7 +24,10 @@ macro_rules! event_warn {
     ($st:expr, $($arg:tt)+) => {{
         #[cfg(feature = "tracing")]
         {
-            tracing::warn!(parent: &$st.span, $($arg)+);
+            // The span field alone, borrowed apart from the state's other fields (the
+            // macro's closure would otherwise take all of `$st`).
+            let span = &$st.span;
+            tracing::warn!(parent: span, $($arg)+);
         }
     }};
 }

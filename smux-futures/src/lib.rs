@@ -3,11 +3,11 @@
 //! transport, speaking the wire protocol of the Go reference implementation
 //! (`github.com/xtaci/smux`), versions 1 and 2.
 //!
-//! The API is the one of `smux-tokio`, driven by the same code: [`MuxBuilder`],
-//! [`MuxConnector`], [`MuxAcceptor`] (a `futures_core::Stream` too), [`MuxStream`] (a
-//! `futures_io::AsyncRead + AsyncWrite`; `poll_close` queues FIN and keeps the read side open)
-//! and [`MuxWorker`]. Timers (keep-alive, idle timeout) use `async-io`'s `Timer`, the reactor
-//! smol and async-std run on.
+//! The API is the one of the Tokio adapter (`smux-tokio`), with the same driver and the same
+//! stream type underneath: [`MuxBuilder`], [`MuxConnector`], [`MuxAcceptor`] (a
+//! `futures_core::Stream` too), [`MuxStream`] (a `futures_io::AsyncRead + AsyncWrite`;
+//! `poll_close` queues FIN and keeps the read side open) and [`MuxWorker`]. Timers
+//! (keep-alive, idle timeout) use `async-io`'s `Timer`, the reactor smol and async-std run on.
 //!
 //! ```no_run
 //! use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,14 +35,12 @@
 //!
 //! # Lifecycle
 //!
-//! As in `smux-tokio`: the worker ends when all handles are dropped, on
+//! As with Tokio: the worker ends when all handles are dropped, on
 //! [`MuxConnector::close`], when the peer closes the transport, or on a keep-alive timeout; then
 //! every pending read, write and accept completes.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-
-mod split;
 
 use std::io::{self, IoSlice};
 use std::marker::PhantomData;
@@ -51,18 +49,15 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
-use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
+use futures_io::{AsyncRead, AsyncWrite};
 use smux_driver::{
-    Adapter, Bind, ReadBuffer, ReadTarget, Runtime, Shared, StreamHandle, TransportRead,
-    TransportWrite, WriteMode,
+    Adapter, Bind, FuturesIoStreams, Runtime, Shared, TransportRead, TransportWrite, WriteMode,
 };
 
 pub use smux_driver::{
     Begin, MuxError, MuxResult, MuxStats, QueuedAhead, StreamStats, WithConfig, WithConnection,
 };
 pub use smux_proto::{ProtocolError, Version};
-pub use split::{MuxReadHalf, MuxWriteHalf, ReuniteError};
 
 /// A transport the handles run over: any futures-io `AsyncRead + AsyncWrite + Unpin`, whose
 /// reads and writes then take turns, one poll at a time; or a [`Split`] of a read half and a
@@ -152,8 +147,10 @@ impl<T: FuturesConn> Adapter for FuturesAdapter<T> {
     type Read = T::Read;
     type Write = T::Write;
     type Runtime = AsyncIoRuntime;
-    type Stream = MuxStream<T>;
 }
+
+/// Its streams implement futures-io's traits.
+impl<T: FuturesConn> FuturesIoStreams for FuturesAdapter<T> {}
 
 impl<T: FuturesConn> Bind<T> for Futures {
     type Adapter = FuturesAdapter<T>;
@@ -162,12 +159,21 @@ impl<T: FuturesConn> Bind<T> for Futures {
     }
 }
 
-/// One stream of the connection; it reads and writes like a TCP stream (see
-/// `smux_tokio::MuxStream`). `poll_close` queues FIN after the data written so far and keeps
-/// the read side open.
+/// One stream of the connection, a futures-io `AsyncRead + AsyncWrite + AsyncBufRead`. It
+/// reads and writes like a TCP stream:
+/// - a write of a full frame (32 KiB by default) or more goes straight to the transport when
+///   nothing is queued ahead of it; smaller writes are queued and share the worker's writes;
+/// - `flush` writes what is queued from the calling task (unless another task is writing),
+///   then flushes the transport;
+/// - `close` queues FIN after the data written so far and keeps the read side open; like
+///   TCP's `shutdown`, it does not wait for the FIN to be written (`flush` does);
+/// - dropping it sends what it already accepted, then FIN; unread data is dropped, and so is
+///   what the peer still sends (in version 2 it is counted as read until the peer's FIN, so
+///   the peer's writer is never left waiting for a window).
 ///
 /// **Dropping a stream mid-message.** smux has no reset: the peer reads what was sent, then a
-/// clean end of stream, and cannot tell an abandoned message from a finished one.
+/// clean end of stream, and cannot tell an abandoned message from a finished one. Frame your
+/// messages (a length prefix, say) if the peer must know.
 ///
 /// **What `flush` and `close` wait for.** `poll_flush` returns once everything this stream
 /// wrote (and its FIN, after `poll_close`) has been handed to the transport and the
@@ -176,74 +182,36 @@ impl<T: FuturesConn> Bind<T> for Futures {
 /// with frames unsent.
 ///
 /// **Cancel safety.** A read or write that returned `Pending` took nothing.
-/// [`read_chunk`](Self::read_chunk) is cancel safe; [`write_chunk`](Self::write_chunk) is
-/// not, like `write_all`: dropped early, it has sent a prefix of its buffer
-/// ([`stats`](Self::stats) tells how much).
-pub struct MuxStream<T: FuturesConn> {
-    inner: StreamHandle<FuturesAdapter<T>>,
-    /// The chunk `AsyncBufRead` holds.
-    buffer: ReadBuffer,
-}
+/// [`read_chunk`](smux_driver::MuxStream::read_chunk) is cancel safe;
+/// [`write_chunk`](smux_driver::MuxStream::write_chunk) is not, like `write_all`: dropped
+/// early, it has sent a prefix of its buffer ([`stats`](smux_driver::MuxStream::stats) tells
+/// how much).
+///
+/// Split it ([`into_split`](smux_driver::MuxStream::into_split)) to read and write from two
+/// tasks: reader and writer wait on separate wakers.
+///
+/// The type is the driver's, shared with the Tokio adapter; this crate enables its futures-io
+/// traits (the driver's feature `futures-io`). Its methods are listed below.
+pub type MuxStream<T> = smux_driver::MuxStream<FuturesAdapter<T>>;
 
-impl<T: FuturesConn> From<StreamHandle<FuturesAdapter<T>>> for MuxStream<T> {
-    fn from(inner: StreamHandle<FuturesAdapter<T>>) -> Self {
-        MuxStream {
-            inner,
-            buffer: ReadBuffer::default(),
-        }
-    }
-}
+/// The read half of a [`MuxStream`] ([`into_split`](smux_driver::MuxStream::into_split)), a
+/// futures-io `AsyncRead + AsyncBufRead`.
+///
+/// Dropping it drops the stream's unread data and whatever the peer sends on it later (in
+/// version 2 that data still counts as read, so the peer's window keeps moving and its writer
+/// is never stuck); the write half goes on.
+pub type MuxReadHalf<T> = smux_driver::MuxReadHalf<FuturesAdapter<T>>;
 
-impl<T: FuturesConn> std::fmt::Debug for MuxStream<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.fmt(f)
-    }
-}
+/// The write half of a [`MuxStream`] ([`into_split`](smux_driver::MuxStream::into_split)), a
+/// futures-io `AsyncWrite`.
+///
+/// Dropping it queues FIN after the data it wrote, as `poll_close` does; the read half goes
+/// on.
+pub type MuxWriteHalf<T> = smux_driver::MuxWriteHalf<FuturesAdapter<T>>;
 
-impl<T: FuturesConn> MuxStream<T> {
-    /// The stream id on the wire (odd for streams the client opened, even for the server's).
-    pub fn get_stream_id(&self) -> u32 {
-        self.inner.id()
-    }
-
-    /// Whether the stream can carry no more data in either direction.
-    pub fn is_closed(&self) -> bool {
-        self.inner.is_closed()
-    }
-
-    /// Payload bytes each way, bytes unread and queued, and in version 2 the windows and the
-    /// time writes waited for the peer's. O(1).
-    pub fn stats(&self) -> StreamStats {
-        self.inner.stats()
-    }
-
-    /// Up to `max` bytes of what arrived, without copying: a slice of the received data.
-    /// `None` is the end of the stream. Cancel safe.
-    pub async fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
-        self.buffer.read_chunk(&self.inner, max).await
-    }
-
-    /// Sends all of `data` as frames that slice it, with no copy. The whole of `data` counts
-    /// against the stream's queue limit; a chunk larger than the room there goes out in
-    /// pieces while the call waits. If the future is dropped before it completes, a prefix of
-    /// `data` has been taken and will be sent, and the rest will not; [`MuxStream::stats`]
-    /// (`bytes_sent` + `queued_bytes`) counts what the stream has taken in all.
-    pub async fn write_chunk(&mut self, data: Bytes) -> io::Result<()> {
-        self.inner.write_chunk(data).await
-    }
-}
-
-/// Reads from the chunks the stream already holds, without copying them until `consume`.
-impl<T: FuturesConn> AsyncBufRead for MuxStream<T> {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        let this = self.get_mut();
-        this.buffer.poll_fill_buf(&this.inner, cx)
-    }
-
-    fn consume(self: Pin<&mut Self>, amt: usize) {
-        self.get_mut().buffer.consume(amt);
-    }
-}
+/// [`reunite`](smux_driver::MuxReadHalf::reunite) was given halves of two different streams;
+/// here they are back (fields `.0` and `.1`).
+pub type ReuniteError<T> = smux_driver::ReuniteError<FuturesAdapter<T>>;
 
 /// A futures-io transport, or one of its halves, as the driver wants it.
 #[doc(hidden)]
@@ -327,74 +295,5 @@ impl Runtime for AsyncIoRuntime {
         } else {
             budget.store(0, Ordering::Relaxed);
         }
-    }
-}
-
-/// A plain slice being filled.
-struct SliceTarget<'a> {
-    buf: &'a mut [u8],
-    filled: usize,
-}
-
-impl ReadTarget for SliceTarget<'_> {
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.filled
-    }
-
-    fn put(&mut self, data: &[u8]) {
-        self.buf[self.filled..self.filled + data.len()].copy_from_slice(data);
-        self.filled += data.len();
-    }
-}
-
-/// A read of `stream` into `buf` (from `buffer` first), as futures-io reads: how many bytes,
-/// 0 at the end.
-pub(crate) fn poll_read_into<A: Adapter>(
-    buffer: &mut ReadBuffer,
-    stream: &StreamHandle<A>,
-    cx: &mut Context<'_>,
-    buf: &mut [u8],
-) -> Poll<io::Result<usize>> {
-    let mut target = SliceTarget { buf, filled: 0 };
-    buffer
-        .poll_read(stream, cx, &mut target)
-        .map_ok(|()| target.filled)
-}
-
-impl<T: FuturesConn> AsyncRead for MuxStream<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        poll_read_into(&mut this.buffer, &this.inner, cx, buf)
-    }
-}
-
-/// `poll_close` sends FIN after the data written so far and keeps the read side open.
-impl<T: FuturesConn> AsyncWrite for MuxStream<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.inner.poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.inner.poll_write_vectored(cx, bufs)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.inner.poll_flush(cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.inner.poll_shutdown(cx)
     }
 }

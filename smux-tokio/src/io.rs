@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use smux_driver::{ReadTarget, Runtime, TransportRead, TransportWrite, WriteMode};
+use smux_driver::{Runtime, TransportRead, TransportWrite, WriteMode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A Tokio transport, or one of its halves.
@@ -92,10 +92,11 @@ impl Runtime for TokioRuntime {
         }
     }
 
-    /// Not on the multi-thread runtime: there the woken tasks run in parallel with the worker,
-    /// and its yield bought no batching (`tests/batching.rs`: 1.04 to 1.24 writes per echo
-    /// with or without it) while it cost a second trip through the scheduler per message
-    /// (ping-pong without `flush()`: p50 52 to 58 µs with it, 26 to 29 µs without).
+    /// Not on the multi-thread runtime: there the tasks the worker woke run in parallel with
+    /// it on the other worker threads, so its yield does not let them add their frames to its
+    /// write (no batching), while every yield costs a message a second trip through the
+    /// scheduler before it goes out. `tests/batching.rs` counts the writes per runtime;
+    /// docs/performance.md ("How the driver moves data") has the measurements.
     fn batch_by_yielding() -> bool {
         tokio::runtime::Handle::try_current().map_or(true, |h| {
             !matches!(
@@ -103,18 +104,5 @@ impl Runtime for TokioRuntime {
                 tokio::runtime::RuntimeFlavor::MultiThread
             )
         })
-    }
-}
-
-/// Reads land in Tokio's `ReadBuf` without zeroing it first.
-pub struct TokioReadBuf<'a, 'b>(pub &'a mut ReadBuf<'b>);
-
-impl ReadTarget for TokioReadBuf<'_, '_> {
-    fn remaining(&self) -> usize {
-        self.0.remaining()
-    }
-
-    fn put(&mut self, data: &[u8]) {
-        self.0.put_slice(data);
     }
 }

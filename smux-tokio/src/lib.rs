@@ -7,51 +7,57 @@
 //! use smux_tokio::MuxBuilder;
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //! use tokio::net::TcpStream;
+//!
 //! #[tokio::main]
 //! async fn main() {
-//! let tcp = TcpStream::connect("127.0.0.1:12345").await.unwrap();
-//! // build() returns three pieces:
-//! // connector — open new outgoing streams
-//! // acceptor — receive peer-initiated streams
-//! // worker — the future that drives I/O; spawn it
-//! let (connector, mut acceptor, worker) =
-//! MuxBuilder::client().with_connection(tcp).build();
-//! tokio::spawn(worker);
-//! // Outgoing
-//! let mut s = connector.connect().unwrap();
-//! s.write_all(b"hello").await.unwrap();
-//! let mut buf = [0u8; 5];
-//! s.read_exact(&mut buf).await.unwrap();
-//! // Incoming
-//! while let Some(mut peer) = acceptor.accept().await {
-//! // ...
-//! }
+//!     let tcp = TcpStream::connect("127.0.0.1:12345").await.unwrap();
+//!
+//!     // build() returns three pieces:
+//!     //   connector — open new outgoing streams
+//!     //   acceptor  — receive peer-initiated streams
+//!     //   worker    — the future that drives I/O; spawn it
+//!     let (connector, mut acceptor, worker) =
+//!         MuxBuilder::client().with_connection(tcp).build();
+//!     tokio::spawn(worker);
+//!
+//!     // Outgoing
+//!     let mut s = connector.connect().unwrap();
+//!     s.write_all(b"hello").await.unwrap();
+//!     let mut buf = [0u8; 5];
+//!     s.read_exact(&mut buf).await.unwrap();
+//!
+//!     // Incoming
+//!     while let Some(mut peer) = acceptor.accept().await {
+//!         // ...
+//!     }
 //! }
 //! ```
 //!
-//! (The seed's code, unchanged but for the crate name; `tests/lifecycle.rs` runs the same body
-//! against a server on an ephemeral port.) The configuration example of the seed:
+//! The API is that of `async_smux` 0.4: the example above is its quickstart with the crate
+//! name changed (`tests/lifecycle.rs` runs the same body against a server on an ephemeral
+//! port), and its configuration calls work as they are:
 //!
 //! ```no_run
 //! # async fn f(connection: tokio::net::TcpStream) {
 //! use smux_tokio::MuxBuilder;
 //! use std::num::{NonZeroU64, NonZeroUsize};
+//!
 //! let (connector, acceptor, worker) = MuxBuilder::server()
-//! // Send a NOP frame every N seconds to keep the connection alive.
-//! .with_keep_alive_interval(NonZeroU64::new(15).unwrap())
-//! // If we don't see any frame from the peer for this many seconds,
-//! // declare the connection dead and tear everything down.
-//! // Defaults to 3 × keep_alive_interval.
-//! .with_keep_alive_timeout(NonZeroU64::new(45).unwrap())
-//! // Per-stream idle timeout (seconds): close streams with no
-//! // recent traffic.
-//! .with_idle_timeout(NonZeroU64::new(60).unwrap())
-//! // Backpressure thresholds: cap how many frames may sit in the
-//! // tx/rx queues before poll_write / poll_read park.
-//! .with_max_tx_queue(NonZeroUsize::new(1024).unwrap())
-//! .with_max_rx_queue(NonZeroUsize::new(1024).unwrap())
-//! .with_connection(connection)
-//! .build();
+//!     // Send a NOP frame every N seconds to keep the connection alive.
+//!     .with_keep_alive_interval(NonZeroU64::new(15).unwrap())
+//!     // If we don't see any frame from the peer for this many seconds,
+//!     // declare the connection dead and tear everything down.
+//!     // Defaults to 3 × keep_alive_interval.
+//!     .with_keep_alive_timeout(NonZeroU64::new(45).unwrap())
+//!     // Per-stream idle timeout (seconds): close streams with no
+//!     // recent traffic.
+//!     .with_idle_timeout(NonZeroU64::new(60).unwrap())
+//!     // Backpressure thresholds: cap how many frames may sit in the
+//!     // tx/rx queues before poll_write / poll_read park.
+//!     .with_max_tx_queue(NonZeroUsize::new(1024).unwrap())
+//!     .with_max_rx_queue(NonZeroUsize::new(1024).unwrap())
+//!     .with_connection(connection)
+//!     .build();
 //! # }
 //! ```
 //!
@@ -85,24 +91,18 @@
 #![deny(missing_docs)]
 
 mod io;
-mod split;
 
-use std::io::IoSlice;
 use std::marker::PhantomData;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use smux_driver::{Adapter, Bind, ReadBuffer, Shared, StreamHandle, TransportRead, TransportWrite};
-use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
+use smux_driver::{Adapter, Bind, Shared, TokioStreams, TransportRead, TransportWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use smux_driver::{
     Begin, MuxError, MuxResult, MuxStats, QueuedAhead, StreamStats, WithConfig, WithConnection,
 };
 pub use smux_proto::{ProtocolError, Version};
-pub use split::{MuxReadHalf, MuxWriteHalf, ReuniteError};
 
-use crate::io::{TokioIo, TokioReadBuf, TokioRuntime};
+use crate::io::{TokioIo, TokioRuntime};
 
 /// A transport the handles run over: any Tokio `AsyncRead + AsyncWrite + Unpin`, whose reads
 /// and writes then take turns, one poll at a time; or a [`Split`] of a read half and a write
@@ -193,8 +193,10 @@ impl<T: TokioConn> Adapter for TokioAdapter<T> {
     type Read = T::Read;
     type Write = T::Write;
     type Runtime = TokioRuntime;
-    type Stream = MuxStream<T>;
 }
+
+/// Its streams implement Tokio's I/O traits.
+impl<T: TokioConn> TokioStreams for TokioAdapter<T> {}
 
 impl<T: TokioConn> Bind<T> for Tokio {
     type Adapter = TokioAdapter<T>;
@@ -203,7 +205,8 @@ impl<T: TokioConn> Bind<T> for Tokio {
     }
 }
 
-/// One stream of the connection. It reads and writes like a TCP stream:
+/// One stream of the connection, a Tokio `AsyncRead + AsyncWrite + AsyncBufRead`. It reads
+/// and writes like a TCP stream:
 /// - a write of a full frame (32 KiB by default) or more goes straight to the transport when
 ///   nothing is queued ahead of it; smaller writes are queued and share the worker's writes;
 /// - `flush` writes what is queued from the calling task (unless another task is writing),
@@ -227,120 +230,35 @@ impl<T: TokioConn> Bind<T> for Tokio {
 ///
 /// **Cancel safety.** `poll_read`, `poll_write`, `poll_flush` and `poll_shutdown` are the
 /// usual poll functions: a read or write that returned `Pending` took nothing. Of the
-/// `async` calls, [`read_chunk`](Self::read_chunk) is cancel safe (nothing is taken unless
-/// returned); [`write_chunk`](Self::write_chunk) is not, like `write_all`: dropped early, it
-/// has sent a prefix of its buffer ([`stats`](Self::stats) tells how much).
+/// `async` calls, [`read_chunk`](smux_driver::MuxStream::read_chunk) is cancel safe (nothing
+/// is taken unless returned); [`write_chunk`](smux_driver::MuxStream::write_chunk) is not,
+/// like `write_all`: dropped early, it has sent a prefix of its buffer
+/// ([`stats`](smux_driver::MuxStream::stats) tells how much).
 ///
-/// Split it ([`MuxStream::into_split`], or `tokio::io::split`) to read and write from two
-/// tasks: reader and writer wait on separate wakers.
-pub struct MuxStream<T: TokioConn> {
-    inner: StreamHandle<TokioAdapter<T>>,
-    /// The chunk `AsyncBufRead` holds.
-    buffer: ReadBuffer,
-}
+/// Split it ([`into_split`](smux_driver::MuxStream::into_split), or `tokio::io::split`) to
+/// read and write from two tasks: reader and writer wait on separate wakers.
+///
+/// The type is the driver's, shared with `smux-futures`; this crate enables its Tokio traits
+/// (the driver's feature `tokio`). Its methods are listed below.
+pub type MuxStream<T> = smux_driver::MuxStream<TokioAdapter<T>>;
 
-impl<T: TokioConn> std::fmt::Debug for MuxStream<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.fmt(f)
-    }
-}
+/// The read half of a [`MuxStream`] ([`into_split`](smux_driver::MuxStream::into_split)), a
+/// Tokio `AsyncRead + AsyncBufRead`.
+///
+/// Dropping it drops the stream's unread data and whatever the peer sends on it later (in
+/// version 2 that data still counts as read, so the peer's window keeps moving and its writer
+/// is never stuck); the write half goes on.
+pub type MuxReadHalf<T> = smux_driver::MuxReadHalf<TokioAdapter<T>>;
 
-impl<T: TokioConn> From<StreamHandle<TokioAdapter<T>>> for MuxStream<T> {
-    fn from(inner: StreamHandle<TokioAdapter<T>>) -> Self {
-        MuxStream {
-            inner,
-            buffer: ReadBuffer::default(),
-        }
-    }
-}
+/// The write half of a [`MuxStream`] ([`into_split`](smux_driver::MuxStream::into_split)), a
+/// Tokio `AsyncWrite`.
+///
+/// Dropping it queues FIN after the data it wrote, as `shutdown` does; the read half goes on.
+pub type MuxWriteHalf<T> = smux_driver::MuxWriteHalf<TokioAdapter<T>>;
 
-impl<T: TokioConn> MuxStream<T> {
-    /// The stream id on the wire (odd for streams the client opened, even for the server's).
-    pub fn get_stream_id(&self) -> u32 {
-        self.inner.id()
-    }
-
-    /// Whether the stream can carry no more data in either direction: both sides sent FIN,
-    /// the idle timeout closed it, or the session ended.
-    pub fn is_closed(&self) -> bool {
-        self.inner.is_closed()
-    }
-
-    /// Payload bytes each way, bytes unread and queued, and in version 2 the windows and the
-    /// time writes waited for the peer's. O(1).
-    pub fn stats(&self) -> StreamStats {
-        self.inner.stats()
-    }
-
-    /// Up to `max` bytes of what arrived, without copying: a slice of the received data.
-    /// `None` is the end of the stream. Cancel safe.
-    pub async fn read_chunk(&mut self, max: usize) -> std::io::Result<Option<Bytes>> {
-        self.buffer.read_chunk(&self.inner, max).await
-    }
-
-    /// Sends all of `data` as frames that slice it, with no copy. The whole of `data` counts
-    /// against the stream's queue limit; a chunk larger than the room there goes out in
-    /// pieces while the call waits. If the future is dropped before it completes, a prefix of
-    /// `data` has been taken and will be sent, and the rest will not; [`MuxStream::stats`]
-    /// (`bytes_sent` + `queued_bytes`) counts what the stream has taken in all.
-    pub async fn write_chunk(&mut self, data: Bytes) -> std::io::Result<()> {
-        self.inner.write_chunk(data).await
-    }
-}
-
-/// Reads from the chunks the stream already holds, without copying them until `consume`.
-impl<T: TokioConn> AsyncBufRead for MuxStream<T> {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
-        let this = self.get_mut();
-        this.buffer.poll_fill_buf(&this.inner, cx)
-    }
-
-    fn consume(self: Pin<&mut Self>, amt: usize) {
-        self.get_mut().buffer.consume(amt);
-    }
-}
-
-impl<T: TokioConn> AsyncRead for MuxStream<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        this.buffer
-            .poll_read(&this.inner, cx, &mut TokioReadBuf(buf))
-    }
-}
-
-impl<T: TokioConn> AsyncWrite for MuxStream<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        self.inner.poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        self.inner.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.inner.poll_shutdown(cx)
-    }
-}
+/// [`reunite`](smux_driver::MuxReadHalf::reunite) was given halves of two different streams;
+/// here they are back (fields `.0` and `.1`).
+pub type ReuniteError<T> = smux_driver::ReuniteError<TokioAdapter<T>>;
 
 #[cfg(test)]
 mod tests {
