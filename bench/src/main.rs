@@ -563,7 +563,13 @@ fn build_before(commit: &str) -> Result<(PathBuf, String), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let built = Command::new(cargo)
         // Without `split`: a commit before `Split` gives its transports whole.
-        .args(["build", "--release", "-p", "smux-bench", "--no-default-features"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "smux-bench",
+            "--no-default-features",
+        ])
         .current_dir(&dir)
         .env("CARGO_TARGET_DIR", &target)
         .stdout(Stdio::null())

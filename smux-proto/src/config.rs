@@ -27,8 +27,8 @@ pub const MAX_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Configuration of one [`Session`](crate::Session).
 ///
 /// ```
-/// use std::time::Duration;
 /// use smux_proto::{Config, Version};
+/// use std::time::Duration;
 ///
 /// let mut config = Config::default();
 /// config

@@ -23,8 +23,8 @@
 //! Two sessions wired back to back in memory:
 //!
 //! ```
-//! use std::time::Instant;
 //! use smux_proto::{Config, Event, Role, Session};
+//! use std::time::Instant;
 //!
 //! let now = Instant::now();
 //! let mut client = Session::new(Role::Client, Config::default(), now).unwrap();

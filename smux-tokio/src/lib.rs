@@ -16,8 +16,7 @@
 //!     //   connector — open new outgoing streams
 //!     //   acceptor  — receive peer-initiated streams
 //!     //   worker    — the future that drives I/O; spawn it
-//!     let (connector, mut acceptor, worker) =
-//!         MuxBuilder::client().with_connection(tcp).build();
+//!     let (connector, mut acceptor, worker) = MuxBuilder::client().with_connection(tcp).build();
 //!     tokio::spawn(worker);
 //!
 //!     // Outgoing
