@@ -15,14 +15,12 @@ use crate::sync::Arc;
 use crate::Adapter;
 
 /// Bytes a stream may write without its task yielding while another stream's writer waits:
-/// past it, the next write wakes the task and returns `Pending` once. Without this, on a
-/// multi-thread runtime a writer whose writes all complete (its peer drains the transport on
-/// another thread) writes up to its whole cooperative budget, 128 writes of up to 64 KiB, in
-/// one poll, while a writer woken meanwhile waits behind it in its thread's run queue and gets
-/// no share of the wire (8 to 24 MiB in a row in `tests/fairness.rs`); with it, writers take
-/// turns of at most this much. It is the fair share of the session's queue (`options.rs`).
-/// A writer alone does not yield: that cost a single stream 15 % on the current-thread
-/// runtime.
+/// past it, the next write wakes the task and returns `Pending` once. On a multi-thread
+/// runtime a writer whose writes all complete (its peer drains the transport on another
+/// thread) could otherwise write its whole cooperative budget (128 writes of up to 64 KiB) in
+/// one poll, while a writer woken meanwhile waits behind it in its thread's run queue with no
+/// share of the wire (`tests/fairness.rs`). It is the fair share of the session's queue
+/// (`options.rs`). A writer alone does not yield: yielding would only cost it throughput.
 const TURN: usize = 256 * 1024;
 
 /// A stream's writing, as its turns see it, in one word: the bytes written since the task last

@@ -46,8 +46,8 @@ pub(crate) struct Signals {
     /// Streams whose last write returned `Pending`: while any waits, a writer yields its task
     /// after each turn (`stream.rs`).
     pub waiting_writers: AtomicUsize,
-    /// The output queue held bytes when its last writer let go: the worker writes them even
-    /// if the session has nothing new.
+    /// The write side had work (bytes queued, or written and not flushed) when its last writer
+    /// let go: the worker writes even if the session has nothing new.
     pub queued: AtomicBool,
 }
 

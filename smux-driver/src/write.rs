@@ -48,6 +48,11 @@ impl<W> WriteSide<W> {
         !self.out.is_empty()
     }
 
+    /// Bytes wait to be written, or written bytes to be flushed.
+    pub fn has_work(&self) -> bool {
+        !self.out.is_empty() || self.needs_flush
+    }
+
     /// Records a transport failure: the session ends and unwritten output is dropped.
     pub fn fail(&mut self, st: &mut State, e: io::Error) {
         self.out.clear();
@@ -84,6 +89,21 @@ impl<W: TransportWrite> Conn<W> {
     /// the transport once the queue is empty; a transport failure ends the session. Returns
     /// whether it stopped for its budget with more to write.
     pub fn drive(&self, w: &mut Writer<'_, W>, cx: &mut Context<'_>) -> bool {
+        let more = self.drive_queue(w, cx);
+        if w.has_work() {
+            // The transport was full (it holds this task's waker) or the budget ran out, and
+            // this task may not write again: the worker takes over.
+            w.state().waiters.notify_worker();
+        }
+        more
+    }
+
+    /// [`Conn::drive`] for the worker, which comes back for what stays queued by itself.
+    pub fn drive_as_worker(&self, w: &mut Writer<'_, W>, cx: &mut Context<'_>) -> bool {
+        self.drive_queue(w, cx)
+    }
+
+    fn drive_queue(&self, w: &mut Writer<'_, W>, cx: &mut Context<'_>) -> bool {
         let more = match self.write_queue(w, cx) {
             Ok(more) => more,
             Err(e) => {
@@ -98,7 +118,7 @@ impl<W: TransportWrite> Conn<W> {
 
     /// Records whether bytes stay queued, for the worker ([`Signals::queued`](crate::waiters::Signals::queued)).
     fn note_queued(&self, w: &Writer<'_, W>) {
-        self.signals.queued.store(w.has_queued(), Ordering::Relaxed);
+        self.signals.queued.store(w.has_work(), Ordering::Relaxed);
     }
 
     /// [`Conn::drive`] if nobody holds the write side: `None` when somebody does (the holder,
