@@ -91,7 +91,7 @@ impl<A: Adapter> Worker<A> {
         let Some(mut w) = conn.writer_or_hand_off(wakes) else {
             return false;
         };
-        let more = conn.drive_as_worker(&mut w, cx);
+        let more = conn.drive(&mut w, cx);
         if w.state().session.is_ended() {
             let _ = conn.poll_finish(&mut w, cx);
         }

@@ -89,21 +89,6 @@ impl<W: TransportWrite> Conn<W> {
     /// the transport once the queue is empty; a transport failure ends the session. Returns
     /// whether it stopped for its budget with more to write.
     pub fn drive(&self, w: &mut Writer<'_, W>, cx: &mut Context<'_>) -> bool {
-        let more = self.drive_queue(w, cx);
-        if w.has_work() {
-            // The transport was full (it holds this task's waker) or the budget ran out, and
-            // this task may not write again: the worker takes over.
-            w.state().waiters.notify_worker();
-        }
-        more
-    }
-
-    /// [`Conn::drive`] for the worker, which comes back for what stays queued by itself.
-    pub fn drive_as_worker(&self, w: &mut Writer<'_, W>, cx: &mut Context<'_>) -> bool {
-        self.drive_queue(w, cx)
-    }
-
-    fn drive_queue(&self, w: &mut Writer<'_, W>, cx: &mut Context<'_>) -> bool {
         let more = match self.write_queue(w, cx) {
             Ok(more) => more,
             Err(e) => {
@@ -116,7 +101,8 @@ impl<W: TransportWrite> Conn<W> {
         more
     }
 
-    /// Records whether bytes stay queued, for the worker ([`Signals::queued`](crate::waiters::Signals::queued)).
+    /// Records whether the write side has work left, for the worker
+    /// ([`Signals::queued`](crate::waiters::Signals::queued)).
     fn note_queued(&self, w: &Writer<'_, W>) {
         self.signals.queued.store(w.has_work(), Ordering::Relaxed);
     }
