@@ -1,0 +1,36 @@
+//! kcptun's transport: smux over KCP over UDP, with kcp-go's packet layout.
+//!
+//! A datagram, as kcp-go 5.6 lays it out, is, front to back:
+//! - the crypto header: 16 nonce bytes, then a little-endian CRC32 (IEEE) of what follows,
+//!   all of it encrypted with the chosen block cipher (present even with `none`);
+//! - the FEC header and shard, when forward error correction is on;
+//! - KCP segments.
+//!
+//! [`Codec`] is the layer between KCP and the UDP socket: the crypto header and FEC.
+
+/// Why a received datagram was dropped. Each is counted; none ends a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Shorter than the headers it must carry.
+    Truncated,
+    /// Its CRC32 does not match: corrupt, forged, or sealed with another key or cipher.
+    Checksum,
+    /// Its FEC header or shard is malformed.
+    Fec,
+}
+
+/// The layer between KCP and UDP: kcp-go's crypto header and FEC.
+pub trait Codec: Send + 'static {
+    /// Bytes this layer puts in front of each KCP packet. KCP's MTU is the datagram MTU
+    /// minus this.
+    fn overhead(&self) -> usize;
+
+    /// Turns one packet of KCP's output into datagrams, handed to `send` one at a time. With
+    /// FEC on, parity datagrams follow every `data_shards` packets.
+    fn seal(&mut self, packet: &[u8], send: &mut dyn FnMut(&[u8]));
+
+    /// Opens one received datagram, and hands each KCP packet it holds, or FEC recovers, to
+    /// `deliver`. A datagram that fails a check is dropped, and the reason returned.
+    fn open(&mut self, datagram: &[u8], deliver: &mut dyn FnMut(&[u8])) -> Result<(), DropReason>;
+}
