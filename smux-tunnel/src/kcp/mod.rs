@@ -7,6 +7,18 @@
 //! - KCP segments.
 //!
 //! [`Codec`] is the layer between KCP and the UDP socket: the crypto header and FEC.
+//! [`KcpGoCodec`] implements it as kcp-go does ([`crypt`] and [`fec`] are its parts), and
+//! [`CompStream`] is kcptun's snappy compression over the KCP stream.
+
+pub mod codec;
+pub mod comp;
+pub mod crypt;
+pub mod fec;
+
+pub use codec::{CodecConfig, CodecCounters, CodecStats, KcpGoCodec};
+pub use comp::CompStream;
+pub use crypt::{derive_key, Crypt, UnknownCrypt};
+pub use fec::FecShapeError;
 
 /// Why a received datagram was dropped. Each is counted; none ends a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,6 +30,8 @@ pub enum DropReason {
     Checksum,
     /// Its FEC header or shard is malformed.
     Fec,
+    /// Longer than any datagram kcp-go sends (1500 bytes, its `mtuLimit`).
+    Oversized,
 }
 
 /// The layer between KCP and UDP: kcp-go's crypto header and FEC.
