@@ -3,12 +3,15 @@
 //!
 //! - `bodies.rs`: `decode` and `session`, replayed by `smux-proto/tests/fuzz_corpus.rs`;
 //! - `pair.rs`: `pair`, replayed there too;
-//! - `worker.rs`: `worker`, replayed by `smux-futures/tests/fuzz_corpus_worker.rs`.
+//! - `worker.rs`: `worker`, replayed by `smux-futures/tests/fuzz_corpus_worker.rs`;
+//! - `kcp.rs`: `kcp_datagram`, replayed by `smux-tunnel/tests/fuzz_corpus.rs`.
 
 mod bodies;
+mod kcp;
 mod pair;
 mod worker;
 
 pub use bodies::{decode, session};
+pub use kcp::kcp_datagram;
 pub use pair::pair;
 pub use worker::worker;
