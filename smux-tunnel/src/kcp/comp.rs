@@ -16,7 +16,7 @@
 //! goes uncompressed, as golang/snappy decides.
 //!
 //! The snappy block format is the `snap` crate's; the framing is written here because `snap`
-//! frames only over blocking `std::io` streams.
+//! frames only over blocking `std::io` streams, and keeps its CRC-32C to itself.
 
 use std::io;
 use std::pin::Pin;
