@@ -7,6 +7,10 @@
 //! - KCP segments.
 //!
 //! [`Codec`] is the layer between KCP and the UDP socket: the crypto header and FEC.
+//!
+//! Over a codec, [`KcpStream`] is one KCP session, a client's ([`KcpStream::connect`]) or
+//! one a [`KcpListener`] accepted, configured by [`KcpSettings`] as kcptun configures kcp-go's
+//! sessions. [`PlainCodec`] is kcp-go's `-crypt none` without FEC.
 
 /// Why a received datagram was dropped. Each is counted; none ends a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,3 +38,13 @@ pub trait Codec: Send + 'static {
     /// `deliver`. A datagram that fails a check is dropped, and the reason returned.
     fn open(&mut self, datagram: &[u8], deliver: &mut dyn FnMut(&[u8])) -> Result<(), DropReason>;
 }
+
+mod listener;
+mod mode;
+mod plain;
+mod session;
+
+pub use listener::{KcpListener, ListenerLimits};
+pub use mode::{KcpSettings, Mode, NoDelay, MTU_LIMIT};
+pub use plain::PlainCodec;
+pub use session::{KcpStats, KcpStream};
