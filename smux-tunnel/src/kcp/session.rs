@@ -11,6 +11,21 @@
 //! KCP has no connection setup or teardown: a session starts with its first datagram, and ends
 //! when its handle is dropped and its data acknowledged (or [`KcpSettings::linger`] has passed),
 //! or when it hears nothing valid from its peer for [`KcpSettings::idle_timeout`].
+//!
+//! The kcp crate's engine is ikcp's; kcp-go's is ikcp's with changes. Both put the same
+//! segments on the wire, so they interoperate; what differs is when each sends:
+//! - kcp-go flushes as soon as an acknowledgement moves the send window, and the session does
+//!   that here after each datagram (the crate would wait for the next update);
+//! - acknowledgements wait for the next update in both, except that here KCP also flushes after
+//!   every [`INPUTS_PER_FLUSH`] datagrams, so a sender with a small window is not held to one
+//!   window per update interval;
+//! - the crate times RTTs with the clock of its last update, so the session updates it (runs
+//!   [`Kcp::update`]) before each input;
+//! - retransmission differs in detail: the crate has no early retransmit, backs a segment's
+//!   timeout off from the segment's own timeout (kcp-go, from the current estimate), adds an
+//!   eighth to the first timeout without `nodelay`, fast-retransmits no segment sent more than
+//!   5 times, counts duplicate acknowledgements for the highest one of a datagram only, and
+//!   sends every acknowledgement (kcp-go drops those below its receive point but the last).
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
