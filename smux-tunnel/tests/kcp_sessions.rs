@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{on_runtimes, pattern, smux_echo_client, smux_echo_server, Rng};
 use smux_tokio::Version;
 use smux_tunnel::kcp::{KcpListener, KcpSettings, KcpStream, ListenerLimits, PlainCodec};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 
 async fn listener(limits: ListenerLimits) -> KcpListener {
@@ -312,5 +312,47 @@ fn a_silent_peer_times_out() {
             let err = c.write(b"more").await.unwrap_err();
             assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
             assert_eq!(c.stats().sessions_timed_out, 1);
+        });
+}
+
+#[test]
+fn writes_wait_when_the_send_window_is_full() {
+    // A peer that never answers: nothing is acknowledged, so writes stop at the window (the
+    // smaller of ours and the peer's initial 128 packets) and stay stopped. Paused clock: the
+    // retransmissions run at once, and no timing decides anything.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(async {
+            let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let settings = KcpSettings::client();
+            let mut c =
+                KcpStream::connect(silent.local_addr().unwrap(), &settings, PlainCodec::new())
+                    .await
+                    .unwrap();
+            let chunk = vec![7u8; 16 * 1024];
+            let mut written = 0usize;
+            loop {
+                let w = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(std::pin::Pin::new(&mut c).poll_write(cx, &chunk))
+                })
+                .await;
+                match w {
+                    std::task::Poll::Ready(n) => written += n.unwrap(),
+                    std::task::Poll::Pending => break,
+                }
+            }
+            // KCP's segments hold mtu - 20 (codec) - 24 (KCP header) bytes each.
+            let mss = settings.mtu - 20 - 24;
+            assert!(written <= 128 * mss, "{written} bytes taken");
+            assert!(written > 0);
+            // Still full after many retransmission timeouts (the paused clock jumps to each).
+            let more = tokio::time::timeout(Duration::from_secs(20), c.write(&chunk)).await;
+            assert!(
+                more.is_err(),
+                "a write went through with nothing acknowledged"
+            );
         });
 }
