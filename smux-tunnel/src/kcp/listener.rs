@@ -17,7 +17,9 @@ use tokio::net::{lookup_host, ToSocketAddrs, UdpSocket};
 use tokio::sync::{mpsc, Notify};
 
 use super::mode::KcpSettings;
-use super::session::{udp_socket, Counters, Delivered, KcpStats, KcpStream, Shared, RECV_BUF};
+use super::session::{Delivered, Shared, RECV_BUF};
+use super::stats::{Counters, KcpStats};
+use super::stream::{udp_socket, KcpStream};
 use super::Codec;
 
 /// Datagrams the listener reads before it checks for other work.

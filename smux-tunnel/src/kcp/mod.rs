@@ -42,9 +42,13 @@ pub trait Codec: Send + 'static {
 mod listener;
 mod mode;
 mod plain;
+mod rng;
 mod session;
+mod stats;
+mod stream;
 
 pub use listener::{KcpListener, ListenerLimits};
 pub use mode::{KcpSettings, Mode, NoDelay, MTU_LIMIT};
 pub use plain::PlainCodec;
-pub use session::{KcpStats, KcpStream};
+pub use stats::KcpStats;
+pub use stream::KcpStream;

@@ -2,8 +2,8 @@
 //! (`-datashard 0 -parityshard 0`): 16 random nonce bytes, a little-endian CRC32 (IEEE) of the
 //! KCP packet, then the packet. Nothing is encrypted.
 
+use super::rng::Rng;
 use super::{Codec, DropReason};
-use crate::kcp::session::Rng;
 
 const NONCE: usize = 16;
 const HEADER: usize = NONCE + 4;

@@ -1,6 +1,6 @@
-//! A KCP session over UDP: [`KcpStream`], a byte stream (Tokio's `AsyncRead + AsyncWrite`)
-//! over the `kcp` crate's protocol engine, under a [`Codec`] and a UDP socket, configured as
-//! kcptun configures kcp-go's sessions (stream mode, no write delay).
+//! A KCP session over UDP, behind its handle [`KcpStream`](super::KcpStream): the `kcp`
+//! crate's protocol engine under a [`Codec`] and a UDP socket, configured as kcptun configures
+//! kcp-go's sessions (stream mode, no write delay), and the session's task.
 //!
 //! Each session has a task that owns its timer: it runs KCP's updates when `check()` says, sends
 //! what the socket could not take at once, and, for a client, reads the session's own socket. A
@@ -27,26 +27,22 @@
 //!   5 times, counts duplicate acknowledgements for the highest one of a datagram only, and
 //!   sends every acknowledgement (kcp-go drops those below its receive point but the last).
 
-use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::Waker;
 use std::time::Duration;
 
 use kcp::Kcp;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::listener::ListenerShared;
 use super::mode::{KcpSettings, MTU_LIMIT};
-use super::{Codec, DropReason};
+use super::stats::Counters;
+use super::Codec;
 
 /// KCP's segment header: conv, cmd, frg, wnd, ts, sn, una, len.
 const KCP_HEADER: usize = kcp::KCP_OVERHEAD;
@@ -66,126 +62,15 @@ const RECV_BATCH: usize = 32;
 const INPUTS_PER_FLUSH: u32 = 16;
 
 /// The kcp crate refuses a `send` of 128 segments or more.
-const SEND_CHUNK_SEGMENTS: usize = 64;
+pub(super) const SEND_CHUNK_SEGMENTS: usize = 64;
 
 /// Free datagram buffers a session keeps for reuse.
 const POOL: usize = 64;
 
-/// A small, fast pseudo-random generator (xorshift64*), seeded from the standard library's
-/// per-process random hash keys: conversation ids and nonces need to differ, not to be secret.
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn seeded() -> Rng {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        Rng(h.finish() | 1)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-/// Counts of what a socket's sessions did and dropped. A client's session has its own; a
-/// listener's sessions share the listener's.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct KcpStats {
-    /// Datagrams received.
-    pub datagrams_in: u64,
-    /// Datagrams sent.
-    pub datagrams_out: u64,
-    /// Datagrams the codec dropped as too short.
-    pub dropped_truncated: u64,
-    /// Datagrams the codec dropped for a wrong checksum.
-    pub dropped_checksum: u64,
-    /// Datagrams the codec dropped for a malformed FEC header or shard.
-    pub dropped_fec: u64,
-    /// KCP packets the session dropped: too short, another conversation, or malformed.
-    pub dropped_kcp: u64,
-    /// Datagrams from an address that is not the client's server.
-    pub dropped_stranger: u64,
-    /// Datagrams that would have opened a session beyond the listener's session cap.
-    pub dropped_session_cap: u64,
-    /// Datagrams that would have opened a session while the accept queue was full, or after
-    /// the listener was dropped.
-    pub dropped_backlog: u64,
-    /// Outgoing datagrams dropped because the session's send queue was full (the socket had
-    /// taken no more for a while; KCP retransmits them).
-    pub dropped_outgoing: u64,
-    /// Sends and receives the socket failed, other than "would block".
-    pub socket_errors: u64,
-    /// Sessions opened.
-    pub sessions_opened: u64,
-    /// Sessions ended for hearing nothing valid for the idle timeout.
-    pub sessions_timed_out: u64,
-}
-
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub(crate) datagrams_in: AtomicU64,
-    pub(crate) datagrams_out: AtomicU64,
-    pub(crate) dropped_truncated: AtomicU64,
-    pub(crate) dropped_checksum: AtomicU64,
-    pub(crate) dropped_fec: AtomicU64,
-    pub(crate) dropped_kcp: AtomicU64,
-    pub(crate) dropped_stranger: AtomicU64,
-    pub(crate) dropped_session_cap: AtomicU64,
-    pub(crate) dropped_backlog: AtomicU64,
-    pub(crate) dropped_outgoing: AtomicU64,
-    pub(crate) socket_errors: AtomicU64,
-    pub(crate) sessions_opened: AtomicU64,
-    pub(crate) sessions_timed_out: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn add(c: &AtomicU64, n: u64) {
-        c.fetch_add(n, Relaxed);
-    }
-
-    pub(crate) fn codec_drop(&self, reason: DropReason) {
-        match reason {
-            DropReason::Truncated => Counters::add(&self.dropped_truncated, 1),
-            DropReason::Checksum => Counters::add(&self.dropped_checksum, 1),
-            // Fec, and any reason added later.
-            _ => Counters::add(&self.dropped_fec, 1),
-        }
-    }
-
-    pub(crate) fn snapshot(&self) -> KcpStats {
-        let g = |c: &AtomicU64| c.load(Relaxed);
-        KcpStats {
-            datagrams_in: g(&self.datagrams_in),
-            datagrams_out: g(&self.datagrams_out),
-            dropped_truncated: g(&self.dropped_truncated),
-            dropped_checksum: g(&self.dropped_checksum),
-            dropped_fec: g(&self.dropped_fec),
-            dropped_kcp: g(&self.dropped_kcp),
-            dropped_stranger: g(&self.dropped_stranger),
-            dropped_session_cap: g(&self.dropped_session_cap),
-            dropped_backlog: g(&self.dropped_backlog),
-            dropped_outgoing: g(&self.dropped_outgoing),
-            socket_errors: g(&self.socket_errors),
-            sessions_opened: g(&self.sessions_opened),
-            sessions_timed_out: g(&self.sessions_timed_out),
-        }
-    }
-}
-
 /// The codec and the datagrams sealed and not yet sent. KCP's output callback (owned by the
 /// `Kcp`) and the session's input path both need the codec, hence its own lock; it is only
 /// ever taken with the session's lock held, so it is never contended.
-struct Wire {
+pub(super) struct Wire {
     codec: Box<dyn Codec>,
     queue: VecDeque<Vec<u8>>,
     pool: Vec<Vec<u8>>,
@@ -195,7 +80,7 @@ struct Wire {
 }
 
 /// KCP's output: each write is one KCP packet, sealed into datagrams and queued.
-struct Tx(Arc<Mutex<Wire>>);
+pub(super) struct Tx(Arc<Mutex<Wire>>);
 
 impl io::Write for Tx {
     fn write(&mut self, packet: &[u8]) -> io::Result<usize> {
@@ -228,7 +113,7 @@ impl io::Write for Tx {
 /// A lock whose holder panicked is still used: every method leaves the state consistent
 /// between calls into the kcp crate, and a panic there would already have ended the program's
 /// use of the session.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -253,58 +138,58 @@ impl Wakes {
     }
 }
 
-struct Core {
-    kcp: Kcp<Tx>,
-    wire: Arc<Mutex<Wire>>,
-    epoch: Instant,
-    acknodelay: bool,
-    idle_timeout: Option<Duration>,
-    linger: Duration,
-    last_recv: Instant,
+pub(super) struct Core {
+    pub(super) kcp: Kcp<Tx>,
+    pub(super) wire: Arc<Mutex<Wire>>,
+    pub(super) epoch: Instant,
+    pub(super) acknodelay: bool,
+    pub(super) idle_timeout: Option<Duration>,
+    pub(super) linger: Duration,
+    pub(super) last_recv: Instant,
     /// Why the session ended; reads return what had arrived, then this error.
-    end: Option<io::ErrorKind>,
+    pub(super) end: Option<io::ErrorKind>,
     /// No more writes: the handle shut down its write side, or was dropped.
-    write_shut: bool,
+    pub(super) write_shut: bool,
     /// The handle was dropped: the task ends once everything sent is acknowledged.
-    handle_gone: bool,
+    pub(super) handle_gone: bool,
     /// When a shut-down or dropped session stops waiting for acknowledgements.
-    linger_until: Option<Instant>,
+    pub(super) linger_until: Option<Instant>,
     /// The socket would not take a datagram: the task waits until it is writable.
-    tx_blocked: bool,
-    reader: Option<Waker>,
-    writer: Option<Waker>,
-    closer: Option<Waker>,
+    pub(super) tx_blocked: bool,
+    pub(super) reader: Option<Waker>,
+    pub(super) writer: Option<Waker>,
+    pub(super) closer: Option<Waker>,
     /// A received segment that did not fit the reader's buffer, and how much of it was read.
-    leftover: Vec<u8>,
-    leftover_at: usize,
-    inputs_unflushed: u32,
+    pub(super) leftover: Vec<u8>,
+    pub(super) leftover_at: usize,
+    pub(super) inputs_unflushed: u32,
     /// Packets the codec delivered from one datagram, end to end, and their ends.
-    staging: Vec<u8>,
-    staging_ends: Vec<usize>,
+    pub(super) staging: Vec<u8>,
+    pub(super) staging_ends: Vec<usize>,
 }
 
 impl Core {
-    fn now_ms(&self, now: Instant) -> u32 {
+    pub(super) fn now_ms(&self, now: Instant) -> u32 {
         // KCP's clock is milliseconds that wrap; peers only echo it back.
         (now.duration_since(self.epoch).as_millis() & 0xffff_ffff) as u32
     }
 
     /// Runs KCP's timer work if due, and sets its clock to now (it times RTTs and stamps
     /// segments with the clock of its last update).
-    fn update(&mut self, now: Instant) {
+    pub(super) fn update(&mut self, now: Instant) {
         let ms = self.now_ms(now);
         // Fails only before the first update (made at creation) or if the output fails
         // (`Tx` does not).
         let _ = self.kcp.update(ms);
     }
 
-    fn flush(&mut self, now: Instant) {
+    pub(super) fn flush(&mut self, now: Instant) {
         self.update(now);
         let _ = self.kcp.flush();
         self.inputs_unflushed = 0;
     }
 
-    fn send_room(&self) -> usize {
+    pub(super) fn send_room(&self) -> usize {
         let limit = usize::from(self.kcp.snd_wnd().min(self.kcp.rmt_wnd()));
         limit.saturating_sub(self.kcp.wait_snd())
     }
@@ -325,7 +210,7 @@ impl Core {
         w
     }
 
-    fn lingered(&self, now: Instant) -> bool {
+    pub(super) fn lingered(&self, now: Instant) -> bool {
         self.linger_until.is_some_and(|t| now >= t)
     }
 
@@ -411,16 +296,16 @@ pub(crate) enum Role {
 }
 
 pub(crate) struct Shared {
-    core: Mutex<Core>,
+    pub(super) core: Mutex<Core>,
     /// Wakes the task: a handle was dropped or shut down, or the socket would not take a
     /// datagram. `notify_one` keeps a permit, so a kick while the task is busy is not lost.
-    kick: Notify,
-    socket: Arc<UdpSocket>,
-    peer: SocketAddr,
-    conv: u32,
-    role: Role,
-    counters: Arc<Counters>,
-    listener: Option<Arc<ListenerShared>>,
+    pub(super) kick: Notify,
+    pub(super) socket: Arc<UdpSocket>,
+    pub(super) peer: SocketAddr,
+    pub(super) conv: u32,
+    pub(super) role: Role,
+    pub(super) counters: Arc<Counters>,
+    pub(super) listener: Option<Arc<ListenerShared>>,
 }
 
 impl Shared {
@@ -496,7 +381,7 @@ impl Shared {
     /// lock held, so datagrams leave in the order KCP made them. When the socket would block,
     /// the task waits until it is writable: a caller other than the task (`from_task` false)
     /// kicks it to do so.
-    fn transmit(&self, core: &mut Core, from_task: bool) {
+    pub(super) fn transmit(&self, core: &mut Core, from_task: bool) {
         let mut wire = lock(&core.wire);
         let mut sent = 0;
         while let Some(d) = wire.queue.front() {
@@ -660,220 +545,4 @@ impl Shared {
     pub(crate) fn spawn(self: &Arc<Self>) {
         tokio::spawn(self.clone().run());
     }
-}
-
-/// A KCP session: a reliable, ordered byte stream to one peer over UDP, as kcp-go's
-/// `UDPSession` in stream mode. Give it to smux-tokio as a transport.
-///
-/// Writes take what KCP's send window has room for and flush it at once; they wait while the
-/// window (the smaller of ours and the peer's) is full, so a session holds at most about a
-/// window of unacknowledged data. Reads wait for data. KCP has no end of stream: reads end
-/// only with an error, once the session times out or is reset.
-///
-/// [`AsyncWrite::poll_shutdown`] waits until everything written is acknowledged (or
-/// [`KcpSettings::linger`] passes, then fails with `TimedOut`); dropping the handle does the
-/// same in the background, then ends the session.
-pub struct KcpStream {
-    shared: Arc<Shared>,
-}
-
-impl KcpStream {
-    pub(crate) fn from_shared(shared: Arc<Shared>) -> KcpStream {
-        KcpStream { shared }
-    }
-
-    /// A client session to a kcp-go or kcptun server at `server`, on a UDP socket of its own,
-    /// with a random conversation id. KCP has no handshake: this returns at once, and the
-    /// server learns of the session from its first datagram.
-    pub async fn connect<C: Codec>(
-        server: SocketAddr,
-        settings: &KcpSettings,
-        codec: C,
-    ) -> io::Result<KcpStream> {
-        let local: SocketAddr = if server.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let socket = Arc::new(udp_socket(local, settings)?);
-        let conv = Rng::seeded().next_u64() as u32;
-        let counters = Arc::new(Counters::default());
-        Counters::add(&counters.sessions_opened, 1);
-        let shared = Shared::new(
-            conv,
-            socket,
-            server,
-            settings,
-            Box::new(codec),
-            counters,
-            None,
-        )?;
-        shared.spawn();
-        Ok(KcpStream { shared })
-    }
-
-    /// The conversation id.
-    pub fn conv(&self) -> u32 {
-        self.shared.conv
-    }
-
-    /// The peer's address.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.shared.peer
-    }
-
-    /// The local address of the session's socket (a listener's, for a server's session).
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.shared.socket.local_addr()
-    }
-
-    /// The counts of the session's socket: its own for a client, the listener's (all its
-    /// sessions together) for a server.
-    pub fn stats(&self) -> KcpStats {
-        self.shared.counters.snapshot()
-    }
-}
-
-impl std::fmt::Debug for KcpStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KcpStream")
-            .field("conv", &self.shared.conv)
-            .field("peer", &self.shared.peer)
-            .finish()
-    }
-}
-
-impl AsyncRead for KcpStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let mut core = lock(&self.shared.core);
-        let start = buf.filled().len();
-        let c = &mut *core;
-        if c.leftover_at < c.leftover.len() {
-            let n = buf.remaining().min(c.leftover.len() - c.leftover_at);
-            buf.put_slice(&c.leftover[c.leftover_at..c.leftover_at + n]);
-            c.leftover_at += n;
-        }
-        while buf.remaining() > 0 {
-            let Ok(size) = c.kcp.peeksize() else { break };
-            if size <= buf.remaining() {
-                match c.kcp.recv(buf.initialize_unfilled_to(size)) {
-                    Ok(n) => buf.advance(n),
-                    Err(_) => break,
-                }
-            } else {
-                c.leftover.resize(size, 0);
-                match c.kcp.recv(&mut c.leftover) {
-                    Ok(n) => {
-                        c.leftover.truncate(n);
-                        let k = buf.remaining().min(n);
-                        buf.put_slice(&c.leftover[..k]);
-                        c.leftover_at = k;
-                    }
-                    Err(_) => c.leftover.clear(),
-                }
-                break;
-            }
-        }
-        if buf.filled().len() > start {
-            return Poll::Ready(Ok(()));
-        }
-        if let Some(kind) = c.end {
-            return Poll::Ready(Err(kind.into()));
-        }
-        c.reader = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-impl AsyncWrite for KcpStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        let shared = &self.shared;
-        let mut core = lock(&shared.core);
-        if let Some(kind) = core.end {
-            return Poll::Ready(Err(kind.into()));
-        }
-        if core.write_shut {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-        }
-        let room = core.send_room();
-        if room == 0 {
-            core.writer = Some(cx.waker().clone());
-            return Poll::Pending;
-        }
-        let mss = core.kcp.mss();
-        let n = buf.len().min(room * mss);
-        for chunk in buf[..n].chunks(SEND_CHUNK_SEGMENTS * mss) {
-            // Cannot fail: the chunk is under 128 segments and not empty.
-            let _ = core.kcp.send(chunk);
-        }
-        // kcptun turns kcp-go's write delay off: each write is flushed at once.
-        core.flush(Instant::now());
-        shared.transmit(&mut core, false);
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Written data is with KCP, which sends it and retransmits it on its own.
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let now = Instant::now();
-        let mut core = lock(&self.shared.core);
-        core.write_shut = true;
-        if core.kcp.wait_snd() == 0 {
-            return Poll::Ready(Ok(()));
-        }
-        if let Some(kind) = core.end {
-            return Poll::Ready(Err(kind.into()));
-        }
-        if core.lingered(now) {
-            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
-        }
-        if core.linger_until.is_none() {
-            core.linger_until = Some(now + core.linger);
-            self.shared.kick.notify_one();
-        }
-        core.closer = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-impl Drop for KcpStream {
-    fn drop(&mut self) {
-        let mut core = lock(&self.shared.core);
-        core.handle_gone = true;
-        core.write_shut = true;
-        if core.linger_until.is_none() {
-            core.linger_until = Some(Instant::now() + core.linger);
-        }
-        drop(core);
-        self.shared.kick.notify_one();
-    }
-}
-
-/// A UDP socket bound to `local`, with the settings' buffer sizes and DSCP.
-pub(crate) fn udp_socket(local: SocketAddr, settings: &KcpSettings) -> io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(local), Type::DGRAM, Some(Protocol::UDP))?;
-    // As kcptun: a buffer size the kernel refuses is not fatal.
-    let _ = socket.set_recv_buffer_size(settings.sockbuf);
-    let _ = socket.set_send_buffer_size(settings.sockbuf);
-    if settings.dscp != 0 && local.is_ipv4() {
-        let _ = socket.set_tos_v4(u32::from(settings.dscp) << 2);
-    }
-    socket.bind(&local.into())?;
-    socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket.into())
 }
