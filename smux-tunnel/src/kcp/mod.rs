@@ -9,6 +9,10 @@
 //! [`Codec`] is the layer between KCP and the UDP socket: the crypto header and FEC.
 //! [`KcpGoCodec`] implements it as kcp-go does ([`crypt`] and [`fec`] are its parts), and
 //! [`CompStream`] is kcptun's snappy compression over the KCP stream.
+//!
+//! Over a codec, [`KcpStream`] is one KCP session, a client's ([`KcpStream::connect`]) or
+//! one a [`KcpListener`] accepted, configured by [`KcpSettings`] as kcptun configures kcp-go's
+//! sessions. [`PlainCodec`] is kcp-go's `-crypt none` without FEC.
 
 pub mod codec;
 pub mod comp;
@@ -48,3 +52,17 @@ pub trait Codec: Send + 'static {
     /// `deliver`. A datagram that fails a check is dropped, and the reason returned.
     fn open(&mut self, datagram: &[u8], deliver: &mut dyn FnMut(&[u8])) -> Result<(), DropReason>;
 }
+
+mod listener;
+mod mode;
+mod plain;
+mod rng;
+mod session;
+mod stats;
+mod stream;
+
+pub use listener::{KcpListener, ListenerLimits};
+pub use mode::{KcpSettings, Mode, NoDelay, MTU_LIMIT};
+pub use plain::PlainCodec;
+pub use stats::KcpStats;
+pub use stream::KcpStream;
