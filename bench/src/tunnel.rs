@@ -1,4 +1,4 @@
-//! `wan-tunnel`: the tunnel example (`examples/src/tunnel.rs`) over a shared emulated link
+//! `wan-tunnel`: the tunnel (smux-tunnel's library, over TCP) over a shared emulated link
 //! whose connections freeze now and then, with its streams on one smux connection and on
 //! four (`--conns 4`).
 //!
@@ -54,19 +54,19 @@ async fn once(
         mean_interval: Duration::from_secs(1),
         duration: Duration::from_millis(200),
     });
-    let opts = tunnel::Options {
+    let opts = smux_tunnel::Options {
         version,
         conns,
         notsent_lowat: (p.lowat_kib > 0).then(|| (p.lowat_kib * 1024) as u32),
-        ..tunnel::Options::default()
+        ..smux_tunnel::Options::default()
     };
     let server_listener = TcpListener::bind("127.0.0.1:0").await?;
     let forward = wan_forward(link, server_listener.local_addr()?)?;
     let (stop_server, server_stopped) = oneshot::channel::<()>();
-    spawn(tunnel::run_server(
+    spawn(smux_tunnel::run_server(
         server_listener,
         target_addr.to_string(),
-        opts,
+        opts.clone(),
         async move {
             let _ = server_stopped.await;
         },
@@ -75,7 +75,7 @@ async fn once(
     let client_listener = TcpListener::bind("127.0.0.1:0").await?;
     let entry = client_listener.local_addr()?;
     let (stop_client, client_stopped) = oneshot::channel::<()>();
-    spawn(tunnel::run_client(
+    spawn(smux_tunnel::run_client(
         client_listener,
         forward.addr.to_string(),
         opts,

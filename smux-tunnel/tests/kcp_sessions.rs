@@ -8,25 +8,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{on_runtimes, pattern, smux_echo_client, smux_echo_server, Rng};
+use common::plain;
+use common::{lossy_relay, on_runtimes, pattern, smux_echo_client, smux_echo_server, Rng};
 use smux_tokio::Version;
-use smux_tunnel::kcp::{KcpListener, KcpSettings, KcpStream, ListenerLimits, PlainCodec};
+use smux_tunnel::kcp::{KcpListener, KcpSettings, KcpStream, ListenerLimits};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 
 async fn listener(limits: ListenerLimits) -> KcpListener {
-    KcpListener::bind(
-        "127.0.0.1:0",
-        KcpSettings::server(),
-        limits,
-        PlainCodec::new,
-    )
-    .await
-    .expect("bind")
+    KcpListener::bind("127.0.0.1:0", KcpSettings::server(), limits, plain)
+        .await
+        .expect("bind")
 }
 
 async fn connect(addr: SocketAddr) -> KcpStream {
-    KcpStream::connect(addr, &KcpSettings::client(), PlainCodec::new())
+    KcpStream::connect(addr, &KcpSettings::client(), plain())
         .await
         .expect("connect")
 }
@@ -43,62 +39,13 @@ fn smux_echo_over_kcp() {
     });
 }
 
-/// Forwards datagrams between one client and `server`, losing 1% each way and holding back
-/// about 2% until the next datagram has passed (reordering), by a seeded generator.
-async fn lossy_relay(server: SocketAddr, seed: u64) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let back = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = front.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let mut rng = Rng::new(seed);
-        let mut client: Option<SocketAddr> = None;
-        let mut held_up: Option<Vec<u8>> = None;
-        let mut held_down: Option<Vec<u8>> = None;
-        let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
-        loop {
-            tokio::select! {
-                r = front.recv_from(&mut a) => {
-                    let Ok((n, from)) = r else { continue };
-                    client = Some(from);
-                    if rng.chance(10) {
-                        continue;
-                    }
-                    if held_up.is_none() && rng.chance(20) {
-                        held_up = Some(a[..n].to_vec());
-                        continue;
-                    }
-                    let _ = back.send_to(&a[..n], server).await;
-                    if let Some(h) = held_up.take() {
-                        let _ = back.send_to(&h, server).await;
-                    }
-                }
-                r = back.recv_from(&mut b) => {
-                    let (Ok((n, _)), Some(c)) = (r, client) else { continue };
-                    if rng.chance(10) {
-                        continue;
-                    }
-                    if held_down.is_none() && rng.chance(20) {
-                        held_down = Some(b[..n].to_vec());
-                        continue;
-                    }
-                    let _ = front.send_to(&b[..n], c).await;
-                    if let Some(h) = held_down.take() {
-                        let _ = front.send_to(&h, c).await;
-                    }
-                }
-            }
-        }
-    });
-    (addr, task)
-}
-
 #[test]
 fn smux_echo_through_a_lossy_reordering_relay() {
     on_runtimes(|| async {
         let l = listener(ListenerLimits::default()).await;
         let server_addr = l.local_addr().unwrap();
         let server = tokio::spawn(smux_echo_server(l, Version::V2));
-        let (relay_addr, relay) = lossy_relay(server_addr, 24).await;
+        let (relay_addr, relay) = lossy_relay(server_addr, 24, 10).await;
         let session = connect(relay_addr).await;
         smux_echo_client(session, Version::V2, 3, 1 << 20).await;
         server.abort();
@@ -300,10 +247,9 @@ fn a_silent_peer_times_out() {
                 ..KcpSettings::client()
             };
             let start = tokio::time::Instant::now();
-            let mut c =
-                KcpStream::connect(silent.local_addr().unwrap(), &settings, PlainCodec::new())
-                    .await
-                    .unwrap();
+            let mut c = KcpStream::connect(silent.local_addr().unwrap(), &settings, plain())
+                .await
+                .unwrap();
             c.write_all(b"anyone?").await.unwrap();
             let err = c.read(&mut [0u8; 8]).await.unwrap_err();
             assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
@@ -328,10 +274,9 @@ fn writes_wait_when_the_send_window_is_full() {
         .block_on(async {
             let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let settings = KcpSettings::client();
-            let mut c =
-                KcpStream::connect(silent.local_addr().unwrap(), &settings, PlainCodec::new())
-                    .await
-                    .unwrap();
+            let mut c = KcpStream::connect(silent.local_addr().unwrap(), &settings, plain())
+                .await
+                .unwrap();
             let chunk = vec![7u8; 16 * 1024];
             let mut written = 0usize;
             loop {

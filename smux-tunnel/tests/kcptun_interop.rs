@@ -1,8 +1,20 @@
-//! Interop with Debian's kcptun (20210922, kcp-go 5.6.1), `-crypt none -nocomp -datashard 0
-//! -parityshard 0`: kcptun-client against our KCP listener with an smux echo server behind it,
-//! and our KCP client with smux against kcptun-server forwarding to a TCP echo server. Each
-//! runs 20 connections of 1 MiB at once, each echo read in full before the connection closes
-//! (kcptun ends both directions of a connection when one ends), on smux versions 1 and 2.
+//! The tunnel against Debian's kcptun (20210922: smux 1.5.16, kcp-go 5.6.1), both ways:
+//! kcptun-client into our tunnel server, and our tunnel client into kcptun-server, each end
+//! given the same kcptun flags (ours through the tunnel's own command line parser). Behind
+//! each server, a TCP echo target; each connection's echo is read in full and checked before
+//! the connection closes (kcptun ends both directions of a connection when one ends).
+//!
+//! - `interop_*`: 50 connections × 1 MiB at once, over the covering design in [`MATRIX`];
+//! - `bulk_*`: one 16 MiB echo, with kcptun's defaults and with everything off, each runtime;
+//! - `loss_*`: kcptun's defaults through a seeded relay that drops 1% of the datagrams each
+//!   way and reorders some, each runtime; FEC must have rebuilt at least one packet on our
+//!   side (our codec's counters);
+//! - `idle_*`: a connection through kcptun-client idle for 90 s, on the real clock (kcptun is
+//!   a real process), then used again;
+//! - `kcptun_flags_are_all_in_the_table`: every flag in kcptun's sources is in the tunnel's
+//!   table and in docs/tunnel.md.
+//!
+//! All need the `kcptun` package, so all are `#[ignore]`d; `.ci/run` installs it and runs them.
 
 mod common;
 
@@ -12,23 +24,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{pattern, smux_echo_server};
-use smux_tokio::{MuxBuilder, Version};
-use smux_tunnel::kcp::{KcpListener, KcpSettings, KcpStream, ListenerLimits, PlainCodec};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use common::{
+    echo_exact, lossy_relay, on_runtime, parallel_echoes, pattern, tcp_echo_target, Flavor,
+    RUNTIMES,
+};
+use smux_tunnel::cli::{self, Parsed, KCPTUN_FLAGS};
+use smux_tunnel::{Kcp, ServerListener, Transport};
 use tokio::net::{TcpListener, TcpStream};
-
-const CONNECTIONS: usize = 20;
-const SIZE: usize = 1 << 20;
-const KCPTUN_FLAGS: [&str; 7] = [
-    "-crypt",
-    "none",
-    "-nocomp",
-    "-datashard",
-    "0",
-    "-parityshard",
-    "0",
-];
 
 /// A kcptun process, killed when dropped.
 struct Kcptun {
@@ -40,7 +42,6 @@ struct Kcptun {
 impl Kcptun {
     fn start(program: &str, args: &[String]) -> Kcptun {
         let mut child = Command::new(program)
-            .args(KCPTUN_FLAGS)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -51,9 +52,8 @@ impl Kcptun {
         let (tx, log) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
+                // Once the test stops listening, the rest is drained and dropped.
+                let _ = tx.send(line);
             }
         });
         Kcptun { child, log }
@@ -77,162 +77,407 @@ impl Drop for Kcptun {
     }
 }
 
-/// A port free for `tcp` (else UDP) on 127.0.0.1 at the time of asking: the system's choice
-/// for a socket bound to port 0, then released.
-fn free_port(tcp: bool) -> u16 {
-    if tcp {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    } else {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+/// A UDP port free on 127.0.0.1 at the time of asking.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A TCP port free on 127.0.0.1 at the time of asking.
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Which end is kcptun's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// kcptun-client into our tunnel server.
+    KcptunClient,
+    /// Our tunnel client into kcptun-server.
+    KcptunServer,
+}
+
+/// A tunnel from an entry (a TCP address that carries connections) to an echo target, one end
+/// ours and the other kcptun's. Everything stops when it is dropped.
+struct Pair {
+    entry: SocketAddr,
+    /// Our end's KCP transport: its codec counters.
+    kcp: Kcp,
+    _kcptun: Kcptun,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
-/// Writes `data` while reading as many bytes back; returns them. Nothing is closed until the
-/// echo is in.
-async fn echo_exact<S: AsyncRead + AsyncWrite>(stream: S, data: &[u8]) -> Vec<u8> {
-    let (mut r, mut w) = tokio::io::split(stream);
-    let mut back = vec![0u8; data.len()];
-    let write = async {
-        for chunk in data.chunks(32 * 1024) {
-            w.write_all(chunk).await.expect("write");
+/// Our end's command line, parsed by the tunnel's parser.
+fn our_command(words: &[String]) -> cli::Command {
+    match cli::parse(words.iter().cloned(), None).expect("our flags") {
+        Parsed::Run(c) => *c,
+        Parsed::Help => unreachable!(),
+    }
+}
+
+fn strings(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+/// Starts a pair, both ends with `flags` (kcptun's, `--smuxver` among them), with a relay
+/// that drops `loss` per mille (seeded by `seed`) between them if `loss` is above 0.
+async fn start(kind: Kind, flags: &[String], loss: u64, seed: u64) -> Pair {
+    let (target, echo) = tcp_echo_target().await;
+    let mut tasks = vec![echo];
+    match kind {
+        Kind::KcptunClient => {
+            let mut words = strings(&["server", "--transport", "kcp", "--quiet"]);
+            words.extend(strings(&["-l", "127.0.0.1:0", "-t", &target.to_string()]));
+            words.extend_from_slice(flags);
+            let cmd = our_command(&words);
+            let Transport::Kcp(kcp) = &cmd.opts.transport else {
+                unreachable!()
+            };
+            let kcp = (**kcp).clone();
+            let listener = ServerListener::bind(&cmd.listen, &cmd.opts.transport)
+                .await
+                .unwrap();
+            let mut server = listener.local_addr().unwrap();
+            tasks.push(tokio::spawn(async move {
+                let _ =
+                    smux_tunnel::run_server(listener, cmd.remote, cmd.opts, std::future::pending())
+                        .await;
+            }));
+            if loss > 0 {
+                let (relay, task) = lossy_relay(server, seed, loss).await;
+                server = relay;
+                tasks.push(task);
+            }
+            let local = free_tcp_port();
+            let mut args = strings(&["-r", &server.to_string()]);
+            args.extend(strings(&["-l", &format!("127.0.0.1:{local}"), "--quiet"]));
+            args.extend_from_slice(flags);
+            let client = Kcptun::start("kcptun-client", &args);
+            client.wait_for("listening on:");
+            Pair {
+                entry: ([127, 0, 0, 1], local).into(),
+                kcp,
+                _kcptun: client,
+                tasks,
+            }
         }
+        Kind::KcptunServer => {
+            let port = free_udp_port();
+            let mut args = strings(&["-l", &format!("127.0.0.1:{port}")]);
+            args.extend(strings(&["-t", &target.to_string(), "--quiet"]));
+            args.extend_from_slice(flags);
+            let server = Kcptun::start("kcptun-server", &args);
+            server.wait_for("listening on:");
+            let mut server_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            if loss > 0 {
+                let (relay, task) = lossy_relay(server_addr, seed, loss).await;
+                server_addr = relay;
+                tasks.push(task);
+            }
+            let mut words = strings(&["client", "--transport", "kcp", "--quiet"]);
+            words.extend(strings(&[
+                "-l",
+                "127.0.0.1:0",
+                "-r",
+                &server_addr.to_string(),
+            ]));
+            words.extend_from_slice(flags);
+            let cmd = our_command(&words);
+            let Transport::Kcp(kcp) = &cmd.opts.transport else {
+                unreachable!()
+            };
+            let kcp = (**kcp).clone();
+            let listener = TcpListener::bind(&cmd.listen).await.unwrap();
+            let entry = listener.local_addr().unwrap();
+            tasks.push(tokio::spawn(async move {
+                let _ =
+                    smux_tunnel::run_client(listener, cmd.remote, cmd.opts, std::future::pending())
+                        .await;
+            }));
+            Pair {
+                entry,
+                kcp,
+                _kcptun: server,
+                tasks,
+            }
+        }
+    }
+}
+
+/// One combination of the interop matrix.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    smuxver: u8,
+    crypt: &'static str,
+    fec: bool,
+    comp: bool,
+    runtime: Flavor,
+}
+
+impl Case {
+    /// kcptun's flags for it.
+    fn flags(&self) -> Vec<String> {
+        let mut f = strings(&[
+            "--smuxver",
+            &self.smuxver.to_string(),
+            "--crypt",
+            self.crypt,
+        ]);
+        f.extend(strings(&["--key", "interop test key"]));
+        if !self.fec {
+            f.extend(strings(&["--datashard", "0", "--parityshard", "0"]));
+        }
+        if !self.comp {
+            f.push("--nocomp".into());
+        }
+        f
+    }
+}
+
+const fn case(smuxver: u8, crypt: &'static str, fec: bool, comp: bool, runtime: Flavor) -> Case {
+    Case {
+        smuxver,
+        crypt,
+        fec,
+        comp,
+        runtime,
+    }
+}
+
+const CT: Flavor = Flavor::CurrentThread;
+const MT2: Flavor = Flavor::MultiThread(2);
+const MT4: Flavor = Flavor::MultiThread(4);
+
+/// The interop matrix: smux version (1, 2) × crypt (none, aes, salsa20) × FEC (10+3, off) ×
+/// compression (on, off) × runtime (current-thread, multi-thread with 2 and with 4 workers)
+/// is 144 combinations; these 9 are a covering design in which every pair of values of any
+/// two of the five factors appears together at least once (`pairs_are_covered` checks it).
+/// Each runs with kcptun at either end: 18 runs.
+const MATRIX: [Case; 9] = [
+    case(1, "none", false, false, MT4),
+    case(1, "none", true, true, MT2),
+    case(1, "aes", false, true, CT),
+    case(1, "aes", false, true, MT2),
+    case(1, "salsa20", false, false, CT),
+    case(2, "none", true, true, CT),
+    case(2, "aes", true, false, MT4),
+    case(2, "salsa20", false, true, MT4),
+    case(2, "salsa20", true, false, MT2),
+];
+
+#[test]
+fn pairs_are_covered() {
+    let values = |c: &Case| -> [String; 5] {
+        [
+            c.smuxver.to_string(),
+            c.crypt.to_string(),
+            c.fec.to_string(),
+            c.comp.to_string(),
+            format!("{:?}", c.runtime),
+        ]
     };
-    let read = async { r.read_exact(&mut back).await.expect("read the echo") };
-    tokio::join!(write, read);
-    back
-}
-
-fn version_number(v: Version) -> &'static str {
-    match v {
-        Version::V1 => "1",
-        _ => "2",
-    }
-}
-
-fn smux_version(n: u8) -> Version {
-    if n == 1 {
-        Version::V1
-    } else {
-        Version::V2
-    }
-}
-
-async fn kcptun_client_to_our_server(version: Version) {
-    let listener = KcpListener::bind(
-        "127.0.0.1:0",
-        KcpSettings::server(),
-        ListenerLimits::default(),
-        PlainCodec::new,
-    )
-    .await
-    .unwrap();
-    let kcp_port = listener.local_addr().unwrap().port();
-    let server = tokio::spawn(smux_echo_server(listener, version));
-    let local_port = free_port(true);
-    let client = Kcptun::start(
-        "kcptun-client",
-        &[
-            "--key".into(),
-            "K".into(),
-            "-r".into(),
-            format!("127.0.0.1:{kcp_port}"),
-            "-l".into(),
-            format!("127.0.0.1:{local_port}"),
-            "--smuxver".into(),
-            version_number(version).into(),
-        ],
-    );
-    client.wait_for("listening on:");
-    let mut rounds = Vec::new();
-    for i in 0..CONNECTIONS {
-        rounds.push(tokio::spawn(async move {
-            let tcp = TcpStream::connect(("127.0.0.1", local_port)).await.unwrap();
-            let data = pattern(i as u64, SIZE);
-            let back = echo_exact(tcp, &data).await;
-            assert!(back == data, "connection {i}: the echo differs");
-        }));
-    }
-    for r in rounds {
-        r.await.unwrap();
-    }
-    server.abort();
-    drop(client);
-}
-
-async fn our_client_to_kcptun_server(version: Version) {
-    let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target_addr = target.local_addr().unwrap();
-    let echo = tokio::spawn(async move {
-        while let Ok((tcp, _)) = target.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = tcp.into_split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
+    let levels: [Vec<String>; 5] = [
+        vec!["1".into(), "2".into()],
+        vec!["none".into(), "aes".into(), "salsa20".into()],
+        vec!["false".into(), "true".into()],
+        vec!["false".into(), "true".into()],
+        RUNTIMES.iter().map(|r| format!("{r:?}")).collect(),
+    ];
+    for i in 0..5 {
+        for j in i + 1..5 {
+            for a in &levels[i] {
+                for b in &levels[j] {
+                    assert!(
+                        MATRIX.iter().any(|c| {
+                            let v = values(c);
+                            &v[i] == a && &v[j] == b
+                        }),
+                        "factors {i} and {j}: {a} with {b} is not covered"
+                    );
+                }
+            }
         }
-    });
-    let kcp_port = free_port(false);
-    let server = Kcptun::start(
-        "kcptun-server",
-        &[
-            "--key".into(),
-            "K".into(),
-            "-t".into(),
-            target_addr.to_string(),
-            "-l".into(),
-            format!("127.0.0.1:{kcp_port}"),
-            "--smuxver".into(),
-            version_number(version).into(),
-        ],
-    );
-    server.wait_for("listening on:");
-    let addr: SocketAddr = ([127, 0, 0, 1], kcp_port).into();
-    let session = KcpStream::connect(addr, &KcpSettings::client(), PlainCodec::new())
-        .await
-        .unwrap();
-    let (connector, _acceptor, worker) = MuxBuilder::client()
-        .with_version(version)
-        .with_keep_alive_interval(std::num::NonZeroU64::new(10).unwrap())
-        .with_connection(session)
-        .build();
-    let worker = tokio::spawn(worker);
-    let mut rounds = Vec::new();
-    for i in 0..CONNECTIONS {
-        let stream = connector.connect().unwrap();
-        rounds.push(tokio::spawn(async move {
-            let data = pattern(100 + i as u64, SIZE);
-            let back = echo_exact(stream, &data).await;
-            assert!(back == data, "stream {i}: the echo differs");
-        }));
     }
-    for r in rounds {
-        r.await.unwrap();
+}
+
+fn run_matrix(kind: Kind) {
+    let mut failed = Vec::new();
+    for (n, c) in MATRIX.iter().enumerate() {
+        let r = on_runtime(c.runtime, async move {
+            let pair = start(kind, &c.flags(), 0, 0).await;
+            parallel_echoes(pair.entry, 50, 1 << 20, 1000 * n as u64).await;
+        });
+        if let Err(e) = r {
+            failed.push(format!("{c:?}: {e}"));
+        }
     }
-    connector.close().await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(30), worker).await;
-    echo.abort();
-    drop(server);
+    assert!(failed.is_empty(), "failed:\n  {}", failed.join("\n  "));
 }
 
 #[test]
 #[ignore = "needs Debian's kcptun"]
-fn kcptun_client_against_our_server() {
-    for v in [1, 2] {
-        common::on_runtimes(|| kcptun_client_to_our_server(smux_version(v)));
-    }
+fn interop_kcptun_client_into_our_server() {
+    run_matrix(Kind::KcptunClient);
 }
 
 #[test]
 #[ignore = "needs Debian's kcptun"]
-fn our_client_against_kcptun_server() {
-    for v in [1, 2] {
-        common::on_runtimes(|| our_client_to_kcptun_server(smux_version(v)));
+fn interop_our_client_into_kcptun_server() {
+    run_matrix(Kind::KcptunServer);
+}
+
+/// kcptun's flags with everything off.
+fn everything_off() -> Vec<String> {
+    strings(&[
+        "--crypt",
+        "none",
+        "--nocomp",
+        "--datashard",
+        "0",
+        "--parityshard",
+        "0",
+    ])
+}
+
+fn run_bulk(kind: Kind) {
+    let mut failed = Vec::new();
+    for flags in [Vec::new(), everything_off()] {
+        for flavor in RUNTIMES {
+            let f = flags.clone();
+            let r = on_runtime(flavor, async move {
+                let pair = start(kind, &f, 0, 0).await;
+                parallel_echoes(pair.entry, 1, 16 << 20, 7).await;
+            });
+            if let Err(e) = r {
+                failed.push(format!("{flags:?}: {e}"));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "failed:\n  {}", failed.join("\n  "));
+}
+
+#[test]
+#[ignore = "needs Debian's kcptun"]
+fn bulk_kcptun_client_into_our_server() {
+    run_bulk(Kind::KcptunClient);
+}
+
+#[test]
+#[ignore = "needs Debian's kcptun"]
+fn bulk_our_client_into_kcptun_server() {
+    run_bulk(Kind::KcptunServer);
+}
+
+/// kcptun's defaults through a relay that loses 1% each way: 8 connections × 1 MiB, all
+/// checked, and FEC rebuilt packets on our side.
+fn run_loss(kind: Kind) {
+    let mut failed = Vec::new();
+    for (i, flavor) in RUNTIMES.into_iter().enumerate() {
+        let r = on_runtime(flavor, async move {
+            let pair = start(kind, &[], 10, 24 + i as u64).await;
+            parallel_echoes(pair.entry, 8, 1 << 20, 500).await;
+            let stats = pair.kcp.codec_stats();
+            assert!(
+                stats.recovered >= 1,
+                "no packet rebuilt by FEC on our side: {stats:?}"
+            );
+            assert!(stats.parity_shards > 0, "{stats:?}");
+        });
+        if let Err(e) = r {
+            failed.push(e);
+        }
+    }
+    assert!(failed.is_empty(), "failed:\n  {}", failed.join("\n  "));
+}
+
+#[test]
+#[ignore = "needs Debian's kcptun"]
+fn loss_kcptun_client_into_our_server() {
+    run_loss(Kind::KcptunClient);
+}
+
+#[test]
+#[ignore = "needs Debian's kcptun"]
+fn loss_our_client_into_kcptun_server() {
+    run_loss(Kind::KcptunServer);
+}
+
+/// A connection through kcptun-client, kcptun's defaults, idle for 90 s (past smux's 30 s
+/// keep-alive timeout and our KCP session's 60 s idle timeout, which the keep-alives reset):
+/// it still echoes, and so does a new one. The real clock: kcptun is a real process.
+#[test]
+#[ignore = "needs Debian's kcptun"]
+fn idle_90_s_through_kcptun_client() {
+    on_runtime(MT2, async {
+        let pair = start(Kind::KcptunClient, &[], 0, 0).await;
+        let mut tcp = TcpStream::connect(pair.entry).await.unwrap();
+        let first = pattern(1, 100_000);
+        assert!(echo_exact(&mut tcp, &first).await == first);
+        tokio::time::sleep(Duration::from_secs(90)).await;
+        let again = pattern(2, 100_000);
+        assert!(
+            echo_exact(&mut tcp, &again).await == again,
+            "the idle connection"
+        );
+        parallel_echoes(pair.entry, 2, 100_000, 3).await;
+    })
+    .unwrap();
+}
+
+/// Every flag kcptun's sources declare (`Name: "long,short"` in client/main.go and
+/// server/main.go) is in [`KCPTUN_FLAGS`] for the same roles, and in docs/tunnel.md's table.
+#[test]
+#[ignore = "needs Debian's kcptun"]
+fn kcptun_flags_are_all_in_the_table() {
+    let src = "/usr/share/gocode/src/github.com/xtaci/kcptun";
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/tunnel.md")).unwrap();
+    for (file, client) in [("client/main.go", true), ("server/main.go", false)] {
+        let text = std::fs::read_to_string(format!("{src}/{file}")).unwrap();
+        let mut n = 0;
+        for line in text.lines() {
+            let Some(rest) = line.trim().strip_prefix("Name:") else {
+                continue;
+            };
+            let names: Vec<String> = rest
+                .trim()
+                .trim_end_matches(',')
+                .trim_matches('"')
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .collect();
+            n += 1;
+            let known = KCPTUN_FLAGS
+                .iter()
+                .find(|f| f.names[0] == names[0] && if client { f.client } else { f.server });
+            let f = known.unwrap_or_else(|| panic!("{file}: {names:?} is not in KCPTUN_FLAGS"));
+            assert_eq!(f.names, names, "{file}: its names");
+            let row = format!("| `--{}", names[0]);
+            assert!(
+                docs.lines().any(|l| l.starts_with(&row)),
+                "docs/tunnel.md has no row for --{}",
+                names[0]
+            );
+        }
+        assert!(n > 20, "{file}: only {n} flags found");
+    }
+    // urfave/cli's own --help and --version.
+    for name in ["help", "version"] {
+        assert!(docs.contains(&format!("| `--{name}")), "{name}");
     }
 }

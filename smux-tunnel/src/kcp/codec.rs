@@ -65,6 +65,17 @@ impl CodecConfig {
         CodecConfig::new(Crypt::Aes, KCPTUN_DEFAULT_KEY, 10, 3)
     }
 
+    /// kcptun's `--crypt none --datashard 0 --parityshard 0`: the nonce and CRC32 only. The
+    /// key is unused, so none is derived.
+    pub fn plain() -> Self {
+        CodecConfig {
+            crypt: Crypt::None,
+            key: [0; 32],
+            data_shards: 0,
+            parity_shards: 0,
+        }
+    }
+
     /// Whether FEC is on.
     pub fn fec(&self) -> bool {
         self.data_shards > 0 && self.parity_shards > 0
@@ -224,6 +235,15 @@ impl KcpGoCodec {
     /// A codec for `config`. Fails only for an FEC shape that Reed-Solomon over GF(2^8)
     /// cannot have (more than 256 shards in all).
     pub fn new(config: &CodecConfig) -> Result<Self, FecShapeError> {
+        KcpGoCodec::with_counters(config, Arc::default())
+    }
+
+    /// A codec for `config` that counts into `counters`, which several codecs may share (the
+    /// sessions of one listener, say).
+    pub fn with_counters(
+        config: &CodecConfig,
+        counters: Arc<CodecCounters>,
+    ) -> Result<Self, FecShapeError> {
         let fec = if config.fec() {
             Some((
                 FecEncoder::new(config.data_shards, config.parity_shards)?,
@@ -236,7 +256,7 @@ impl KcpGoCodec {
             crypt: config.crypt.new_block(&config.key),
             fec,
             nonces: Nonces::new(),
-            counters: Arc::default(),
+            counters,
             buf: Vec::with_capacity(MAX_DATAGRAM),
             epoch: tokio::time::Instant::now().into_std(),
         })

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::mode::KcpSettings;
 use super::session::{Delivered, Shared, RECV_BUF};
-use super::stats::{Counters, KcpStats};
+use super::stats::{Counters, KcpStats, KcpStatsHandle};
 use super::stream::{udp_socket, KcpStream};
 use super::Codec;
 
@@ -135,6 +135,11 @@ impl KcpListener {
     /// The counts of the listener's socket and all its sessions.
     pub fn stats(&self) -> KcpStats {
         self.counters.snapshot()
+    }
+
+    /// A handle on the same counts, readable after the listener has moved.
+    pub fn stats_handle(&self) -> KcpStatsHandle {
+        KcpStatsHandle(self.counters.clone())
     }
 }
 

@@ -12,7 +12,7 @@
 //!
 //! Over a codec, [`KcpStream`] is one KCP session, a client's ([`KcpStream::connect`]) or
 //! one a [`KcpListener`] accepted, configured by [`KcpSettings`] as kcptun configures kcp-go's
-//! sessions. [`PlainCodec`] is kcp-go's `-crypt none` without FEC.
+//! sessions.
 
 pub mod codec;
 pub mod comp;
@@ -55,7 +55,6 @@ pub trait Codec: Send + 'static {
 
 mod listener;
 mod mode;
-mod plain;
 mod rng;
 mod session;
 mod stats;
@@ -63,6 +62,5 @@ mod stream;
 
 pub use listener::{KcpListener, ListenerLimits};
 pub use mode::{KcpSettings, Mode, NoDelay, MTU_LIMIT};
-pub use plain::PlainCodec;
-pub use stats::KcpStats;
+pub use stats::{KcpStats, KcpStatsHandle};
 pub use stream::KcpStream;

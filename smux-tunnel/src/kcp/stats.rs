@@ -20,6 +20,8 @@ pub struct KcpStats {
     pub dropped_checksum: u64,
     /// Datagrams the codec dropped for a malformed FEC header or shard.
     pub dropped_fec: u64,
+    /// Datagrams the codec dropped as longer than any kcp-go sends.
+    pub dropped_oversized: u64,
     /// KCP packets the session dropped: too short, another conversation, or malformed.
     pub dropped_kcp: u64,
     /// Datagrams from an address that is not the client's server.
@@ -40,6 +42,24 @@ pub struct KcpStats {
     pub sessions_timed_out: u64,
 }
 
+/// A handle on a listener's counts that outlives the listener's move elsewhere (into a
+/// server's accept loop, say): [`KcpStatsHandle::snapshot`] reads them at any time.
+#[derive(Clone)]
+pub struct KcpStatsHandle(pub(crate) std::sync::Arc<Counters>);
+
+impl KcpStatsHandle {
+    /// The counts so far.
+    pub fn snapshot(&self) -> KcpStats {
+        self.0.snapshot()
+    }
+}
+
+impl std::fmt::Debug for KcpStatsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.snapshot().fmt(f)
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) datagrams_in: AtomicU64,
@@ -47,6 +67,7 @@ pub(crate) struct Counters {
     pub(crate) dropped_truncated: AtomicU64,
     pub(crate) dropped_checksum: AtomicU64,
     pub(crate) dropped_fec: AtomicU64,
+    pub(crate) dropped_oversized: AtomicU64,
     pub(crate) dropped_kcp: AtomicU64,
     pub(crate) dropped_stranger: AtomicU64,
     pub(crate) dropped_session_cap: AtomicU64,
@@ -66,6 +87,7 @@ impl Counters {
         match reason {
             DropReason::Truncated => Counters::add(&self.dropped_truncated, 1),
             DropReason::Checksum => Counters::add(&self.dropped_checksum, 1),
+            DropReason::Oversized => Counters::add(&self.dropped_oversized, 1),
             // Fec, and any reason added later.
             _ => Counters::add(&self.dropped_fec, 1),
         }
@@ -79,6 +101,7 @@ impl Counters {
             dropped_truncated: g(&self.dropped_truncated),
             dropped_checksum: g(&self.dropped_checksum),
             dropped_fec: g(&self.dropped_fec),
+            dropped_oversized: g(&self.dropped_oversized),
             dropped_kcp: g(&self.dropped_kcp),
             dropped_stranger: g(&self.dropped_stranger),
             dropped_session_cap: g(&self.dropped_session_cap),

@@ -1,14 +1,17 @@
 //! Helpers shared by the test binaries: deterministic content, running a scenario on each Tokio
-//! runtime (as smux-tokio's tests do), and an smux echo server over a KCP listener.
+//! runtime (as smux-tokio's tests do), a seeded lossy UDP relay, echo servers (smux over a KCP
+//! listener, and plain TCP) and echo clients.
 
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use smux_tokio::{MuxBuilder, Version};
-use smux_tunnel::kcp::{KcpListener, KcpStream};
+use smux_tunnel::kcp::{CodecConfig, KcpGoCodec, KcpListener, KcpStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// xorshift64*, seeded through a splitmix64 step.
 #[derive(Clone)]
@@ -48,6 +51,11 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     v
 }
 
+/// kcp-go's codec with `-crypt none` and no FEC.
+pub fn plain() -> KcpGoCodec {
+    KcpGoCodec::new(&CodecConfig::plain()).expect("no FEC")
+}
+
 /// A Tokio runtime a scenario runs on.
 #[derive(Clone, Copy, Debug)]
 pub enum Flavor {
@@ -73,37 +81,147 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut failed = Vec::new();
-    for flavor in RUNTIMES {
-        let rt = match flavor {
-            Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
-            Flavor::MultiThread(n) => {
-                let mut b = tokio::runtime::Builder::new_multi_thread();
-                b.worker_threads(n);
-                b
-            }
-        }
-        .enable_all()
-        .build()
-        .expect("a Tokio runtime");
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            rt.block_on(async {
-                if tokio::time::timeout(HANG_GUARD, f()).await.is_err() {
-                    panic!("no end within {HANG_GUARD:?} (hang)");
-                }
-            })
-        }));
-        rt.shutdown_timeout(Duration::from_secs(5));
-        if let Err(p) = run {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            failed.push(format!("{flavor:?}: {msg}"));
+    let failed: Vec<String> = RUNTIMES
+        .into_iter()
+        .filter_map(|flavor| on_runtime(flavor, f()).err())
+        .collect();
+    assert!(failed.is_empty(), "failed on:\n  {}", failed.join("\n  "));
+}
+
+/// Runs `body` on a fresh runtime of `flavor`, under [`HANG_GUARD`]; a panic comes back as
+/// the error, with the flavour and its message.
+pub fn on_runtime<Fut: Future<Output = ()>>(flavor: Flavor, body: Fut) -> Result<(), String> {
+    let rt = match flavor {
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavor::MultiThread(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
         }
     }
-    assert!(failed.is_empty(), "failed on:\n  {}", failed.join("\n  "));
+    .enable_all()
+    .build()
+    .expect("a Tokio runtime");
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async {
+            if tokio::time::timeout(HANG_GUARD, body).await.is_err() {
+                panic!("no end within {HANG_GUARD:?} (hang)");
+            }
+        })
+    }));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    run.map_err(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        format!("{flavor:?}: {msg}")
+    })
+}
+
+/// Forwards datagrams between one client (the last address that sent to the relay) and
+/// `server`, losing `loss_per_mille` of them each way and holding back about twice as many
+/// until the next datagram has passed (reordering), by a generator seeded with `seed`.
+pub async fn lossy_relay(
+    server: SocketAddr,
+    seed: u64,
+    loss_per_mille: u64,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let back = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = front.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut rng = Rng::new(seed);
+        let mut client: Option<SocketAddr> = None;
+        let mut held_up: Option<Vec<u8>> = None;
+        let mut held_down: Option<Vec<u8>> = None;
+        let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
+        loop {
+            tokio::select! {
+                r = front.recv_from(&mut a) => {
+                    let Ok((n, from)) = r else { continue };
+                    client = Some(from);
+                    if rng.chance(loss_per_mille) {
+                        continue;
+                    }
+                    if held_up.is_none() && rng.chance(2 * loss_per_mille) {
+                        held_up = Some(a[..n].to_vec());
+                        continue;
+                    }
+                    let _ = back.send_to(&a[..n], server).await;
+                    if let Some(h) = held_up.take() {
+                        let _ = back.send_to(&h, server).await;
+                    }
+                }
+                r = back.recv_from(&mut b) => {
+                    let (Ok((n, _)), Some(c)) = (r, client) else { continue };
+                    if rng.chance(loss_per_mille) {
+                        continue;
+                    }
+                    if held_down.is_none() && rng.chance(2 * loss_per_mille) {
+                        held_down = Some(b[..n].to_vec());
+                        continue;
+                    }
+                    let _ = front.send_to(&b[..n], c).await;
+                    if let Some(h) = held_down.take() {
+                        let _ = front.send_to(&h, c).await;
+                    }
+                }
+            }
+        }
+    });
+    (addr, task)
+}
+
+/// A TCP echo server: copies each connection back until EOF, then shuts down its write side.
+pub async fn tcp_echo_target() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = tcp.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// Writes `data` while reading as many bytes back; returns them. Nothing is closed until the
+/// echo is in (kcptun ends both directions of a connection when one ends).
+pub async fn echo_exact<S: AsyncRead + AsyncWrite>(stream: S, data: &[u8]) -> Vec<u8> {
+    let (mut r, mut w) = tokio::io::split(stream);
+    let mut back = vec![0u8; data.len()];
+    let write = async {
+        for chunk in data.chunks(32 * 1024) {
+            w.write_all(chunk).await.expect("write");
+        }
+    };
+    let read = async { r.read_exact(&mut back).await.expect("read the echo") };
+    tokio::join!(write, read);
+    back
+}
+
+/// Opens `conns` TCP connections to `entry` at once, echoes `size` bytes of a pattern on each
+/// (seeded by `seed` and the connection's number), and panics unless each comes back whole.
+pub async fn parallel_echoes(entry: SocketAddr, conns: usize, size: usize, seed: u64) {
+    let mut rounds = Vec::new();
+    for i in 0..conns {
+        rounds.push(tokio::spawn(async move {
+            let tcp = TcpStream::connect(entry)
+                .await
+                .expect("connect to the entry");
+            let data = pattern(seed + i as u64, size);
+            let back = echo_exact(tcp, &data).await;
+            assert!(back == data, "connection {i}: the echo differs");
+        }));
+    }
+    for r in rounds {
+        r.await.expect("a connection's echo");
+    }
 }
 
 /// Echoes every smux stream of every session the listener accepts, each until its peer

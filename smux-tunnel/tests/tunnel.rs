@@ -1,18 +1,17 @@
-//! The tunnel end to end: an echo target behind it, 50 parallel connections, half-close, a
-//! target that refuses, the smux connection killed mid-transfer, and the built example binary.
+//! The tunnel over TCP end to end: an echo target behind it, 50 parallel connections,
+//! half-close, a target that refuses, the smux connection killed mid-transfer, and the built
+//! binary.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use smux_tunnel::Options;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tunnel::Options;
 
-// The helpers the smux-tokio tests use.
-#[path = "../../smux-tokio/tests/common/mod.rs"]
 mod common;
 use common::pattern;
 
@@ -57,15 +56,15 @@ impl Tunnel {
         let (client_listener, entry) = listen().await;
         let (s_stop, s_rx) = oneshot::channel::<()>();
         let (c_stop, c_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(tunnel::run_server(
+        let server = tokio::spawn(smux_tunnel::run_server(
             server_listener,
             target.to_string(),
-            opts,
+            opts.clone(),
             async move {
                 let _ = s_rx.await;
             },
         ));
-        let client = tokio::spawn(tunnel::run_client(
+        let client = tokio::spawn(smux_tunnel::run_client(
             client_listener,
             via.unwrap_or(server_addr).to_string(),
             opts,
@@ -240,17 +239,17 @@ fn four_smux_connections_share_the_streams_and_reconnect_on_their_own() {
             ..Options::default()
         };
         let (s_stop, s_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(tunnel::run_server(
+        let server = tokio::spawn(smux_tunnel::run_server(
             server_listener,
             target_addr.to_string(),
-            opts,
+            opts.clone(),
             async move {
                 let _ = s_rx.await;
             },
         ));
         let (client_listener, entry) = listen().await;
         let (c_stop, c_rx) = oneshot::channel::<()>();
-        let client = tokio::spawn(tunnel::run_client(
+        let client = tokio::spawn(smux_tunnel::run_client(
             client_listener,
             r.addr.to_string(),
             opts,
@@ -304,7 +303,7 @@ async fn killing_the_smux_connection_closes_its_streams_and_the_tunnel_reconnect
     let (server_listener, server_addr) = listen().await;
     let r = relay(server_addr).await;
     let (s_stop, s_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(tunnel::run_server(
+    let server = tokio::spawn(smux_tunnel::run_server(
         server_listener,
         target_addr.to_string(),
         Options::default(),
@@ -314,7 +313,7 @@ async fn killing_the_smux_connection_closes_its_streams_and_the_tunnel_reconnect
     ));
     let (client_listener, entry) = listen().await;
     let (c_stop, c_rx) = oneshot::channel::<()>();
-    let client = tokio::spawn(tunnel::run_client(
+    let client = tokio::spawn(smux_tunnel::run_client(
         client_listener,
         r.addr.to_string(),
         Options::default(),
@@ -359,21 +358,14 @@ async fn killing_the_smux_connection_closes_its_streams_and_the_tunnel_reconnect
     timeout(LIMIT, server).await.unwrap().unwrap().unwrap();
 }
 
-/// The example binary `cargo test` built next to this test.
-fn example_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("examples").join("tunnel")
-}
-
-/// Starts the example and returns it with the address it listens on.
+/// Starts the `tunnel` binary and returns it with the address it listens on.
 async fn spawn_tunnel(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
-    let mut child = tokio::process::Command::new(example_binary())
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tunnel"))
         .args(args)
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("the tunnel example is built by cargo test");
+        .expect("cargo test builds the tunnel binary");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
         let line = lines
@@ -391,7 +383,7 @@ async fn spawn_tunnel(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
 }
 
 #[tokio::test]
-async fn the_example_binary_forwards() {
+async fn the_binary_forwards() {
     let (target, target_addr) = listen().await;
     tokio::spawn(echo_target(target));
     timeout(LIMIT, async {
@@ -466,7 +458,7 @@ async fn an_auto_version_server_takes_either_version_of_client() {
         auto_version: true,
         ..Options::default()
     };
-    let server = tokio::spawn(tunnel::run_server(
+    let server = tokio::spawn(smux_tunnel::run_server(
         server_listener,
         target_addr.to_string(),
         server_opts,
@@ -478,7 +470,7 @@ async fn an_auto_version_server_takes_either_version_of_client() {
             version,
             ..Options::default()
         };
-        let client = tokio::spawn(tunnel::run_client(
+        let client = tokio::spawn(smux_tunnel::run_client(
             client_listener,
             server_addr.to_string(),
             client_opts,
