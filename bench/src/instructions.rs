@@ -176,7 +176,7 @@ pub fn run(o: &Options) {
                 imp,
                 exe: before.clone()?,
             }),
-            Kind::Go(_) => None,
+            Kind::Go(_) | Kind::Tunnel | Kind::KcptunServer => None,
         })
         .collect();
     let dir = crate::target_dir().join("bench-instructions");

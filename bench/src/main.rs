@@ -7,7 +7,10 @@
 //!   smol's TCP socket;
 //! - when `go` is installed, the Go reference (Debian's smux 1.5.16, `interop/go-bench`);
 //! - with `--before COMMIT`, smux-tokio and smux-futures as they were at COMMIT (`before-v1`,
-//!   `before-v2` on each Tokio runtime, `before-futures-v1`, `before-futures-v2` on smol).
+//!   `before-v2` on each Tokio runtime, `before-futures-v1`, `before-futures-v2` on smol);
+//! - for the `kcptun` workloads, when Debian's kcptun is installed: our tunnel server
+//!   (`smux-tunnel`, the `tunnel` binary, built in release by this run) and Go's
+//!   `kcptun-server` (left out with `--no-go`), each behind `kcptun-client`.
 //!
 //! ```text
 //! cargo run --release -p smux-bench [-- --reps 3 --quick --runtimes ct,mt --no-go
@@ -26,7 +29,11 @@
 //! `echo-seq` (the same with each write flushed, as a request/response protocol does; a rate,
 //! with its ratio to `async_smux`; raw TCP: a new connection each), `openclose` (pipelined
 //! open+close), `pingpong` and `pingpong-noflush` (64-byte round trips), `idle` (memory per
-//! idle stream) and the `wan-*` ones below. `bench/src/workloads.rs` describes each.
+//! idle stream), the `wan-*` ones below, and `kcptun` and `kcptun-off` (64 MiB each way from
+//! kcptun-client through our tunnel server and through Go's kcptun-server, with kcptun's
+//! defaults and with `-crypt none -nocomp -datashard 0 -parityshard 0`; throughput, and the
+//! server's CPU time and peak RSS: `bench/src/kcptun.rs`). `bench/src/workloads.rs` describes
+//! the others.
 //!
 //! `--instructions` counts instead of timing (`bench/src/instructions.rs`): each chosen
 //! implementation's child runs under `valgrind --tool=cachegrind --cache-sim=no` on the
@@ -62,6 +69,8 @@
 
 mod impls;
 mod instructions;
+mod kcptun;
+#[cfg(feature = "tunnel")]
 mod tunnel;
 mod wan;
 mod workloads;
@@ -117,6 +126,17 @@ enum Kind {
     Rust(Impl),
     Before(Impl),
     Go(u8),
+    /// Our tunnel server (the `tunnel` binary), for the kcptun workloads.
+    Tunnel,
+    /// Go's kcptun-server, for the kcptun workloads.
+    KcptunServer,
+}
+
+impl Kind {
+    /// Measured by the kcptun workloads only (and those measure nothing else).
+    fn kcptun(self) -> bool {
+        matches!(self, Kind::Tunnel | Kind::KcptunServer)
+    }
 }
 
 /// A measured implementation on a runtime.
@@ -132,6 +152,8 @@ impl Subject {
             Kind::Rust(i) => i.name().to_string(),
             Kind::Before(i) => before_name(i).to_string(),
             Kind::Go(v) => format!("go-smux-v{v}"),
+            Kind::Tunnel => "smux-tunnel".to_string(),
+            Kind::KcptunServer => "go-kcptun-server".to_string(),
         }
     }
 
@@ -182,6 +204,10 @@ fn main() {
         child(&args[1..]);
         return;
     }
+    if args.first().map(String::as_str) == Some("--child-kcptun") {
+        kcptun::child(&args[1..]);
+        return;
+    }
     let opts = parse(&args);
     if opts.instructions {
         instructions::run(&opts);
@@ -205,7 +231,8 @@ fn usage(msg: &str) -> ! {
          --instructions: user-space instructions per operation under cachegrind (N and 3N \
          operations, current-thread runtime), for raw-tcp, smux-tokio-v1/v2, async_smux and \
          the before build unless --impls says; --top K: the functions listed per count (15)\n  \
-         impls: {}, {}, go-smux-v1, go-smux-v2\n  workloads: {}",
+         impls: {}, {}, go-smux-v1, go-smux-v2, smux-tunnel, go-kcptun-server (the last two: \
+         the kcptun workloads only)\n  workloads: {}",
         Impl::ALL.map(Impl::name).join(", "),
         BEFORE.map(before_name).join(", "),
         Workload::ALL.map(Workload::name).join(", ")
@@ -304,7 +331,15 @@ fn parse(args: &[String]) -> Options {
             .map(|i| i.name().to_string())
             .into_iter()
             .chain(BEFORE.map(|i| before_name(i).to_string()))
-            .chain(["go-smux-v1".to_string(), "go-smux-v2".to_string()])
+            .chain(
+                [
+                    "go-smux-v1",
+                    "go-smux-v2",
+                    "smux-tunnel",
+                    "go-kcptun-server",
+                ]
+                .map(str::to_string),
+            )
             .collect();
         for name in only {
             if !known.contains(name) {
@@ -347,6 +382,18 @@ fn subjects(o: &Options) -> Vec<Subject> {
     if o.go {
         for version in [1, 2] {
             add(Kind::Go(version), Runtime::Go);
+        }
+    }
+    if o.workloads.iter().all(|w| w.kcptun()) {
+        // No workload measures the libraries.
+        v.clear();
+    }
+    let mut add = |kind, rt| v.push(Subject { kind, rt });
+    if o.workloads.iter().any(|w| w.kcptun()) {
+        // The tunnel binary runs on Tokio's multi-thread runtime, a worker per CPU.
+        add(Kind::Tunnel, Runtime::Mt);
+        if o.go {
+            add(Kind::KcptunServer, Runtime::Go);
         }
     }
     if let Some(only) = &o.only {
@@ -478,11 +525,15 @@ fn build_go() -> Option<PathBuf> {
 }
 
 /// Makes `dst` a copy of the directory `src`: files whose content differs are copied (the
-/// others keep their time stamps, so that cargo does not rebuild), files `src` lacks removed.
-fn mirror(src: &Path, dst: &Path) -> std::io::Result<()> {
+/// others keep their time stamps, so that cargo does not rebuild), files `src` lacks removed;
+/// entries of `src` itself named in `except` are left alone.
+fn mirror(src: &Path, dst: &Path, except: &[&str]) -> std::io::Result<()> {
     std::fs::create_dir_all(dst)?;
     for entry in std::fs::read_dir(dst)? {
         let entry = entry?;
+        if except.iter().any(|e| entry.file_name() == *e) {
+            continue;
+        }
         if !src.join(entry.file_name()).exists() {
             let path = entry.path();
             if entry.file_type()?.is_dir() {
@@ -494,9 +545,12 @@ fn mirror(src: &Path, dst: &Path) -> std::io::Result<()> {
     }
     for entry in std::fs::read_dir(src)? {
         let entry = entry?;
+        if except.iter().any(|e| entry.file_name() == *e) {
+            continue;
+        }
         let to = dst.join(entry.file_name());
         if entry.file_type()?.is_dir() {
-            mirror(&entry.path(), &to)?;
+            mirror(&entry.path(), &to, &[])?;
         } else {
             copy_if_changed(&entry.path(), &to)?;
         }
@@ -505,11 +559,33 @@ fn mirror(src: &Path, dst: &Path) -> std::io::Result<()> {
 }
 
 fn copy_if_changed(from: &Path, to: &Path) -> std::io::Result<()> {
-    let new = std::fs::read(from)?;
-    if std::fs::read(to).ok().as_deref() != Some(&new[..]) {
+    write_if_changed(to, &std::fs::read(from)?)
+}
+
+fn write_if_changed(to: &Path, new: &[u8]) -> std::io::Result<()> {
+    if std::fs::read(to).ok().as_deref() != Some(new) {
         std::fs::write(to, new)?;
     }
     Ok(())
+}
+
+/// bench/Cargo.toml for the `--before` build: this tree's, without the smux-tunnel
+/// dependency (older commits have no smux-tunnel; the before build is made without the
+/// `tunnel` feature anyway), written only if it changed.
+fn before_manifest(root: &Path, dir: &Path) -> std::io::Result<()> {
+    let ours = std::fs::read_to_string(root.join("bench/Cargo.toml"))?;
+    let stripped: String = ours
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("smux-tunnel"))
+        .map(|l| {
+            if l.trim_start().starts_with("tunnel =") {
+                "tunnel = []\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    write_if_changed(&dir.join("bench/Cargo.toml"), stripped.as_bytes())
 }
 
 /// The `--before` build: `commit` checked out in a worktree of its own, with this tree's
@@ -551,8 +627,9 @@ fn build_before(commit: &str) -> Result<(PathBuf, String), String> {
     }
     // Our benchmark code (with its helpers, the link emulator among them) and our
     // dependencies' versions: only the libraries are the commit's.
-    mirror(&root.join("bench"), &dir.join("bench"))
-        .and_then(|()| mirror(&root.join("test-support"), &dir.join("test-support")))
+    mirror(&root.join("bench"), &dir.join("bench"), &["Cargo.toml"])
+        .and_then(|()| before_manifest(&root, &dir))
+        .and_then(|()| mirror(&root.join("test-support"), &dir.join("test-support"), &[]))
         .and_then(|()| copy_if_changed(&root.join("Cargo.lock"), &dir.join("Cargo.lock")))
         .map_err(|e| format!("copying bench/, test-support/ and Cargo.lock: {e}"))?;
     let target = dir.join("target");
@@ -619,9 +696,12 @@ fn go_link(cmd: &mut Command, p: &Params) -> std::io::Result<smux_test_support::
 
 /// Pairs of implementation and workload that cannot run as specified, and why.
 fn not_applicable(s: Subject, w: Workload) -> Option<&'static str> {
+    if s.kind.kcptun() {
+        return None;
+    }
     let imp = match s.kind {
         Kind::Rust(i) | Kind::Before(i) => Some(i),
-        Kind::Go(_) => None,
+        Kind::Go(_) | Kind::Tunnel | Kind::KcptunServer => None,
     };
     match (imp, w) {
         (Some(Impl::Raw), Workload::Idle) => Some(
@@ -669,6 +749,8 @@ struct Programs {
     this: PathBuf,
     before: Option<PathBuf>,
     go: Option<PathBuf>,
+    /// The tunnel binary, for the kcptun workloads.
+    tunnel: Option<PathBuf>,
 }
 
 impl Programs {
@@ -691,6 +773,20 @@ impl Programs {
                 let mut c = Command::new(self.go.as_ref().expect("built"));
                 c.arg(w.go_name().expect("applicable"))
                     .arg(format!("v={v}"));
+                c.args(p.args(w));
+                c
+            }
+            Kind::Tunnel | Kind::KcptunServer => {
+                let mut c = Command::new(&self.this);
+                let server = if s.kind == Kind::Tunnel { "ours" } else { "go" };
+                let config = if w == Workload::KcptunOff {
+                    "off"
+                } else {
+                    "defaults"
+                };
+                let tunnel = self.tunnel.as_deref().unwrap_or(Path::new(""));
+                c.args(["--child-kcptun", server, config]);
+                c.arg(format!("tunnel={}", tunnel.display()));
                 c.args(p.args(w));
                 c
             }
@@ -757,15 +853,34 @@ fn parent(o: &Options) {
         }
         _ => None,
     };
+    let mut tunnel = None;
+    if subjects.iter().any(|s| s.kind.kcptun()) {
+        if !kcptun::installed("kcptun-client") {
+            eprintln!(
+                "note: no kcptun-client (Debian's package kcptun): the kcptun workloads left out"
+            );
+        } else {
+            match kcptun::build_tunnel(&target_dir()) {
+                Ok(path) => tunnel = Some(path),
+                Err(e) => eprintln!(
+                    "note: the tunnel binary did not build, the kcptun workloads left out: {e}"
+                ),
+            }
+        }
+    }
+    let kcptun_server = tunnel.is_some() && kcptun::installed("kcptun-server");
     subjects.retain(|s| match s.kind {
         Kind::Rust(_) => true,
         Kind::Before(_) => before.is_some(),
         Kind::Go(_) => go.is_some(),
+        Kind::Tunnel => tunnel.is_some(),
+        Kind::KcptunServer => kcptun_server,
     });
     let programs = Programs {
         this: std::env::current_exe().expect("own path"),
         before,
         go,
+        tunnel,
     };
     let mut results: Results = BTreeMap::new();
     let started = Instant::now();
@@ -773,6 +888,10 @@ fn parent(o: &Options) {
         for (wi, &w) in o.workloads.iter().enumerate() {
             for k in 0..subjects.len() {
                 let s = subjects[(k + rep) % subjects.len()];
+                // The kcptun workloads measure the two kcptun servers, and nothing else them.
+                if s.kind.kcptun() != w.kcptun() {
+                    continue;
+                }
                 if let Some(why) = not_applicable(s, w) {
                     if rep == 0 {
                         eprintln!("{} {}: left out: {why}", s.label(), w.name());
@@ -897,6 +1016,38 @@ fn metrics(w: Workload) -> Vec<Metric> {
         value: |f| field(f, "ops") / field(f, "secs") / 1000.0,
     };
     match w {
+        Workload::Kcptun | Workload::KcptunOff => vec![
+            Metric {
+                name: "upload, kcptun-client to the server",
+                unit: "MiB/s",
+                higher_better: true,
+                value: |f| field(f, "bytes") / field(f, "up_secs") / (1u64 << 20) as f64,
+            },
+            Metric {
+                name: "download, the server to kcptun-client",
+                unit: "MiB/s",
+                higher_better: true,
+                value: |f| field(f, "bytes") / field(f, "down_secs") / (1u64 << 20) as f64,
+            },
+            Metric {
+                name: "server CPU time, upload",
+                unit: "s",
+                higher_better: false,
+                value: |f| field(f, "up_cpu_secs"),
+            },
+            Metric {
+                name: "server CPU time, download",
+                unit: "s",
+                higher_better: false,
+                value: |f| field(f, "down_cpu_secs"),
+            },
+            Metric {
+                name: "server peak RSS",
+                unit: "MiB",
+                higher_better: false,
+                value: |f| field(f, "up_rss_kib").max(field(f, "down_rss_kib")) / 1024.0,
+            },
+        ],
         Workload::Stream | Workload::Streams64 | Workload::Bidi => vec![gib_s, rss],
         Workload::Handshake | Workload::EchoSeq | Workload::OpenClose => vec![rate],
         Workload::PingPong | Workload::PingPongNoFlush => vec![
@@ -1112,6 +1263,16 @@ fn describe_workload(w: Workload, p: &Params) -> String {
              (cold) and after 16 MiB and 1 s idle (warm)",
             p.mbit, p.rtt_ms
         ),
+        Workload::Kcptun => format!(
+            "kcptun-client through each server, kcptun's defaults (aes, FEC 10+3, snappy, \
+             fast, mtu 1350): one {} MiB transfer each way, pseudo-random data",
+            p.kcptun_mib
+        ),
+        Workload::KcptunOff => format!(
+            "kcptun-client through each server, -crypt none -nocomp -datashard 0 \
+             -parityshard 0: one {} MiB transfer each way",
+            p.kcptun_mib
+        ),
     }
 }
 
@@ -1189,6 +1350,10 @@ fn report(o: &Options, h: &Header, subjects: &[Subject], results: &Results) {
         o.limit.as_secs()
     );
     for (wi, &w) in o.workloads.iter().enumerate() {
+        if w.kcptun() {
+            report_kcptun(o, wi, w, subjects, results);
+            continue;
+        }
         println!("\n#### {}\n", describe(w, &o.params));
         println!("| figure | runtime | implementation | median | vs raw TCP | vs async_smux |");
         println!("|---|---|---|---:|---:|---:|");
@@ -1256,6 +1421,65 @@ fn report(o: &Options, h: &Header, subjects: &[Subject], results: &Results) {
                     ratio(v, base(Impl::AsyncSmux)),
                 );
             }
+        }
+    }
+}
+
+/// A kcptun workload's table: each server's medians, and ours against Go's.
+fn report_kcptun(o: &Options, wi: usize, w: Workload, subjects: &[Subject], results: &Results) {
+    println!("\n#### {}\n", describe(w, &o.params));
+    let ran: Vec<Subject> = subjects
+        .iter()
+        .copied()
+        .filter(|s| s.kind.kcptun() && results.contains_key(&(wi, *s)))
+        .collect();
+    if ran.is_empty() {
+        println!("(not run: no kcptun)");
+        return;
+    }
+    println!("| figure | server | median | ours vs Go |");
+    println!("|---|---|---:|---:|");
+    for m in metrics(w) {
+        let med = |kind: Kind| {
+            ran.iter()
+                .find(|s| s.kind == kind)
+                .and_then(|s| results.get(&(wi, *s)))
+                .map(|runs| median(runs.ok.iter().map(m.value).collect()))
+                .unwrap_or(f64::NAN)
+        };
+        let (ours, go) = (med(Kind::Tunnel), med(Kind::KcptunServer));
+        let r = if m.higher_better {
+            ours / go
+        } else {
+            go / ours
+        };
+        for &s in &ran {
+            let runs = &results[&(wi, s)];
+            let v = med(s.kind);
+            let cell = if runs.ok.is_empty() {
+                "failed or timed out".to_string()
+            } else if runs.failed + runs.timed_out > 0 {
+                format!(
+                    "{v:.3} ({} of {} runs)",
+                    runs.ok.len(),
+                    runs.ok.len() + runs.failed + runs.timed_out
+                )
+            } else {
+                format!("{v:.3}")
+            };
+            let ratio = if s.kind == Kind::Tunnel && r.is_finite() {
+                format!("{r:.2}")
+            } else {
+                "–".to_string()
+            };
+            println!(
+                "| {} ({}) | {} | {} | {} |",
+                m.name,
+                m.unit,
+                s.name(),
+                cell,
+                ratio
+            );
         }
     }
 }

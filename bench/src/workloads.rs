@@ -47,13 +47,17 @@ pub enum Workload {
     WanMixed,
     /// Over the link: a fresh stream fetching 1 MiB, on a new and on a warm connection.
     WanFetch,
-    /// The tunnel example over a link whose connections freeze, on 1 and on 4 smux
-    /// connections.
+    /// The tunnel over a link whose connections freeze, on 1 and on 4 smux connections.
     WanTunnel,
+    /// kcptun-client through our tunnel server and through Go's kcptun-server, kcptun's
+    /// defaults (`bench/src/kcptun.rs`).
+    Kcptun,
+    /// The same with `-crypt none -nocomp -datashard 0 -parityshard 0`.
+    KcptunOff,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 13] = [
+    pub const ALL: [Workload; 15] = [
         Workload::Stream,
         Workload::Streams64,
         Workload::Bidi,
@@ -67,6 +71,8 @@ impl Workload {
         Workload::WanMixed,
         Workload::WanFetch,
         Workload::WanTunnel,
+        Workload::Kcptun,
+        Workload::KcptunOff,
     ];
 
     pub fn name(self) -> &'static str {
@@ -84,6 +90,8 @@ impl Workload {
             Workload::WanMixed => "wan-mixed",
             Workload::WanFetch => "wan-fetch",
             Workload::WanTunnel => "wan-tunnel",
+            Workload::Kcptun => "kcptun",
+            Workload::KcptunOff => "kcptun-off",
         }
     }
 
@@ -92,7 +100,11 @@ impl Workload {
     /// The tunnel is ours, and `bidi` is not in the Go program.
     pub fn go_name(self) -> Option<&'static str> {
         match self {
-            Workload::PingPongNoFlush | Workload::WanTunnel | Workload::Bidi => None,
+            Workload::PingPongNoFlush
+            | Workload::WanTunnel
+            | Workload::Bidi
+            | Workload::Kcptun
+            | Workload::KcptunOff => None,
             Workload::EchoSeq => Some("handshake"),
             w => Some(w.name()),
         }
@@ -104,6 +116,11 @@ impl Workload {
             self,
             Workload::WanStream | Workload::WanMixed | Workload::WanFetch | Workload::WanTunnel
         )
+    }
+
+    /// A kcptun workload: our tunnel server against Go's kcptun-server, not the libraries.
+    pub fn kcptun(self) -> bool {
+        matches!(self, Workload::Kcptun | Workload::KcptunOff)
     }
 
     pub fn parse(s: &str) -> Option<Workload> {
@@ -132,6 +149,8 @@ pub struct Params {
     pub lowat_kib: u64,
     /// Ours, version 2: window tuning off (`--no-window-tuning`).
     pub no_tuning: bool,
+    /// MiB of each kcptun transfer.
+    pub kcptun_mib: u64,
     /// Ping-pong without its clock: no time taken or sorted per round trip, so that an
     /// instruction count (`--instructions`) is the round trips' alone.
     pub untimed: bool,
@@ -150,6 +169,7 @@ impl Params {
         queue_ms: 50,
         wan_mib: 64,
         wan_secs: 8,
+        kcptun_mib: 64,
         lowat_kib: 0,
         no_tuning: false,
         untimed: false,
@@ -166,6 +186,7 @@ impl Params {
         queue_ms: 50,
         wan_mib: 16,
         wan_secs: 4,
+        kcptun_mib: 16,
         lowat_kib: 0,
         no_tuning: false,
         untimed: false,
@@ -185,6 +206,7 @@ impl Params {
                 vec![format!("iters={}", self.iters)]
             }
             Workload::Idle => vec![format!("streams={}", self.idle)],
+            Workload::Kcptun | Workload::KcptunOff => vec![format!("mib={}", self.kcptun_mib)],
             Workload::WanStream | Workload::WanMixed | Workload::WanFetch | Workload::WanTunnel => {
                 let mut args = vec![
                     format!("mbit={}", self.mbit),
@@ -264,7 +286,12 @@ pub async fn run(imp: Impl, w: Workload, p: Params) -> io::Result<Fields> {
             Impl::SmuxV2 => smux_tokio::Version::V2,
             _ => return Err(io::Error::other("the tunnel is built on smux-tokio")),
         };
+        #[cfg(feature = "tunnel")]
         return crate::tunnel::run(version, &p).await;
+        #[cfg(not(feature = "tunnel"))]
+        return Err(io::Error::other(
+            "built without the tunnel feature (a before build)",
+        ));
     }
     let link = w.over_link().then(|| p.link());
     let setup = Setup {
@@ -286,6 +313,9 @@ pub async fn run(imp: Impl, w: Workload, p: Params) -> io::Result<Fields> {
         Workload::PingPong => ping_pong(opener, acceptor, p.iters, true, p.untimed).await,
         Workload::PingPongNoFlush => ping_pong(opener, acceptor, p.iters, false, p.untimed).await,
         Workload::Idle => idle(opener, acceptor, p.idle).await,
+        Workload::Kcptun | Workload::KcptunOff => Err(io::Error::other(
+            "the kcptun workloads run in a child of their own (--child-kcptun)",
+        )),
         _ => unreachable!("the WAN workloads have a link"),
     }
 }
