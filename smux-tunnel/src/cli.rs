@@ -662,6 +662,19 @@ fn build(
     let remote = raw
         .remote
         .ok_or_else(|| format!("{what} is required (kcptun: {aliases})"))?;
+    if !remote
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    {
+        return Err(format!(
+            "{what} {remote:?}: HOST:PORT{}",
+            if role == Role::Server {
+                " (kcptun-server also takes a Unix socket's path; the tunnel does not)"
+            } else {
+                ""
+            }
+        ));
+    }
     Ok(Parsed::Run(Box::new(Command {
         role,
         // kcptun's ":PORT" means every address, as Go's listeners take it.
@@ -1077,6 +1090,8 @@ mod tests {
             ("client -l :1 -r h:2 --quiet=maybe", "true or false"),
             ("client -l :1 -r h:2 stray", "unexpected argument"),
             ("relay -l :1", "first argument"),
+            ("server -l :1 -t /run/app.sock", "Unix socket"),
+            ("client -l :1 -r :2", "HOST:PORT"),
         ] {
             let e = err(line);
             assert!(e.contains(says), "{line}: {e}");
