@@ -662,7 +662,8 @@ fn build_before(commit: &str) -> Result<(PathBuf, String), String> {
 /// How long one measurement may take before it counts as a hang, unless `--timeout` says.
 const CHILD_LIMIT: Duration = Duration::from_secs(180);
 
-/// Runs one measurement; `None` if it outlived `limit` (it is killed).
+/// Runs one measurement; `None` if it outlived `limit` (it is killed, and so is its process
+/// group if it leads one: a kcptun child's servers and clients).
 fn run_child(mut cmd: Command, limit: Duration) -> Option<Output> {
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -673,6 +674,11 @@ fn run_child(mut cmd: Command, limit: Duration) -> Option<Output> {
     while child.try_wait().expect("wait for a child").is_none() {
         if start.elapsed() > limit {
             let _ = child.kill();
+            // Only a group the child made has its id: nothing else can be hit.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
             let _ = child.wait();
             return None;
         }
@@ -785,6 +791,10 @@ impl Programs {
                     "defaults"
                 };
                 let tunnel = self.tunnel.as_deref().unwrap_or(Path::new(""));
+                // A process group of its own, which the processes it starts join: a child
+                // killed at the time limit takes them along (see `run_child`).
+                #[cfg(unix)]
+                std::os::unix::process::CommandExt::process_group(&mut c, 0);
                 c.args(["--child-kcptun", server, config]);
                 c.arg(format!("tunnel={}", tunnel.display()));
                 c.args(p.args(w));
