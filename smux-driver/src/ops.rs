@@ -21,6 +21,13 @@ use crate::TransportWrite;
 /// (`tokio::io::copy`'s 8 KiB) goes out in few writes.
 const SEND_AT_ONCE_BELOW: usize = 4 * 1024;
 
+/// A write queued `n` bytes: if that is [`SEND_AT_ONCE_BELOW`] or more, the worker sends them.
+fn leave_large_to_worker(st: &mut State, n: usize) {
+    if n >= SEND_AT_ONCE_BELOW {
+        st.waiters.notify_worker();
+    }
+}
+
 impl<W: TransportWrite> Conn<W> {
     /// Reads from stream `id` into `dst`. Nothing put and `Ok` is the end of the stream.
     pub fn poll_read(
@@ -107,7 +114,10 @@ impl<W: TransportWrite> Conn<W> {
         park: bool,
     ) -> Poll<io::Result<usize>> {
         self.with_state(|st| match st.session.write_bytes(id, data) {
-            Ok(n) => Poll::Ready(Ok(n)),
+            Ok(n) => {
+                leave_large_to_worker(st, n);
+                Poll::Ready(Ok(n))
+            }
             Err(StreamError::Blocked) => {
                 if park {
                     st.waiters.register_writer(id, cx);
@@ -191,12 +201,8 @@ impl<W: TransportWrite> Conn<W> {
             self.try_drive(cx);
             r = attempt(cx, true);
         }
-        if let Poll::Ready(Ok(n @ 1..)) = r {
-            if n < SEND_AT_ONCE_BELOW {
-                self.send_queued(cx);
-            } else {
-                self.with_state(|st| st.waiters.notify_worker());
-            }
+        if let Poll::Ready(Ok(1..SEND_AT_ONCE_BELOW)) = r {
+            self.send_queued(cx);
         }
         r
     }
@@ -229,6 +235,7 @@ impl<W: TransportWrite> Conn<W> {
                     Err(e) => return Poll::Ready(Err(st.stream_io_error(&e, StreamOp::Write))),
                 }
             }
+            leave_large_to_worker(st, total);
             Poll::Ready(Ok(total))
         })
     }
