@@ -896,17 +896,34 @@ impl Harness {
         };
         let stream = Pin::new(&mut hd.stream);
         let mut cx = task.cx();
+        // A write may reach the wire before it returns: the check allows all of it meanwhile,
+        // then what it took, and no more may be on the wire.
+        let set_written = |len: u64| {
+            let mut w = wire.lock().unwrap_or_else(|e| e.into_inner());
+            w.check.written.get_mut(&hd.id).expect("added")[hd.instance] = len;
+            if let Some(&(k, off)) = w.check.wire_pos.get(&hd.id) {
+                assert!(
+                    k != hd.instance || off <= len,
+                    "stream {}: more data on the wire than written",
+                    hd.id
+                );
+            }
+        };
         let done = match op {
-            WriteOp::Write(data) => match stream.poll_write(&mut cx, data) {
-                Poll::Ready(Ok(n)) => {
-                    assert!(n <= data.len() && (n > 0 || data.is_empty()), "wrote {n}");
-                    hd.written += n as u64;
-                    let mut w = wire.lock().unwrap_or_else(|e| e.into_inner());
-                    w.check.written.get_mut(&hd.id).expect("added")[hd.instance] = hd.written;
-                    true
-                }
-                p => p.is_ready(),
-            },
+            WriteOp::Write(data) => {
+                set_written(hd.written + data.len() as u64);
+                let r = stream.poll_write(&mut cx, data);
+                let n = match r {
+                    Poll::Ready(Ok(n)) => {
+                        assert!(n <= data.len() && (n > 0 || data.is_empty()), "wrote {n}");
+                        n
+                    }
+                    _ => 0,
+                };
+                hd.written += n as u64;
+                set_written(hd.written);
+                r.is_ready()
+            }
             WriteOp::Flush => stream.poll_flush(&mut cx).is_ready(),
             WriteOp::Shutdown => stream.poll_close(&mut cx).is_ready(),
         };

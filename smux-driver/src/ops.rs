@@ -14,6 +14,20 @@ use crate::waiters::WriterWait;
 use crate::write::Direct;
 use crate::TransportWrite;
 
+/// A queued write smaller than this goes to the transport at once, from the writing task
+/// ([`Conn::send_queued`]): a small write is most often a message that waits for its answer
+/// (and a flush right after would leave the worker's wake-up nothing to do). Larger ones are
+/// left to the worker, which runs once the writing task yields, so that a stream of chunks
+/// (`tokio::io::copy`'s 8 KiB) goes out in few writes.
+const SEND_AT_ONCE_BELOW: usize = 4 * 1024;
+
+/// A write queued `n` bytes: if that is [`SEND_AT_ONCE_BELOW`] or more, the worker sends them.
+fn leave_large_to_worker(st: &mut State, n: usize) {
+    if n >= SEND_AT_ONCE_BELOW {
+        st.waiters.notify_worker();
+    }
+}
+
 impl<W: TransportWrite> Conn<W> {
     /// Reads from stream `id` into `dst`. Nothing put and `Ok` is the end of the stream.
     pub fn poll_read(
@@ -101,9 +115,7 @@ impl<W: TransportWrite> Conn<W> {
     ) -> Poll<io::Result<usize>> {
         self.with_state(|st| match st.session.write_bytes(id, data) {
             Ok(n) => {
-                if n > 0 {
-                    st.waiters.notify_worker();
-                }
+                leave_large_to_worker(st, n);
                 Poll::Ready(Ok(n))
             }
             Err(StreamError::Blocked) => {
@@ -117,7 +129,8 @@ impl<W: TransportWrite> Conn<W> {
     }
 
     /// Writes to stream `id`; what is taken reaches the wire in order. A write of a full frame
-    /// or more goes straight to the transport when it can; the rest is queued for the worker.
+    /// or more goes straight to the transport when it can; the rest is queued, and sent at once
+    /// if small ([`SEND_AT_ONCE_BELOW`]).
     pub fn poll_write(
         &self,
         id: StreamId,
@@ -144,7 +157,7 @@ impl<W: TransportWrite> Conn<W> {
         }
     }
 
-    /// Copies from `bufs` into the stream's queue and wakes the worker to send it.
+    /// Copies from `bufs` into the stream's queue, to be sent (see [`SEND_AT_ONCE_BELOW`]).
     fn poll_write_queued(
         &self,
         id: StreamId,
@@ -176,16 +189,22 @@ impl<W: TransportWrite> Conn<W> {
     /// Queues with `attempt` (its flag: whether to park the writer when the queue is full).
     /// A writer that finds the queue full writes what is queued itself first, when nobody
     /// else holds the transport (as a flush would), then tries once more, parking this time.
+    /// What was queued is then sent at once or left to the worker (see
+    /// [`SEND_AT_ONCE_BELOW`]).
     fn queue_or_park(
         &self,
         cx: &mut Context<'_>,
         mut attempt: impl FnMut(&mut Context<'_>, bool) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
-        if let ready @ Poll::Ready(_) = attempt(cx, false) {
-            return ready;
+        let mut r = attempt(cx, false);
+        if r.is_pending() {
+            self.try_drive(cx);
+            r = attempt(cx, true);
         }
-        self.try_drive(cx);
-        attempt(cx, true)
+        if let Poll::Ready(Ok(1..SEND_AT_ONCE_BELOW)) = r {
+            self.send_queued(cx);
+        }
+        r
     }
 
     /// One attempt of [`Conn::poll_write_queued`]; registers the writer when `park`.
@@ -216,9 +235,7 @@ impl<W: TransportWrite> Conn<W> {
                     Err(e) => return Poll::Ready(Err(st.stream_io_error(&e, StreamOp::Write))),
                 }
             }
-            if total > 0 {
-                st.waiters.notify_worker();
-            }
+            leave_large_to_worker(st, total);
             Poll::Ready(Ok(total))
         })
     }

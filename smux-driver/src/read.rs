@@ -54,6 +54,12 @@ pub(crate) struct ReadSide<R> {
 /// worker before waking it. While the last read returned `Pending` and this has not fired,
 /// the transport has nothing new (it wakes the last waker it was given, this one), so a poll
 /// of the worker for another reason (a stream queued a frame) does not read.
+///
+/// Every write of `fired` is a read-modify-write: the transport may wake it from another
+/// thread with no other ordering to the worker (a stream's task that wrote to the transport,
+/// say), and plain stores from two threads may then be ordered either way, so that the worker's
+/// earlier "not fired" would overwrite the wake's "fired" and the read it calls for be skipped
+/// for good. Read-modify-writes of one atomic follow each other (the loom model (e) found it).
 #[derive(Debug, Default)]
 struct ReadWake {
     fired: AtomicBool,
@@ -67,7 +73,7 @@ impl Wake for ReadWake {
     }
 
     fn wake_by_ref(self: &std::sync::Arc<Self>) {
-        self.fired.store(true, Ordering::Release);
+        self.fired.swap(true, Ordering::AcqRel);
         let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = &*worker {
             w.wake_by_ref();
@@ -206,7 +212,7 @@ impl<R: TransportRead> ReadSide<R> {
             let wants_write = st.wants_write();
             drop(st);
             let mut page = r.page();
-            self.wake.fired.store(false, Ordering::Release);
+            self.wake.fired.swap(false, Ordering::AcqRel);
             let read = t.poll_read(&mut Context::from_waker(&self.waker), &mut page[..]);
             self.armed = read.is_pending();
             if read.is_pending() {

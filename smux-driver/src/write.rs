@@ -115,6 +115,26 @@ impl<W: TransportWrite> Conn<W> {
         Some(self.drive(&mut w, cx))
     }
 
+    /// Sends what a write just queued, from the writing task, as a socket's write does: no
+    /// task switch to the worker, which a flush right after would make useless. If somebody
+    /// holds the write side, it is left to the holder, which wakes the worker as it lets go.
+    /// If bytes wait already (the transport is full), or the transport cannot take all now,
+    /// it is left to the worker, which writes as the transport drains: a task that writes into
+    /// a full transport only fills it sooner, and every byte it adds is one more ahead of the
+    /// next small message (a request behind bulk transfers over a slow link waits longer).
+    pub fn send_queued(&self, cx: &mut Context<'_>) {
+        let mut key = Wakes::default();
+        let Some(mut w) = self.writer_or_hand_off(&mut key) else {
+            return;
+        };
+        if !w.has_work() {
+            self.drive(&mut w, cx);
+        }
+        if w.has_work() {
+            w.state().waiters.notify_worker();
+        }
+    }
+
     fn write_queue(&self, w: &mut Writer<'_, W>, cx: &mut Context<'_>) -> io::Result<bool> {
         let mut budget = MAX_WRITE;
         let mut dry = false;

@@ -207,7 +207,9 @@ impl<T: TokioConn> Bind<T> for Tokio {
 /// One stream of the connection, a Tokio `AsyncRead + AsyncWrite + AsyncBufRead`. It reads
 /// and writes like a TCP stream:
 /// - a write of a full frame (32 KiB by default) or more goes straight to the transport when
-///   nothing is queued ahead of it; smaller writes are queued and share the worker's writes;
+///   nothing is queued ahead of it; smaller ones are queued, and one under 4 KiB is then
+///   written from the calling task at once (unless another task is writing), as a socket
+///   writes; the rest share the worker's writes;
 /// - `flush` writes what is queued from the calling task (unless another task is writing),
 ///   then flushes the transport;
 /// - `shutdown` queues FIN after the data written so far and keeps the read side open; like

@@ -112,7 +112,13 @@ async fn malformed(version: Version, prelude: Vec<u8>, bad: Vec<u8>, expect: Pro
         }
     })
     .await
-    .expect("the writer never blocked");
+    .unwrap_or_else(|_| {
+        panic!(
+            "the writer never blocked: parked {} accepted {}",
+            parked.load(Ordering::SeqCst),
+            accepted.load(Ordering::SeqCst)
+        )
+    });
     if version == Version::V2 {
         assert_eq!(accepted.load(Ordering::SeqCst), INITIAL_WINDOW);
     }
