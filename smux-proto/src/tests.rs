@@ -1597,3 +1597,31 @@ fn at_the_session_limit_the_stalled_stream_timeout_resets_the_largest_holder() {
     assert_eq!(p.server.read(small, &mut buf), Ok(40 * 1024));
     assert_eq!(p.server.read(late, &mut buf), Ok(64 * 1024));
 }
+
+#[test]
+fn a_small_payload_merged_into_a_kept_tail_lowers_the_memory_held() {
+    // A kept (pinned) payload read down to a small tail, then a small payload: the two merge
+    // into one copied chunk, and the stream holds less than before the second arrived.
+    let (mut s, now) = server(Config::default());
+    let id = StreamId(3);
+    feed(&mut s, now, wire(Version::V1, Cmd::Syn, 3, b""));
+    assert_eq!(s.accept(), Some(id));
+    let big: Vec<u8> = (0..20_000).map(|i| (i % 251) as u8).collect();
+    feed(&mut s, now, wire(Version::V1, Cmd::Psh, 3, &big));
+    let pinned_held = s.unread_held();
+    assert!(
+        pinned_held > 20_000,
+        "the payload is kept, its page charged"
+    );
+    assert_eq!(s.read_chunk(id, 19_900).unwrap().unwrap().len(), 19_900);
+    let tail_held = s.unread_held();
+    feed(&mut s, now, wire(Version::V1, Cmd::Psh, 3, &[7u8; 50]));
+    assert!(s.unread_held() < tail_held, "merging unpins the tail");
+    let mut rest = Vec::new();
+    while let Ok(Some(c)) = s.read_chunk(id, 1000) {
+        rest.extend_from_slice(&c);
+    }
+    assert_eq!(&rest[..100], &big[19_900..]);
+    assert_eq!(&rest[100..], &[7u8; 50]);
+    assert_eq!(s.unread_held(), 0);
+}

@@ -242,7 +242,9 @@ impl Session {
         s.counters.received += data.len() as u64;
         let arrived = data.len();
         let was_empty = s.push_rx(data, pinned);
-        self.rx_held += s.rx_memory() - before;
+        // Queueing may also lower the stream's memory: a small payload merged into the last
+        // chunk unpins it, when a read left that chunk a small tail of a kept payload.
+        self.rx_held = self.rx_held - before + s.rx_memory();
         if rest > 0 {
             self.rx_reserved = s.rx_cost(rest, keep);
             self.rx_held += self.rx_reserved;
