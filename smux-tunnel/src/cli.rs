@@ -17,7 +17,7 @@ use smux_tokio::Version;
 use crate::forward::Options;
 use crate::kcp::codec::{CRYPT_HEADER, KCPTUN_DEFAULT_KEY};
 use crate::kcp::fec::FEC_HEADER_DATA;
-use crate::kcp::{CodecConfig, Crypt, KcpSettings, Mode, MTU_LIMIT};
+use crate::kcp::{CodecConfig, Crypt, KcpSettings, ListenerLimits, Mode, MTU_LIMIT};
 use crate::transport::{Kcp, Transport};
 
 /// The usage text.
@@ -41,6 +41,9 @@ options of the client:
   --conns N               smux connections to spread connections over (kcptun: --conn; 1)
   --autoexpire SECONDS    replace a smux connection this old, 0 for never (default 0)
   --scavengettl SECONDS   how long a replaced one may drain (default 600)
+options of the server, with --transport kcp:
+  --max-sessions N        KCP sessions alive at once (default 1024); each may hold about
+                          twice --rcvwnd packets (2.5 MiB at the server's defaults)
 kcptun's KCP options (with --transport kcp), kcptun's defaults:
   --key KEY (it's a secrect, or $KCPTUN_KEY)   --crypt aes|aes-128|aes-192|salsa20|xor|none (aes)
   --mode fast3|fast2|fast|normal|manual (fast) --mtu BYTES (1350)
@@ -223,6 +226,7 @@ const SPECS: &[Spec] = &[
     spec(&["resend"], true, true, true, "resend"),
     spec(&["nc"], true, true, true, "nc"),
     spec(&["sockbuf"], true, true, true, "sockbuf"),
+    spec(&["max-sessions"], false, true, true, "max-sessions"),
     spec(&["smuxbuf"], true, true, true, "smuxbuf"),
     spec(&["streambuf"], true, true, true, "streambuf"),
     spec(&["quiet"], true, true, false, "quiet"),
@@ -254,6 +258,7 @@ const KCP_ONLY: &[&str] = &[
     "resend",
     "nc",
     "sockbuf",
+    "max-sessions",
 ];
 
 fn find(name: &str, role: Role) -> Option<&'static Spec> {
@@ -419,6 +424,7 @@ fn build(
     let mut smuxbuf: Option<usize> = None;
     let mut streambuf: Option<usize> = None;
     let mut keep_alive: Option<u64> = None;
+    let mut limits = ListenerLimits::default();
 
     for g in &given {
         let w = g.written.as_str();
@@ -498,6 +504,12 @@ fn build(
                 raw.nodelay_flags.push(w.to_string());
             }
             "sockbuf" => settings.sockbuf = number(w, val())?,
+            "max-sessions" => {
+                limits.max_sessions = number(w, val())?;
+                if limits.max_sessions == 0 {
+                    return Err(format!("{w} is at least 1"));
+                }
+            }
             "smuxbuf" => smuxbuf = Some(number(w, val())?),
             "streambuf" => streambuf = Some(number(w, val())?),
             "quiet" => opts.quiet = boolean(w, v)?,
@@ -632,7 +644,8 @@ fn build(
         settings
             .kcp_mtu(overhead)
             .map_err(|e| format!("--mtu: {e}"))?;
-        let kcp = Kcp::new(settings, codec, compression).map_err(|e| e.to_string())?;
+        let mut kcp = Kcp::new(settings, codec, compression).map_err(|e| e.to_string())?;
+        kcp.limits = limits;
         opts.transport = Transport::Kcp(Box::new(kcp));
         if raw.notsent_lowat.is_some() {
             warnings.push(
@@ -969,6 +982,17 @@ mod tests {
         let s = run("server --transport=kcp -t h:2 -l :1");
         let k = kcp(&s);
         assert_eq!((k.settings.sndwnd, k.settings.rcvwnd), (1024, 1024));
+        assert_eq!(k.limits, ListenerLimits::default());
+    }
+
+    #[test]
+    fn the_servers_session_cap() {
+        let s = run("server --transport kcp -t h:2 -l :1 --max-sessions 16");
+        assert_eq!(kcp(&s).limits.max_sessions, 16);
+        assert!(err("server --transport kcp -t h:2 -l :1 --max-sessions 0").contains("at least 1"));
+        assert!(err("server -t h:2 -l :1 --max-sessions 16").contains("needs --transport kcp"));
+        assert!(err("client --transport kcp -r h:2 -l :1 --max-sessions 16")
+            .contains("not an option of the client"));
     }
 
     #[test]

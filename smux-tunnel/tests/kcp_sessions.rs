@@ -301,3 +301,80 @@ fn writes_wait_when_the_send_window_is_full() {
             );
         });
 }
+
+/// What a peer that keeps to the protocol can make a server's session hold when nobody reads
+/// it: KCP's receive window in order (the queue for the reader) and its window out of order,
+/// and nothing beyond. Checked on the wire, through what the session acknowledges (a peer
+/// may count as held only what was acknowledged), then through what the reader gets.
+#[test]
+fn an_unread_session_holds_two_receive_windows_at_most() {
+    // The smallest receive window KCP takes (a smaller one counts as this).
+    const WND: u32 = 128;
+    const CMD_ACK: u8 = 82;
+    // A marker: a duplicate of segment 0 whose acknowledgement carries this timestamp.
+    const MARK_TS: u32 = 0xfeed;
+    on_runtimes(|| async {
+        let settings = KcpSettings {
+            rcvwnd: WND as u16,
+            ..KcpSettings::server()
+        };
+        let mut l = KcpListener::bind("127.0.0.1:0", settings, ListenerLimits::default(), plain)
+            .await
+            .unwrap();
+        let addr = l.local_addr().unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let conv = 0x00c0_ffee;
+        let payload = |sn: u32| [sn as u8; 100];
+        // Four windows, in order, a datagram each; then the marker.
+        for sn in 0..4 * WND {
+            let s = segment(conv, 81, sn, sn, 0, &payload(sn));
+            peer.send_to(&seal(&s), addr).await.unwrap();
+        }
+        let mark = segment(conv, 81, MARK_TS, 0, 0, &payload(0));
+        peer.send_to(&seal(&mark), addr).await.unwrap();
+
+        // The session's acknowledgements, until the marker's: the listener handles one
+        // address's datagrams in order, so everything before it has been taken in or refused.
+        let mut acked = std::collections::BTreeSet::new();
+        let mut buf = [0u8; 2048];
+        'marker: loop {
+            let n = peer.recv(&mut buf).await.unwrap();
+            let mut p = &buf[20..n];
+            while p.len() >= 24 {
+                let word = |i: usize| u32::from_le_bytes(p[i..i + 4].try_into().unwrap());
+                let (ts, sn, len) = (word(8), word(12), word(20) as usize);
+                if p[4] == CMD_ACK {
+                    if ts == MARK_TS {
+                        break 'marker;
+                    }
+                    acked.insert(sn);
+                }
+                p = &p[(24 + len).min(p.len())..];
+            }
+        }
+        let expected: std::collections::BTreeSet<u32> = (0..2 * WND).collect();
+        assert_eq!(
+            acked, expected,
+            "acknowledged beyond two windows, or short of them"
+        );
+
+        // The reader gets those two windows, in order, and nothing more arrives.
+        let mut s = l.accept().await.unwrap();
+        for sn in 0..2 * WND {
+            let mut got = [0u8; 100];
+            s.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, payload(sn), "segment {sn}");
+        }
+        let mut more = [0u8; 1];
+        let nothing = std::future::poll_fn(|cx| {
+            let mut rb = tokio::io::ReadBuf::new(&mut more);
+            std::task::Poll::Ready(tokio::io::AsyncRead::poll_read(
+                std::pin::Pin::new(&mut s),
+                cx,
+                &mut rb,
+            ))
+        })
+        .await;
+        assert!(nothing.is_pending(), "data beyond the windows was kept");
+    });
+}

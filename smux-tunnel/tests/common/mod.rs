@@ -57,7 +57,7 @@ pub fn plain() -> KcpGoCodec {
 }
 
 /// A Tokio runtime a scenario runs on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavor {
     CurrentThread,
     MultiThread(usize),
