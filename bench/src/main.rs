@@ -270,7 +270,16 @@ fn parse(args: &[String]) -> Options {
                 o.limit = Duration::from_secs(secs);
             }
             "--quick" => {
-                o.params = Params::QUICK;
+                // The sizes only: what other options set (before it or after) stays.
+                let p = o.params;
+                o.params = Params {
+                    mbit: p.mbit,
+                    rtt_ms: p.rtt_ms,
+                    queue_ms: p.queue_ms,
+                    lowat_kib: p.lowat_kib,
+                    no_tuning: p.no_tuning,
+                    ..Params::QUICK
+                };
                 o.quick = true;
             }
             "--runtimes" => {
