@@ -228,11 +228,19 @@ fn main() {
     }
 }
 
+/// Prints `msg` and the usage to stderr and exits with status 2.
 fn usage(msg: &str) -> ! {
-    eprintln!(
-        "{msg}\nusage: smux-bench [--reps N] [--quick] [--runtimes ct,mt] [--multi-thread] \
+    eprintln!("{msg}\n{}", usage_text());
+    std::process::exit(2)
+}
+
+/// What `--help` prints.
+fn usage_text() -> String {
+    format!(
+        "usage: smux-bench [--reps N] [--quick] [--runtimes ct,mt] [--multi-thread] \
          [--no-go] [--before COMMIT] [--impls a,b] [--workloads a,b] [--timeout SECS] \
-         [--write-size BYTES]\n       \
+         [--write-size BYTES] [--link MBIT,RTT_MS,QUEUE_MS] [--notsent-lowat KIB] \
+         [--no-window-tuning]\n       \
          smux-bench --instructions [--impls a,b] [--workloads pingpong,echo-seq,stream] \
          [--top K] [--before COMMIT] [--quick] [--write-size BYTES]\n  \
          --runtimes: the Tokio runtimes, ct (current-thread) and/or mt (multi-thread, 2 \
@@ -241,6 +249,9 @@ fn usage(msg: &str) -> ! {
          --before COMMIT: also smux-tokio and smux-futures built from COMMIT\n  \
          --timeout SECS: a measurement still running after SECS (default 180) is killed \
          and reported as a timeout\n  \
+         --link, --notsent-lowat, --no-window-tuning: the wan-* workloads' emulated link \
+         (default 100,50,50), TCP_NOTSENT_LOWAT on its sockets, ours without window tuning \
+         (bench/src/wan.rs)\n  \
          --write-size BYTES: the sender's write size in stream, streams64, copy and copy-bidi \
          (default {WRITE_SIZE}); in the report's header and those tables' titles\n  \
          --instructions: user-space instructions per operation under cachegrind (N and 3N \
@@ -253,8 +264,7 @@ fn usage(msg: &str) -> ! {
         Impl::ALL.map(Impl::name).join(", "),
         BEFORE.map(before_name).join(", "),
         Workload::ALL.map(Workload::name).join(", ")
-    );
-    std::process::exit(2)
+    )
 }
 
 fn parse(args: &[String]) -> Options {
@@ -281,6 +291,10 @@ fn parse(args: &[String]) -> Options {
                 .unwrap_or_else(|| usage(&format!("{a} needs a value")))
         };
         match a.as_str() {
+            "--help" | "-h" => {
+                println!("{}", usage_text());
+                std::process::exit(0)
+            }
             "--reps" => o.reps = value().parse().unwrap_or_else(|_| usage("--reps N")),
             "--write-size" => {
                 o.params.write = value()
