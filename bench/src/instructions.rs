@@ -9,7 +9,8 @@
 //! - `pingpong`: one 64-byte round trip, each write flushed (10,000 and 30,000 round trips;
 //!   the child runs `untimed`, without a clock read or a latency kept per round trip);
 //! - `echo-seq`: one stream opened, 8 bytes echoed (flushed) and closed (5,000 and 15,000);
-//! - `stream`: one MiB of a one-stream bulk transfer in 64 KiB writes (64 and 192 MiB).
+//! - `stream`: one MiB of a one-stream bulk transfer in 64 KiB writes, or `--write-size`'s
+//!   (64 and 192 MiB).
 //!
 //! `--quick` takes a fifth of those sizes. Cachegrind counts user space only: the kernel's
 //! work (raw TCP's connection per `echo-seq` operation, every syscall) is not in the figures.
@@ -60,28 +61,32 @@ struct Sizes {
     small: u64,
     large: u64,
     op: &'static str,
-    what: &'static str,
+    what: String,
 }
 
-fn sizes(w: Workload, quick: bool) -> Sizes {
+fn sizes(w: Workload, o: &Options) -> Sizes {
+    let quick = o.quick;
     let (key, small, op, what) = match w {
         Workload::PingPong => (
             "iters",
             10_000,
             "round trip",
-            "64-byte ping-pong, each write flushed",
+            "64-byte ping-pong, each write flushed".to_string(),
         ),
         Workload::EchoSeq => (
             "ops",
             5_000,
             "open + echo + close",
-            "open, 8-byte echo (flushed), close, in sequence",
+            "open, 8-byte echo (flushed), close, in sequence".to_string(),
         ),
         Workload::Stream => (
             "mib",
             64,
             "MiB",
-            "one stream's bulk transfer, 64 KiB writes",
+            format!(
+                "one stream's bulk transfer, {} writes",
+                crate::size(o.params.write)
+            ),
         ),
         _ => unreachable!("not counted"),
     };
@@ -186,7 +191,7 @@ pub fn run(o: &Options) {
     let started = std::time::Instant::now();
     let mut counts: Vec<Vec<Count>> = Vec::new();
     for &w in &workloads {
-        let sz = sizes(w, o.quick);
+        let sz = sizes(w, o);
         let mut row = Vec::new();
         for c in &counted {
             if let Some(why) = crate::not_applicable(c.subject, w) {
@@ -227,7 +232,7 @@ pub fn run(o: &Options) {
         dir.display()
     );
     for (wi, &w) in workloads.iter().enumerate() {
-        let sz = sizes(w, o.quick);
+        let sz = sizes(w, o);
         println!(
             "\n#### instructions per {}: {} ({} and {} {})\n",
             sz.op, sz.what, sz.small, sz.large, sz.key
@@ -264,7 +269,7 @@ pub fn run(o: &Options) {
     }
     if o.top > 0 {
         for (wi, &w) in workloads.iter().enumerate() {
-            let sz = sizes(w, o.quick);
+            let sz = sizes(w, o);
             for (k, c) in counted.iter().enumerate() {
                 if counts[wi][k].per_op(&sz).is_none() {
                     continue;
@@ -314,6 +319,9 @@ fn count(o: &Options, c: &Counted, w: Workload, sz: &Sizes, n: u64, dir: &Path) 
         .arg(format!("{}={n}", sz.key));
     if w == Workload::PingPong {
         cmd.arg("untimed=1");
+    }
+    if w.sized_writes() {
+        cmd.arg(format!("write={}", o.params.write));
     }
     let t = std::time::Instant::now();
     let label = format!("{} {} {}={n}", c.subject.name(), w.name(), sz.key);

@@ -16,16 +16,24 @@
 //! cargo run --release -p smux-bench [-- --reps 3 --quick --runtimes ct,mt --no-go
 //!                                       --before COMMIT --impls raw-tcp,smux-tokio-v1,...
 //!                                       --workloads stream,... --timeout 180
+//!                                       --write-size 65536
 //!                                       --link 100,50,50 --notsent-lowat 128
 //!                                       --no-window-tuning]
 //! cargo run --release -p smux-bench -- --instructions [--impls ... --workloads ... --top 15
-//!                                                      --before COMMIT --quick]
+//!                                                      --before COMMIT --quick
+//!                                                      --write-size 65536]
 //! ```
 //!
 //! The workloads (`--workloads`, all by default): `stream` (one stream's bulk transfer, 64 KiB
-//! writes), `streams64` (64 at once), `bidi` (two streams at once over one connection, one bulk
-//! transfer each way; raw TCP: one connection, its halves split, a direction each way;
-//! aggregate throughput), `handshake` (open, 8-byte echo, close, in sequence, no flush),
+//! writes unless `--write-size` says), `streams64` (64 at once), `bidi` (two streams at once
+//! over one connection, one bulk transfer each way, 64 KiB writes; raw TCP: one connection, its
+//! halves split, a direction each way; aggregate throughput), `copy` (`stream` with the
+//! receiver `tokio::io::copy`ing into `tokio::io::sink()`: the plain `AsyncRead` path, through
+//! Tokio's 8 KiB copy buffer), `copy-bidi` (one stream through a relay,
+//! `tokio::io::copy_bidirectional_with_sizes` with 64 KiB each way, to an in-memory service
+//! that discards what it gets and sends the same amount of its own; both directions' bytes;
+//! raw TCP: the same with a TCP connection in place of the stream; Go does not run `copy` or
+//! `copy-bidi`), `handshake` (open, 8-byte echo, close, in sequence, no flush),
 //! `echo-seq` (the same with each write flushed, as a request/response protocol does; a rate,
 //! with its ratio to `async_smux`; raw TCP: a new connection each), `openclose` (pipelined
 //! open+close), `pingpong` and `pingpong-noflush` (64-byte round trips), `idle` (memory per
@@ -51,6 +59,10 @@
 //! on both ends' sockets (not set by default). Raw TCP does not run them (it opens a
 //! connection per stream); the Go program runs them across a link this process runs
 //! (`wan_forward`), and `wan-tunnel` is ours only.
+//!
+//! `--write-size BYTES` sets the write size of `stream`, `streams64`, `copy` and `copy-bidi`
+//! (65536 by default; the Go program's `stream` and `streams64` take it too); the report's
+//! header and those tables' titles say it. With `--instructions` it applies to `stream`.
 //!
 //! `--multi-thread`, the flag of old, is `--runtimes mt`. A measurement still running after
 //! `--timeout` seconds (180) is killed and shows as "timeout" in its row.
@@ -82,7 +94,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use impls::Impl;
-use workloads::{Params, Workload, OPENCLOSE_WINDOW};
+use workloads::{Params, Workload, OPENCLOSE_WINDOW, WRITE_SIZE};
 
 #[global_allocator]
 static ALLOC: smux_test_support::alloc::CountingAlloc = smux_test_support::alloc::CountingAlloc;
@@ -216,28 +228,43 @@ fn main() {
     }
 }
 
+/// Prints `msg` and the usage to stderr and exits with status 2.
 fn usage(msg: &str) -> ! {
-    eprintln!(
-        "{msg}\nusage: smux-bench [--reps N] [--quick] [--runtimes ct,mt] [--multi-thread] \
-         [--no-go] [--before COMMIT] [--impls a,b] [--workloads a,b] [--timeout SECS]\n       \
+    eprintln!("{msg}\n{}", usage_text());
+    std::process::exit(2)
+}
+
+/// What `--help` prints.
+fn usage_text() -> String {
+    format!(
+        "usage: smux-bench [--reps N] [--quick] [--runtimes ct,mt] [--multi-thread] \
+         [--no-go] [--before COMMIT] [--impls a,b] [--workloads a,b] [--timeout SECS] \
+         [--write-size BYTES] [--link MBIT,RTT_MS,QUEUE_MS] [--notsent-lowat KIB] \
+         [--no-window-tuning]\n       \
          smux-bench --instructions [--impls a,b] [--workloads pingpong,echo-seq,stream] \
-         [--top K] [--before COMMIT] [--quick]\n  \
+         [--top K] [--before COMMIT] [--quick] [--write-size BYTES]\n  \
          --runtimes: the Tokio runtimes, ct (current-thread) and/or mt (multi-thread, 2 \
          workers); default both. --multi-thread is --runtimes mt. smux-futures rows run once, \
          on smol; Go rows once.\n  \
          --before COMMIT: also smux-tokio and smux-futures built from COMMIT\n  \
          --timeout SECS: a measurement still running after SECS (default 180) is killed \
          and reported as a timeout\n  \
+         --link, --notsent-lowat, --no-window-tuning: the wan-* workloads' emulated link \
+         (default 100,50,50), TCP_NOTSENT_LOWAT on its sockets, ours without window tuning \
+         (bench/src/wan.rs)\n  \
+         --write-size BYTES: the sender's write size in stream, streams64, copy and copy-bidi \
+         (default {WRITE_SIZE}); in the report's header and those tables' titles\n  \
          --instructions: user-space instructions per operation under cachegrind (N and 3N \
          operations, current-thread runtime), for raw-tcp, smux-tokio-v1/v2, async_smux and \
          the before build unless --impls says; --top K: the functions listed per count (15)\n  \
          impls: {}, {}, go-smux-v1, go-smux-v2, smux-tunnel, go-kcptun-server (the last two: \
-         the kcptun workloads only)\n  workloads: {}",
+         the kcptun workloads only)\n  workloads: {} (copy: the receiver is tokio::io::copy \
+         into tokio::io::sink(); copy-bidi: a relay, copy_bidirectional_with_sizes with 64 KiB \
+         each way, between the stream and an in-memory service; neither runs on Go)",
         Impl::ALL.map(Impl::name).join(", "),
         BEFORE.map(before_name).join(", "),
         Workload::ALL.map(Workload::name).join(", ")
-    );
-    std::process::exit(2)
+    )
 }
 
 fn parse(args: &[String]) -> Options {
@@ -264,13 +291,34 @@ fn parse(args: &[String]) -> Options {
                 .unwrap_or_else(|| usage(&format!("{a} needs a value")))
         };
         match a.as_str() {
+            "--help" | "-h" => {
+                println!("{}", usage_text());
+                std::process::exit(0)
+            }
             "--reps" => o.reps = value().parse().unwrap_or_else(|_| usage("--reps N")),
+            "--write-size" => {
+                o.params.write = value()
+                    .parse()
+                    .ok()
+                    .filter(|&n: &usize| n > 0)
+                    .unwrap_or_else(|| usage("--write-size BYTES (at least 1)"))
+            }
             "--timeout" => {
                 let secs = value().parse().unwrap_or_else(|_| usage("--timeout SECS"));
                 o.limit = Duration::from_secs(secs);
             }
             "--quick" => {
-                o.params = Params::QUICK;
+                // The sizes only: what other options set (before it or after) stays.
+                let p = o.params;
+                o.params = Params {
+                    write: p.write,
+                    mbit: p.mbit,
+                    rtt_ms: p.rtt_ms,
+                    queue_ms: p.queue_ms,
+                    lowat_kib: p.lowat_kib,
+                    no_tuning: p.no_tuning,
+                    ..Params::QUICK
+                };
                 o.quick = true;
             }
             "--runtimes" => {
@@ -730,6 +778,10 @@ fn not_applicable(s: Subject, w: Workload) -> Option<&'static str> {
         ),
         (None, Workload::WanTunnel) => Some("the tunnel example is built on smux-tokio"),
         (None, Workload::Bidi) => Some("the Go program has no bidi workload"),
+        (None, Workload::Copy | Workload::CopyBidi) => Some(
+            "tokio::io::copy and copy_bidirectional are Tokio's: the Go program has no copy \
+             workloads",
+        ),
         (None, w) if w.go_name().is_none() => Some(
             "Go's writes go out at once, with nothing to flush: its pingpong row is this \
              measurement",
@@ -1058,7 +1110,11 @@ fn metrics(w: Workload) -> Vec<Metric> {
                 value: |f| field(f, "up_rss_kib").max(field(f, "down_rss_kib")) / 1024.0,
             },
         ],
-        Workload::Stream | Workload::Streams64 | Workload::Bidi => vec![gib_s, rss],
+        Workload::Stream
+        | Workload::Streams64
+        | Workload::Bidi
+        | Workload::Copy
+        | Workload::CopyBidi => vec![gib_s, rss],
         Workload::Handshake | Workload::EchoSeq | Workload::OpenClose => vec![rate],
         Workload::PingPong | Workload::PingPongNoFlush => vec![
             Metric {
@@ -1215,10 +1271,37 @@ fn lowat(p: &Params) -> String {
     }
 }
 
+/// A write size for a description: `64 KiB`, `1000 B`.
+pub(crate) fn size(bytes: usize) -> String {
+    if bytes >= 1024 && bytes % 1024 == 0 {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
 fn describe_workload(w: Workload, p: &Params) -> String {
     match w {
-        Workload::Stream => format!("one stream, {} MiB in 64 KiB writes", p.mib),
-        Workload::Streams64 => format!("{} streams at once, {} MiB in all", p.streams, p.mib),
+        Workload::Stream => format!("one stream, {} MiB in {} writes", p.mib, size(p.write)),
+        Workload::Streams64 => format!(
+            "{} streams at once, {} MiB in all in {} writes",
+            p.streams,
+            p.mib,
+            size(p.write)
+        ),
+        Workload::Copy => format!(
+            "copy: one stream, {} MiB in {} writes, the receiver tokio::io::copy into \
+             tokio::io::sink() (8 KiB buffer)",
+            p.mib,
+            size(p.write)
+        ),
+        Workload::CopyBidi => format!(
+            "copy-bidi: one stream through a relay, copy_bidirectional_with_sizes (64 KiB each \
+             way) to an in-memory service; {} MiB each way, the client's in {} writes (raw TCP: \
+             a TCP connection in place of the stream); both directions' bytes",
+            p.mib,
+            size(p.write)
+        ),
         Workload::Bidi => format!(
             "two streams at once, one each way, {} MiB each in 64 KiB writes (raw TCP: one \
              connection, a direction each way); both directions' bytes",
@@ -1337,6 +1420,24 @@ fn report(o: &Options, h: &Header, subjects: &[Subject], results: &Results) {
         o.reps,
         if o.reps == 1 { "" } else { "s" }
     );
+    let sized: Vec<&str> = o
+        .workloads
+        .iter()
+        .filter(|w| w.sized_writes())
+        .map(|w| w.name())
+        .collect();
+    if !sized.is_empty() {
+        println!(
+            "- write size: {} bytes{} ({})",
+            o.params.write,
+            if o.params.write == WRITE_SIZE {
+                ", the default"
+            } else {
+                ", --write-size"
+            },
+            sized.join(", ")
+        );
+    }
     // What the tables of the library workloads need said; a kcptun table says its own.
     if o.workloads.iter().any(|w| !w.kcptun()) {
         println!(

@@ -4,10 +4,12 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use smux_test_support::alloc::live;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -16,7 +18,13 @@ use smux_test_support::link::LinkConfig;
 use crate::impls::{connect, sleep, spawn, Acceptor, BoxIo, Impl, Opener, Setup};
 use crate::wan;
 
+/// Reads' buffer size, and writes' where the workload has no write size of its own.
 const CHUNK: usize = 64 * 1024;
+/// The write size of the bulk workloads (`stream`, `streams64`, `copy`, `copy-bidi`) unless
+/// `--write-size` says.
+pub const WRITE_SIZE: usize = CHUNK;
+/// `copy-bidi`'s relay: `copy_bidirectional_with_sizes`'s buffer each way.
+const RELAY_BUF: usize = 64 * 1024;
 const MIB: u64 = 1024 * 1024;
 /// Pipelined open+close: streams the client keeps in flight (opened and shut down, the
 /// server's close not yet read). Below every implementation's accept backlog (1,024 in
@@ -31,6 +39,11 @@ pub enum Workload {
     Streams64,
     /// Over one connection, two streams at once: one bulk transfer each way.
     Bidi,
+    /// One stream's bulk transfer, the receiver `tokio::io::copy` into `tokio::io::sink()`.
+    Copy,
+    /// One stream through a relay (`tokio::io::copy_bidirectional_with_sizes`, 64 KiB each
+    /// way) to an in-memory service: bulk data both ways.
+    CopyBidi,
     /// Open, 8-byte echo, close, in sequence; neither side flushes.
     Handshake,
     /// The same with a flush after each write, as a request/response protocol does.
@@ -57,10 +70,12 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 15] = [
+    pub const ALL: [Workload; 17] = [
         Workload::Stream,
         Workload::Streams64,
         Workload::Bidi,
+        Workload::Copy,
+        Workload::CopyBidi,
         Workload::Handshake,
         Workload::EchoSeq,
         Workload::OpenClose,
@@ -80,6 +95,8 @@ impl Workload {
             Workload::Stream => "stream",
             Workload::Streams64 => "streams64",
             Workload::Bidi => "bidi",
+            Workload::Copy => "copy",
+            Workload::CopyBidi => "copy-bidi",
             Workload::Handshake => "handshake",
             Workload::EchoSeq => "echo-seq",
             Workload::OpenClose => "openclose",
@@ -97,12 +114,15 @@ impl Workload {
 
     /// The Go program's name for it: its writes go out at once, so its `pingpong` is the
     /// flushing one, and it has no other; its `handshake` is `echo-seq` (and `handshake`).
-    /// The tunnel is ours, and `bidi` is not in the Go program.
+    /// The tunnel is ours, `copy` and `copy-bidi` are Tokio's copy functions, and `bidi` is
+    /// not in the Go program.
     pub fn go_name(self) -> Option<&'static str> {
         match self {
             Workload::PingPongNoFlush
             | Workload::WanTunnel
             | Workload::Bidi
+            | Workload::Copy
+            | Workload::CopyBidi
             | Workload::Kcptun
             | Workload::KcptunOff => None,
             Workload::EchoSeq => Some("handshake"),
@@ -123,6 +143,14 @@ impl Workload {
         matches!(self, Workload::Kcptun | Workload::KcptunOff)
     }
 
+    /// Its sender writes in `--write-size` writes.
+    pub fn sized_writes(self) -> bool {
+        matches!(
+            self,
+            Workload::Stream | Workload::Streams64 | Workload::Copy | Workload::CopyBidi
+        )
+    }
+
     pub fn parse(s: &str) -> Option<Workload> {
         Workload::ALL.into_iter().find(|w| w.name() == s)
     }
@@ -132,6 +160,8 @@ impl Workload {
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
     pub mib: u64,
+    /// The bulk workloads' write size in bytes ([`Workload::sized_writes`]).
+    pub write: usize,
     pub streams: usize,
     pub ops: usize,
     /// Streams of the pipelined open+close.
@@ -159,6 +189,7 @@ pub struct Params {
 impl Params {
     pub const FULL: Params = Params {
         mib: 1024,
+        write: WRITE_SIZE,
         streams: 64,
         ops: 20_000,
         openclose: 200_000,
@@ -176,6 +207,7 @@ impl Params {
     };
     pub const QUICK: Params = Params {
         mib: 64,
+        write: WRITE_SIZE,
         streams: 64,
         ops: 2_000,
         openclose: 20_000,
@@ -195,10 +227,14 @@ impl Params {
     /// The `key=value` arguments a child gets for `w` (the Go program reads the same).
     pub fn args(&self, w: Workload) -> Vec<String> {
         match w {
-            Workload::Stream | Workload::Bidi => vec![format!("mib={}", self.mib)],
+            Workload::Bidi => vec![format!("mib={}", self.mib)],
+            Workload::Stream | Workload::Copy | Workload::CopyBidi => {
+                vec![format!("mib={}", self.mib), format!("write={}", self.write)]
+            }
             Workload::Streams64 => vec![
                 format!("mib={}", self.mib),
                 format!("streams={}", self.streams),
+                format!("write={}", self.write),
             ],
             Workload::Handshake | Workload::EchoSeq => vec![format!("ops={}", self.ops)],
             Workload::OpenClose => vec![format!("ops={}", self.openclose)],
@@ -247,6 +283,10 @@ impl Params {
             let n: u64 = v.parse().unwrap_or_else(|_| panic!("bad number in {a}"));
             match k {
                 "mib" => p.mib = n,
+                "write" => {
+                    assert!(n > 0, "write=0: the write size is at least 1 byte");
+                    p.write = n as usize;
+                }
                 // The streams of whichever workload the child runs.
                 "streams" => {
                     p.streams = n as usize;
@@ -304,9 +344,11 @@ pub async fn run(imp: Impl, w: Workload, p: Params) -> io::Result<Fields> {
         return wan::run(w, opener, acceptor, link, &p).await;
     }
     match w {
-        Workload::Stream => bulk(opener, acceptor, p.mib * MIB, 1).await,
-        Workload::Streams64 => bulk(opener, acceptor, p.mib * MIB, p.streams).await,
+        Workload::Stream => bulk(opener, acceptor, p.mib * MIB, 1, p.write, false).await,
+        Workload::Streams64 => bulk(opener, acceptor, p.mib * MIB, p.streams, p.write, false).await,
         Workload::Bidi => bidi(opener, acceptor, p.mib * MIB).await,
+        Workload::Copy => bulk(opener, acceptor, p.mib * MIB, 1, p.write, true).await,
+        Workload::CopyBidi => copy_bidi(opener, acceptor, p.mib * MIB, p.write).await,
         Workload::Handshake => echo(opener, acceptor, p.ops, false).await,
         Workload::EchoSeq => echo(opener, acceptor, p.ops, true).await,
         Workload::OpenClose => open_close(opener, acceptor, p.openclose).await,
@@ -332,13 +374,27 @@ async fn read_to_end_counting<R: AsyncRead + Unpin>(mut s: R) -> io::Result<u64>
     }
 }
 
-/// `streams` streams at once, each writing `total / streams` bytes in 64 KiB writes; the time
-/// until the server has read every byte.
+/// Reads `s` to its end as [`read_to_end_counting`] does or, with `copy`, with
+/// `tokio::io::copy` into `tokio::io::sink()` (the plain `AsyncRead` path, through Tokio's
+/// 8 KiB copy buffer); the bytes read.
+async fn drain(mut s: BoxIo, copy: bool) -> io::Result<u64> {
+    if copy {
+        tokio::io::copy(&mut s, &mut tokio::io::sink()).await
+    } else {
+        read_to_end_counting(s).await
+    }
+}
+
+/// `streams` streams at once, each writing `total / streams` bytes in `write`-byte writes; the
+/// time until the server has read every byte, with 64 KiB reads or, with `copy` (the `copy`
+/// workload), through `tokio::io::copy` into a sink.
 async fn bulk(
     opener: Opener,
     mut acceptor: Acceptor,
     total: u64,
     streams: usize,
+    write: usize,
+    copy: bool,
 ) -> io::Result<Fields> {
     let per = total / streams as u64;
     let (done_tx, done_rx) = oneshot::channel();
@@ -348,7 +404,7 @@ async fn bulk(
             let Some(s) = acceptor.accept().await else {
                 break;
             };
-            readers.push(spawn(read_to_end_counting(s)));
+            readers.push(spawn(drain(s, copy)));
         }
         let mut n = 0;
         for r in readers {
@@ -361,7 +417,7 @@ async fn bulk(
     let mut writers = Vec::with_capacity(streams);
     for _ in 0..streams {
         let s = opener.open().await?;
-        writers.push(spawn(write_counted(s, per)));
+        writers.push(spawn(write_counted(s, per, write)));
     }
     let mut kept = Vec::new();
     for w in writers {
@@ -379,13 +435,13 @@ async fn bulk(
     Ok(vec![("bytes", n as f64), ("secs", secs)])
 }
 
-/// Writes `n` bytes to `w` in 64 KiB writes and shuts it down; gives it back, to be kept
+/// Writes `n` bytes to `w` in `size`-byte writes and shuts it down; gives it back, to be kept
 /// until the reader is done (some implementations reset a stream on drop).
-async fn write_counted<W: AsyncWrite + Unpin>(mut w: W, n: u64) -> io::Result<W> {
-    let buf = vec![0x5au8; CHUNK];
+async fn write_counted<W: AsyncWrite + Unpin>(mut w: W, n: u64, size: usize) -> io::Result<W> {
+    let buf = vec![0x5au8; size];
     let mut left = n;
     while left > 0 {
-        let k = left.min(CHUNK as u64) as usize;
+        let k = left.min(size as u64) as usize;
         w.write_all(&buf[..k]).await?;
         left -= k as u64;
     }
@@ -409,8 +465,8 @@ async fn bidi(opener: Opener, acceptor: Acceptor, per: u64) -> io::Result<Fields
         server.set_nodelay(true)?;
         let (cr, cw) = client.into_split();
         let (sr, sw) = server.into_split();
-        let up = spawn(write_counted(cw, per));
-        let down = spawn(write_counted(sw, per));
+        let up = spawn(write_counted(cw, per, CHUNK));
+        let down = spawn(write_counted(sw, per, CHUNK));
         let got_up = spawn(read_to_end_counting(sr));
         let got_down = read_to_end_counting(cr).await?;
         let got_up = got_up.await??;
@@ -433,7 +489,7 @@ async fn bidi(opener: Opener, acceptor: Acceptor, per: u64) -> io::Result<Fields
                         let n = read_to_end_counting(&mut s).await?;
                         Ok::<_, io::Error>((Some(n), s))
                     }
-                    b"B" => Ok((None, write_counted(s, per).await?)),
+                    b"B" => Ok((None, write_counted(s, per, CHUNK).await?)),
                     _ => Err(io::Error::other("bidi: a stream of no role")),
                 }
             }));
@@ -452,7 +508,7 @@ async fn bidi(opener: Opener, acceptor: Acceptor, per: u64) -> io::Result<Fields
     let mut b = opener.open().await?;
     let up = spawn(async move {
         a.write_all(b"A").await?;
-        write_counted(a, per).await
+        write_counted(a, per, CHUNK).await
     });
     b.write_all(b"B").await?;
     b.flush().await?;
@@ -464,10 +520,97 @@ async fn bidi(opener: Opener, acceptor: Acceptor, per: u64) -> io::Result<Fields
     bidi_fields(got_up, got_down, per, secs)
 }
 
+/// A relay: the server accepts one stream and relays between it and an in-memory [`Service`]
+/// with `tokio::io::copy_bidirectional_with_sizes(stream, service, 64 KiB, 64 KiB)`, as a proxy
+/// in front of a local service does. The client sends `per` bytes in `write`-byte writes and
+/// shuts its side down, and meanwhile reads (64 KiB buffer) the `per` bytes the service sends,
+/// until the relay passes the service's end on as the stream's shutdown; the stream's two
+/// directions go at once, each half-closed on its own. The client, like the relay, drives
+/// both directions in one task (a `tokio::io::split` of its stream, the halves polled
+/// together): yamux 0.13 read from one task and written from another loses a wake-up and
+/// hangs (its reads send window updates through the command channel its writes use, whose
+/// sender keeps one waiting task). Raw TCP: the same with a TCP connection in place of the
+/// stream. The time until the client has read every byte and the relay has returned; `bytes`
+/// is both directions' sum.
+async fn copy_bidi(
+    opener: Opener,
+    mut acceptor: Acceptor,
+    per: u64,
+    write: usize,
+) -> io::Result<Fields> {
+    let relay = spawn(async move {
+        let mut s = acceptor
+            .accept()
+            .await
+            .ok_or_else(|| io::Error::other("copy-bidi: accept ended"))?;
+        let mut service = Service { left: per };
+        let (up, down) =
+            tokio::io::copy_bidirectional_with_sizes(&mut s, &mut service, RELAY_BUF, RELAY_BUF)
+                .await?;
+        Ok::<_, io::Error>((up, down, s, acceptor))
+    });
+    let start = Instant::now();
+    let s = opener.open().await?;
+    let (mut r, w) = tokio::io::split(s);
+    let (w, got_down) =
+        tokio::try_join!(write_counted(w, per, write), read_to_end_counting(&mut r))?;
+    let (got_up, sent_down, s, _acceptor) = relay.await??;
+    let secs = start.elapsed().as_secs_f64();
+    let _kept = (r.unsplit(w), s);
+    drop(opener);
+    if sent_down != per {
+        return Err(io::Error::other(format!(
+            "copy-bidi: the relay passed {sent_down} of the service's {per} bytes"
+        )));
+    }
+    bidi_fields(got_up, got_down, per, secs)
+}
+
+/// `copy-bidi`'s local service, in memory and without a copy of its own: what it is sent it
+/// discards (as `tokio::io::sink()`), and it sends `left` bytes, then EOF. Its reads hand the
+/// reader's buffer back as it is (the relay's buffer is initialized once, so nothing is
+/// written to it): the bytes are whatever that buffer holds.
+struct Service {
+    left: u64,
+}
+
+impl AsyncRead for Service {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let n = (buf.remaining() as u64).min(self.left) as usize;
+        // Zeroes only what the reader has never initialized (nothing, for the relay's buffer).
+        buf.initialize_unfilled_to(n);
+        buf.advance(n);
+        self.left -= n as u64;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Service {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 fn bidi_fields(up: u64, down: u64, per: u64, secs: f64) -> io::Result<Fields> {
     if up != per || down != per {
         return Err(io::Error::other(format!(
-            "bidi: read {up} bytes up and {down} down, of {per} each"
+            "read {up} bytes up and {down} down, of {per} each"
         )));
     }
     Ok(vec![("bytes", (up + down) as f64), ("secs", secs)])

@@ -18,13 +18,13 @@
 //
 // Workloads (the clock always starts just before the client's first OpenStream):
 //
-//	stream mib=N (1024)
-//	    The client opens one stream, writes N MiB in 64 KiB writes from one reused buffer and
+//	stream mib=N (1024) write=W (65536)
+//	    The client opens one stream, writes N MiB in W-byte writes from one reused buffer and
 //	    closes it; the server accepts it and reads with a 64 KiB buffer until EOF. The clock
 //	    stops when the server's read returns EOF (after all the bytes).
 //	    Prints: bytes=B secs=S
-//	streams64 mib=N (1024) streams=K (64)
-//	    The client opens K streams one after another, then writes N MiB / K on each (64 KiB
+//	streams64 mib=N (1024) streams=K (64) write=W (65536)
+//	    The client opens K streams one after another, then writes N MiB / K on each (W-byte
 //	    writes, one goroutine and one buffer per stream) and closes each; the server accepts
 //	    the K streams and reads each in its own goroutine until EOF. The clock stops at the
 //	    last EOF. Prints: bytes=B secs=S (B is K times the per-stream share)
@@ -98,8 +98,8 @@ const (
 
 // workloads maps a workload's name to its keys and their defaults (besides v and timeout).
 var workloads = map[string]map[string]int{
-	"stream":     {"mib": 1024},
-	"streams64":  {"mib": 1024, "streams": 64},
+	"stream":     {"mib": 1024, "write": chunk},
+	"streams64":  {"mib": 1024, "streams": 64, "write": chunk},
 	"handshake":  {"ops": 20000},
 	"openclose":  {"ops": 50000},
 	"pingpong":   {"iters": 20000},
@@ -155,9 +155,9 @@ func main() {
 	case "wan-fetch":
 		result = wanFetch(client, server, rtt)
 	case "stream":
-		result = stream(client, server, int64(p["mib"])*mib)
+		result = stream(client, server, int64(p["mib"])*mib, p["write"])
 	case "streams64":
-		result = streams64(client, server, int64(p["mib"])*mib, p["streams"])
+		result = streams64(client, server, int64(p["mib"])*mib, p["streams"], p["write"])
 	case "handshake":
 		result = handshake(client, server, p["ops"])
 	case "openclose":
@@ -274,7 +274,7 @@ type drained struct {
 	end   time.Time
 }
 
-func stream(client, server *smux.Session, total int64) string {
+func stream(client, server *smux.Session, total int64, write int) string {
 	done := make(chan drained, 1)
 	go func() {
 		s, err := server.AcceptStream()
@@ -284,7 +284,7 @@ func stream(client, server *smux.Session, total int64) string {
 		done <- drained{got, end}
 	}()
 
-	buf := make([]byte, chunk)
+	buf := make([]byte, write)
 	start := time.Now()
 	s, err := client.OpenStream()
 	check("open stream", err)
@@ -297,7 +297,7 @@ func stream(client, server *smux.Session, total int64) string {
 	return fmt.Sprintf("bytes=%d secs=%.6f", d.bytes, d.end.Sub(start).Seconds())
 }
 
-func streams64(client, server *smux.Session, total int64, k int) string {
+func streams64(client, server *smux.Session, total int64, k, write int) string {
 	per := total / int64(k)
 	done := make(chan drained, k)
 	go func() {
@@ -321,7 +321,7 @@ func streams64(client, server *smux.Session, total int64, k int) string {
 	}
 	for _, s := range streams {
 		go func(s *smux.Stream) {
-			writeN(s, make([]byte, chunk), per)
+			writeN(s, make([]byte, write), per)
 			check("client close", s.Close())
 		}(s)
 	}
