@@ -2,6 +2,9 @@
 //!
 //! - [`alloc`]: a counting global allocator (live and peak heap bytes of the process), with a
 //!   lock that makes the measuring tests of one binary take turns;
+//! - [`content`]: deterministic pseudo-random numbers and content, and a running hash;
+//! - `runtimes` (feature `tokio`): running a scenario on each kind of Tokio runtime (and, with
+//!   the feature `test-util`, on a paused clock);
 //! - `tokio` (feature `tokio`): connected pairs of loopback TCP streams on Tokio;
 //! - `smol` (feature `smol`): the same over async-net (`smol::net`), for the futures-io tests;
 //! - `link` (feature `tokio`): an emulated WAN link (delay, rate, router buffer, stalls)
@@ -14,9 +17,12 @@
 //! dependency tree, dev-dependencies included, must hold no Tokio (`.ci/run` checks).
 
 pub mod alloc;
+pub mod content;
 
 #[cfg(feature = "tokio")]
 pub mod link;
+#[cfg(feature = "tokio")]
+pub mod runtimes;
 #[cfg(feature = "smol")]
 pub mod smol;
 #[cfg(feature = "tokio")]

@@ -1,123 +1,26 @@
-//! Helpers shared by the test binaries: deterministic content, running a scenario on each Tokio
-//! runtime (as smux-tokio's tests do), a seeded lossy UDP relay, echo servers (smux over a KCP
-//! listener, and plain TCP) and echo clients.
+//! Helpers shared by the test binaries: deterministic content and running a scenario on each
+//! Tokio runtime (from `smux-test-support`, as smux-tokio's tests do), a seeded lossy UDP
+//! relay, echo servers (smux over a KCP listener, and plain TCP) and echo clients.
 
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use smux_tokio::{MuxBuilder, Version};
 use smux_tunnel::kcp::{CodecConfig, KcpGoCodec, KcpListener, KcpStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-/// xorshift64*, seeded through a splitmix64 step.
-#[derive(Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// True with probability `per_mille / 1000`.
-    pub fn chance(&mut self, per_mille: u64) -> bool {
-        self.next_u64() % 1000 < per_mille
-    }
-}
-
-/// `len` bytes of a sequence fixed by `seed`.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = Rng::new(seed);
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        v.extend_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
+#[allow(unused_imports)]
+pub use smux_test_support::content::{pattern, Rng};
+#[allow(unused_imports)]
+pub use smux_test_support::runtimes::{
+    all_passed, on_paused_clock, on_runtime, on_runtimes, Flavor, RUNTIMES,
+};
 
 /// kcp-go's codec with `-crypt none` and no FEC.
 pub fn plain() -> KcpGoCodec {
     KcpGoCodec::new(&CodecConfig::plain()).expect("no FEC")
-}
-
-/// A Tokio runtime a scenario runs on.
-#[derive(Clone, Copy, Debug)]
-pub enum Flavor {
-    CurrentThread,
-    MultiThread(usize),
-}
-
-/// Every scenario that involves scheduling runs on these.
-pub const RUNTIMES: [Flavor; 3] = [
-    Flavor::CurrentThread,
-    Flavor::MultiThread(2),
-    Flavor::MultiThread(4),
-];
-
-/// How long one run may take before it counts as a hang. A guard only: no test asserts
-/// anything about how long it took.
-pub const HANG_GUARD: Duration = Duration::from_secs(300);
-
-/// Runs the body `f` makes on a fresh runtime of each flavour, under [`HANG_GUARD`]; every
-/// flavour runs, then the failures, if any, are reported together.
-pub fn on_runtimes<F, Fut>(f: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let failed: Vec<String> = RUNTIMES
-        .into_iter()
-        .filter_map(|flavor| on_runtime(flavor, f()).err())
-        .collect();
-    assert!(failed.is_empty(), "failed on:\n  {}", failed.join("\n  "));
-}
-
-/// Runs `body` on a fresh runtime of `flavor`, under [`HANG_GUARD`]; a panic comes back as
-/// the error, with the flavour and its message.
-pub fn on_runtime<Fut: Future<Output = ()>>(flavor: Flavor, body: Fut) -> Result<(), String> {
-    let rt = match flavor {
-        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
-        Flavor::MultiThread(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
-    }
-    .enable_all()
-    .build()
-    .expect("a Tokio runtime");
-    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        rt.block_on(async {
-            if tokio::time::timeout(HANG_GUARD, body).await.is_err() {
-                panic!("no end within {HANG_GUARD:?} (hang)");
-            }
-        })
-    }));
-    rt.shutdown_timeout(Duration::from_secs(5));
-    run.map_err(|p| {
-        let msg = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        format!("{flavor:?}: {msg}")
-    })
 }
 
 /// Forwards datagrams between one client (the last address that sent to the relay) and

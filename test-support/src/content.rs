@@ -1,7 +1,6 @@
-//! Helpers shared by the test binaries: deterministic pseudo-random numbers and content, and
-//! a running hash. The Go peer (`interop/go-peer`) makes the same byte sequence.
-
-#![allow(dead_code)]
+//! Deterministic pseudo-random numbers and content, and a running hash, for the tests of
+//! every crate (no feature: smux-futures' tests use it too). The Go peer (`interop/go-peer`)
+//! makes the same byte sequence as [`ByteGen`].
 
 /// xorshift64* — small, fast, deterministic.
 #[derive(Clone)]
@@ -34,6 +33,11 @@ impl Rng {
     /// Uniform in `lo..=hi`.
     pub fn range(&mut self, lo: usize, hi: usize) -> usize {
         lo + self.below((hi - lo + 1) as u64) as usize
+    }
+
+    /// True with probability `per_mille / 1000`.
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
     }
 
     /// Log-uniform size in `1..=max` (max a power of two): small and large sizes alike.
@@ -88,6 +92,12 @@ impl ByteGen {
 
 /// FNV-1a, 64 bits, fed incrementally.
 pub struct Fnv(pub u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv::new()
+    }
+}
 
 impl Fnv {
     pub fn new() -> Self {
