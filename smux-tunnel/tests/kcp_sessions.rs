@@ -32,9 +32,8 @@ async fn connect(addr: SocketAddr) -> KcpStream {
 #[test]
 fn smux_echo_over_kcp() {
     on_runtimes(|| async {
-        let l = listener(ListenerLimits::default()).await;
-        let addr = l.local_addr().unwrap();
-        let server = tokio::spawn(smux_echo_server(l, Version::V1));
+        let (addr, server) =
+            smux_echo_server(listener(ListenerLimits::default()).await, Version::V1);
         // 4 MiB out and back, on four streams at once.
         smux_echo_client(connect(addr).await, Version::V1, 4, 1 << 20).await;
         server.abort();
@@ -44,12 +43,10 @@ fn smux_echo_over_kcp() {
 #[test]
 fn smux_echo_through_a_lossy_reordering_relay() {
     on_runtimes(|| async {
-        let l = listener(ListenerLimits::default()).await;
-        let server_addr = l.local_addr().unwrap();
-        let server = tokio::spawn(smux_echo_server(l, Version::V2));
+        let (server_addr, server) =
+            smux_echo_server(listener(ListenerLimits::default()).await, Version::V2);
         let (relay_addr, relay) = lossy_relay(server_addr, 24, 10).await;
-        let session = connect(relay_addr).await;
-        smux_echo_client(session, Version::V2, 3, 1 << 20).await;
+        smux_echo_client(connect(relay_addr).await, Version::V2, 3, 1 << 20).await;
         server.abort();
         relay.abort();
     });

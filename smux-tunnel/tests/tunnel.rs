@@ -6,30 +6,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use smux_tunnel::Options;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 mod common;
-use common::pattern;
+use common::{pattern, round_trip, serve_echo, spawn_tunnel};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// An echo server: copies each connection back until EOF, then shuts down its write side.
-async fn echo_target(listener: TcpListener) {
-    loop {
-        let Ok((mut tcp, _)) = listener.accept().await else {
-            return;
-        };
-        tokio::spawn(async move {
-            let (mut r, mut w) = tcp.split();
-            let _ = tokio::io::copy(&mut r, &mut w).await;
-            let _ = w.shutdown().await;
-        });
-    }
-}
 
 async fn listen() -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -92,25 +78,11 @@ impl Tunnel {
     }
 }
 
-/// Sends `data` through the tunnel entry, finishes, and reads the echo to the end.
-async fn round_trip(entry: SocketAddr, data: Vec<u8>) -> Vec<u8> {
-    let tcp = TcpStream::connect(entry).await.unwrap();
-    let (mut r, mut w) = tcp.into_split();
-    let writer = tokio::spawn(async move {
-        w.write_all(&data).await.unwrap();
-        w.shutdown().await.unwrap();
-    });
-    let mut back = Vec::new();
-    r.read_to_end(&mut back).await.unwrap();
-    writer.await.unwrap();
-    back
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_parallel_connections_through_the_tunnel() {
     for version in [smux_tokio::Version::V1, smux_tokio::Version::V2] {
         let (target, target_addr) = listen().await;
-        tokio::spawn(echo_target(target));
+        serve_echo(target);
         let opts = Options {
             version,
             ..Options::default()
@@ -171,7 +143,7 @@ async fn a_refusing_target_closes_that_connection_and_the_tunnel_goes_on() {
         assert_eq!(tcp.read(&mut buf).await.unwrap(), 0);
         // Once the target is there, the same tunnel serves the next connection.
         let target = TcpListener::bind(target_addr).await.unwrap();
-        tokio::spawn(echo_target(target));
+        serve_echo(target);
         let back = round_trip(t.entry, b"after the refusal".to_vec()).await;
         assert_eq!(back, b"after the refusal");
     })
@@ -231,7 +203,7 @@ async fn echoes(tcp: &mut TcpStream, msg: &[u8]) -> bool {
 fn four_smux_connections_share_the_streams_and_reconnect_on_their_own() {
     common::on_runtimes(|| async {
         let (target, target_addr) = listen().await;
-        tokio::spawn(echo_target(target));
+        serve_echo(target);
         let (server_listener, server_addr) = listen().await;
         let r = relay(server_addr).await;
         let opts = Options {
@@ -298,7 +270,7 @@ fn four_smux_connections_share_the_streams_and_reconnect_on_their_own() {
 #[tokio::test]
 async fn killing_the_smux_connection_closes_its_streams_and_the_tunnel_reconnects() {
     let (target, target_addr) = listen().await;
-    tokio::spawn(echo_target(target));
+    serve_echo(target);
     // The tunnel client reaches the server through a relay we can cut.
     let (server_listener, server_addr) = listen().await;
     let r = relay(server_addr).await;
@@ -358,34 +330,10 @@ async fn killing_the_smux_connection_closes_its_streams_and_the_tunnel_reconnect
     timeout(LIMIT, server).await.unwrap().unwrap().unwrap();
 }
 
-/// Starts the `tunnel` binary and returns it with the address it listens on.
-async fn spawn_tunnel(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tunnel"))
-        .args(args)
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cargo test builds the tunnel binary");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("the tunnel printed its address");
-        if let Some(a) = line.strip_prefix("listening on ") {
-            break a.parse().unwrap();
-        }
-    };
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
-
 #[tokio::test]
 async fn the_binary_forwards() {
     let (target, target_addr) = listen().await;
-    tokio::spawn(echo_target(target));
+    serve_echo(target);
     timeout(LIMIT, async {
         let target = target_addr.to_string();
         let (mut server, server_addr) = spawn_tunnel(&[
@@ -423,7 +371,7 @@ async fn the_binary_forwards() {
 #[tokio::test]
 async fn stopping_lets_open_connections_finish() {
     let (target, target_addr) = listen().await;
-    tokio::spawn(echo_target(target));
+    serve_echo(target);
     let (t, _) = Tunnel::start(target_addr, Options::default(), None).await;
     timeout(LIMIT, async {
         let tcp = TcpStream::connect(t.entry).await.unwrap();
@@ -452,7 +400,7 @@ async fn stopping_lets_open_connections_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auto_version_server_takes_either_version_of_client() {
     let (target, target_addr) = listen().await;
-    tokio::spawn(echo_target(target));
+    serve_echo(target);
     let (server_listener, server_addr) = listen().await;
     let server_opts = Options {
         auto_version: true,
@@ -489,7 +437,7 @@ async fn an_auto_version_server_takes_either_version_of_client() {
 #[tokio::test]
 async fn stopping_closes_what_is_still_open_after_the_drain_timeout() {
     let (target, target_addr) = listen().await;
-    tokio::spawn(echo_target(target));
+    serve_echo(target);
     let opts = Options {
         drain_timeout: Duration::from_millis(200),
         ..Options::default()

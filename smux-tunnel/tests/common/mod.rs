@@ -1,6 +1,7 @@
 //! Helpers shared by the test binaries: deterministic content and running a scenario on each
 //! Tokio runtime (from `smux-test-support`, as smux-tokio's tests do), a seeded lossy UDP
-//! relay, echo servers (smux over a KCP listener, and plain TCP) and echo clients.
+//! relay, echo servers (smux over a KCP listener, and plain TCP), echo clients, and the built
+//! `tunnel` binary.
 
 #![allow(dead_code)]
 
@@ -8,8 +9,9 @@ use std::net::SocketAddr;
 
 use smux_tokio::{MuxBuilder, Version};
 use smux_tunnel::kcp::{CodecConfig, KcpGoCodec, KcpListener, KcpStream};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinHandle;
 
 #[allow(unused_imports)]
 pub use smux_test_support::content::{pattern, Rng};
@@ -30,46 +32,28 @@ pub async fn lossy_relay(
     server: SocketAddr,
     seed: u64,
     loss_per_mille: u64,
-) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+) -> (SocketAddr, JoinHandle<()>) {
     let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let back = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = front.local_addr().unwrap();
     let task = tokio::spawn(async move {
-        let mut rng = Rng::new(seed);
+        let mut loss = Loss {
+            rng: Rng::new(seed),
+            per_mille: loss_per_mille,
+        };
         let mut client: Option<SocketAddr> = None;
-        let mut held_up: Option<Vec<u8>> = None;
-        let mut held_down: Option<Vec<u8>> = None;
+        let (mut held_up, mut held_down) = (None, None);
         let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
         loop {
             tokio::select! {
                 r = front.recv_from(&mut a) => {
                     let Ok((n, from)) = r else { continue };
                     client = Some(from);
-                    if rng.chance(loss_per_mille) {
-                        continue;
-                    }
-                    if held_up.is_none() && rng.chance(2 * loss_per_mille) {
-                        held_up = Some(a[..n].to_vec());
-                        continue;
-                    }
-                    let _ = back.send_to(&a[..n], server).await;
-                    if let Some(h) = held_up.take() {
-                        let _ = back.send_to(&h, server).await;
-                    }
+                    loss.forward(&a[..n], &mut held_up, &back, server).await;
                 }
                 r = back.recv_from(&mut b) => {
                     let (Ok((n, _)), Some(c)) = (r, client) else { continue };
-                    if rng.chance(loss_per_mille) {
-                        continue;
-                    }
-                    if held_down.is_none() && rng.chance(2 * loss_per_mille) {
-                        held_down = Some(b[..n].to_vec());
-                        continue;
-                    }
-                    let _ = front.send_to(&b[..n], c).await;
-                    if let Some(h) = held_down.take() {
-                        let _ = front.send_to(&h, c).await;
-                    }
+                    loss.forward(&b[..n], &mut held_down, &front, c).await;
                 }
             }
         }
@@ -77,11 +61,46 @@ pub async fn lossy_relay(
     (addr, task)
 }
 
-/// A TCP echo server: copies each connection back until EOF, then shuts down its write side.
-pub async fn tcp_echo_target() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+/// What a [`lossy_relay`] loses and holds back, both ways.
+struct Loss {
+    rng: Rng,
+    per_mille: u64,
+}
+
+impl Loss {
+    /// Sends `datagram` from `socket` to `to` unless it is lost or held back (in `held`, one
+    /// direction's datagram held back, which follows the next one that passes).
+    async fn forward(
+        &mut self,
+        datagram: &[u8],
+        held: &mut Option<Vec<u8>>,
+        socket: &UdpSocket,
+        to: SocketAddr,
+    ) {
+        if self.rng.chance(self.per_mille) {
+            return;
+        }
+        if held.is_none() && self.rng.chance(2 * self.per_mille) {
+            *held = Some(datagram.to_vec());
+            return;
+        }
+        let _ = socket.send_to(datagram, to).await;
+        if let Some(h) = held.take() {
+            let _ = socket.send_to(&h, to).await;
+        }
+    }
+}
+
+/// A TCP echo server on a port of its own: its address, and its task (see [`serve_echo`]).
+pub async fn tcp_echo_target() -> (SocketAddr, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
+    (addr, serve_echo(listener))
+}
+
+/// Echoes each connection `listener` accepts back until EOF, then shuts down its write side.
+pub fn serve_echo(listener: TcpListener) -> JoinHandle<()> {
+    tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let (mut r, mut w) = tcp.split();
@@ -89,8 +108,7 @@ pub async fn tcp_echo_target() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                 let _ = w.shutdown().await;
             });
         }
-    });
-    (addr, task)
+    })
 }
 
 /// Writes `data` while reading as many bytes back; returns them. Nothing is closed until the
@@ -127,27 +145,34 @@ pub async fn parallel_echoes(entry: SocketAddr, conns: usize, size: usize, seed:
     }
 }
 
-/// Echoes every smux stream of every session the listener accepts, each until its peer
-/// finishes it.
-pub async fn smux_echo_server(mut listener: KcpListener, version: Version) {
-    while let Ok(session) = listener.accept().await {
-        tokio::spawn(async move {
-            let (_connector, mut acceptor, worker) = MuxBuilder::server()
-                .with_version(version)
-                .with_keep_alive_interval(std::num::NonZeroU64::new(10).unwrap())
-                .with_connection(session)
-                .build();
-            tokio::spawn(worker);
-            while let Some(stream) = acceptor.accept().await {
-                tokio::spawn(async move {
-                    let (mut r, mut w) = tokio::io::split(stream);
-                    if tokio::io::copy(&mut r, &mut w).await.is_ok() {
-                        let _ = w.shutdown().await;
-                    }
-                });
-            }
-        });
-    }
+/// Echoes every smux stream (of version `version`) of every session `listener` accepts, each
+/// until its peer finishes it: the listener's address, and the task.
+pub fn smux_echo_server(
+    mut listener: KcpListener,
+    version: Version,
+) -> (SocketAddr, JoinHandle<()>) {
+    let addr = listener.local_addr().expect("the listener's address");
+    let task = tokio::spawn(async move {
+        while let Ok(session) = listener.accept().await {
+            tokio::spawn(async move {
+                let (_connector, mut acceptor, worker) = MuxBuilder::server()
+                    .with_version(version)
+                    .with_keep_alive_interval(std::num::NonZeroU64::new(10).unwrap())
+                    .with_connection(session)
+                    .build();
+                tokio::spawn(worker);
+                while let Some(stream) = acceptor.accept().await {
+                    tokio::spawn(async move {
+                        let (mut r, mut w) = tokio::io::split(stream);
+                        if tokio::io::copy(&mut r, &mut w).await.is_ok() {
+                            let _ = w.shutdown().await;
+                        }
+                    });
+                }
+            });
+        }
+    });
+    (addr, task)
 }
 
 /// Writes `data` on `stream` while reading its echo; returns the echo, read to the end.
@@ -168,6 +193,14 @@ pub async fn echo_round<S: AsyncRead + AsyncWrite + Send + 'static>(
     r.read_to_end(&mut back).await.expect("read the echo");
     drop(writer.await.expect("writer"));
     back
+}
+
+/// Connects to `entry`, writes `data` and finishes, and returns the echo, read to the end.
+pub async fn round_trip(entry: SocketAddr, data: Vec<u8>) -> Vec<u8> {
+    let tcp = TcpStream::connect(entry)
+        .await
+        .expect("connect to the entry");
+    echo_round(tcp, data).await
 }
 
 /// Opens `streams` smux streams over `session` and echoes `size` bytes on each, all at once;
@@ -194,4 +227,29 @@ pub async fn smux_echo_client(session: KcpStream, version: Version, streams: usi
     }
     connector.close().await.expect("close");
     let _ = worker.await;
+}
+
+/// Starts the built `tunnel` binary with `args` and returns it (killed when dropped) with the
+/// address it listens on, from its log; the rest of its log is read and dropped, so that it
+/// never blocks on a full pipe.
+pub async fn spawn_tunnel(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tunnel"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cargo test builds the tunnel binary");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the tunnel printed its address");
+        if let Some(a) = line.strip_prefix("listening on ") {
+            break a.parse().unwrap();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
 }
