@@ -3,6 +3,8 @@
 
 #[path = "../../fuzz/src/bodies.rs"]
 mod bodies;
+#[path = "../../fuzz/src/input.rs"]
+mod input;
 #[path = "../../fuzz/src/pair.rs"]
 mod pair;
 

@@ -1,6 +1,8 @@
 //! Replays the `kcp_datagram` fuzz corpus (`fuzz/corpus/kcp_datagram/`) through the target
 //! body on stable Rust, and runs the body on random inputs.
 
+#[path = "../../fuzz/src/input.rs"]
+mod input;
 #[path = "../../fuzz/src/kcp.rs"]
 mod kcp_fuzz;
 
