@@ -25,8 +25,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{
-    echo_exact, lossy_relay, on_runtime, parallel_echoes, pattern, tcp_echo_target, Flavor,
-    RUNTIMES,
+    all_passed, echo_exact, lossy_relay, on_runtime, parallel_echoes, pattern, tcp_echo_target,
+    Flavor, RUNTIMES,
 };
 use smux_tunnel::cli::{self, Parsed, KCPTUN_FLAGS};
 use smux_tunnel::{Kcp, ServerListener, Transport};
@@ -122,47 +122,62 @@ impl Drop for Pair {
     }
 }
 
-/// Our end's command line, parsed by the tunnel's parser.
-fn our_command(words: &[String]) -> cli::Command {
-    match cli::parse(words.iter().cloned(), None).expect("our flags") {
-        Parsed::Run(c) => *c,
-        Parsed::Help => unreachable!(),
-    }
-}
-
 fn strings(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
+}
+
+/// Our end: `words` (its role and addresses) and then `flags`, parsed by the tunnel's own
+/// parser; and its KCP transport (a clone: its codec counters are shared).
+fn our_end(words: &[&str], flags: &[String]) -> (cli::Command, Kcp) {
+    let mut words = strings(words);
+    words.extend(strings(&["--transport", "kcp", "--quiet"]));
+    words.extend_from_slice(flags);
+    let cmd = match cli::parse(words, None).expect("our flags") {
+        Parsed::Run(c) => *c,
+        Parsed::Help => unreachable!(),
+    };
+    let Transport::Kcp(kcp) = &cmd.opts.transport else {
+        unreachable!()
+    };
+    let kcp = (**kcp).clone();
+    (cmd, kcp)
+}
+
+/// `server`, or, if `loss` is above 0, a relay in front of it that drops `loss` per mille
+/// (seeded by `seed`), its task added to `tasks`.
+async fn maybe_lossy(
+    server: SocketAddr,
+    loss: u64,
+    seed: u64,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> SocketAddr {
+    if loss == 0 {
+        return server;
+    }
+    let (relay, task) = lossy_relay(server, seed, loss).await;
+    tasks.push(task);
+    relay
 }
 
 /// Starts a pair, both ends with `flags` (kcptun's, `--smuxver` among them), with a relay
 /// that drops `loss` per mille (seeded by `seed`) between them if `loss` is above 0.
 async fn start(kind: Kind, flags: &[String], loss: u64, seed: u64) -> Pair {
     let (target, echo) = tcp_echo_target().await;
+    let target = target.to_string();
     let mut tasks = vec![echo];
     match kind {
         Kind::KcptunClient => {
-            let mut words = strings(&["server", "--transport", "kcp", "--quiet"]);
-            words.extend(strings(&["-l", "127.0.0.1:0", "-t", &target.to_string()]));
-            words.extend_from_slice(flags);
-            let cmd = our_command(&words);
-            let Transport::Kcp(kcp) = &cmd.opts.transport else {
-                unreachable!()
-            };
-            let kcp = (**kcp).clone();
+            let (cmd, kcp) = our_end(&["server", "-l", "127.0.0.1:0", "-t", &target], flags);
             let listener = ServerListener::bind(&cmd.listen, &cmd.opts.transport)
                 .await
                 .unwrap();
-            let mut server = listener.local_addr().unwrap();
+            let server = listener.local_addr().unwrap();
             tasks.push(tokio::spawn(async move {
                 let _ =
                     smux_tunnel::run_server(listener, cmd.remote, cmd.opts, std::future::pending())
                         .await;
             }));
-            if loss > 0 {
-                let (relay, task) = lossy_relay(server, seed, loss).await;
-                server = relay;
-                tasks.push(task);
-            }
+            let server = maybe_lossy(server, loss, seed, &mut tasks).await;
             let local = free_tcp_port();
             let mut args = strings(&["-r", &server.to_string()]);
             args.extend(strings(&["-l", &format!("127.0.0.1:{local}"), "--quiet"]));
@@ -179,29 +194,14 @@ async fn start(kind: Kind, flags: &[String], loss: u64, seed: u64) -> Pair {
         Kind::KcptunServer => {
             let port = free_udp_port();
             let mut args = strings(&["-l", &format!("127.0.0.1:{port}")]);
-            args.extend(strings(&["-t", &target.to_string(), "--quiet"]));
+            args.extend(strings(&["-t", &target, "--quiet"]));
             args.extend_from_slice(flags);
             let server = Kcptun::start("kcptun-server", &args);
             server.wait_for("listening on:");
-            let mut server_addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            if loss > 0 {
-                let (relay, task) = lossy_relay(server_addr, seed, loss).await;
-                server_addr = relay;
-                tasks.push(task);
-            }
-            let mut words = strings(&["client", "--transport", "kcp", "--quiet"]);
-            words.extend(strings(&[
-                "-l",
-                "127.0.0.1:0",
-                "-r",
-                &server_addr.to_string(),
-            ]));
-            words.extend_from_slice(flags);
-            let cmd = our_command(&words);
-            let Transport::Kcp(kcp) = &cmd.opts.transport else {
-                unreachable!()
-            };
-            let kcp = (**kcp).clone();
+            let server_addr =
+                maybe_lossy(([127, 0, 0, 1], port).into(), loss, seed, &mut tasks).await;
+            let server_addr = server_addr.to_string();
+            let (cmd, kcp) = our_end(&["client", "-l", "127.0.0.1:0", "-r", &server_addr], flags);
             let listener = TcpListener::bind(&cmd.listen).await.unwrap();
             let entry = listener.local_addr().unwrap();
             tasks.push(tokio::spawn(async move {
@@ -316,17 +316,13 @@ fn pairs_are_covered() {
 }
 
 fn run_matrix(kind: Kind) {
-    let mut failed = Vec::new();
-    for (n, c) in MATRIX.iter().enumerate() {
-        let r = on_runtime(c.runtime, async move {
+    all_passed(MATRIX.iter().enumerate().map(|(n, c)| {
+        on_runtime(c.runtime, async move {
             let pair = start(kind, &c.flags(), 0, 0).await;
             parallel_echoes(pair.entry, 50, 1 << 20, 1000 * n as u64).await;
-        });
-        if let Err(e) = r {
-            failed.push(format!("{c:?}: {e}"));
-        }
-    }
-    assert!(failed.is_empty(), "failed:\n  {}", failed.join("\n  "));
+        })
+        .map_err(|e| format!("{c:?}: {e}"))
+    }));
 }
 
 #[test]
@@ -355,20 +351,16 @@ fn everything_off() -> Vec<String> {
 }
 
 fn run_bulk(kind: Kind) {
-    let mut failed = Vec::new();
-    for flags in [Vec::new(), everything_off()] {
-        for flavor in RUNTIMES {
-            let f = flags.clone();
-            let r = on_runtime(flavor, async move {
-                let pair = start(kind, &f, 0, 0).await;
-                parallel_echoes(pair.entry, 1, 16 << 20, 7).await;
-            });
-            if let Err(e) = r {
-                failed.push(format!("{flags:?}: {e}"));
-            }
-        }
-    }
-    assert!(failed.is_empty(), "failed:\n  {}", failed.join("\n  "));
+    let runs = [Vec::new(), everything_off()]
+        .into_iter()
+        .flat_map(|flags| RUNTIMES.map(|flavor| (flags.clone(), flavor)));
+    all_passed(runs.map(|(flags, flavor)| {
+        on_runtime(flavor, async {
+            let pair = start(kind, &flags, 0, 0).await;
+            parallel_echoes(pair.entry, 1, 16 << 20, 7).await;
+        })
+        .map_err(|e| format!("{flags:?}: {e}"))
+    }));
 }
 
 #[test]
@@ -386,9 +378,8 @@ fn bulk_our_client_into_kcptun_server() {
 /// kcptun's defaults through a relay that loses 1% each way: 8 connections × 1 MiB, all
 /// checked, and FEC rebuilt packets on our side.
 fn run_loss(kind: Kind) {
-    let mut failed = Vec::new();
-    for (i, flavor) in RUNTIMES.into_iter().enumerate() {
-        let r = on_runtime(flavor, async move {
+    all_passed(RUNTIMES.into_iter().enumerate().map(|(i, flavor)| {
+        on_runtime(flavor, async move {
             let pair = start(kind, &[], 10, 24 + i as u64).await;
             parallel_echoes(pair.entry, 8, 1 << 20, 500).await;
             let stats = pair.kcp.codec_stats();
@@ -397,12 +388,8 @@ fn run_loss(kind: Kind) {
                 "no packet rebuilt by FEC on our side: {stats:?}"
             );
             assert!(stats.parity_shards > 0, "{stats:?}");
-        });
-        if let Err(e) = r {
-            failed.push(e);
-        }
-    }
-    assert!(failed.is_empty(), "failed:\n  {}", failed.join("\n  "));
+        })
+    }));
 }
 
 #[test]
