@@ -18,81 +18,26 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{
     all_passed, echo_exact, lossy_relay, on_runtime, parallel_echoes, pattern, tcp_echo_target,
     Flavor, RUNTIMES,
 };
+use smux_test_support::process::{free_tcp_port, free_udp_port, LoggedProcess};
+use smux_test_support::runtimes::HANG_GUARD;
 use smux_tunnel::cli::{self, Parsed, KCPTUN_FLAGS};
 use smux_tunnel::{Kcp, ServerListener, Transport};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A kcptun process, killed when dropped.
-struct Kcptun {
-    child: Child,
-    /// Its log, line by line (kcptun logs to stderr).
-    log: mpsc::Receiver<String>,
-}
-
-impl Kcptun {
-    fn start(program: &str, args: &[String]) -> Kcptun {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program}: {e} (Debian's package kcptun)"));
-        let stderr = child.stderr.take().unwrap();
-        let (tx, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // Once the test stops listening, the rest is drained and dropped.
-                let _ = tx.send(line);
-            }
-        });
-        Kcptun { child, log }
-    }
-
-    /// Waits until a line of its log contains `marker`; panics if the process exits first.
-    fn wait_for(&self, marker: &str) {
-        for line in self.log.iter() {
-            if line.contains(marker) {
-                return;
-            }
-        }
-        panic!("kcptun exited before logging {marker:?}");
-    }
-}
-
-impl Drop for Kcptun {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A UDP port free on 127.0.0.1 at the time of asking.
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A TCP port free on 127.0.0.1 at the time of asking.
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Starts Debian's kcptun `program` (kcptun-client or kcptun-server) with `args`, and waits
+/// until it says it listens.
+fn kcptun(program: &str, args: &[String]) -> LoggedProcess {
+    let p = LoggedProcess::start(program, args)
+        .unwrap_or_else(|e| panic!("{e} (Debian's package kcptun)"));
+    p.wait_for("listening on:", HANG_GUARD).unwrap();
+    p
 }
 
 /// Which end is kcptun's.
@@ -110,7 +55,7 @@ struct Pair {
     entry: SocketAddr,
     /// Our end's KCP transport: its codec counters.
     kcp: Kcp,
-    _kcptun: Kcptun,
+    _kcptun: LoggedProcess,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -178,12 +123,11 @@ async fn start(kind: Kind, flags: &[String], loss: u64, seed: u64) -> Pair {
                         .await;
             }));
             let server = maybe_lossy(server, loss, seed, &mut tasks).await;
-            let local = free_tcp_port();
+            let local = free_tcp_port().unwrap();
             let mut args = strings(&["-r", &server.to_string()]);
             args.extend(strings(&["-l", &format!("127.0.0.1:{local}"), "--quiet"]));
             args.extend_from_slice(flags);
-            let client = Kcptun::start("kcptun-client", &args);
-            client.wait_for("listening on:");
+            let client = kcptun("kcptun-client", &args);
             Pair {
                 entry: ([127, 0, 0, 1], local).into(),
                 kcp,
@@ -192,12 +136,11 @@ async fn start(kind: Kind, flags: &[String], loss: u64, seed: u64) -> Pair {
             }
         }
         Kind::KcptunServer => {
-            let port = free_udp_port();
+            let port = free_udp_port().unwrap();
             let mut args = strings(&["-l", &format!("127.0.0.1:{port}")]);
             args.extend(strings(&["-t", &target, "--quiet"]));
             args.extend_from_slice(flags);
-            let server = Kcptun::start("kcptun-server", &args);
-            server.wait_for("listening on:");
+            let server = kcptun("kcptun-server", &args);
             let server_addr =
                 maybe_lossy(([127, 0, 0, 1], port).into(), loss, seed, &mut tasks).await;
             let server_addr = server_addr.to_string();

@@ -3,6 +3,8 @@
 //! - [`alloc`]: a counting global allocator (live and peak heap bytes of the process), with a
 //!   lock that makes the measuring tests of one binary take turns;
 //! - [`content`]: deterministic pseudo-random numbers and content, and a running hash;
+//! - [`process`]: another program (kcptun, the tunnel binary) whose log the caller waits on,
+//!   and free loopback ports;
 //! - `runtimes` (feature `tokio`): running a scenario on each kind of Tokio runtime (and, with
 //!   the feature `test-util`, on a paused clock);
 //! - `tokio` (feature `tokio`): connected pairs of loopback TCP streams on Tokio;
@@ -18,6 +20,7 @@
 
 pub mod alloc;
 pub mod content;
+pub mod process;
 
 #[cfg(feature = "tokio")]
 pub mod link;
