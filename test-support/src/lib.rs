@@ -3,6 +3,7 @@
 //! - [`alloc`]: a counting global allocator (live and peak heap bytes of the process), with a
 //!   lock that makes the measuring tests of one binary take turns;
 //! - [`content`]: deterministic pseudo-random numbers and content, and a running hash;
+//! - [`corpus`]: replaying a fuzz target's corpus through its body on stable Rust;
 //! - [`process`]: another program (kcptun, the tunnel binary) whose log the caller waits on,
 //!   and free loopback ports;
 //! - `runtimes` (feature `tokio`): running a scenario on each kind of Tokio runtime (and, with
@@ -20,6 +21,7 @@
 
 pub mod alloc;
 pub mod content;
+pub mod corpus;
 pub mod process;
 
 #[cfg(feature = "tokio")]
