@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use smux_test_support::content::crc32_bitwise;
 use smux_tunnel::kcp::codec::{CRYPT_HEADER, MAX_DATAGRAM};
 use smux_tunnel::kcp::{Codec, CodecConfig, Crypt, KcpGoCodec};
 
@@ -71,7 +72,8 @@ pub fn kcp_datagram(data: &[u8]) {
                 let payload = input.take(len);
                 let mut datagram = vec![0; CRYPT_HEADER];
                 datagram.extend_from_slice(payload);
-                let crc = crc32(&datagram[CRYPT_HEADER..]);
+                // CRC32 (IEEE) bit by bit: the body stays free of the codec's own CRC code.
+                let crc = crc32_bitwise(0xedb8_8320, &datagram[CRYPT_HEADER..]);
                 datagram[16..20].copy_from_slice(&crc.to_le_bytes());
                 block.encrypt(&mut datagram);
                 open(&mut rx, &datagram, now);
@@ -98,20 +100,4 @@ pub fn kcp_datagram(data: &[u8]) {
             _ => now += Duration::from_millis(u64::from(input.u16()) * 8),
         }
     }
-}
-
-/// CRC32 (IEEE), bit by bit: the body stays free of the codec's own CRC code.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }

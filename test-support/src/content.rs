@@ -1,6 +1,6 @@
-//! Deterministic pseudo-random numbers and content, and a running hash, for the tests of
-//! every crate (no feature: smux-futures' tests use it too). The Go peer (`interop/go-peer`)
-//! makes the same byte sequence as [`ByteGen`].
+//! Deterministic pseudo-random numbers and content, a running hash and a reference CRC, for
+//! the tests of every crate (no feature: smux-futures' tests use it too). The Go peer
+//! (`interop/go-peer`) makes the same byte sequence as [`ByteGen`].
 
 /// xorshift64* — small, fast, deterministic.
 #[derive(Clone)]
@@ -122,3 +122,31 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------- runtimes
+
+/// A CRC-32 computed bit by bit, from `reflected_poly` (`0xedb8_8320` for IEEE's, as zlib and
+/// kcp-go use; `0x82f6_3b78` for Castagnoli's CRC-32C, as snappy's framing uses), all ones in
+/// and out: a reference independent of the tables the code under test uses.
+pub fn crc32_bitwise(reflected_poly: u32, data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ reflected_poly
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_crcs_give_their_check_values() {
+        // The standard check: the CRC of the nine ASCII digits.
+        assert_eq!(super::crc32_bitwise(0xedb8_8320, b"123456789"), 0xcbf4_3926);
+        assert_eq!(super::crc32_bitwise(0x82f6_3b78, b"123456789"), 0xe306_9283);
+    }
+}

@@ -2,7 +2,8 @@
 //!
 //! - [`alloc`]: a counting global allocator (live and peak heap bytes of the process), with a
 //!   lock that makes the measuring tests of one binary take turns;
-//! - [`content`]: deterministic pseudo-random numbers and content, and a running hash;
+//! - [`content`]: deterministic pseudo-random numbers and content, a running hash and a
+//!   reference CRC;
 //! - [`corpus`]: replaying a fuzz target's corpus through its body on stable Rust;
 //! - [`process`]: another program (kcptun, the tunnel binary) whose log the caller waits on,
 //!   and free loopback ports;
