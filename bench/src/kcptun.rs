@@ -11,12 +11,14 @@
 //! It also reports the server process's peak RSS and CPU time for each transfer, read from
 //! `/proc` before it is stopped.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use smux_test_support::process::{free_tcp_port, free_udp_port, LoggedProcess};
 
 /// Which server the client goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,80 +71,26 @@ pub fn build_tunnel(target: &Path) -> Result<PathBuf, String> {
     Ok(target.join("release/tunnel"))
 }
 
-/// A process whose stderr is read line by line on a thread of its own; killed when dropped.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
+/// How long a program may take to say it listens before it counts as hung.
+const START_LIMIT: Duration = Duration::from_secs(30);
 
-impl Proc {
-    fn start(program: &Path, args: &[String]) -> io::Result<Proc> {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", program.display())))?;
-        let stderr = child.stderr.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Ok(Proc { child, lines })
-    }
-
-    /// Waits for a log line containing `marker`.
-    fn wait_for(&self, marker: &str) -> io::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(marker) => return Ok(()),
-                Ok(_) => {}
-                Err(_) => return Err(io::Error::other(format!("no {marker:?} in its log"))),
-            }
-        }
-    }
-
-    /// Peak RSS in KiB and CPU seconds (user and system), from `/proc`.
-    fn usage(&self) -> (f64, f64) {
-        let pid = self.child.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let rss = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(f64::NAN);
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // After the command's closing parenthesis: state is field 3, utime and stime 14 and 15.
-        let cpu = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
-            .and_then(|f| Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?))
-            // /proc counts in USER_HZ, 100 a second on Linux.
-            .map_or(f64::NAN, |ticks| ticks / 100.0);
-        (rss, cpu)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_udp_port() -> io::Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn free_tcp_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Peak RSS in KiB and CPU seconds (user and system) of process `pid`, from `/proc`.
+fn process_usage(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command's closing parenthesis: state is field 3, utime and stime 14 and 15.
+    let cpu = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
+        .and_then(|f| Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?))
+        // /proc counts in USER_HZ, 100 a second on Linux.
+        .map_or(f64::NAN, |ticks| ticks / 100.0);
+    (rss, cpu)
 }
 
 /// 1 MiB of xorshift output: incompressible, and repeating only a megabyte apart, beyond
@@ -181,14 +129,14 @@ fn transfer(
         Server::Ours => {
             let mut args = vec!["server".to_string(), "--transport".into(), "kcp".into()];
             args.extend(["-l".into(), listen, "-t".into(), target_addr.to_string()]);
-            let p = Proc::start(tunnel, &quiet(args))?;
-            p.wait_for("listening on")?;
+            let p = LoggedProcess::start(tunnel, &quiet(args))?;
+            p.wait_for("listening on", START_LIMIT)?;
             p
         }
         Server::Go => {
             let args = vec!["-l".into(), listen, "-t".into(), target_addr.to_string()];
-            let p = Proc::start(Path::new("kcptun-server"), &quiet(args))?;
-            p.wait_for("listening on:")?;
+            let p = LoggedProcess::start("kcptun-server", &quiet(args))?;
+            p.wait_for("listening on:", START_LIMIT)?;
             p
         }
     };
@@ -199,8 +147,8 @@ fn transfer(
         "-l".into(),
         format!("127.0.0.1:{local}"),
     ];
-    let client = Proc::start(Path::new("kcptun-client"), &quiet(args))?;
-    client.wait_for("listening on:")?;
+    let client = LoggedProcess::start("kcptun-client", &quiet(args))?;
+    client.wait_for("listening on:", START_LIMIT)?;
 
     let block = random_block();
     let (done_tx, done_rx) = mpsc::channel();
@@ -261,7 +209,7 @@ fn transfer(
         }
         start.elapsed().as_secs_f64()
     };
-    let (rss, cpu) = server_proc.usage();
+    let (rss, cpu) = process_usage(server_proc.id());
     drop(tcp);
     drop(client);
     drop(server_proc);

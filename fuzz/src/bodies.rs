@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use smux_proto::{Config, Header, Role, Session, StreamId, Version, INITIAL_PEER_WINDOW};
 
+// A module of the crate that includes this file (see input.rs).
+use crate::input::Input;
+
 /// Every 8-byte window of `data` decoded as a header of either version: decoding never
 /// panics, and a header that decodes encodes back to the same bytes.
 pub fn decode(data: &[u8]) {
@@ -20,26 +23,6 @@ pub fn decode(data: &[u8]) {
                 assert_eq!(h.version, v);
             }
         }
-    }
-}
-
-/// Reads the fuzz input as a small program.
-struct Input<'a> {
-    data: &'a [u8],
-}
-
-impl Input<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (b, rest) = self.data.split_first()?;
-        self.data = rest;
-        Some(*b)
-    }
-
-    fn take(&mut self, n: usize) -> &[u8] {
-        let n = n.min(self.data.len());
-        let (a, b) = self.data.split_at(n);
-        self.data = b;
-        a
     }
 }
 
@@ -67,7 +50,7 @@ fn small_config(version: Version, timers: bool) -> Config {
 /// ticks and application commands. Checks after every step that it holds no more than its
 /// limits say and that output and events drain.
 pub fn session(data: &[u8]) {
-    let mut input = Input { data };
+    let mut input = Input::new(data);
     let Some(setup) = input.byte() else { return };
     let role = if setup & 1 == 0 {
         Role::Client

@@ -7,38 +7,18 @@
 
 use std::time::{Duration, Instant};
 
+use smux_test_support::content::crc32_bitwise;
 use smux_tunnel::kcp::codec::{CRYPT_HEADER, MAX_DATAGRAM};
 use smux_tunnel::kcp::{Codec, CodecConfig, Crypt, KcpGoCodec};
+
+// A module of the crate that includes this file (see input.rs).
+use crate::input::Input;
 
 /// Any fixed key: kcptun's derivation (4096 rounds of pbkdf2) would slow every run.
 const KEY: [u8; 32] = *b"kcp_datagram fuzz target key 32b";
 
 /// FEC shapes: off, and some with fewer, equal and more parity than data shards.
 const SHAPES: [(usize, usize); 6] = [(0, 0), (1, 1), (2, 1), (4, 2), (10, 3), (3, 5)];
-
-/// Reads the fuzz input as a small program.
-struct Input<'a> {
-    data: &'a [u8],
-}
-
-impl Input<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (b, rest) = self.data.split_first()?;
-        self.data = rest;
-        Some(*b)
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.byte().unwrap_or(0), self.byte().unwrap_or(0)])
-    }
-
-    fn take(&mut self, n: usize) -> &[u8] {
-        let n = n.min(self.data.len());
-        let (a, b) = self.data.split_at(n);
-        self.data = b;
-        a
-    }
-}
 
 /// The first byte picks the crypt and FEC shape; then each step is one of:
 ///
@@ -52,7 +32,7 @@ impl Input<'_> {
 /// After every `open`, the FEC decoder holds no more shards than its limit, and nothing
 /// delivered is longer than a datagram.
 pub fn kcp_datagram(data: &[u8]) {
-    let mut input = Input { data };
+    let mut input = Input::new(data);
     let Some(setup) = input.byte() else { return };
     let crypt = Crypt::ALL[usize::from(setup) % Crypt::ALL.len()];
     let (data_shards, parity_shards) = SHAPES[usize::from(setup) / Crypt::ALL.len() % SHAPES.len()];
@@ -92,7 +72,8 @@ pub fn kcp_datagram(data: &[u8]) {
                 let payload = input.take(len);
                 let mut datagram = vec![0; CRYPT_HEADER];
                 datagram.extend_from_slice(payload);
-                let crc = crc32(&datagram[CRYPT_HEADER..]);
+                // CRC32 (IEEE) bit by bit: the body stays free of the codec's own CRC code.
+                let crc = crc32_bitwise(0xedb8_8320, &datagram[CRYPT_HEADER..]);
                 datagram[16..20].copy_from_slice(&crc.to_le_bytes());
                 block.encrypt(&mut datagram);
                 open(&mut rx, &datagram, now);
@@ -119,20 +100,4 @@ pub fn kcp_datagram(data: &[u8]) {
             _ => now += Duration::from_millis(u64::from(input.u16()) * 8),
         }
     }
-}
-
-/// CRC32 (IEEE), bit by bit: the body stays free of the codec's own CRC code.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }

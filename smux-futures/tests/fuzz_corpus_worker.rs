@@ -7,22 +7,11 @@
 #[path = "../../fuzz/src/worker.rs"]
 mod worker;
 
-use std::path::Path;
+use smux_test_support::corpus::replay;
 
 #[test]
 fn worker_corpus() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/worker");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.expect("corpus entry").path();
-        let data = std::fs::read(&path).expect("corpus file");
-        if let Err(e) = std::panic::catch_unwind(|| worker::worker(&data)) {
-            eprintln!("worker: {} failed", path.display());
-            std::panic::resume_unwind(e);
-        }
-        n += 1;
-    }
-    assert!(n > 0, "the worker corpus is empty");
+    replay("worker", worker::worker);
 }
 
 /// Random inputs from a fixed-seed generator (no extra dependency), a different set each

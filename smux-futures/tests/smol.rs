@@ -8,14 +8,10 @@ use std::time::{Duration, Instant};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 use smux_futures::{MuxBuilder, MuxError, MuxStream, Version};
+use smux_test_support::content::pattern;
 use smux_test_support::smol::tcp_pair;
 
 mod production;
-
-// The helpers the smux-tokio tests use.
-#[path = "../../smux-tokio/tests/common/content.rs"]
-mod common;
-use common::pattern;
 
 /// Runs `f` on smol, failing after `secs` seconds instead of hanging.
 fn run<F: std::future::Future<Output = ()>>(secs: u64, f: F) {

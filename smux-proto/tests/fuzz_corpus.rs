@@ -3,49 +3,27 @@
 
 #[path = "../../fuzz/src/bodies.rs"]
 mod bodies;
+#[path = "../../fuzz/src/input.rs"]
+mod input;
 #[path = "../../fuzz/src/pair.rs"]
 mod pair;
 
-use std::path::Path;
-
 use proptest::prelude::*;
-
-fn replay(target: &str, body: fn(&[u8])) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.expect("corpus entry").path();
-        let data = std::fs::read(&path).expect("corpus file");
-        if let Err(e) = std::panic::catch_unwind(|| body(&data)) {
-            eprintln!("{target}: {} failed", path.display());
-            std::panic::resume_unwind(e);
-        }
-        n += 1;
-    }
-    n
-}
+use smux_test_support::corpus::replay;
 
 #[test]
 fn decode_corpus() {
-    assert!(
-        replay("decode", bodies::decode) > 0,
-        "the decode corpus is empty"
-    );
+    replay("decode", bodies::decode);
 }
 
 #[test]
 fn session_corpus() {
-    assert!(
-        replay("session", bodies::session) > 0,
-        "the session corpus is empty"
-    );
+    replay("session", bodies::session);
 }
 
 #[test]
 fn pair_corpus() {
-    assert!(replay("pair", pair::pair) > 0, "the pair corpus is empty");
+    replay("pair", pair::pair);
 }
 
 proptest! {

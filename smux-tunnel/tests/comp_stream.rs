@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use proptest::prelude::*;
+use smux_test_support::content::crc32_bitwise;
 use smux_tunnel::kcp::CompStream;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -14,18 +15,9 @@ const IDENTIFIER: &[u8] = b"\xff\x06\x00\x00sNaPpY";
 /// The masked CRC-32C that the framing format puts before each chunk's data, computed bit by
 /// bit (independently of the crate's table).
 fn masked_crc(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0x82f6_3b78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    (!crc).rotate_right(15).wrapping_add(0xa282_ead8)
+    crc32_bitwise(0x82f6_3b78, data)
+        .rotate_right(15)
+        .wrapping_add(0xa282_ead8)
 }
 
 fn chunk(kind: u8, body: &[u8]) -> Vec<u8> {

@@ -8,8 +8,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::plain;
-use common::{lossy_relay, on_runtimes, pattern, smux_echo_client, smux_echo_server, Rng};
+use common::{
+    lossy_relay, on_paused_clock, on_runtimes, pattern, plain, smux_echo_client, smux_echo_server,
+    Rng,
+};
 use smux_tokio::Version;
 use smux_tunnel::kcp::{KcpListener, KcpSettings, KcpStream, ListenerLimits};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -30,9 +32,8 @@ async fn connect(addr: SocketAddr) -> KcpStream {
 #[test]
 fn smux_echo_over_kcp() {
     on_runtimes(|| async {
-        let l = listener(ListenerLimits::default()).await;
-        let addr = l.local_addr().unwrap();
-        let server = tokio::spawn(smux_echo_server(l, Version::V1));
+        let (addr, server) =
+            smux_echo_server(listener(ListenerLimits::default()).await, Version::V1);
         // 4 MiB out and back, on four streams at once.
         smux_echo_client(connect(addr).await, Version::V1, 4, 1 << 20).await;
         server.abort();
@@ -42,12 +43,10 @@ fn smux_echo_over_kcp() {
 #[test]
 fn smux_echo_through_a_lossy_reordering_relay() {
     on_runtimes(|| async {
-        let l = listener(ListenerLimits::default()).await;
-        let server_addr = l.local_addr().unwrap();
-        let server = tokio::spawn(smux_echo_server(l, Version::V2));
+        let (server_addr, server) =
+            smux_echo_server(listener(ListenerLimits::default()).await, Version::V2);
         let (relay_addr, relay) = lossy_relay(server_addr, 24, 10).await;
-        let session = connect(relay_addr).await;
-        smux_echo_client(session, Version::V2, 3, 1 << 20).await;
+        smux_echo_client(connect(relay_addr).await, Version::V2, 3, 1 << 20).await;
         server.abort();
         relay.abort();
     });
@@ -235,30 +234,25 @@ async fn a_new_conversation_from_the_same_address_replaces_the_session() {
 fn a_silent_peer_times_out() {
     // The clock is paused: Tokio moves it only when every task waits, so the idle timeout
     // fires as soon as nothing else can happen, and at its exact instant.
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(async {
-            let silent = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-            let settings = KcpSettings {
-                idle_timeout: Some(Duration::from_secs(30)),
-                ..KcpSettings::client()
-            };
-            let start = tokio::time::Instant::now();
-            let mut c = KcpStream::connect(silent.local_addr().unwrap(), &settings, plain())
-                .await
-                .unwrap();
-            c.write_all(b"anyone?").await.unwrap();
-            let err = c.read(&mut [0u8; 8]).await.unwrap_err();
-            assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
-            // Not before the timeout.
-            assert!(start.elapsed() >= Duration::from_secs(30));
-            let err = c.write(b"more").await.unwrap_err();
-            assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
-            assert_eq!(c.stats().sessions_timed_out, 1);
-        });
+    on_paused_clock(async {
+        let silent = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let settings = KcpSettings {
+            idle_timeout: Some(Duration::from_secs(30)),
+            ..KcpSettings::client()
+        };
+        let start = tokio::time::Instant::now();
+        let mut c = KcpStream::connect(silent.local_addr().unwrap(), &settings, plain())
+            .await
+            .unwrap();
+        c.write_all(b"anyone?").await.unwrap();
+        let err = c.read(&mut [0u8; 8]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        // Not before the timeout.
+        assert!(start.elapsed() >= Duration::from_secs(30));
+        let err = c.write(b"more").await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(c.stats().sessions_timed_out, 1);
+    });
 }
 
 #[test]
@@ -266,40 +260,35 @@ fn writes_wait_when_the_send_window_is_full() {
     // A peer that never answers: nothing is acknowledged, so writes stop at the window (the
     // smaller of ours and the peer's initial 128 packets) and stay stopped. Paused clock: the
     // retransmissions run at once, and no timing decides anything.
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(async {
-            let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            let settings = KcpSettings::client();
-            let mut c = KcpStream::connect(silent.local_addr().unwrap(), &settings, plain())
-                .await
-                .unwrap();
-            let chunk = vec![7u8; 16 * 1024];
-            let mut written = 0usize;
-            loop {
-                let w = std::future::poll_fn(|cx| {
-                    std::task::Poll::Ready(std::pin::Pin::new(&mut c).poll_write(cx, &chunk))
-                })
-                .await;
-                match w {
-                    std::task::Poll::Ready(n) => written += n.unwrap(),
-                    std::task::Poll::Pending => break,
-                }
+    on_paused_clock(async {
+        let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let settings = KcpSettings::client();
+        let mut c = KcpStream::connect(silent.local_addr().unwrap(), &settings, plain())
+            .await
+            .unwrap();
+        let chunk = vec![7u8; 16 * 1024];
+        let mut written = 0usize;
+        loop {
+            let w = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::pin::Pin::new(&mut c).poll_write(cx, &chunk))
+            })
+            .await;
+            match w {
+                std::task::Poll::Ready(n) => written += n.unwrap(),
+                std::task::Poll::Pending => break,
             }
-            // KCP's segments hold mtu - 20 (codec) - 24 (KCP header) bytes each.
-            let mss = settings.mtu - 20 - 24;
-            assert!(written <= 128 * mss, "{written} bytes taken");
-            assert!(written > 0);
-            // Still full after many retransmission timeouts (the paused clock jumps to each).
-            let more = tokio::time::timeout(Duration::from_secs(20), c.write(&chunk)).await;
-            assert!(
-                more.is_err(),
-                "a write went through with nothing acknowledged"
-            );
-        });
+        }
+        // KCP's segments hold mtu - 20 (codec) - 24 (KCP header) bytes each.
+        let mss = settings.mtu - 20 - 24;
+        assert!(written <= 128 * mss, "{written} bytes taken");
+        assert!(written > 0);
+        // Still full after many retransmission timeouts (the paused clock jumps to each).
+        let more = tokio::time::timeout(Duration::from_secs(20), c.write(&chunk)).await;
+        assert!(
+            more.is_err(),
+            "a write went through with nothing acknowledged"
+        );
+    });
 }
 
 /// What a peer that keeps to the protocol can make a server's session hold when nobody reads

@@ -7,11 +7,14 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{echo_exact, on_runtimes, parallel_echoes, pattern, tcp_echo_target, Rng};
+use common::{
+    echo_exact, on_paused_clock, on_runtimes, parallel_echoes, pattern, spawn_tunnel,
+    tcp_echo_target, Rng,
+};
 use smux_tunnel::kcp::codec::CRYPT_HEADER;
 use smux_tunnel::kcp::{Codec, CodecConfig, Crypt, KcpGoCodec, KcpStatsHandle};
 use smux_tunnel::{Kcp, Options, ServerListener, Transport};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
 
@@ -260,50 +263,22 @@ fn bad_datagrams_are_dropped_and_counted() {
 /// (Tokio's paused clock needs the current-thread runtime).
 #[test]
 fn idle_for_90_s_on_a_paused_clock() {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(async {
-            let (target, _echo) = tcp_echo_target().await;
-            let (server, client) = defaults();
-            let t = start(target, server, client).await;
-            let mut tcp = TcpStream::connect(t.entry).await.unwrap();
-            let first = pattern(1, 50_000);
-            assert!(echo_exact(&mut tcp, &first).await == first);
-            let start = tokio::time::Instant::now();
-            tokio::time::sleep(Duration::from_secs(90)).await;
-            assert!(start.elapsed() >= Duration::from_secs(90));
-            let again = pattern(2, 50_000);
-            assert!(echo_exact(&mut tcp, &again).await == again);
-            parallel_echoes(t.entry, 2, 50_000, 3).await;
-            let s = t.stats.snapshot();
-            assert_eq!((s.sessions_opened, s.sessions_timed_out), (1, 0), "{s:?}");
-        });
-}
-
-/// Starts the `tunnel` binary and returns it with the address it listens on.
-async fn spawn_tunnel(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tunnel"))
-        .args(args)
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cargo test builds the tunnel binary");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("the tunnel printed its address");
-        if let Some(a) = line.strip_prefix("listening on ") {
-            break a.parse().unwrap();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    on_paused_clock(async {
+        let (target, _echo) = tcp_echo_target().await;
+        let (server, client) = defaults();
+        let t = start(target, server, client).await;
+        let mut tcp = TcpStream::connect(t.entry).await.unwrap();
+        let first = pattern(1, 50_000);
+        assert!(echo_exact(&mut tcp, &first).await == first);
+        let start = tokio::time::Instant::now();
+        tokio::time::sleep(Duration::from_secs(90)).await;
+        assert!(start.elapsed() >= Duration::from_secs(90));
+        let again = pattern(2, 50_000);
+        assert!(echo_exact(&mut tcp, &again).await == again);
+        parallel_echoes(t.entry, 2, 50_000, 3).await;
+        let s = t.stats.snapshot();
+        assert_eq!((s.sessions_opened, s.sessions_timed_out), (1, 0), "{s:?}");
+    });
 }
 
 #[tokio::test]

@@ -18,81 +18,26 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{
-    echo_exact, lossy_relay, on_runtime, parallel_echoes, pattern, tcp_echo_target, Flavor,
-    RUNTIMES,
+    all_passed, echo_exact, lossy_relay, on_runtime, parallel_echoes, pattern, tcp_echo_target,
+    Flavor, RUNTIMES,
 };
+use smux_test_support::process::{free_tcp_port, free_udp_port, LoggedProcess};
+use smux_test_support::runtimes::HANG_GUARD;
 use smux_tunnel::cli::{self, Parsed, KCPTUN_FLAGS};
 use smux_tunnel::{Kcp, ServerListener, Transport};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A kcptun process, killed when dropped.
-struct Kcptun {
-    child: Child,
-    /// Its log, line by line (kcptun logs to stderr).
-    log: mpsc::Receiver<String>,
-}
-
-impl Kcptun {
-    fn start(program: &str, args: &[String]) -> Kcptun {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program}: {e} (Debian's package kcptun)"));
-        let stderr = child.stderr.take().unwrap();
-        let (tx, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // Once the test stops listening, the rest is drained and dropped.
-                let _ = tx.send(line);
-            }
-        });
-        Kcptun { child, log }
-    }
-
-    /// Waits until a line of its log contains `marker`; panics if the process exits first.
-    fn wait_for(&self, marker: &str) {
-        for line in self.log.iter() {
-            if line.contains(marker) {
-                return;
-            }
-        }
-        panic!("kcptun exited before logging {marker:?}");
-    }
-}
-
-impl Drop for Kcptun {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A UDP port free on 127.0.0.1 at the time of asking.
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A TCP port free on 127.0.0.1 at the time of asking.
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Starts Debian's kcptun `program` (kcptun-client or kcptun-server) with `args`, and waits
+/// until it says it listens.
+fn kcptun(program: &str, args: &[String]) -> LoggedProcess {
+    let p = LoggedProcess::start(program, args)
+        .unwrap_or_else(|e| panic!("{e} (Debian's package kcptun)"));
+    p.wait_for("listening on:", HANG_GUARD).unwrap();
+    p
 }
 
 /// Which end is kcptun's.
@@ -110,7 +55,7 @@ struct Pair {
     entry: SocketAddr,
     /// Our end's KCP transport: its codec counters.
     kcp: Kcp,
-    _kcptun: Kcptun,
+    _kcptun: LoggedProcess,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -122,53 +67,67 @@ impl Drop for Pair {
     }
 }
 
-/// Our end's command line, parsed by the tunnel's parser.
-fn our_command(words: &[String]) -> cli::Command {
-    match cli::parse(words.iter().cloned(), None).expect("our flags") {
-        Parsed::Run(c) => *c,
-        Parsed::Help => unreachable!(),
-    }
-}
-
 fn strings(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
+}
+
+/// Our end: `words` (its role and addresses) and then `flags`, parsed by the tunnel's own
+/// parser; and its KCP transport (a clone: its codec counters are shared).
+fn our_end(words: &[&str], flags: &[String]) -> (cli::Command, Kcp) {
+    let mut words = strings(words);
+    words.extend(strings(&["--transport", "kcp", "--quiet"]));
+    words.extend_from_slice(flags);
+    let cmd = match cli::parse(words, None).expect("our flags") {
+        Parsed::Run(c) => *c,
+        Parsed::Help => unreachable!(),
+    };
+    let Transport::Kcp(kcp) = &cmd.opts.transport else {
+        unreachable!()
+    };
+    let kcp = (**kcp).clone();
+    (cmd, kcp)
+}
+
+/// `server`, or, if `loss` is above 0, a relay in front of it that drops `loss` per mille
+/// (seeded by `seed`), its task added to `tasks`.
+async fn maybe_lossy(
+    server: SocketAddr,
+    loss: u64,
+    seed: u64,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> SocketAddr {
+    if loss == 0 {
+        return server;
+    }
+    let (relay, task) = lossy_relay(server, seed, loss).await;
+    tasks.push(task);
+    relay
 }
 
 /// Starts a pair, both ends with `flags` (kcptun's, `--smuxver` among them), with a relay
 /// that drops `loss` per mille (seeded by `seed`) between them if `loss` is above 0.
 async fn start(kind: Kind, flags: &[String], loss: u64, seed: u64) -> Pair {
     let (target, echo) = tcp_echo_target().await;
+    let target = target.to_string();
     let mut tasks = vec![echo];
     match kind {
         Kind::KcptunClient => {
-            let mut words = strings(&["server", "--transport", "kcp", "--quiet"]);
-            words.extend(strings(&["-l", "127.0.0.1:0", "-t", &target.to_string()]));
-            words.extend_from_slice(flags);
-            let cmd = our_command(&words);
-            let Transport::Kcp(kcp) = &cmd.opts.transport else {
-                unreachable!()
-            };
-            let kcp = (**kcp).clone();
+            let (cmd, kcp) = our_end(&["server", "-l", "127.0.0.1:0", "-t", &target], flags);
             let listener = ServerListener::bind(&cmd.listen, &cmd.opts.transport)
                 .await
                 .unwrap();
-            let mut server = listener.local_addr().unwrap();
+            let server = listener.local_addr().unwrap();
             tasks.push(tokio::spawn(async move {
                 let _ =
                     smux_tunnel::run_server(listener, cmd.remote, cmd.opts, std::future::pending())
                         .await;
             }));
-            if loss > 0 {
-                let (relay, task) = lossy_relay(server, seed, loss).await;
-                server = relay;
-                tasks.push(task);
-            }
-            let local = free_tcp_port();
+            let server = maybe_lossy(server, loss, seed, &mut tasks).await;
+            let local = free_tcp_port().unwrap();
             let mut args = strings(&["-r", &server.to_string()]);
             args.extend(strings(&["-l", &format!("127.0.0.1:{local}"), "--quiet"]));
             args.extend_from_slice(flags);
-            let client = Kcptun::start("kcptun-client", &args);
-            client.wait_for("listening on:");
+            let client = kcptun("kcptun-client", &args);
             Pair {
                 entry: ([127, 0, 0, 1], local).into(),
                 kcp,
@@ -177,31 +136,15 @@ async fn start(kind: Kind, flags: &[String], loss: u64, seed: u64) -> Pair {
             }
         }
         Kind::KcptunServer => {
-            let port = free_udp_port();
+            let port = free_udp_port().unwrap();
             let mut args = strings(&["-l", &format!("127.0.0.1:{port}")]);
-            args.extend(strings(&["-t", &target.to_string(), "--quiet"]));
+            args.extend(strings(&["-t", &target, "--quiet"]));
             args.extend_from_slice(flags);
-            let server = Kcptun::start("kcptun-server", &args);
-            server.wait_for("listening on:");
-            let mut server_addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            if loss > 0 {
-                let (relay, task) = lossy_relay(server_addr, seed, loss).await;
-                server_addr = relay;
-                tasks.push(task);
-            }
-            let mut words = strings(&["client", "--transport", "kcp", "--quiet"]);
-            words.extend(strings(&[
-                "-l",
-                "127.0.0.1:0",
-                "-r",
-                &server_addr.to_string(),
-            ]));
-            words.extend_from_slice(flags);
-            let cmd = our_command(&words);
-            let Transport::Kcp(kcp) = &cmd.opts.transport else {
-                unreachable!()
-            };
-            let kcp = (**kcp).clone();
+            let server = kcptun("kcptun-server", &args);
+            let server_addr =
+                maybe_lossy(([127, 0, 0, 1], port).into(), loss, seed, &mut tasks).await;
+            let server_addr = server_addr.to_string();
+            let (cmd, kcp) = our_end(&["client", "-l", "127.0.0.1:0", "-r", &server_addr], flags);
             let listener = TcpListener::bind(&cmd.listen).await.unwrap();
             let entry = listener.local_addr().unwrap();
             tasks.push(tokio::spawn(async move {
@@ -299,17 +242,13 @@ fn every_runtime_meets_every_value() {
 }
 
 fn run_matrix(kind: Kind) {
-    let mut failed = Vec::new();
-    for (n, c) in matrix().into_iter().enumerate() {
-        let r = on_runtime(c.runtime, async move {
+    all_passed(matrix().into_iter().enumerate().map(|(n, c)| {
+        on_runtime(c.runtime, async move {
             let pair = start(kind, &c.flags(), 0, 0).await;
             parallel_echoes(pair.entry, 50, 1 << 20, 1000 * n as u64).await;
-        });
-        if let Err(e) = r {
-            failed.push(format!("{c:?}: {e}"));
-        }
-    }
-    assert!(failed.is_empty(), "failed:\n  {}", failed.join("\n  "));
+        })
+        .map_err(|e| format!("{c:?}: {e}"))
+    }));
 }
 
 #[test]
@@ -338,20 +277,16 @@ fn everything_off() -> Vec<String> {
 }
 
 fn run_bulk(kind: Kind) {
-    let mut failed = Vec::new();
-    for flags in [Vec::new(), everything_off()] {
-        for flavor in RUNTIMES {
-            let f = flags.clone();
-            let r = on_runtime(flavor, async move {
-                let pair = start(kind, &f, 0, 0).await;
-                parallel_echoes(pair.entry, 1, 16 << 20, 7).await;
-            });
-            if let Err(e) = r {
-                failed.push(format!("{flags:?}: {e}"));
-            }
-        }
-    }
-    assert!(failed.is_empty(), "failed:\n  {}", failed.join("\n  "));
+    let runs = [Vec::new(), everything_off()]
+        .into_iter()
+        .flat_map(|flags| RUNTIMES.map(|flavor| (flags.clone(), flavor)));
+    all_passed(runs.map(|(flags, flavor)| {
+        on_runtime(flavor, async {
+            let pair = start(kind, &flags, 0, 0).await;
+            parallel_echoes(pair.entry, 1, 16 << 20, 7).await;
+        })
+        .map_err(|e| format!("{flags:?}: {e}"))
+    }));
 }
 
 #[test]
@@ -369,9 +304,8 @@ fn bulk_our_client_into_kcptun_server() {
 /// kcptun's defaults through a relay that loses 1% each way: 8 connections × 1 MiB, all
 /// checked, and FEC rebuilt packets on our side.
 fn run_loss(kind: Kind) {
-    let mut failed = Vec::new();
-    for (i, flavor) in RUNTIMES.into_iter().enumerate() {
-        let r = on_runtime(flavor, async move {
+    all_passed(RUNTIMES.into_iter().enumerate().map(|(i, flavor)| {
+        on_runtime(flavor, async move {
             let pair = start(kind, &[], 10, 24 + i as u64).await;
             parallel_echoes(pair.entry, 8, 1 << 20, 500).await;
             let stats = pair.kcp.codec_stats();
@@ -380,12 +314,8 @@ fn run_loss(kind: Kind) {
                 "no packet rebuilt by FEC on our side: {stats:?}"
             );
             assert!(stats.parity_shards > 0, "{stats:?}");
-        });
-        if let Err(e) = r {
-            failed.push(e);
-        }
-    }
-    assert!(failed.is_empty(), "failed:\n  {}", failed.join("\n  "));
+        })
+    }));
 }
 
 #[test]

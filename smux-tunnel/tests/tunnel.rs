@@ -2,34 +2,21 @@
 //! half-close, a target that refuses, the smux connection killed mid-transfer, and the built
 //! binary.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use smux_tunnel::Options;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 mod common;
-use common::pattern;
+use common::{pattern, round_trip, serve_echo, spawn_tunnel, tcp_echo_target};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// An echo server: copies each connection back until EOF, then shuts down its write side.
-async fn echo_target(listener: TcpListener) {
-    loop {
-        let Ok((mut tcp, _)) = listener.accept().await else {
-            return;
-        };
-        tokio::spawn(async move {
-            let (mut r, mut w) = tcp.split();
-            let _ = tokio::io::copy(&mut r, &mut w).await;
-            let _ = w.shutdown().await;
-        });
-    }
-}
 
 async fn listen() -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -37,85 +24,120 @@ async fn listen() -> (TcpListener, SocketAddr) {
     (l, a)
 }
 
-/// A running tunnel: its client's address, and what stops it.
+/// The shutdown future an end of the tunnel is given.
+type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One end of a running tunnel: its task, what stops it, and word that it has stopped
+/// accepting.
+struct End {
+    task: JoinHandle<std::io::Result<()>>,
+    stop: Option<oneshot::Sender<()>>,
+    /// Completes once the end has seen its shutdown future complete: from then on it accepts
+    /// nothing and waits for its open connections.
+    taken: Option<oneshot::Receiver<()>>,
+}
+
+impl End {
+    /// Spawns the end that `run` makes from the shutdown future it is to be given.
+    fn spawn<F>(run: impl FnOnce(Shutdown) -> F) -> End
+    where
+        F: Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (taken_tx, taken) = oneshot::channel::<()>();
+        let shutdown = Box::pin(async move {
+            let _ = stopped.await;
+            let _ = taken_tx.send(());
+        });
+        End {
+            task: tokio::spawn(run(shutdown)),
+            stop: Some(stop),
+            taken: Some(taken),
+        }
+    }
+}
+
+/// A running tunnel: its client's address, and its two ends.
 struct Tunnel {
     entry: SocketAddr,
-    stop: Vec<oneshot::Sender<()>>,
-    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+    ends: [End; 2],
 }
 
 impl Tunnel {
-    /// Starts a tunnel server forwarding to `target` and a client whose smux connection goes
-    /// to `via` (the server itself, or a relay in front of it), with `opts`.
-    async fn start(
+    /// Starts a tunnel server forwarding to `target` and a client whose smux connections go
+    /// to it, with `opts`.
+    async fn start(target: SocketAddr, opts: Options) -> Tunnel {
+        let (server_listener, server_addr) = listen().await;
+        Tunnel::launch(server_listener, server_addr, target, opts).await
+    }
+
+    /// [`Tunnel::start`], with the client's smux connections going through a [`Relay`] that
+    /// can cut them.
+    async fn start_relayed(target: SocketAddr, opts: Options) -> (Tunnel, Relay) {
+        let (server_listener, server_addr) = listen().await;
+        let relay = relay(server_addr).await;
+        let t = Tunnel::launch(server_listener, relay.addr, target, opts).await;
+        (t, relay)
+    }
+
+    /// The server on `server_listener`, and a client whose smux connections go to `dial`.
+    async fn launch(
+        server_listener: TcpListener,
+        dial: SocketAddr,
         target: SocketAddr,
         opts: Options,
-        via: Option<SocketAddr>,
-    ) -> (Tunnel, SocketAddr) {
-        let (server_listener, server_addr) = listen().await;
+    ) -> Tunnel {
         let (client_listener, entry) = listen().await;
-        let (s_stop, s_rx) = oneshot::channel::<()>();
-        let (c_stop, c_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(smux_tunnel::run_server(
-            server_listener,
-            target.to_string(),
-            opts.clone(),
-            async move {
-                let _ = s_rx.await;
-            },
-        ));
-        let client = tokio::spawn(smux_tunnel::run_client(
-            client_listener,
-            via.unwrap_or(server_addr).to_string(),
-            opts,
-            async move {
-                let _ = c_rx.await;
-            },
-        ));
-        (
-            Tunnel {
-                entry,
-                stop: vec![c_stop, s_stop],
-                tasks: vec![client, server],
-            },
-            server_addr,
-        )
-    }
-
-    async fn stop(self) {
-        for s in self.stop {
-            let _ = s.send(());
-        }
-        for t in self.tasks {
-            timeout(LIMIT, t).await.unwrap().unwrap().unwrap();
+        let server_opts = opts.clone();
+        let server = End::spawn(|shutdown| {
+            smux_tunnel::run_server(server_listener, target.to_string(), server_opts, shutdown)
+        });
+        let client = End::spawn(|shutdown| {
+            smux_tunnel::run_client(client_listener, dial.to_string(), opts, shutdown)
+        });
+        Tunnel {
+            entry,
+            ends: [client, server],
         }
     }
-}
 
-/// Sends `data` through the tunnel entry, finishes, and reads the echo to the end.
-async fn round_trip(entry: SocketAddr, data: Vec<u8>) -> Vec<u8> {
-    let tcp = TcpStream::connect(entry).await.unwrap();
-    let (mut r, mut w) = tcp.into_split();
-    let writer = tokio::spawn(async move {
-        w.write_all(&data).await.unwrap();
-        w.shutdown().await.unwrap();
-    });
-    let mut back = Vec::new();
-    r.read_to_end(&mut back).await.unwrap();
-    writer.await.unwrap();
-    back
+    /// Tells both ends to stop, and waits until each has taken it (stopped accepting).
+    async fn begin_stop(&mut self) {
+        for end in &mut self.ends {
+            if let Some(stop) = end.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+        for end in &mut self.ends {
+            if let Some(taken) = end.taken.take() {
+                taken.await.expect("the end took the stop");
+            }
+        }
+    }
+
+    /// Whether either end has finished.
+    fn any_end_finished(&self) -> bool {
+        self.ends.iter().any(|end| end.task.is_finished())
+    }
+
+    /// Stops both ends and waits for them to finish, each without an error.
+    async fn stop(mut self) {
+        self.begin_stop().await;
+        for end in self.ends {
+            timeout(LIMIT, end.task).await.unwrap().unwrap().unwrap();
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_parallel_connections_through_the_tunnel() {
     for version in [smux_tokio::Version::V1, smux_tokio::Version::V2] {
-        let (target, target_addr) = listen().await;
-        tokio::spawn(echo_target(target));
+        let (target, _echo) = tcp_echo_target().await;
         let opts = Options {
             version,
             ..Options::default()
         };
-        let (t, _) = Tunnel::start(target_addr, opts, None).await;
+        let t = Tunnel::start(target, opts).await;
         timeout(LIMIT, async {
             let conns: Vec<_> = (0..50u64)
                 .map(|i| {
@@ -150,7 +172,7 @@ async fn half_close_passes_through() {
             .unwrap();
         tcp.shutdown().await.unwrap();
     });
-    let (t, _) = Tunnel::start(target_addr, Options::default(), None).await;
+    let t = Tunnel::start(target_addr, Options::default()).await;
     let back = timeout(LIMIT, round_trip(t.entry, vec![7u8; 100_000]))
         .await
         .unwrap();
@@ -163,15 +185,14 @@ async fn a_refusing_target_closes_that_connection_and_the_tunnel_goes_on() {
     // A port with nothing listening (bound, then released).
     let (l, target_addr) = listen().await;
     drop(l);
-    let (t, _) = Tunnel::start(target_addr, Options::default(), None).await;
+    let t = Tunnel::start(target_addr, Options::default()).await;
     timeout(LIMIT, async {
         // The connection is closed from the tunnel's side.
         let mut tcp = TcpStream::connect(t.entry).await.unwrap();
         let mut buf = [0u8; 16];
         assert_eq!(tcp.read(&mut buf).await.unwrap(), 0);
         // Once the target is there, the same tunnel serves the next connection.
-        let target = TcpListener::bind(target_addr).await.unwrap();
-        tokio::spawn(echo_target(target));
+        let _echo = serve_echo(TcpListener::bind(target_addr).await.unwrap());
         let back = round_trip(t.entry, b"after the refusal".to_vec()).await;
         assert_eq!(back, b"after the refusal");
     })
@@ -186,6 +207,13 @@ struct Relay {
     addr: SocketAddr,
     cut: tokio::sync::watch::Sender<u64>,
     accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Relay {
+    /// How many connections it has accepted.
+    fn accepted(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 async fn relay(to: SocketAddr) -> Relay {
@@ -230,44 +258,22 @@ async fn echoes(tcp: &mut TcpStream, msg: &[u8]) -> bool {
 #[test]
 fn four_smux_connections_share_the_streams_and_reconnect_on_their_own() {
     common::on_runtimes(|| async {
-        let (target, target_addr) = listen().await;
-        tokio::spawn(echo_target(target));
-        let (server_listener, server_addr) = listen().await;
-        let r = relay(server_addr).await;
+        let (target, _echo) = tcp_echo_target().await;
         let opts = Options {
             conns: 4,
             ..Options::default()
         };
-        let (s_stop, s_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(smux_tunnel::run_server(
-            server_listener,
-            target_addr.to_string(),
-            opts.clone(),
-            async move {
-                let _ = s_rx.await;
-            },
-        ));
-        let (client_listener, entry) = listen().await;
-        let (c_stop, c_rx) = oneshot::channel::<()>();
-        let client = tokio::spawn(smux_tunnel::run_client(
-            client_listener,
-            r.addr.to_string(),
-            opts,
-            async move {
-                let _ = c_rx.await;
-            },
-        ));
+        let (t, r) = Tunnel::start_relayed(target, opts).await;
         timeout(LIMIT, async {
             // Eight connections, one after another: user i rides smux connection i % 4, and
             // the relay accepted those in the order of their first use.
             let mut users = Vec::new();
             for i in 0..8u8 {
-                let mut tcp = TcpStream::connect(entry).await.unwrap();
+                let mut tcp = TcpStream::connect(t.entry).await.unwrap();
                 assert!(echoes(&mut tcp, &[i; 100]).await, "user {i}");
                 users.push(tcp);
             }
-            let seen = |r: &Relay| r.accepted.load(std::sync::atomic::Ordering::SeqCst);
-            assert_eq!(seen(&r), 4, "four smux connections");
+            assert_eq!(r.accepted(), 4, "four smux connections");
             // Cut the second: users 1 and 5 lose their streams, the others go on.
             r.cut.send(2).unwrap();
             for (i, tcp) in users.iter_mut().enumerate() {
@@ -281,113 +287,50 @@ fn four_smux_connections_share_the_streams_and_reconnect_on_their_own() {
             }
             // Four more users: the one on the dead connection's turn gets a new one.
             for i in 8..12u8 {
-                let mut tcp = TcpStream::connect(entry).await.unwrap();
+                let mut tcp = TcpStream::connect(t.entry).await.unwrap();
                 assert!(echoes(&mut tcp, &[i; 100]).await, "user {i}");
             }
-            assert_eq!(seen(&r), 5, "only the cut connection was made anew");
+            assert_eq!(r.accepted(), 5, "only the cut connection was made anew");
         })
         .await
         .unwrap();
-        let _ = c_stop.send(());
-        let _ = s_stop.send(());
-        timeout(LIMIT, client).await.unwrap().unwrap().unwrap();
-        timeout(LIMIT, server).await.unwrap().unwrap().unwrap();
+        t.stop().await;
     });
 }
 
 #[tokio::test]
 async fn killing_the_smux_connection_closes_its_streams_and_the_tunnel_reconnects() {
-    let (target, target_addr) = listen().await;
-    tokio::spawn(echo_target(target));
+    let (target, _echo) = tcp_echo_target().await;
     // The tunnel client reaches the server through a relay we can cut.
-    let (server_listener, server_addr) = listen().await;
-    let r = relay(server_addr).await;
-    let (s_stop, s_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(smux_tunnel::run_server(
-        server_listener,
-        target_addr.to_string(),
-        Options::default(),
-        async move {
-            let _ = s_rx.await;
-        },
-    ));
-    let (client_listener, entry) = listen().await;
-    let (c_stop, c_rx) = oneshot::channel::<()>();
-    let client = tokio::spawn(smux_tunnel::run_client(
-        client_listener,
-        r.addr.to_string(),
-        Options::default(),
-        async move {
-            let _ = c_rx.await;
-        },
-    ));
+    let (t, r) = Tunnel::start_relayed(target, Options::default()).await;
     timeout(LIMIT, async {
         // A transfer in progress: written, echoed, not finished.
-        let mut tcp = TcpStream::connect(entry).await.unwrap();
+        let mut tcp = TcpStream::connect(t.entry).await.unwrap();
         tcp.write_all(b"in flight").await.unwrap();
         let mut buf = [0u8; 9];
         tcp.read_exact(&mut buf).await.unwrap();
+        assert_eq!(r.accepted(), 1);
         r.cut.send(1).unwrap();
-        // The affected connection closes (end of stream or an error), not hangs.
+        // The affected connection closes (end of stream or an error), not hangs. It closes
+        // because the client's smux connection ended under it (the server's side cannot reach
+        // it any more), so from here on that connection is known dead.
         let mut rest = Vec::new();
         let _ = tcp.read_to_end(&mut rest).await;
-        // New connections succeed once the client has reconnected.
-        let mut ok = false;
-        for _ in 0..50 {
-            let tcp = TcpStream::connect(entry).await.unwrap();
-            let (mut rd, mut wr) = tcp.into_split();
-            wr.write_all(b"again").await.unwrap();
-            wr.shutdown().await.unwrap();
-            let mut back = Vec::new();
-            if rd.read_to_end(&mut back).await.is_ok() && back == b"again" {
-                ok = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(
-            ok,
-            "no connection succeeded after the smux connection was killed"
-        );
+        // The next connection makes a new smux connection, and goes through.
+        let back = round_trip(t.entry, b"again".to_vec()).await;
+        assert_eq!(back, b"again", "the first connection after the cut");
+        assert_eq!(r.accepted(), 2, "the client reconnected once");
     })
     .await
     .unwrap();
-    let _ = c_stop.send(());
-    let _ = s_stop.send(());
-    timeout(LIMIT, client).await.unwrap().unwrap().unwrap();
-    timeout(LIMIT, server).await.unwrap().unwrap().unwrap();
-}
-
-/// Starts the `tunnel` binary and returns it with the address it listens on.
-async fn spawn_tunnel(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tunnel"))
-        .args(args)
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cargo test builds the tunnel binary");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("the tunnel printed its address");
-        if let Some(a) = line.strip_prefix("listening on ") {
-            break a.parse().unwrap();
-        }
-    };
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    t.stop().await;
 }
 
 #[tokio::test]
 async fn the_binary_forwards() {
-    let (target, target_addr) = listen().await;
-    tokio::spawn(echo_target(target));
+    let (target, _echo) = tcp_echo_target().await;
     timeout(LIMIT, async {
-        let target = target_addr.to_string();
+        let target = target.to_string();
         let (mut server, server_addr) = spawn_tunnel(&[
             "server",
             "--listen",
@@ -420,11 +363,14 @@ async fn the_binary_forwards() {
     .unwrap();
 }
 
+/// Stopping while a connection is open: both ends stop accepting, the connection goes on, and
+/// they finish once it has. On the current-thread runtime an end that took the stop and did
+/// not wait would have finished before this test runs again (it would end in the poll that saw
+/// its shutdown future complete), so the check after `begin_stop` needs no waiting.
 #[tokio::test]
 async fn stopping_lets_open_connections_finish() {
-    let (target, target_addr) = listen().await;
-    tokio::spawn(echo_target(target));
-    let (t, _) = Tunnel::start(target_addr, Options::default(), None).await;
+    let (target, _echo) = tcp_echo_target().await;
+    let mut t = Tunnel::start(target, Options::default()).await;
     timeout(LIMIT, async {
         let tcp = TcpStream::connect(t.entry).await.unwrap();
         let (mut r, mut w) = tcp.into_split();
@@ -432,10 +378,9 @@ async fn stopping_lets_open_connections_finish() {
         let mut buf = [0u8; 15];
         r.read_exact(&mut buf).await.unwrap();
         // Stop both ends while this connection is open: they stop accepting, and wait.
-        let stopping = tokio::spawn(t.stop());
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        t.begin_stop().await;
         assert!(
-            !stopping.is_finished(),
+            !t.any_end_finished(),
             "stopped with a connection still open"
         );
         w.write_all(b" and after").await.unwrap();
@@ -443,16 +388,15 @@ async fn stopping_lets_open_connections_finish() {
         let mut rest = Vec::new();
         r.read_to_end(&mut rest).await.unwrap();
         assert_eq!(rest, b" and after");
-        stopping.await.unwrap();
     })
     .await
     .unwrap();
+    t.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auto_version_server_takes_either_version_of_client() {
-    let (target, target_addr) = listen().await;
-    tokio::spawn(echo_target(target));
+    let (target, _echo) = tcp_echo_target().await;
     let (server_listener, server_addr) = listen().await;
     let server_opts = Options {
         auto_version: true,
@@ -460,7 +404,7 @@ async fn an_auto_version_server_takes_either_version_of_client() {
     };
     let server = tokio::spawn(smux_tunnel::run_server(
         server_listener,
-        target_addr.to_string(),
+        target.to_string(),
         server_opts,
         std::future::pending(),
     ));
@@ -488,13 +432,12 @@ async fn an_auto_version_server_takes_either_version_of_client() {
 
 #[tokio::test]
 async fn stopping_closes_what_is_still_open_after_the_drain_timeout() {
-    let (target, target_addr) = listen().await;
-    tokio::spawn(echo_target(target));
+    let (target, _echo) = tcp_echo_target().await;
     let opts = Options {
         drain_timeout: Duration::from_millis(200),
         ..Options::default()
     };
-    let (t, _) = Tunnel::start(target_addr, opts, None).await;
+    let t = Tunnel::start(target, opts).await;
     timeout(LIMIT, async {
         let tcp = TcpStream::connect(t.entry).await.unwrap();
         let (mut r, mut w) = tcp.into_split();

@@ -1,123 +1,28 @@
-//! Helpers shared by the test binaries: deterministic content, running a scenario on each Tokio
-//! runtime (as smux-tokio's tests do), a seeded lossy UDP relay, echo servers (smux over a KCP
-//! listener, and plain TCP) and echo clients.
+//! Helpers shared by the test binaries: deterministic content and running a scenario on each
+//! Tokio runtime (from `smux-test-support`, as smux-tokio's tests do), a seeded lossy UDP
+//! relay, echo servers (smux over a KCP listener, and plain TCP), echo clients, and the built
+//! `tunnel` binary.
 
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use smux_tokio::{MuxBuilder, Version};
 use smux_tunnel::kcp::{CodecConfig, KcpGoCodec, KcpListener, KcpStream};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinHandle;
 
-/// xorshift64*, seeded through a splitmix64 step.
-#[derive(Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// True with probability `per_mille / 1000`.
-    pub fn chance(&mut self, per_mille: u64) -> bool {
-        self.next_u64() % 1000 < per_mille
-    }
-}
-
-/// `len` bytes of a sequence fixed by `seed`.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = Rng::new(seed);
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        v.extend_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
+#[allow(unused_imports)]
+pub use smux_test_support::content::{pattern, Rng};
+#[allow(unused_imports)]
+pub use smux_test_support::runtimes::{
+    all_passed, on_paused_clock, on_runtime, on_runtimes, Flavor, RUNTIMES,
+};
 
 /// kcp-go's codec with `-crypt none` and no FEC.
 pub fn plain() -> KcpGoCodec {
     KcpGoCodec::new(&CodecConfig::plain()).expect("no FEC")
-}
-
-/// A Tokio runtime a scenario runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flavor {
-    CurrentThread,
-    MultiThread(usize),
-}
-
-/// Every scenario that involves scheduling runs on these.
-pub const RUNTIMES: [Flavor; 3] = [
-    Flavor::CurrentThread,
-    Flavor::MultiThread(2),
-    Flavor::MultiThread(4),
-];
-
-/// How long one run may take before it counts as a hang. A guard only: no test asserts
-/// anything about how long it took.
-pub const HANG_GUARD: Duration = Duration::from_secs(300);
-
-/// Runs the body `f` makes on a fresh runtime of each flavour, under [`HANG_GUARD`]; every
-/// flavour runs, then the failures, if any, are reported together.
-pub fn on_runtimes<F, Fut>(f: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let failed: Vec<String> = RUNTIMES
-        .into_iter()
-        .filter_map(|flavor| on_runtime(flavor, f()).err())
-        .collect();
-    assert!(failed.is_empty(), "failed on:\n  {}", failed.join("\n  "));
-}
-
-/// Runs `body` on a fresh runtime of `flavor`, under [`HANG_GUARD`]; a panic comes back as
-/// the error, with the flavour and its message.
-pub fn on_runtime<Fut: Future<Output = ()>>(flavor: Flavor, body: Fut) -> Result<(), String> {
-    let rt = match flavor {
-        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
-        Flavor::MultiThread(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
-    }
-    .enable_all()
-    .build()
-    .expect("a Tokio runtime");
-    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        rt.block_on(async {
-            if tokio::time::timeout(HANG_GUARD, body).await.is_err() {
-                panic!("no end within {HANG_GUARD:?} (hang)");
-            }
-        })
-    }));
-    rt.shutdown_timeout(Duration::from_secs(5));
-    run.map_err(|p| {
-        let msg = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        format!("{flavor:?}: {msg}")
-    })
 }
 
 /// Forwards datagrams between one client (the last address that sent to the relay) and
@@ -127,46 +32,28 @@ pub async fn lossy_relay(
     server: SocketAddr,
     seed: u64,
     loss_per_mille: u64,
-) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+) -> (SocketAddr, JoinHandle<()>) {
     let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let back = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = front.local_addr().unwrap();
     let task = tokio::spawn(async move {
-        let mut rng = Rng::new(seed);
+        let mut loss = Loss {
+            rng: Rng::new(seed),
+            per_mille: loss_per_mille,
+        };
         let mut client: Option<SocketAddr> = None;
-        let mut held_up: Option<Vec<u8>> = None;
-        let mut held_down: Option<Vec<u8>> = None;
+        let (mut held_up, mut held_down) = (None, None);
         let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
         loop {
             tokio::select! {
                 r = front.recv_from(&mut a) => {
                     let Ok((n, from)) = r else { continue };
                     client = Some(from);
-                    if rng.chance(loss_per_mille) {
-                        continue;
-                    }
-                    if held_up.is_none() && rng.chance(2 * loss_per_mille) {
-                        held_up = Some(a[..n].to_vec());
-                        continue;
-                    }
-                    let _ = back.send_to(&a[..n], server).await;
-                    if let Some(h) = held_up.take() {
-                        let _ = back.send_to(&h, server).await;
-                    }
+                    loss.forward(&a[..n], &mut held_up, &back, server).await;
                 }
                 r = back.recv_from(&mut b) => {
                     let (Ok((n, _)), Some(c)) = (r, client) else { continue };
-                    if rng.chance(loss_per_mille) {
-                        continue;
-                    }
-                    if held_down.is_none() && rng.chance(2 * loss_per_mille) {
-                        held_down = Some(b[..n].to_vec());
-                        continue;
-                    }
-                    let _ = front.send_to(&b[..n], c).await;
-                    if let Some(h) = held_down.take() {
-                        let _ = front.send_to(&h, c).await;
-                    }
+                    loss.forward(&b[..n], &mut held_down, &front, c).await;
                 }
             }
         }
@@ -174,11 +61,46 @@ pub async fn lossy_relay(
     (addr, task)
 }
 
-/// A TCP echo server: copies each connection back until EOF, then shuts down its write side.
-pub async fn tcp_echo_target() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+/// What a [`lossy_relay`] loses and holds back, both ways.
+struct Loss {
+    rng: Rng,
+    per_mille: u64,
+}
+
+impl Loss {
+    /// Sends `datagram` from `socket` to `to` unless it is lost or held back (in `held`, one
+    /// direction's datagram held back, which follows the next one that passes).
+    async fn forward(
+        &mut self,
+        datagram: &[u8],
+        held: &mut Option<Vec<u8>>,
+        socket: &UdpSocket,
+        to: SocketAddr,
+    ) {
+        if self.rng.chance(self.per_mille) {
+            return;
+        }
+        if held.is_none() && self.rng.chance(2 * self.per_mille) {
+            *held = Some(datagram.to_vec());
+            return;
+        }
+        let _ = socket.send_to(datagram, to).await;
+        if let Some(h) = held.take() {
+            let _ = socket.send_to(&h, to).await;
+        }
+    }
+}
+
+/// A TCP echo server on a port of its own: its address, and its task (see [`serve_echo`]).
+pub async fn tcp_echo_target() -> (SocketAddr, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
+    (addr, serve_echo(listener))
+}
+
+/// Echoes each connection `listener` accepts back until EOF, then shuts down its write side.
+pub fn serve_echo(listener: TcpListener) -> JoinHandle<()> {
+    tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let (mut r, mut w) = tcp.split();
@@ -186,8 +108,7 @@ pub async fn tcp_echo_target() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                 let _ = w.shutdown().await;
             });
         }
-    });
-    (addr, task)
+    })
 }
 
 /// Writes `data` while reading as many bytes back; returns them. Nothing is closed until the
@@ -224,27 +145,34 @@ pub async fn parallel_echoes(entry: SocketAddr, conns: usize, size: usize, seed:
     }
 }
 
-/// Echoes every smux stream of every session the listener accepts, each until its peer
-/// finishes it.
-pub async fn smux_echo_server(mut listener: KcpListener, version: Version) {
-    while let Ok(session) = listener.accept().await {
-        tokio::spawn(async move {
-            let (_connector, mut acceptor, worker) = MuxBuilder::server()
-                .with_version(version)
-                .with_keep_alive_interval(std::num::NonZeroU64::new(10).unwrap())
-                .with_connection(session)
-                .build();
-            tokio::spawn(worker);
-            while let Some(stream) = acceptor.accept().await {
-                tokio::spawn(async move {
-                    let (mut r, mut w) = tokio::io::split(stream);
-                    if tokio::io::copy(&mut r, &mut w).await.is_ok() {
-                        let _ = w.shutdown().await;
-                    }
-                });
-            }
-        });
-    }
+/// Echoes every smux stream (of version `version`) of every session `listener` accepts, each
+/// until its peer finishes it: the listener's address, and the task.
+pub fn smux_echo_server(
+    mut listener: KcpListener,
+    version: Version,
+) -> (SocketAddr, JoinHandle<()>) {
+    let addr = listener.local_addr().expect("the listener's address");
+    let task = tokio::spawn(async move {
+        while let Ok(session) = listener.accept().await {
+            tokio::spawn(async move {
+                let (_connector, mut acceptor, worker) = MuxBuilder::server()
+                    .with_version(version)
+                    .with_keep_alive_interval(std::num::NonZeroU64::new(10).unwrap())
+                    .with_connection(session)
+                    .build();
+                tokio::spawn(worker);
+                while let Some(stream) = acceptor.accept().await {
+                    tokio::spawn(async move {
+                        let (mut r, mut w) = tokio::io::split(stream);
+                        if tokio::io::copy(&mut r, &mut w).await.is_ok() {
+                            let _ = w.shutdown().await;
+                        }
+                    });
+                }
+            });
+        }
+    });
+    (addr, task)
 }
 
 /// Writes `data` on `stream` while reading its echo; returns the echo, read to the end.
@@ -265,6 +193,14 @@ pub async fn echo_round<S: AsyncRead + AsyncWrite + Send + 'static>(
     r.read_to_end(&mut back).await.expect("read the echo");
     drop(writer.await.expect("writer"));
     back
+}
+
+/// Connects to `entry`, writes `data` and finishes, and returns the echo, read to the end.
+pub async fn round_trip(entry: SocketAddr, data: Vec<u8>) -> Vec<u8> {
+    let tcp = TcpStream::connect(entry)
+        .await
+        .expect("connect to the entry");
+    echo_round(tcp, data).await
 }
 
 /// Opens `streams` smux streams over `session` and echoes `size` bytes on each, all at once;
@@ -291,4 +227,29 @@ pub async fn smux_echo_client(session: KcpStream, version: Version, streams: usi
     }
     connector.close().await.expect("close");
     let _ = worker.await;
+}
+
+/// Starts the built `tunnel` binary with `args` and returns it (killed when dropped) with the
+/// address it listens on, from its log; the rest of its log is read and dropped, so that it
+/// never blocks on a full pipe.
+pub async fn spawn_tunnel(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tunnel"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cargo test builds the tunnel binary");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the tunnel printed its address");
+        if let Some(a) = line.strip_prefix("listening on ") {
+            break a.parse().unwrap();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
 }

@@ -1,7 +1,6 @@
-//! Helpers shared by the test binaries: deterministic pseudo-random numbers and content, and
-//! a running hash. The Go peer (`interop/go-peer`) makes the same byte sequence.
-
-#![allow(dead_code)]
+//! Deterministic pseudo-random numbers and content, a running hash and a reference CRC, for
+//! the tests of every crate (no feature: smux-futures' tests use it too). The Go peer
+//! (`interop/go-peer`) makes the same byte sequence as [`ByteGen`].
 
 /// xorshift64* — small, fast, deterministic.
 #[derive(Clone)]
@@ -34,6 +33,11 @@ impl Rng {
     /// Uniform in `lo..=hi`.
     pub fn range(&mut self, lo: usize, hi: usize) -> usize {
         lo + self.below((hi - lo + 1) as u64) as usize
+    }
+
+    /// True with probability `per_mille / 1000`.
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
     }
 
     /// Log-uniform size in `1..=max` (max a power of two): small and large sizes alike.
@@ -89,6 +93,12 @@ impl ByteGen {
 /// FNV-1a, 64 bits, fed incrementally.
 pub struct Fnv(pub u64);
 
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv::new()
+    }
+}
+
 impl Fnv {
     pub fn new() -> Self {
         Fnv(0xcbf2_9ce4_8422_2325)
@@ -112,3 +122,31 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------- runtimes
+
+/// A CRC-32 computed bit by bit, from `reflected_poly` (`0xedb8_8320` for IEEE's, as zlib and
+/// kcp-go use; `0x82f6_3b78` for Castagnoli's CRC-32C, as snappy's framing uses), all ones in
+/// and out: a reference independent of the tables the code under test uses.
+pub fn crc32_bitwise(reflected_poly: u32, data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ reflected_poly
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_crcs_give_their_check_values() {
+        // The standard check: the CRC of the nine ASCII digits.
+        assert_eq!(super::crc32_bitwise(0xedb8_8320, b"123456789"), 0xcbf4_3926);
+        assert_eq!(super::crc32_bitwise(0x82f6_3b78, b"123456789"), 0xe306_9283);
+    }
+}
