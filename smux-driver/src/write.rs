@@ -107,12 +107,14 @@ impl<W: TransportWrite> Conn<W> {
         self.signals.queued.store(w.has_work(), Ordering::Relaxed);
     }
 
-    /// [`Conn::drive`] if nobody holds the write side: `None` when somebody does (the holder,
-    /// or the worker, writes what is queued then).
+    /// [`Conn::drive`] from a stream's task, if nobody holds the write side: `None` when
+    /// somebody does (the holder, or the worker, writes what is queued then).
     pub fn try_drive(&self, cx: &mut Context<'_>) -> Option<bool> {
         let mut key = Wakes::default();
         let mut w = self.writer(&mut key)?;
-        Some(self.drive(&mut w, cx))
+        let more = self.drive(&mut w, cx);
+        leave_rest_to_worker(&mut w);
+        Some(more)
     }
 
     /// Sends what a write just queued, from the writing task, as a socket's write does: no
@@ -130,9 +132,7 @@ impl<W: TransportWrite> Conn<W> {
         if !w.has_work() {
             self.drive(&mut w, cx);
         }
-        if w.has_work() {
-            w.state().waiters.notify_worker();
-        }
+        leave_rest_to_worker(&mut w);
     }
 
     fn write_queue(&self, w: &mut Writer<'_, W>, cx: &mut Context<'_>) -> io::Result<bool> {
@@ -272,6 +272,7 @@ impl<W: TransportWrite> Conn<W> {
         }
         if w.has_queued() {
             // The transport is full: wait for it, as a socket write would.
+            leave_rest_to_worker(&mut w);
             return self.wait_room_unless_closed(&mut w, id, cx);
         }
         let (room, version) = {
@@ -401,6 +402,18 @@ impl<W: TransportWrite> Conn<W> {
         };
         drop(dead);
         Poll::Ready(())
+    }
+}
+
+/// After a stream's task wrote: if it left work (the transport was full, the write budget
+/// ran out, a flush waits), the worker takes it over. The transport keeps the waker of the
+/// last write that waited only (Tokio's sockets and pipes do), which is now the task's; the
+/// task may never come back (its write cancelled, or failed at once because the session
+/// ended), so the worker writes again, and the transport then wakes the worker. The task, if
+/// it waits, is woken as for any queued write: when the queue takes more.
+fn leave_rest_to_worker<W>(w: &mut Writer<'_, W>) {
+    if w.has_work() {
+        w.state().waiters.notify_worker();
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Seen {
     pub read_pending: std::sync::atomic::AtomicBool,
     /// A write returned `Pending` (reset when one completes).
     pub write_pending: std::sync::atomic::AtomicBool,
+    /// Writes that returned `Pending`, ever.
+    pub write_pendings: std::sync::atomic::AtomicU64,
     /// Bytes read and written.
     pub read: std::sync::atomic::AtomicU64,
     pub written: std::sync::atomic::AtomicU64,
@@ -58,6 +60,22 @@ impl Seen {
         self.read_parked().await;
     }
 
+    /// Until more than `n` writes have returned `Pending`.
+    pub async fn write_pendings_above(&self, n: u64) {
+        until(&self.changed, || {
+            self.write_pendings
+                .load(std::sync::atomic::Ordering::SeqCst)
+                > n
+        })
+        .await;
+    }
+
+    /// Writes that have returned `Pending` so far.
+    pub fn write_pendings(&self) -> u64 {
+        self.write_pendings
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Until a write is parked.
     pub async fn write_parked(&self) {
         until(&self.changed, || {
@@ -81,7 +99,10 @@ impl Seen {
     fn on_write(&self, r: &std::task::Poll<std::io::Result<usize>>) {
         use std::sync::atomic::Ordering::SeqCst;
         match r {
-            std::task::Poll::Pending => self.write_pending.store(true, SeqCst),
+            std::task::Poll::Pending => {
+                self.write_pending.store(true, SeqCst);
+                self.write_pendings.fetch_add(1, SeqCst);
+            }
             std::task::Poll::Ready(r) => {
                 self.write_pending.store(false, SeqCst);
                 if let Ok(n) = r {
