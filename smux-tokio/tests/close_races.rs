@@ -169,63 +169,63 @@ fn a_cancelled_write_does_not_steal_the_workers_wake_ups() {
     on_runtimes(|| cancelled_write_then_drain(4096));
 }
 
+/// The same with writes of 64 KiB: the write that meets the full pipe is a direct write that
+/// first writes what is queued ahead of it.
 #[test]
 fn a_cancelled_large_write_does_not_steal_the_workers_wake_ups() {
     on_runtimes(|| cancelled_write_then_drain(64 * 1024));
 }
 
 async fn cancelled_write_then_drain(size: usize) {
-    {
-        let (a, b) = tokio::io::duplex(8 * 1024);
-        let (a, seen) = Watched::new(a);
-        let hour = std::num::NonZeroU64::new(3600).unwrap();
-        let (cc, _ca, cw) = MuxBuilder::client()
-            .with_keep_alive_interval(hour)
-            .with_keep_alive_timeout(hour.saturating_mul(hour))
-            .with_connection(a)
-            .build();
-        let (_sc, mut sa, sw) = MuxBuilder::server()
-            .with_keep_alive_interval(hour)
-            .with_keep_alive_timeout(hour.saturating_mul(hour))
-            .with_connection(b)
-            .build();
-        tokio::spawn(cw);
-        let mut s = cc.connect().unwrap();
-        // Writes of 4 KiB are queued and left to the worker, which parks on the full pipe.
-        queue_unread(&mut s, 7, 64 * 1024).await;
-        timeout(LIMIT, seen.write_pendings_above(0)).await.unwrap();
-        // Fill the stream's queue with writes that do not touch the transport (each wakes the
-        // worker, which parks again on the full pipe). Once it is full (or, for a large
-        // write, once the session has handed all it holds to the output queue), a write
-        // writes the queue to the full pipe itself, and gives up.
-        let chunk = vec![7u8; size];
-        let mut queued = 64 * 1024;
-        loop {
-            let before = seen.write_pendings();
-            match poll_once_then_drop(s.write(&chunk)).await {
-                Some(n) => {
-                    queued += n.unwrap();
-                    timeout(LIMIT, seen.write_pendings_above(before))
-                        .await
-                        .unwrap();
-                }
-                // It met the full pipe: the pipe now holds this task's waker.
-                None if seen.write_pendings() > before => break,
-                // The worker held the write side a moment longer: again.
-                None => tokio::task::yield_now().await,
+    let (a, b) = tokio::io::duplex(8 * 1024);
+    let (a, seen) = Watched::new(a);
+    let hour = std::num::NonZeroU64::new(3600).unwrap();
+    let (cc, _ca, cw) = MuxBuilder::client()
+        .with_keep_alive_interval(hour)
+        .with_keep_alive_timeout(hour.saturating_mul(hour))
+        .with_connection(a)
+        .build();
+    let (_sc, mut sa, sw) = MuxBuilder::server()
+        .with_keep_alive_interval(hour)
+        .with_keep_alive_timeout(hour.saturating_mul(hour))
+        .with_connection(b)
+        .build();
+    tokio::spawn(cw);
+    let mut s = cc.connect().unwrap();
+    // Writes of 4 KiB are queued and left to the worker, which parks on the full pipe.
+    queue_unread(&mut s, 7, 64 * 1024).await;
+    timeout(LIMIT, seen.write_pendings_above(0)).await.unwrap();
+    // Fill the stream's queue with writes that do not touch the transport (each wakes the
+    // worker, which parks again on the full pipe). Once it is full (or, for a large
+    // write, once the session has handed all it holds to the output queue), a write
+    // writes the queue to the full pipe itself, and gives up.
+    let chunk = vec![7u8; size];
+    let mut queued = 64 * 1024;
+    loop {
+        let before = seen.write_pendings();
+        match poll_once_then_drop(s.write(&chunk)).await {
+            Some(n) => {
+                queued += n.unwrap();
+                timeout(LIMIT, seen.write_pendings_above(before))
+                    .await
+                    .unwrap();
             }
-            assert!(queued <= 1024 * 1024, "the stream's queue never filled");
+            // It met the full pipe: the pipe now holds this task's waker.
+            None if seen.write_pendings() > before => break,
+            // The worker held the write side a moment longer: again.
+            None => tokio::task::yield_now().await,
         }
-        tokio::spawn(sw);
-        let mut p = timeout(LIMIT, sa.accept()).await.unwrap().unwrap();
-        let mut got = vec![0u8; queued];
-        timeout(LIMIT, p.read_exact(&mut got))
-            .await
-            .expect("the worker lost its write wake-up to a cancelled write")
-            .unwrap();
-        assert!(got.iter().all(|&b| b == 7));
-        drop(s);
+        assert!(queued <= 1024 * 1024, "the stream's queue never filled");
     }
+    tokio::spawn(sw);
+    let mut p = timeout(LIMIT, sa.accept()).await.unwrap().unwrap();
+    let mut got = vec![0u8; queued];
+    timeout(LIMIT, p.read_exact(&mut got))
+        .await
+        .expect("the worker lost its write wake-up to a cancelled write")
+        .unwrap();
+    assert!(got.iter().all(|&b| b == 7));
+    drop(s);
 }
 
 #[tokio::test(start_paused = true)]
